@@ -1,0 +1,1 @@
+"""Readers, catalog, regions, synthetic world and dataset preparation (pure core, no Ray)."""

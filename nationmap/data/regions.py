@@ -1,0 +1,135 @@
+"""Regions: named sets of national-grid cells plus the exact area they stand for.
+
+A region spec is one of:
+- ``japan``: the cells holding land of Japan (``tables/japan_cells.txt``, 123 cells; with a
+  LULC directory, the set of ``LC_*.tif`` tiles present there, as JAXA's 131-tile index);
+- ``demo``: the synthetic demo region (4 cells around the UTM zone 53/54 border);
+- cell names: ``N35E132,N36E133``;
+- a bbox: ``lon_min,lat_min,lon_max,lat_max`` in degrees;
+- a GeoJSON file (Feature, FeatureCollection or geometry) in EPSG:4326.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from shapely.geometry import box, shape
+from shapely.geometry.base import BaseGeometry
+from shapely.ops import unary_union
+
+from nationmap.data.grid import Cell, cells_covering, parse_cell
+from nationmap.errors import InputError, NationmapError
+
+TABLES_DIR = Path(__file__).parent / "tables"
+DEMO_CELLS = ("N35E137", "N35E138", "N36E137", "N36E138")
+
+_HELP = "expected japan, demo, cell names like N35E132,N36E133, a bbox lon_min,lat_min,lon_max,lat_max, or a GeoJSON file"
+
+
+@dataclass(frozen=True)
+class Region:
+    """A named area and the grid cells covering it.
+
+    Attributes:
+        name: the spec it came from (``japan``, ``demo``, ``N35E132,N36E133``, ...).
+        cells: sorted cells covering ``geometry``.
+        geometry: the area itself in EPSG:4326 (a bbox or GeoJSON area may cover cells
+            only partly; named cells stand for whole cells).
+    """
+
+    name: str
+    cells: tuple[Cell, ...]
+    geometry: BaseGeometry
+
+    @property
+    def cell_names(self) -> list[str]:
+        return [c.name for c in self.cells]
+
+    @property
+    def bounds(self) -> tuple[float, float, float, float]:
+        return self.geometry.bounds
+
+
+def japan_cells(lulc_dir: str | Path | None = None) -> list[Cell]:
+    """Cells of the ``japan`` region: the LULC tiles present in ``lulc_dir`` when given."""
+    if lulc_dir is not None:
+        from nationmap.data.lulc import find_lulc_tiles
+
+        tiles = find_lulc_tiles(lulc_dir)
+        if tiles:
+            return sorted(parse_cell(name) for name in tiles)
+    lines = (TABLES_DIR / "japan_cells.txt").read_text().splitlines()
+    return sorted(parse_cell(line) for line in lines if line.strip() and not line.startswith("#"))
+
+
+def _from_cells(name: str, cells: list[Cell]) -> Region:
+    cells = sorted(set(cells))
+    return Region(name, tuple(cells), unary_union([c.polygon for c in cells]))
+
+
+def _from_geometry(name: str, geometry: BaseGeometry) -> Region:
+    if geometry.is_empty or not geometry.is_valid:
+        raise InputError(f"region {name!r}: empty or invalid geometry")
+    lon0, lat0, lon1, lat1 = geometry.bounds
+    if lon0 < -180 or lon1 > 180 or lat0 < -90 or lat1 > 90:
+        raise InputError(f"region {name!r}: coordinates must be lon/lat degrees (EPSG:4326)")
+    cells = cells_covering(geometry)
+    return Region(name, tuple(cells), geometry)
+
+
+def _parse_bbox(spec: str) -> BaseGeometry | None:
+    parts = spec.split(",")
+    if len(parts) != 4:
+        return None
+    try:
+        lon0, lat0, lon1, lat1 = (float(p) for p in parts)
+    except ValueError:
+        return None
+    if not (lon0 < lon1 and lat0 < lat1):
+        raise InputError(f"bbox {spec!r}: need lon_min < lon_max and lat_min < lat_max")
+    return box(lon0, lat0, lon1, lat1)
+
+
+def _read_geojson(path: Path) -> BaseGeometry:
+    try:
+        doc = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise InputError(f"{path}: not a readable GeoJSON file ({exc})") from None
+    try:
+        if doc.get("type") == "FeatureCollection":
+            geoms = [shape(f["geometry"]) for f in doc["features"] if f.get("geometry")]
+        elif doc.get("type") == "Feature":
+            geoms = [shape(doc["geometry"])]
+        else:
+            geoms = [shape(doc)]
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise InputError(f"{path}: not a GeoJSON geometry ({exc})") from None
+    if not geoms:
+        raise InputError(f"{path}: GeoJSON holds no geometry")
+    return unary_union(geoms)
+
+
+def resolve_region(spec: str, lulc_dir: str | Path | None = None) -> Region:
+    """Turn a region spec into a :class:`Region`; InputError with the accepted forms otherwise."""
+    spec = spec.strip()
+    if not spec:
+        raise InputError(f"empty region: {_HELP}")
+    if spec.lower() == "japan":
+        return _from_cells("japan", japan_cells(lulc_dir))
+    if spec.lower() == "demo":
+        return _from_cells("demo", [parse_cell(c) for c in DEMO_CELLS])
+    if spec.lower().endswith((".geojson", ".json")) or Path(spec).is_file():
+        path = Path(spec)
+        if not path.is_file():
+            raise InputError(f"region file {spec} not found")
+        return _from_geometry(path.stem, _read_geojson(path))
+    bbox = _parse_bbox(spec)
+    if bbox is not None:
+        return _from_geometry(spec, bbox)
+    try:
+        cells = [parse_cell(part) for part in spec.split(",") if part.strip()]
+    except NationmapError:
+        raise InputError(f"unknown region {spec!r}: {_HELP}") from None
+    return _from_cells(spec.upper(), cells)

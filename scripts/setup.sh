@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Create .venv and install nationmap with its test dependencies. Idempotent: a stamp file
+# keyed on pyproject.toml and this script makes a second run a no-op.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+VENV=${VENV:-.venv}
+PYTHON=${PYTHON:-python3.11}
+command -v "$PYTHON" >/dev/null 2>&1 || PYTHON=python3
+# The standard (CUDA-enabled) torch/torchvision pair from the package index: the CPU-only
+# torch wheel preinstalled on some machines breaks torchvision::nms, which timm imports.
+TORCH_PAIR="torch==2.14.1 torchvision==0.29.2"
+stamp="$VENV/.nationmap-installed"
+want=$(cat pyproject.toml scripts/setup.sh | sha256sum | cut -d' ' -f1)
+if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
+    exit 0
+fi
+echo "setting up $VENV (first run downloads several GB: torch, ray, GDAL wheels)" >&2
+[ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"
+"$VENV/bin/python" -m pip install -q --disable-pip-version-check uv
+# uv resolves against the package index only (not the local CPU wheel folder).
+"$VENV/bin/python" -m uv pip install -q --python "$VENV/bin/python" $TORCH_PAIR -e '.[test]'
+"$VENV/bin/python" -c "import torchvision.ops, timm, ray, rasterio" >/dev/null
+echo "$want" > "$stamp"
