@@ -124,7 +124,11 @@ def landscape(x: np.ndarray, y: np.ndarray, cfg: WorldConfig) -> Landscape:
     # Terrain: a continental field plus hills; the sea is where e < 0.
     e = 0.45 * p.fbm(everywhere, 160.0, 3, s + 2) + 0.55 * p.fbm(everywhere, 40.0, 5, s + 1) + cfg.land_bias
     land = e >= 0
-    elevation = (2400.0 * np.clip(e, 0.0, None) ** 1.35).astype(np.float32)
+    # Heights in metres: the broad form of e plus steep valleys and ridges in the mountains,
+    # which give the terrain-driven brightness of the scenes.
+    relief = np.clip(3.0 * e, 0.0, 1.0)
+    elevation = 2400.0 * np.clip(e, 0.0, None) ** 1.35 + 500.0 * relief * (p.fbm(land, 4.0, 3, s + 30) + 1.0)
+    elevation = elevation.astype(np.float32)
     lowland = land & (e < 0.10 + 0.05 * p.fbm(land & (e < 0.2), 12.0, 3, s + 4))
     upland = land & ~lowland
 

@@ -1,0 +1,187 @@
+"""``nationmap data synth``: write a synthetic ALOS-2 world in the real formats.
+
+Output layout::
+
+    OUT/lulc/LC_N35E137.tif                       JAXA-like LULC tiles (uint8, EPSG:4326, 0 = no data)
+    OUT/alos2/2022-09/<scene id>/IMG-HH-...tif    ALOS-2-like L2.1 HH scenes (uint16 DN, UTM)
+    OUT/alos2/2022-09/<scene id>/summary.txt      scene centre time and product fields
+    OUT/synth.json                                config, scene list and measured statistics
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import rasterio
+from rasterio.enums import ColorInterp
+
+from nationmap.data.grid import Cell, parse_cell
+from nationmap.data.lulc import class_histogram, load_class_table, lulc_tile_name
+from nationmap.data.months import Month, parse_month
+from nationmap.data.regions import Region
+from nationmap.data.synth.noise import lonlat_to_km
+from nationmap.data.synth.scenes import ScenePlan, plan_scenes, plan_to_dict, render_scene, write_scene
+from nationmap.data.synth.world import WorldConfig, landscape
+from nationmap.errors import InputError
+from nationmap.parallel import run_tasks
+
+
+@dataclass(frozen=True)
+class SynthConfig:
+    """What to synthesise.
+
+    Attributes:
+        cells: national-grid cell names of the LULC tiles (the region).
+        months: ``YYYY-MM`` months with acquisitions.
+        seed: world and acquisition seed (equal seeds give identical files).
+        lulc_pixels_per_degree: LULC tile resolution (JAXA: 12000; demo: 1200).
+        scene_pixel_m: scene pixel spacing in metres (also the world's nominal resolution).
+        scene_length_km / scene_width_km: along-track length and swath width of a scene.
+        missing_fraction: share of frames not acquired in a given month.
+        looks: equivalent number of looks of the speckle.
+    """
+
+    cells: tuple[str, ...]
+    months: tuple[str, ...]
+    seed: int = 0
+    lulc_pixels_per_degree: int = 1200
+    scene_pixel_m: float = 75.0
+    scene_length_km: float = 60.0
+    scene_width_km: float = 50.0
+    missing_fraction: float = 0.15
+    looks: float = 4.0
+    world: WorldConfig = field(default=None)  # derived from seed and scene_pixel_m
+
+    def __post_init__(self):
+        if not self.cells:
+            raise InputError("synth needs at least one cell")
+        for c in self.cells:
+            parse_cell(c)
+        if not self.months:
+            raise InputError("synth needs at least one month")
+        for m in self.months:
+            parse_month(m)
+        if not 12 <= self.lulc_pixels_per_degree <= 12000:
+            raise InputError("lulc_pixels_per_degree must be 12..12000")
+        if not 3.0 <= self.scene_pixel_m <= 1000.0:
+            raise InputError("scene_pixel_m must be 3..1000 m")
+        if not (1.0 <= self.scene_length_km <= 400 and 1.0 <= self.scene_width_km <= 400):
+            raise InputError("scene length and width must be 1..400 km")
+        if not 0.0 <= self.missing_fraction < 1.0:
+            raise InputError("missing_fraction must be in [0, 1)")
+        if self.looks < 1:
+            raise InputError("looks must be >= 1")
+        if self.world is None:
+            object.__setattr__(self, "world", WorldConfig(seed=self.seed, pixel_m=self.scene_pixel_m))
+
+    @classmethod
+    def for_region(cls, region: Region, months: list[Month], **kwargs) -> "SynthConfig":
+        return cls(cells=tuple(region.cell_names), months=tuple(str(m) for m in months), **kwargs)
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["cells"] = list(self.cells)
+        d["months"] = list(self.months)
+        return d
+
+
+def lulc_tile(cell: Cell, cfg: SynthConfig) -> np.ndarray:
+    """(N, N) uint8 JAXA codes of ``cell`` at ``cfg.lulc_pixels_per_degree`` (pixel centres)."""
+    n = cfg.lulc_pixels_per_degree
+    step = 1.0 / n
+    lon = cell.lon + (np.arange(n) + 0.5) * step
+    lat = cell.lat + 1 - (np.arange(n) + 0.5) * step
+    lon_grid, lat_grid = np.meshgrid(lon, lat)
+    x, y = lonlat_to_km(lon_grid, lat_grid)
+    return landscape(x, y, cfg.world).codes
+
+
+def _tile_task(args) -> dict:
+    cell_name, cfg, out_dir = args
+    cell = parse_cell(cell_name)
+    codes = lulc_tile(cell, cfg)
+    path = Path(out_dir) / lulc_tile_name(cell_name)
+    table = load_class_table()
+    tmp = path.with_name(path.name + ".part")
+    profile = dict(driver="GTiff", dtype="uint8", count=1, width=codes.shape[1], height=codes.shape[0],
+                   crs="EPSG:4326", transform=cell.transform(cfg.lulc_pixels_per_degree), nodata=0,
+                   compress="deflate", tiled=True, blockxsize=256, blockysize=256)
+    with rasterio.open(tmp, "w", **profile) as dst:
+        dst.write(codes, 1)
+        dst.write_colormap(1, {c.code: c.rgb + (255,) for c in table.classes} | {0: (0, 0, 0, 0)})
+        dst.colorinterp = [ColorInterp.palette]
+        dst.update_tags(1, **{f"CLASS_{c.code}": c.name for c in table.classes})
+    tmp.replace(path)
+    return {"cell": cell_name, "path": str(path), "counts": class_histogram(codes).tolist()}
+
+
+def _scene_task(args) -> dict:
+    plan, cfg, out_dir = args
+    grid, dn, codes, clean = render_scene(plan, cfg.world, cfg.looks, cfg.seed)
+    directory = Path(out_dir) / plan.month / plan.scene_id
+    path = write_scene(plan, grid, dn, directory)
+    valid = dn > 0
+    db = 20.0 * np.log10(dn[valid].astype(np.float64)) - 83.0
+    cls = codes[valid]
+    n = np.bincount(cls, minlength=15)[:15]
+    s1 = np.bincount(cls, weights=db, minlength=15)[:15]
+    s2 = np.bincount(cls, weights=db * db, minlength=15)[:15]
+    return {"plan": plan_to_dict(plan), "path": str(path), "n": n.tolist(), "sum": s1.tolist(), "sumsq": s2.tolist(),
+            "width": grid.width, "height": grid.height}
+
+
+def synthesize(out: Path, cfg: SynthConfig, executor: str = "ray") -> dict:
+    """Write tiles, scenes and ``synth.json`` under ``out``; returns the summary dict."""
+    out = Path(out)
+    lulc_dir, scene_dir = out / "lulc", out / "alos2"
+    lulc_dir.mkdir(parents=True, exist_ok=True)
+    scene_dir.mkdir(parents=True, exist_ok=True)
+    cells = [parse_cell(c) for c in cfg.cells]
+    bounds = (min(c.lon for c in cells), min(c.lat for c in cells), max(c.lon for c in cells) + 1, max(c.lat for c in cells) + 1)
+    plans: list[ScenePlan] = plan_scenes(
+        bounds, [parse_month(m) for m in cfg.months], cfg.seed, length_km=cfg.scene_length_km,
+        width_km=cfg.scene_width_km, pixel_m=cfg.scene_pixel_m, missing_fraction=cfg.missing_fraction,
+    )
+    tiles = run_tasks(_tile_task, [(c, cfg, str(lulc_dir)) for c in cfg.cells], desc="LULC tiles", executor=executor)
+    scenes = run_tasks(_scene_task, [(p, cfg, str(scene_dir)) for p in plans], desc="ALOS-2 scenes", executor=executor)
+    summary = {"config": cfg.to_dict(), "statistics": _statistics(tiles, scenes),
+               "tiles": [{"cell": t["cell"], "path": str(Path(t["path"]).relative_to(out))} for t in tiles],
+               "scenes": [{**s["plan"], "path": str(Path(s["path"]).relative_to(out)), "width": s["width"],
+                           "height": s["height"]} for s in scenes]}
+    tmp = out / "synth.json.part"
+    tmp.write_text(json.dumps(summary, indent=2))
+    tmp.replace(out / "synth.json")
+    return summary
+
+
+def _statistics(tiles: list[dict], scenes: list[dict]) -> dict:
+    table = load_class_table()
+    counts = np.sum([t["counts"] for t in tiles], axis=0)
+    mapped = counts[1:].sum()
+    n = np.sum([s["n"] for s in scenes], axis=0)
+    s1 = np.sum([s["sum"] for s in scenes], axis=0)
+    s2 = np.sum([s["sumsq"] for s in scenes], axis=0)
+    per_class = {}
+    for c in table.classes:
+        if n[c.code]:
+            mean = s1[c.code] / n[c.code]
+            per_class[c.name] = {"mean_db": round(float(mean), 2),
+                                 "std_db": round(float(np.sqrt(max(s2[c.code] / n[c.code] - mean**2, 0))), 2),
+                                 "pixels": int(n[c.code])}
+    total_n = n.sum()
+    mean = s1.sum() / max(total_n, 1)
+    lulc9 = table.scheme("lulc9")
+    f9 = lulc9.remap_counts(np.pad(counts, (0, 256 - len(counts))))
+    return {
+        "lulc_class_fraction": {c.name: round(float(counts[c.code] / max(mapped, 1)), 5) for c in table.classes},
+        "lulc9_class_fraction": {name: round(float(v / max(f9.sum(), 1)), 5) for name, v in zip(lulc9.names, f9)},
+        "lulc_nodata_fraction": round(float(counts[0] / max(counts.sum(), 1)), 5),
+        "hh_db_by_class": per_class,
+        "hh_db_mean": round(float(mean), 3),
+        "hh_db_std": round(float(np.sqrt(max(s2.sum() / max(total_n, 1) - mean**2, 0))), 3),
+        "scenes": len(scenes),
+        "scene_valid_pixels": int(total_n),
+    }
