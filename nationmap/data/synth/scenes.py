@@ -96,7 +96,7 @@ def plan_scenes(
                     continue
                 # ALOS-2 frame numbers: 0..7199 around the orbit, 20 per degree of latitude,
                 # counted from the ascending equator crossing.
-                frame = round(lat * 20 / 10) * 10 if ascending else 3600 - round(lat * 20 / 10) * 10
+                frame = round(lat * 20) if ascending else 3600 - round(lat * 20)
                 plans.append(ScenePlan(
                     index=index, month=str(month), date=date,
                     time_utc="14:50:12" if ascending else "02:51:41",
