@@ -61,7 +61,7 @@ def _select_task(args) -> pd.DataFrame:
                 if picked.size:
                     rows = window.row_off + picked // src.width
                     cols = picked % src.width
-                    x, y = src.transform * (cols + 0.5, rows + 0.5)
+                    x, y = src.transform @ (cols + 0.5, rows + 0.5)
                     lons.append(np.asarray(x))
                     lats.append(np.asarray(y))
                     codes.append(np.full(picked.size, code, dtype=np.uint8))

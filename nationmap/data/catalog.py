@@ -104,7 +104,7 @@ def footprint(raster: SarRaster) -> shapely.Geometry:
     valid = raster.valid_mask(raw)
     if not valid.any():
         raise NationmapError("all pixels are no data")
-    transform = raster.transform * Affine.scale(raster.width / shape_out[1], raster.height / shape_out[0])
+    transform = raster.transform @ Affine.scale(raster.width / shape_out[1], raster.height / shape_out[0])
     polys = [shape(geom) for geom, value in rasterio.features.shapes(valid.astype(np.uint8), mask=valid, transform=transform) if value]
     native = unary_union(polys).simplify(abs(transform.a) * 1.5)
     geom = rasterio.warp.transform_geom(raster.crs, "EPSG:4326", shapely.geometry.mapping(native), precision=7)
@@ -218,7 +218,8 @@ def build_catalog(raw_dir: str | Path, catalog_path: str | Path, *, units: str |
     if df["path"].duplicated().any():  # the same file can only appear once
         df = df.drop_duplicates("path", keep="last")
     report.total = len(df)
-    write_catalog(df, catalog_path)
+    if report.added or report.removed or not catalog_path.exists():  # unchanged: leave the file as it is
+        write_catalog(df, catalog_path)
     return report
 
 

@@ -197,14 +197,15 @@ def _process_scene(job: SceneJob) -> SceneResult:
     try:
         with SarRaster(job.scene["path"], units=job.scene.get("units")) as raster:
             n_rows, n_cols = raster.height // P, raster.width // P
-            scene_ll = transform_bounds(raster.crs, "EPSG:4326", *raster.bounds, densify_pts=21)
+            # the catalog's valid-data footprint bounds, else the raster's
+            scene_ll = job.scene.get("bounds") or transform_bounds(raster.crs, "EPSG:4326", *raster.bounds, densify_pts=21)
             if not labels.covers(scene_ll):
                 return SceneResult(scene_id, job.scene["path"], "failed", "no overlapping labels (no LULC tile under the scene)", counts=counts)
             if n_rows == 0 or n_cols == 0:
                 return SceneResult(scene_id, job.scene["path"], "empty", f"smaller than one {P} x {P} patch", counts=counts)
             to_scene = Transformer.from_crs("EPSG:4326", raster.crs, always_xy=True)
             xs, ys = to_scene.transform(job.anchor_lon, job.anchor_lat)
-            cols, rows = ~raster.transform * (np.asarray(xs), np.asarray(ys))
+            cols, rows = ~raster.transform @ (np.asarray(xs), np.asarray(ys))
             rows, cols = np.floor(rows).astype(np.int64), np.floor(cols).astype(np.int64)
             inside = (rows >= 0) & (cols >= 0) & (rows < n_rows * P) & (cols < n_cols * P)
             rows, cols = rows[inside], cols[inside]
@@ -241,7 +242,7 @@ def _process_scene(job: SceneJob) -> SceneResult:
                     counts["no_label"] += 1
                     continue
                 # footprint corners and centre in lon/lat
-                cx, cy = sigma.transform * (np.array([0, P, 0, P, P / 2]), np.array([0, 0, P, P, P / 2]))
+                cx, cy = sigma.transform @ (np.array([0, P, 0, P, P / 2]), np.array([0, 0, P, P, P / 2]))
                 lons, lats = to_ll.transform(cx, cy)
                 patch_id = f"{scene_id}_r{pr * P:05d}_c{pc * P:05d}"
                 if job.role == "pretrain":
@@ -344,7 +345,8 @@ def prepare_dataset(catalog: str | Path, lulc_dir: str | Path, out: str | Path, 
         for row in scenes.itertuples():
             pad = 0.01
             sel = (a_lon >= row.lon_min - pad) & (a_lon <= row.lon_max + pad) & (a_lat >= row.lat_min - pad) & (a_lat <= row.lat_max + pad)
-            scene = {"id": row.id, "path": row.path, "month": row.month, "datetime": row.datetime, "units": row.units}
+            scene = {"id": row.id, "path": row.path, "month": row.month, "datetime": row.datetime, "units": row.units,
+                     "bounds": (row.lon_min, row.lat_min, row.lon_max, row.lat_max)}
             jobs.append(SceneJob(scene, cfg.role(row.month), a_lon[sel], a_lat[sel], {k: str(v) for k, v in tiles.items()}, cfg, str(stage)))
         results: list[SceneResult] = run_tasks(process_scene, jobs, desc="preparing scenes", executor=executor)
 

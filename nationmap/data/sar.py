@@ -134,7 +134,7 @@ class SarRaster:
         if out_shape is not None:
             h = window.height if window is not None else self.height
             w = window.width if window is not None else self.width
-            transform = transform * Affine.scale(w / out_shape[-1], h / out_shape[-2])
+            transform = transform @ Affine.scale(w / out_shape[-1], h / out_shape[-2])
         return Sigma0(db=db, valid=valid, transform=transform, crs=self._ds.crs)
 
     def close(self) -> None:

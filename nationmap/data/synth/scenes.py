@@ -149,7 +149,7 @@ def scene_grid(plan: ScenePlan) -> SceneGrid:
 
 def pixel_lonlat(crs: CRS, transform: Affine, rows: np.ndarray, cols: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """lon/lat (degrees) of pixel centres (rows, cols arrays) of a grid in ``crs``."""
-    xs, ys = transform * (cols + 0.5, rows + 0.5)
+    xs, ys = transform @ (cols + 0.5, rows + 0.5)
     to_ll = Transformer.from_crs(crs, 4326, always_xy=True)
     return to_ll.transform(xs, ys)
 

@@ -1,0 +1,60 @@
+"""The ``nationmap`` command line (Typer). Thin: parse, call the core, report.
+
+Bad input (missing path, unknown region, malformed month, invalid option) exits with code 2
+and one line on stderr, never a traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from nationmap import __version__
+from nationmap.cli import data as data_cli
+from nationmap.cli.common import err_console, run_guarded
+
+app = typer.Typer(
+    name="nationmap",
+    help="National LULC and water maps of Japan from ALOS-2 L-band SAR.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+app.add_typer(data_cli.app, name="data")
+
+
+def _version(value: bool):
+    if value:
+        typer.echo(f"nationmap {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version.")):
+    """nationmap: ALOS-2 SAR -> national LULC and water maps."""
+
+
+@app.command()
+def demo(
+    out: str = typer.Option("demo-out", help="Output directory of the demo."),
+    seed: int = typer.Option(0, help="Seed of the synthetic world."),
+    executor: str = typer.Option("ray", help="ray (embedded local Ray) or serial."),
+    address: str = typer.Option(None, help="Ray cluster address (default: embedded local Ray)."),
+):
+    """Run the mission on the embedded default: synthetic world -> catalog -> prepared dataset."""
+    from nationmap.cli.demo import run_demo
+
+    run_guarded(lambda: run_demo(out, seed, executor, address))
+
+
+def main() -> None:
+    try:
+        app()
+    except KeyboardInterrupt:
+        err_console.print("interrupted")
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,188 @@
+"""Dataset preparation: anchors, patches, labels, month split, train/val/test, stats, bad input."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+
+import numpy as np
+import pandas as pd
+import pytest
+from pyproj import Transformer
+
+from nationmap.data.anchors import sample_anchors
+from nationmap.data.catalog import build_catalog
+from nationmap.data.dataset import PreparedDataset
+from nationmap.data.lulc import find_lulc_tiles
+from nationmap.data.prepare import prepare_dataset
+from nationmap.data.regions import resolve_region
+from nationmap.data.synth.noise import lonlat_to_km
+from nationmap.data.synth.world import landscape
+from nationmap.errors import InputError
+from tests.conftest import TINY_CELLS, TINY_PATCH, tiny_prepare_config, tiny_synth_config
+
+REGION = ",".join(TINY_CELLS)
+
+
+def test_anchors_rebalance_classes(tiny_world):
+    tiles = find_lulc_tiles(tiny_world / "lulc")
+    anchors, summary = sample_anchors(tiles, 5000, seed=3, executor="serial")
+    assert len(anchors) == 5000 == summary["sampled"]
+    pixels = pd.Series(summary["pixels_per_code"])
+    got = anchors.code.value_counts()
+    uniform = 5000 * pixels / pixels.sum()  # expected anchors under uniform sampling
+    rare = pixels.idxmin()
+    assert got[rare] > 10 * uniform[rare]  # rare classes get far more anchors
+    common = pixels.idxmax()
+    assert got[common] < 0.5 * uniform[common]
+    # equal expected share per class (multinomial noise only)
+    assert got.max() / got.min() < 1.6
+    # anchors sit on pixels of their class and inside their cell
+    import rasterio
+
+    for cell, group in anchors.groupby("cell"):
+        with rasterio.open(tiles[cell]) as src:
+            values = np.array([v[0] for v in src.sample(zip(group.lon, group.lat))])
+        assert np.array_equal(values, group.code.to_numpy())
+    again, _ = sample_anchors(tiles, 5000, seed=3, executor="serial")
+    pd.testing.assert_frame_equal(anchors, again)
+
+
+def test_every_patch_holds_an_anchor_and_months_do_not_mix(tiny_dataset):
+    ds = PreparedDataset(tiny_dataset)
+    index = ds.index
+    assert (index.n_anchors >= 1).all()
+    anchors = pd.read_parquet(tiny_dataset / "anchors.parquet")
+    # independently: count anchors inside each kept patch footprint (scene CRS)
+    for crs, group in index.groupby("crs"):
+        to_scene = Transformer.from_crs("EPSG:4326", crs, always_xy=True)
+        ax, ay = to_scene.transform(anchors.lon.to_numpy(), anchors.lat.to_numpy())
+        for row in group.sample(min(len(group), 40), random_state=0).itertuples():
+            cx, cy = to_scene.transform(row.lon, row.lat)
+            half = TINY_PATCH * 200.0 / 2
+            inside = (np.abs(ax - cx) < half) & (np.abs(ay - cy) < half)
+            assert inside.sum() >= row.n_anchors >= 1
+    assert set(index[index.split == "pretrain"].month) == {"2022-10"}
+    assert set(index[index.split != "pretrain"].month) == {"2022-09"}
+    assert set(index.split) == {"pretrain", "train", "val", "test"}
+    # pretraining shards carry no labels; finetuning shards do
+    assert all(label is None for _, _, label in ds.iter_patches("pretrain"))
+    assert all(label is not None for _, _, label in ds.iter_patches("val"))
+
+
+def test_splits_disjoint_and_stats(tiny_dataset):
+    ds = PreparedDataset(tiny_dataset)
+    index = ds.index
+    ids = {s: set(index.patch_id[index.split == s]) for s in ("pretrain", "train", "val", "test")}
+    assert sum(map(len, ids.values())) == len(set().union(*ids.values())) == len(index)
+    shard_ids = {s: {pid for pid, _, _ in ds.iter_patches(s)} for s in ids}
+    assert shard_ids == ids
+    # normalisation = mean/std of sigma0 dB over the train patches, recomputed from the shards
+    values = np.concatenate([sar[np.isfinite(sar)] for _, sar, _ in ds.iter_patches("train")])
+    norm = ds.meta["normalisation"]["train"]
+    assert norm["mean_db"] == pytest.approx(values.mean(), abs=0.02)  # float16 storage
+    assert norm["std_db"] == pytest.approx(values.std(), abs=0.02)
+    freq = ds.meta["class_frequencies"]["train"]["lulc9"]
+    assert sum(freq["frequency"]) == pytest.approx(1.0) and len(freq["names"]) == 9
+    counts = np.zeros(15, np.int64)
+    for _, sar, label in ds.iter_patches("train"):
+        counts += np.bincount(label.ravel(), minlength=15)[:15]
+    assert ds.meta["class_frequencies"]["train"]["source"] == {str(c): int(counts[c]) for c in range(1, 15)} or \
+        ds.meta["class_frequencies"]["train"]["source"] == {c: int(counts[c]) for c in range(1, 15)}
+
+
+def test_image_and_label_line_up_across_cell_border(tiny_dataset):
+    """Labels of UTM patches crossing the 138 E cell border match the world's truth at the
+    patch pixel centres better than any 1-pixel shift of them would."""
+    ds = PreparedDataset(tiny_dataset)
+    index = ds.index
+    crossing = index[(index.lon_min < 138) & (index.lon_max > 138) & (index.split != "pretrain")]
+    assert len(crossing) >= 2
+    world = tiny_synth_config().world
+    labels = {pid: lab for s in ("train", "val", "test") for pid, _, lab in ds.iter_patches(s)}
+    scores, shifted = [], []
+    for row in crossing.itertuples():
+        import rasterio
+
+        with rasterio.open(next((p for p in (ds.root.parent.parent).rglob(f"IMG-HH-{row.scene_id}.tif")), None) or
+                           _scene_path(tiny_dataset, row.scene_id)) as src:
+            transform = src.window_transform(rasterio.windows.Window(row.col_off, row.row_off, TINY_PATCH, TINY_PATCH))
+            crs = src.crs
+        rr, cc = np.mgrid[0:TINY_PATCH, 0:TINY_PATCH]
+        xs, ys = transform @ (cc + 0.5, rr + 0.5)
+        lon, lat = Transformer.from_crs(crs, 4326, always_xy=True).transform(xs, ys)
+        truth = landscape(*lonlat_to_km(np.asarray(lon), np.asarray(lat)), world).codes
+        label = labels[row.patch_id]
+        ok = (label > 0) & (truth > 0)
+        scores.append((label == truth)[ok].mean())
+        shifted.append(max((np.roll(label, s, axis=a) == truth)[ok][2:-2].mean() for a in (0, 1) for s in (-1, 1)))
+    assert np.mean(scores) > 0.85
+    assert np.mean(scores) > np.mean(shifted) + 0.03
+
+
+def _scene_path(dataset, scene_id):
+    report = json.loads((dataset / "report.json").read_text())
+    return next(s["path"] for s in report["scenes"] if s["scene_id"] == scene_id)
+
+
+def test_spatial_split_never_straddles(tiny_world, tiny_catalog, tmp_path):
+    out = tmp_path / "spatial"
+    cfg = tiny_prepare_config(split="spatial", block_deg=0.1, pretrain_months=())
+    prepare_dataset(tiny_catalog, tiny_world / "lulc", out, cfg, resolve_region(REGION), executor="serial")
+    index = PreparedDataset(out).index
+    assert set(index.split) == {"train", "val", "test"}
+    boxes = index[["lon_min", "lat_min", "lon_max", "lat_max"]].to_numpy()
+    split = index.split.to_numpy()
+    for i in range(len(index)):
+        other = split != split[i]
+        hit = (boxes[other, 0] < boxes[i, 2]) & (boxes[other, 2] > boxes[i, 0]) & \
+              (boxes[other, 1] < boxes[i, 3]) & (boxes[other, 3] > boxes[i, 1])
+        assert not hit.any(), f"{index.patch_id[i]} overlaps a patch of another split"
+
+
+def _digests(root):
+    return {p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(root.rglob("*.parquet"))}
+
+
+def test_deterministic_and_never_damages_existing(tiny_world, tiny_catalog, tiny_dataset, tmp_path, monkeypatch):
+    again = tmp_path / "again"
+    prepare_dataset(tiny_catalog, tiny_world / "lulc", again, tiny_prepare_config(), resolve_region(REGION), executor="serial")
+    assert _digests(again) == _digests(tiny_dataset)
+    before = _digests(again)
+    with pytest.raises(InputError, match="exists"):
+        prepare_dataset(tiny_catalog, tiny_world / "lulc", again, tiny_prepare_config(), resolve_region(REGION), executor="serial")
+
+    import nationmap.data.prepare as prep
+
+    def crash(*args, **kwargs):
+        raise RuntimeError("worker lost")
+
+    monkeypatch.setattr(prep, "run_tasks", crash)
+    with pytest.raises(RuntimeError):
+        prepare_dataset(tiny_catalog, tiny_world / "lulc", again, tiny_prepare_config(), resolve_region(REGION),
+                        overwrite=True, executor="serial")
+    assert _digests(again) == before
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".again")]
+
+
+def test_bad_scenes_are_reported_and_the_run_goes_on(world_copy, tmp_path):
+    cat = tmp_path / "cat.parquet"
+    build_catalog(world_copy, cat, executor="serial")
+    # scenes over N35E138 alone lose their labels; one catalogued scene is truncated afterwards
+    (world_copy / "lulc" / "LC_N35E138.tif").unlink()
+    import pandas as pd
+
+    df = pd.read_parquet(cat)
+    sep = df[df.month == "2022-09"].sort_values("lon_min")
+    victim = sep.iloc[0].path
+    data = open(victim, "rb").read()
+    open(victim, "wb").write(data[: len(data) // 3])
+    report = prepare_dataset(cat, world_copy / "lulc", tmp_path / "ds", tiny_prepare_config(), resolve_region(REGION),
+                             executor="serial")
+    reasons = {f["scene_id"]: f["reason"] for f in report["failed"]}
+    assert any(why in reasons[sep.iloc[0].id] for why in ("read failed", "cannot open"))
+    east_only = df[(df.lon_min > 138.0) & (df.lat_min < 36) & (df.lat_max > 35)]  # in the region, east of 138 E
+    assert len(east_only) and all("no overlapping labels" in reasons[i] for i in east_only.id)
+    assert report["patches"]["train"] > 0
