@@ -92,8 +92,8 @@ def test_catalog_incremental_and_bad_files(world_copy, tmp_path):
     os.utime(scenes[3], ns=(0, 0))  # touched: re-indexed
     report = build_catalog(world_copy, cat, executor="serial")
     reasons = {Path(f["path"]).name.split("-")[2][-3:]: f["reason"] for f in report.failed}
-    assert set(reasons) == {"001", "002", "003"}
-    assert "no georeference" in reasons["002"] and "no data" in reasons["003"]
+    assert set(reasons) == {"100", "200", "300"}
+    assert "no georeference" in reasons["200"] and "no data" in reasons["300"]
     assert (report.added, report.removed) == (1, 2)
     assert report.total == first.added - 1
 
