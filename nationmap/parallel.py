@@ -27,13 +27,24 @@ def progress_bar(console: Console | None = None) -> Progress:
     )
 
 
+_address: str | None = None
+
+
+def use_ray_address(address: str | None) -> None:
+    """Where later Ray work runs: a cluster address, or ``None`` (RAY_ADDRESS or embedded)."""
+    global _address
+    _address = address
+
+
 def init_ray(address: str | None = None, num_cpus: int | None = None) -> None:
-    """Connect to ``address`` (or ``RAY_ADDRESS``) or start an embedded local Ray; no-op if up."""
+    """Connect to ``address`` (or the one set by :func:`use_ray_address`, or ``RAY_ADDRESS``) or
+    start an embedded local Ray; no-op if up. Called by :func:`run_tasks` on first use, so bad
+    input is reported before Ray spends seconds starting."""
     import ray
 
     if ray.is_initialized():
         return
-    address = address or os.environ.get("RAY_ADDRESS")
+    address = address or _address or os.environ.get("RAY_ADDRESS")
     if address:
         ray.init(address=address, logging_level="ERROR")
     else:
@@ -42,13 +53,13 @@ def init_ray(address: str | None = None, num_cpus: int | None = None) -> None:
 
 def run_tasks(
     fn: Callable[[Any], Any], items: Sequence[Any], *, desc: str, executor: str = "ray",
-    num_cpus_per_task: float = 1.0, max_in_flight: int | None = None, show_progress: bool = True,
+    num_cpus_per_task: float = 1.0, max_in_flight: int | None = None,
 ) -> list[Any]:
     """``[fn(item) for item in items]``, on Ray tasks or serially, with a progress bar."""
     if executor not in EXECUTORS:
         raise ValueError(f"executor must be one of {EXECUTORS}")
     results: list[Any] = [None] * len(items)
-    with progress_bar() if show_progress else _NoProgress() as progress:
+    with progress_bar() as progress:
         task = progress.add_task(desc, total=len(items))
         if executor == "serial" or not items:
             for i, item in enumerate(items):
@@ -72,16 +83,3 @@ def run_tasks(
                 progress.advance(task)
     return results
 
-
-class _NoProgress:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
-
-    def add_task(self, *args, **kwargs):
-        return 0
-
-    def advance(self, *args):
-        pass

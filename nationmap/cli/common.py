@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable
 
 import typer
@@ -29,14 +28,10 @@ def run_guarded(fn: Callable[[], object]):
 
 
 def start_ray(executor: str, address: str | None) -> None:
+    """Validate the executor and set the Ray address; Ray itself starts with the first tasks."""
     if executor not in ("ray", "serial"):
         fail(f"executor must be ray or serial, not {executor!r}")
     if executor == "ray":
-        from nationmap.parallel import init_ray
+        from nationmap.parallel import use_ray_address
 
-        init_ray(address)
-
-
-def flush() -> None:
-    sys.stdout.flush()
-    sys.stderr.flush()
+        use_ray_address(address)

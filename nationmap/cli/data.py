@@ -59,11 +59,10 @@ def catalog(
     address: str = AddressOpt,
 ):
     """Index acquisitions into a Parquet catalog (incremental: unchanged files are kept)."""
-    from nationmap.data.catalog import build_catalog, find_sar_files
+    from nationmap.data.catalog import build_catalog
 
     def go():
         target = out or raw_dir / "catalog.parquet"
-        find_sar_files(raw_dir)  # validates the directory before Ray starts
         start_ray(executor, address)
         report = build_catalog(raw_dir, target, units=units, rebuild=rebuild, executor=executor)
         console.print(f"{target}: {report.total} acquisitions ({report.added} added, {report.kept} unchanged, "
@@ -153,12 +152,6 @@ def prepare(
             min_valid_fraction=min_valid, seed=seed, region=region,
         )
         r = resolve_region(region, lulc_dir if region == "japan" else None)
-        if not catalog_path.exists():
-            raise InputError(f"{catalog_path}: catalog not found (run `nationmap data catalog RAW_DIR` first)")
-        if not lulc_dir.is_dir():
-            raise InputError(f"{lulc_dir}: LULC directory not found")
-        if out.exists() and not overwrite:
-            raise InputError(f"{out} exists; pass --overwrite to replace it")
         start_ray(executor, address)
         report = prepare_dataset(catalog_path, lulc_dir, out, cfg, r, overwrite=overwrite, executor=executor)
         p = report["patches"]

@@ -33,7 +33,7 @@ from nationmap.data.months import Month
 from nationmap.data.mosaic import MOSAIC_NODATA_DN, is_mosaic_name, parse_mosaic_name
 from nationmap.data.regions import Region
 from nationmap.data.sar import SarRaster
-from nationmap.errors import InputError, NationmapError
+from nationmap.errors import InputError, NationmapError, describe, first_line
 from nationmap.parallel import run_tasks
 
 SCHEMA = pa.schema([
@@ -157,7 +157,7 @@ def _index_task(args) -> dict:
     except NationmapError as exc:
         return {"error": str(exc), "path": str(path)}
     except Exception as exc:  # a reader error we did not foresee must not stop the catalog
-        return {"error": f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}", "path": str(path)}
+        return {"error": describe(exc), "path": str(path)}
 
 
 def read_catalog(path: str | Path) -> pd.DataFrame:
@@ -168,7 +168,7 @@ def read_catalog(path: str | Path) -> pd.DataFrame:
     try:
         return pq.read_table(path).to_pandas()
     except (pa.ArrowInvalid, OSError) as exc:
-        raise InputError(f"{path}: not a readable catalog ({str(exc).splitlines()[0]})") from None
+        raise InputError(f"{path}: not a readable catalog ({first_line(exc)})") from None
 
 
 def footprints(df: pd.DataFrame) -> np.ndarray:
@@ -215,8 +215,6 @@ def build_catalog(raw_dir: str | Path, catalog_path: str | Path, *, units: str |
     if rows:
         parts.append(pd.DataFrame(rows, columns=SCHEMA.names))
     df = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=SCHEMA.names)
-    if df["path"].duplicated().any():  # the same file can only appear once
-        df = df.drop_duplicates("path", keep="last")
     report.total = len(df)
     if report.added or report.removed or not catalog_path.exists():  # unchanged: leave the file as it is
         write_catalog(df, catalog_path)

@@ -60,11 +60,11 @@ class LabelScheme:
         return self.lut[np.asarray(labels, dtype=np.uint8)]
 
     def remap_counts(self, source_counts: np.ndarray) -> np.ndarray:
-        """Source histogram (256 or 15 bins) to a histogram over ``self.codes``."""
+        """Source histogram (up to 256 bins, e.g. 15) to a histogram over ``self.codes``."""
         out = np.zeros(len(self.classes), dtype=np.int64)
         index = {code: i for i, code in enumerate(self.codes)}
         for src, n in enumerate(np.asarray(source_counts)):
-            target = int(self.lut[src]) if src < 256 else self.nodata
+            target = int(self.lut[src])
             if target in index:
                 out[index[target]] += int(n)
         return out

@@ -39,7 +39,7 @@ from nationmap.data.lulc import DEFAULT_TABLE, class_histogram, find_lulc_tiles,
 from nationmap.data.months import parse_month
 from nationmap.data.regions import Region
 from nationmap.data.sar import SarRaster
-from nationmap.errors import InputError, NationmapError
+from nationmap.errors import InputError, NationmapError, describe
 from nationmap.parallel import run_tasks
 
 SPLIT_METHODS = ("random", "spatial")
@@ -184,7 +184,7 @@ def process_scene(job: SceneJob) -> SceneResult:
     except NationmapError as exc:
         return SceneResult(scene_id, path, "failed", str(exc))
     except Exception as exc:  # unforeseen reader errors: named in the report, the run goes on
-        return SceneResult(scene_id, path, "failed", f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
+        return SceneResult(scene_id, path, "failed", describe(exc))
 
 
 def _process_scene(job: SceneJob) -> SceneResult:
@@ -304,11 +304,9 @@ def _stats(index: pd.DataFrame) -> dict | None:
 
 def _frequencies(index: pd.DataFrame, table) -> dict:
     hist = np.sum(np.stack(index.class_hist.to_numpy()), axis=0) if len(index) else np.zeros(N_HIST, np.int64)
-    full = np.zeros(256, dtype=np.int64)
-    full[: len(hist)] = hist
-    out = {"source": {int(c): int(full[c]) for c in table.codes}}
+    out = {"source": {int(c): int(hist[c]) for c in table.codes}}
     for name, scheme in table.schemes.items():
-        counts = scheme.remap_counts(full)
+        counts = scheme.remap_counts(hist)
         total = max(int(counts.sum()), 1)
         out[name] = {"codes": scheme.codes, "names": scheme.names, "pixels": counts.tolist(),
                      "frequency": [float(c / total) for c in counts]}

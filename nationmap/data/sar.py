@@ -18,7 +18,7 @@ from rasterio.errors import RasterioError
 from rasterio.windows import Window
 
 from nationmap.data.calibration import UNITS, db_to_linear, dn_to_db, linear_to_db
-from nationmap.errors import InputError, RasterError
+from nationmap.errors import InputError, RasterError, first_line
 
 _UNIT_TAGS = {"db": "db", "decibel": "db", "decibels": "db", "linear": "linear", "power": "linear"}
 
@@ -62,7 +62,7 @@ class SarRaster:
         try:
             self._ds = rasterio.open(self.path)
         except RasterioError as exc:
-            raise RasterError(f"{self.path.name}: cannot open as a GeoTIFF ({_short(exc)})") from None
+            raise RasterError(f"{self.path.name}: cannot open as a GeoTIFF ({first_line(exc)})") from None
         try:
             self.units = _resolve_units(self._ds, units)
             if self._ds.crs is None or self._ds.transform == Affine.identity():
@@ -105,7 +105,7 @@ class SarRaster:
         try:
             return self._ds.read(1, window=window, out_shape=out_shape, boundless=False)
         except RasterioError as exc:
-            raise RasterError(f"{self.path.name}: read failed ({_short(exc)})") from None
+            raise RasterError(f"{self.path.name}: read failed ({first_line(exc)})") from None
 
     def valid_mask(self, raw: np.ndarray) -> np.ndarray:
         """(H, W) bool: pixels of ``raw`` that hold data under this raster's conventions."""
@@ -167,7 +167,3 @@ def _resolve_units(ds, declared: str | None) -> str:
     raise InputError(
         f"{Path(ds.name).name}: float raster without a unit tag; declare units as 'db' or 'linear'"
     )
-
-
-def _short(exc: Exception) -> str:
-    return str(exc).splitlines()[0][:200]

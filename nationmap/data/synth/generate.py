@@ -18,6 +18,7 @@ import numpy as np
 import rasterio
 from rasterio.enums import ColorInterp
 
+from nationmap.data.calibration import dn_to_db
 from nationmap.data.grid import Cell, parse_cell
 from nationmap.data.lulc import class_histogram, load_class_table, lulc_tile_name
 from nationmap.data.months import Month, parse_month
@@ -124,7 +125,7 @@ def _scene_task(args) -> dict:
     directory = Path(out_dir) / plan.month / plan.scene_id
     path = write_scene(plan, grid, dn, directory)
     valid = dn > 0
-    db = 20.0 * np.log10(dn[valid].astype(np.float64)) - 83.0
+    db = dn_to_db(dn[valid]).astype(np.float64)
     cls = codes[valid]
     n = np.bincount(cls, minlength=15)[:15]
     s1 = np.bincount(cls, weights=db, minlength=15)[:15]
@@ -174,7 +175,7 @@ def _statistics(tiles: list[dict], scenes: list[dict]) -> dict:
     total_n = n.sum()
     mean = s1.sum() / max(total_n, 1)
     lulc9 = table.scheme("lulc9")
-    f9 = lulc9.remap_counts(np.pad(counts, (0, 256 - len(counts))))
+    f9 = lulc9.remap_counts(counts)
     return {
         "lulc_class_fraction": {c.name: round(float(counts[c.code] / max(mapped, 1)), 5) for c in table.classes},
         "lulc9_class_fraction": {name: round(float(v / max(f9.sum(), 1)), 5) for name, v in zip(lulc9.names, f9)},
