@@ -12,6 +12,7 @@ import typer
 
 from nationmap import __version__
 from nationmap.cli import data as data_cli
+from nationmap.cli import models as models_cli
 from nationmap.cli.common import err_console, run_guarded
 
 app = typer.Typer(
@@ -22,6 +23,7 @@ app = typer.Typer(
     add_completion=False,
 )
 app.add_typer(data_cli.app, name="data")
+app.add_typer(models_cli.app, name="models")
 
 
 def _version(value: bool):
