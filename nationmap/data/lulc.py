@@ -59,6 +59,18 @@ class LabelScheme:
         """Source-code labels (any shape, uint8) to this scheme's codes (same shape, uint8)."""
         return self.lut[np.asarray(labels, dtype=np.uint8)]
 
+    def index_lut(self, ignore_index: int = 255) -> np.ndarray:
+        """(256,) uint8: source code -> class index 0..K-1 in ``classes`` order (the model's output
+        channel; for ``water`` 0 = non-water, 1 = water), no data -> ``ignore_index``."""
+        position = np.full(256, ignore_index, dtype=np.uint8)
+        for i, code in enumerate(self.codes):
+            position[code] = i
+        return position[self.lut]
+
+    def to_targets(self, source_labels: np.ndarray, ignore_index: int = 255) -> np.ndarray:
+        """Source-code labels -> training targets (class indices, ``ignore_index`` for no data)."""
+        return self.index_lut(ignore_index)[np.asarray(source_labels, dtype=np.uint8)]
+
     def remap_counts(self, source_counts: np.ndarray) -> np.ndarray:
         """Source histogram (up to 256 bins, e.g. 15) to a histogram over ``self.codes``."""
         out = np.zeros(len(self.classes), dtype=np.int64)

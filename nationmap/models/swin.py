@@ -95,8 +95,12 @@ class SwinEncoder(nn.Module):
                 x = stage.downsample(x)
                 if i > 0:
                     ids = _merge_ids(ids)
+                masks: dict = {}  # blocks of a stage alternate between two window layouts
                 for block in stage.blocks:
-                    x = _run_block_with_mask(block, x, _image_attention_mask(block, ids))
+                    key = (block.window_size, block.shift_size)
+                    if key not in masks:
+                        masks[key] = _image_attention_mask(block, ids)
+                    x = _run_block_with_mask(block, x, masks[key])
             outputs.append(x)
         outputs[-1] = self.swin.norm(outputs[-1])
         return outputs

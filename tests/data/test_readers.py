@@ -130,6 +130,9 @@ def test_lulc_tables():
     src = np.arange(0, 15, dtype=np.uint8)
     assert lulc9.remap(src).tolist() == [0, 1, 2, 3, 3, 4, 5, 5, 5, 5, 6, 5, 7, 8, 9]
     assert table.scheme("water").remap(src).tolist() == [255, 1] + [0] * 13
+    # training targets: model output channels, 255 = ignore
+    assert lulc9.to_targets(src).tolist() == [255, 0, 1, 2, 2, 3, 4, 4, 4, 4, 5, 4, 6, 7, 8]
+    assert table.scheme("water").to_targets(src).tolist() == [255, 1] + [0] * 13
     assert parse_lulc_tile_name("LC_N36E140.tif") == "N36E140"
     with pytest.raises(InputError):
         table.scheme("nope")
