@@ -16,7 +16,11 @@ if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
 fi
 echo "setting up $VENV (first run downloads several GB: torch, ray, GDAL wheels)" >&2
 [ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"
-"$VENV/bin/python" -m pip install -q --disable-pip-version-check uv
+if ! "$VENV/bin/python" -m uv --version >/dev/null 2>&1; then
+    # a venv made by uv has no pip: bootstrap it first
+    "$VENV/bin/python" -m pip --version >/dev/null 2>&1 || "$VENV/bin/python" -m ensurepip >/dev/null
+    "$VENV/bin/python" -m pip install -q --disable-pip-version-check uv
+fi
 # uv resolves against the package index only (not the local CPU wheel folder).
 "$VENV/bin/python" -m uv pip install -q --python "$VENV/bin/python" $TORCH_PAIR -e '.[test]'
 "$VENV/bin/python" -c "import torchvision.ops, timm, ray, rasterio" >/dev/null

@@ -13,6 +13,7 @@ import typer
 from nationmap import __version__
 from nationmap.cli import data as data_cli
 from nationmap.cli import models as models_cli
+from nationmap.cli import train as train_cli
 from nationmap.cli.common import err_console, run_guarded
 
 app = typer.Typer(
@@ -24,6 +25,9 @@ app = typer.Typer(
 )
 app.add_typer(data_cli.app, name="data")
 app.add_typer(models_cli.app, name="models")
+app.add_typer(train_cli.app, name="train")
+app.add_typer(train_cli.eval_app, name="eval")
+app.command("export")(train_cli.export)
 
 
 def _version(value: bool):

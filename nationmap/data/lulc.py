@@ -133,7 +133,11 @@ def load_class_table(name_or_path: str | Path = DEFAULT_TABLE) -> ClassTable:
         path = TABLES_DIR / f"{name_or_path}.toml"
     if not path.exists():
         raise InputError(f"class table {name_or_path!s} not found")
-    raw = tomllib.loads(path.read_text())
+    return class_table_from_dict(tomllib.loads(path.read_text()), path.name)
+
+
+def class_table_from_dict(raw: dict, source: str = "class table") -> ClassTable:
+    """A ClassTable from its TOML structure or ``ClassTable.to_dict()`` (dataset metadata, bundles)."""
     classes = _classes(raw["classes"])
     codes = {c.code for c in classes}
     schemes = {}
@@ -142,7 +146,7 @@ def load_class_table(name_or_path: str | Path = DEFAULT_TABLE) -> ClassTable:
         targets = {int(r["code"]) for r in spec["classes"]}
         for src, dst in spec["remap"]:
             if src not in codes or dst not in targets:
-                raise InputError(f"{path.name}: scheme {scheme_name} maps {src}->{dst}, not in the tables")
+                raise InputError(f"{source}: scheme {scheme_name} maps {src}->{dst}, not in the tables")
             lut[src] = dst
         schemes[scheme_name] = LabelScheme(scheme_name, int(spec["nodata"]), _classes(spec["classes"]), lut)
     return ClassTable(str(raw["name"]), int(raw["nodata"]), classes, schemes)

@@ -1,0 +1,151 @@
+"""``nationmap train pretrain|lulc|water``, ``nationmap export``, ``nationmap eval``, ``nationmap ablate``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+
+from nationmap.cli.common import console, run_guarded
+
+app = typer.Typer(help="Training runs on Ray Train (embedded local Ray, or a cluster with --address).",
+                  no_args_is_help=True)
+eval_app = typer.Typer(help="Evaluate a model bundle on a prepared dataset split.", no_args_is_help=True)
+
+
+def _options(
+    data: Path = typer.Option(None, help="Prepared dataset directory."),
+    spec: str = typer.Option(None, help="Job spec: a TOML path or a name in jobs/ (default: jobs/TASK.toml)."),
+    out: Path = typer.Option(None, help="Runs directory (default runs/); the run is OUT/NAME."),
+    name: str = typer.Option(None, help="Run name (default TASK-YYYYmmdd-HHMMSS)."),
+    preset: str = typer.Option(None, help="Model preset: swin-b, swin-s, swin-t, tiny."),
+    epochs: int = typer.Option(None, help="Epochs."),
+    batch_size: int = typer.Option(None, help="Global batch size (over all workers)."),
+    lr: float = typer.Option(None, help="Base learning rate."),
+    warmup_epochs: float = typer.Option(None, help="Warm-up epochs."),
+    workers: int = typer.Option(None, help="Ray Train workers."),
+    gpus_per_worker: float = typer.Option(None, help="GPUs per worker (0: CPU)."),
+    cpus_per_worker: float = typer.Option(None, help="CPUs reserved per worker."),
+    steps_per_epoch: int = typer.Option(None, help="Cap on steps per epoch (0: the whole split)."),
+    init: Path = typer.Option(None, help="Pretrained encoder: a pretraining run, bundle or checkpoint."),
+    no_pretrain: bool = typer.Option(None, "--no-pretrain", help="Train from scratch (ablation)."),
+    method: str = typer.Option(None, help="Pretraining method: mixmae or simmim."),
+    no_sar_weight: bool = typer.Option(None, "--no-sar-weight", help="Plain MixMAE / SimMIM (no backscatter weight)."),
+    highres: bool = typer.Option(None, "--highres/--no-highres", help="High-res feature injection."),
+    refine_up: bool = typer.Option(None, "--refine-up/--no-refine-up", help="Progressive refine-up head."),
+    alpha_scale: float = typer.Option(None, help="Focal class-weight scale (1.0: no alpha-scale)."),
+    seed: int = typer.Option(None, help="Seed."),
+    keep_last: int = typer.Option(None, help="Epoch checkpoints to keep (the best is kept apart)."),
+    max_failures: int = typer.Option(None, help="Worker-group restarts from the last checkpoint."),
+    resume: Path = typer.Option(None, help="Continue a stopped run: its RUN_DIR (other options ignored but --epochs)."),
+    address: str = typer.Option(None, help="Ray cluster address (default: RAY_ADDRESS or an embedded local Ray)."),
+):
+    return locals()
+
+
+def _run(task: str, opts: dict) -> None:
+    from nationmap.parallel import use_ray_address
+    from nationmap.train.config import resolve_config
+    from nationmap.train.run import load_run_config, run_training
+
+    def go():
+        use_ray_address(opts.pop("address"))
+        resume = opts.pop("resume")
+        spec = opts.pop("spec")
+        if opts.pop("no_sar_weight"):
+            opts["sar_weight"] = False
+        for key in ("data", "out", "init"):
+            if opts[key] is not None:
+                opts[key] = str(opts[key])
+        if resume is not None:
+            cfg = load_run_config(resume)
+            if cfg.task != task:
+                from nationmap.errors import InputError
+
+                raise InputError(f"{resume} is a {cfg.task} run, not {task}")
+            if opts["epochs"]:
+                cfg = cfg.replace(epochs=opts["epochs"])
+        else:
+            from nationmap.train.run import new_run_name
+
+            opts["name"] = opts["name"] or new_run_name(task)
+            cfg = resolve_config(task, spec, opts)
+        result = run_training(cfg, resume=resume is not None)
+        s = result.summary
+        best = s.get("best") or {}
+        console.print(f"{task} run {result.run_dir}: {s['status']} after {s['epochs']} epochs in {s['seconds']} s; "
+                      f"best {best.get('metric')} {best.get('value', float('nan')):.4f} at epoch {best.get('epoch')}")
+
+    run_guarded(go)
+
+
+def _register(task: str, doc: str):
+    def command(**kwargs):
+        _run(task, kwargs)
+
+    command.__doc__ = doc
+    command.__signature__ = __import__("inspect").signature(_options)
+    app.command(task)(command)
+
+
+_register("pretrain", "Pretrain the encoder (SAR-W-MixMAE by default; jobs/pretrain.toml).")
+_register("lulc", "Finetune 9-class LULC segmentation (jobs/lulc.toml).")
+_register("water", "Finetune water detection (jobs/water.toml).")
+
+
+def export(
+    run_dir: Path = typer.Argument(..., help="Training run directory."),
+    out: Path = typer.Option(..., help="Bundle directory to write."),
+    checkpoint: str = typer.Option("best", help="best or last."),
+):
+    """Write a self-contained model bundle (safetensors + JSON) from a run's checkpoint."""
+    from nationmap.train.checkpoint import find_checkpoint, write_bundle
+
+    def go():
+        if checkpoint not in ("best", "last"):
+            from nationmap.errors import InputError
+
+            raise InputError("--checkpoint must be best or last")
+        src = find_checkpoint(run_dir, checkpoint)
+        write_bundle(out, src)
+        console.print(f"wrote bundle {out} from {src}")
+
+    run_guarded(go)
+
+
+def _eval(task: str, model: Path, data: Path, split: str, out: Path | None):
+    from nationmap.train.evaluate import evaluate
+
+    def go():
+        result = evaluate(model, data, split, out or Path(model) / f"eval-{split}")
+        if result["task"] != task:
+            from nationmap.errors import InputError
+
+            raise InputError(f"{model} is a {result['task']} model, not {task}")
+        typer.echo(result["table"])
+        console.print(f"wrote {out or Path(model) / f'eval-{split}'}/metrics.json, table.md, confusion.png")
+
+    run_guarded(go)
+
+
+@eval_app.command("lulc")
+def eval_lulc(
+    model: Path = typer.Option(..., help="LULC model bundle."),
+    data: Path = typer.Option(..., help="Prepared dataset."),
+    split: str = typer.Option("test", help="train, val or test."),
+    out: Path = typer.Option(None, help="Output directory (default MODEL/eval-SPLIT)."),
+):
+    """mIoU, mAcc, per-class IoU / accuracy (Table II layout), confusion matrix."""
+    _eval("lulc", model, data, split, out)
+
+
+@eval_app.command("water")
+def eval_water(
+    model: Path = typer.Option(..., help="Water model bundle."),
+    data: Path = typer.Option(..., help="Prepared dataset."),
+    split: str = typer.Option("test", help="train, val or test."),
+    out: Path = typer.Option(None, help="Output directory (default MODEL/eval-SPLIT)."),
+):
+    """Water IoU, precision, recall (Table III layout), confusion matrix."""
+    _eval("water", model, data, split, out)

@@ -1,0 +1,293 @@
+"""Checkpoints and model bundles without pickle: safetensors for tensors, JSON for the rest.
+
+Training checkpoint (one directory, written by rank 0 and reported through Ray Train):
+    model.safetensors       model weights
+    optimizer.safetensors   optimiser tensors, keyed "<param index>.<name>"
+    state.json              format, epoch, step, scheduler, optimiser scalars and param groups,
+                            model kind + config, class table, label scheme, normalisation, metrics
+
+Model bundle (``nationmap export``), what inference loads:
+    model.safetensors       weights
+    model.json              format, task, model kind + config, class table, scheme, normalisation,
+                            threshold (water), training summary
+
+Nothing is ever unpickled, so a corrupt or foreign file gives a ``CheckpointError`` (one line),
+never code execution.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from nationmap import __version__
+from nationmap.errors import InputError
+from nationmap.models import MixMAE, MixMAEConfig, SegmentationConfig, SegmentationModel, SimMIM, SimMIMConfig
+from nationmap.models.swin import encoder_state
+
+CHECKPOINT_FORMAT = "nationmap-checkpoint/1"
+BUNDLE_FORMAT = "nationmap-bundle/1"
+MODEL_KINDS = {
+    "segmentation": (SegmentationConfig, SegmentationModel),
+    "mixmae": (MixMAEConfig, MixMAE),
+    "simmim": (SimMIMConfig, SimMIM),
+}
+
+
+class CheckpointError(InputError):
+    """A checkpoint or bundle that cannot be used (missing, corrupt, foreign, mismatched)."""
+
+
+def model_kind(model: nn.Module) -> str:
+    for kind, (_, cls) in MODEL_KINDS.items():
+        if isinstance(model, cls):
+            return kind
+    raise TypeError(f"no checkpoint kind for {type(model).__name__}")
+
+
+def build_model(kind: str, config: dict) -> nn.Module:
+    """Instantiate a model from its kind and config dict (as stored in checkpoints and bundles)."""
+    if kind not in MODEL_KINDS:
+        raise CheckpointError(f"unknown model kind {kind!r}")
+    cfg_cls, model_cls = MODEL_KINDS[kind]
+    try:
+        cfg = cfg_cls.from_dict(config)
+    except (KeyError, TypeError) as exc:
+        raise CheckpointError(f"model config is not valid for {kind} ({exc})") from None
+    return model_cls(cfg)
+
+
+def _tensors_for_file(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return {k: v.detach().to("cpu").contiguous() for k, v in state.items()}
+
+
+def _read_json(path: Path, what: str) -> dict:
+    if not path.exists():
+        raise CheckpointError(f"{path.parent}: not a nationmap {what} (no {path.name})")
+    try:
+        data = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise CheckpointError(f"{path}: corrupt {what} metadata (not JSON)") from None
+    if not isinstance(data, dict):
+        raise CheckpointError(f"{path}: corrupt {what} metadata")
+    return data
+
+
+def _read_tensors(path: Path, what: str) -> dict[str, torch.Tensor]:
+    if not path.exists():
+        raise CheckpointError(f"{path.parent}: {what} has no {path.name}")
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise CheckpointError(f"{path}: corrupt or foreign weights ({str(exc).splitlines()[0][:120]})") from None
+
+
+def _atomic_dir(target: Path) -> Path:
+    tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    return tmp
+
+
+def _replace_dir(tmp: Path, target: Path) -> None:
+    old = target.with_name(f".{target.name}.old-{os.getpid()}")
+    if target.exists():
+        target.rename(old)
+    tmp.rename(target)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def copy_checkpoint(src: str | Path, dst: str | Path) -> Path:
+    """Replace ``dst`` by a copy of ``src``; readers see the old or the new copy, never a partial one."""
+    dst = Path(dst)
+    tmp = _atomic_dir(dst)
+    shutil.rmtree(tmp)
+    shutil.copytree(src, tmp)
+    _replace_dir(tmp, dst)
+    return dst
+
+
+# ---------------------------------------------------------------------------- training state
+
+
+def save_training_state(directory: str | Path, model: nn.Module, optimizer: torch.optim.Optimizer, meta: dict) -> Path:
+    """Write model, optimiser and ``meta`` (epoch, step, scheduler, configs, ...) to ``directory``."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    save_file(_tensors_for_file(model.state_dict()), str(directory / "model.safetensors"))
+    opt = optimizer.state_dict()
+    tensors, scalars = {}, {}
+    for index, values in opt["state"].items():
+        for name, value in values.items():
+            if torch.is_tensor(value):
+                tensors[f"{index}.{name}"] = value
+            else:
+                scalars.setdefault(str(index), {})[name] = value
+    save_file(_tensors_for_file(tensors), str(directory / "optimizer.safetensors"))
+    state = {
+        "format": CHECKPOINT_FORMAT,
+        "nationmap_version": __version__,
+        "model_kind": model_kind(model),
+        "optimizer": {"param_groups": opt["param_groups"], "scalars": scalars},
+        **meta,
+    }
+    (directory / "state.json").write_text(json.dumps(state, indent=1, default=_json_default))
+    return directory
+
+
+def _json_default(value):
+    if isinstance(value, tuple):
+        return list(value)
+    if torch.is_tensor(value):
+        return value.item()
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+@dataclass
+class TrainingState:
+    meta: dict
+    model: dict[str, torch.Tensor]
+    optimizer: dict  # a torch optimizer state dict
+
+
+def load_training_state(directory: str | Path) -> TrainingState:
+    """Read a training checkpoint directory written by ``save_training_state``."""
+    directory = Path(directory)
+    meta = _read_json(directory / "state.json", "checkpoint")
+    if meta.get("format") != CHECKPOINT_FORMAT:
+        raise CheckpointError(f"{directory}: not a {CHECKPOINT_FORMAT} checkpoint (format {meta.get('format')!r})")
+    model = _read_tensors(directory / "model.safetensors", "checkpoint")
+    flat = _read_tensors(directory / "optimizer.safetensors", "checkpoint")
+    state: dict[int, dict] = {}
+    for key, value in flat.items():
+        index, name = key.split(".", 1)
+        state.setdefault(int(index), {})[name] = value
+    for index, values in meta["optimizer"]["scalars"].items():
+        state.setdefault(int(index), {}).update(values)
+    optimizer = {"state": state, "param_groups": meta["optimizer"]["param_groups"]}
+    return TrainingState(meta=meta, model=model, optimizer=optimizer)
+
+
+def load_model_weights(model: nn.Module, weights: dict[str, torch.Tensor], source: str) -> None:
+    """Strict load with a one-line error naming the first mismatch."""
+    own = model.state_dict()
+    missing = sorted(set(own) - set(weights))
+    unexpected = sorted(set(weights) - set(own))
+    if missing or unexpected:
+        what = f"missing {missing[0]!r}" if missing else f"unexpected {unexpected[0]!r}"
+        raise CheckpointError(f"{source}: weights do not match the model ({what})")
+    for name, tensor in weights.items():
+        if tuple(tensor.shape) != tuple(own[name].shape):
+            raise CheckpointError(f"{source}: weight {name!r} has shape {tuple(tensor.shape)}, model expects {tuple(own[name].shape)}")
+    model.load_state_dict(weights, strict=True)
+
+
+# ---------------------------------------------------------------------------- bundles
+
+
+@dataclass
+class Bundle:
+    model: nn.Module  # in eval mode, on the CPU
+    meta: dict
+
+    @property
+    def task(self) -> str:
+        return self.meta["task"]
+
+    @property
+    def normalisation(self) -> dict:
+        return self.meta["normalisation"]
+
+
+def write_bundle(out: str | Path, checkpoint_dir: str | Path) -> Path:
+    """Export a training checkpoint as a self-contained model bundle (atomically)."""
+    out = Path(out)
+    state = load_training_state(checkpoint_dir)
+    meta = state.meta
+    tmp = _atomic_dir(out)
+    try:
+        save_file(_tensors_for_file(state.model), str(tmp / "model.safetensors"))
+        bundle = {
+            "format": BUNDLE_FORMAT,
+            "nationmap_version": __version__,
+            "task": meta["task"],
+            "model_kind": meta["model_kind"],
+            "model_config": meta["model_config"],
+            "class_table": meta.get("class_table"),
+            "scheme": meta.get("scheme"),
+            "normalisation": meta["normalisation"],
+            "threshold": meta.get("threshold"),
+            "training": {
+                "run": meta.get("run"),
+                "epoch": meta["epoch"],
+                "metrics": meta.get("metrics", {}),
+                "config": meta.get("train_config"),
+            },
+        }
+        (tmp / "model.json").write_text(json.dumps(bundle, indent=1))
+        _replace_dir(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out
+
+
+def load_bundle(path: str | Path, device: str = "cpu") -> Bundle:
+    """Load a model bundle: the model (eval mode) and its metadata."""
+    path = Path(path)
+    if not path.is_dir():
+        raise CheckpointError(f"model bundle {path} not found")
+    meta = _read_json(path / "model.json", "model bundle")
+    if meta.get("format") != BUNDLE_FORMAT:
+        raise CheckpointError(f"{path}: not a {BUNDLE_FORMAT} bundle (format {meta.get('format')!r})")
+    model = build_model(meta["model_kind"], meta["model_config"])
+    load_model_weights(model, _read_tensors(path / "model.safetensors", "model bundle"), str(path))
+    return Bundle(model=model.to(device).eval(), meta=meta)
+
+
+# ---------------------------------------------------------------------------- pretrained encoders
+
+
+def find_checkpoint(run_dir: str | Path, which: str = "best") -> Path:
+    """A run's checkpoint directory: ``best`` (RUN_DIR/best) or ``last`` (newest epoch reported to Ray)."""
+    run_dir = Path(run_dir)
+    if which == "best" and (run_dir / "best" / "state.json").exists():
+        return run_dir / "best"
+    candidates = []
+    for d in run_dir.glob("checkpoint_*"):
+        state = d / "state.json"
+        if state.exists():
+            try:
+                candidates.append((int(json.loads(state.read_text())["epoch"]), d))
+            except (json.JSONDecodeError, KeyError, ValueError):
+                continue
+    if not candidates:
+        raise CheckpointError(f"{run_dir}: no checkpoint found (not a training run directory?)")
+    return max(candidates)[1]
+
+
+def load_encoder_weights(path: str | Path) -> dict[str, torch.Tensor]:
+    """Encoder tensors from a bundle, a checkpoint, a run directory or a .safetensors file."""
+    path = Path(path)
+    if not path.exists():
+        raise CheckpointError(f"pretrained encoder {path} not found")
+    if path.is_file():
+        weights = _read_tensors(path, "encoder file")
+    elif (path / "model.json").exists():
+        weights = _read_tensors(path / "model.safetensors", "model bundle")
+    elif (path / "state.json").exists():
+        weights = load_training_state(path).model
+    else:
+        weights = load_training_state(find_checkpoint(path)).model
+    encoder = encoder_state(weights)
+    if not any(k.startswith("swin.") for k in encoder):
+        raise CheckpointError(f"{path}: holds no Swin encoder weights")
+    return encoder

@@ -1,0 +1,156 @@
+"""Training run configuration: a TOML job spec (``jobs/*.toml``) plus command-line overrides.
+
+One ``TrainConfig`` describes a pretraining, LULC or water finetuning run. It is validated on
+construction and written next to the run's outputs (``RUN_DIR/config.json``) so the run can be
+resumed and reproduced.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from nationmap.errors import InputError
+from nationmap.models.presets import PRESETS
+
+TASKS = ("pretrain", "lulc", "water")
+METHODS = ("mixmae", "simmim")
+JOBS_DIR = Path(__file__).resolve().parents[2] / "jobs"
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    task: str
+    data: str = ""  # prepared dataset directory
+    out: str = "runs"  # runs are written to OUT/NAME
+    name: str = ""  # default: TASK-YYYYmmdd-HHMMSS
+    preset: str = "swin-b"
+    # pretraining
+    method: str = "mixmae"
+    sar_weight: bool = True
+    mask_ratio: float = 0.0  # 0: the method's default (MixMAE 0.5, SimMIM 0.6)
+    # finetuning model and loss (Table I switches)
+    highres: bool = True
+    refine_up: bool = True
+    alpha_scale: float = 2.25
+    gamma: float = 1.1
+    lambda_focal: float = 0.57
+    lambda_dice: float = 0.32
+    init: str = ""  # pretrained encoder: pretrain run dir, bundle dir or checkpoint dir
+    no_pretrain: bool = False
+    # optimisation
+    epochs: int = 200
+    batch_size: int = 512  # global, over all workers
+    lr: float = 6e-4  # base learning rate
+    lr_batch_scaling: bool = False  # lr = base lr * global batch / 256 (pretraining)
+    min_lr: float = 1e-6
+    warmup_epochs: float = 10.0
+    weight_decay: float = 0.05
+    betas: tuple[float, float] = (0.9, 0.999)
+    layer_decay: float = 0.7  # 1.0 = none
+    clip_grad: float = 5.0  # max gradient norm; 0 = off
+    drop_path: float = 0.1
+    steps_per_epoch: int = 0  # 0: the whole training split each epoch
+    augment: bool = True  # random flips and 90-degree rotations of training patches
+    seed: int = 0
+    # resources and recovery
+    workers: int = 1
+    gpus_per_worker: float = 0.0
+    cpus_per_worker: float = 1.0
+    threads_per_worker: int = 0  # torch threads per worker; 0 = node cores / workers
+    placement: str = "PACK"  # Ray placement strategy of the workers (PACK or SPREAD)
+    keep_last: int = 2  # Ray keeps the last N epoch checkpoints; the best is kept in RUN_DIR/best
+    max_failures: int = 3  # worker-group restarts from the last checkpoint before giving up
+    extra: dict = field(default_factory=dict)  # free-form notes carried into the run record
+
+    def __post_init__(self):
+        object.__setattr__(self, "betas", tuple(float(b) for b in self.betas))
+        if self.task not in TASKS:
+            raise InputError(f"unknown task {self.task!r} (choose from {', '.join(TASKS)})")
+        if self.preset not in PRESETS:
+            raise InputError(f"unknown model preset {self.preset!r} (choose from {', '.join(PRESETS)})")
+        if self.method not in METHODS:
+            raise InputError(f"unknown pretraining method {self.method!r} (choose from {', '.join(METHODS)})")
+        positive = dict(epochs=self.epochs, batch_size=self.batch_size, workers=self.workers, lr=self.lr)
+        for key, value in positive.items():
+            if value <= 0:
+                raise InputError(f"{key.replace('_', '-')} must be positive, got {value}")
+        if self.batch_size % self.workers:
+            raise InputError(f"batch size {self.batch_size} must be a multiple of the {self.workers} workers")
+        if self.task == "pretrain" and self.method == "mixmae" and self.batch_size // self.workers < 2:
+            raise InputError("MixMAE mixes pairs: the batch per worker must be at least 2")
+        if not 0.0 < self.layer_decay <= 1.0:
+            raise InputError("layer decay must be in (0, 1]")
+        if self.min_lr < 0 or self.warmup_epochs < 0 or self.weight_decay < 0 or self.clip_grad < 0:
+            raise InputError("min-lr, warmup-epochs, weight-decay and clip-grad must be >= 0")
+        if self.gpus_per_worker < 0 or self.cpus_per_worker <= 0:
+            raise InputError("gpus per worker must be >= 0 and cpus per worker > 0")
+        if self.placement not in ("PACK", "SPREAD", "STRICT_PACK", "STRICT_SPREAD"):
+            raise InputError("placement must be PACK, SPREAD, STRICT_PACK or STRICT_SPREAD")
+        if self.keep_last < 1 or self.max_failures < 0 or self.steps_per_epoch < 0:
+            raise InputError("keep-last must be >= 1, max-failures and steps-per-epoch >= 0")
+        if not 0.0 <= self.mask_ratio < 1.0:
+            raise InputError("mask ratio must be in [0, 1)")
+        if self.init and self.no_pretrain:
+            raise InputError("--init and --no-pretrain exclude each other")
+
+    @property
+    def finetune(self) -> bool:
+        return self.task in ("lulc", "water")
+
+    @property
+    def batch_per_worker(self) -> int:
+        return self.batch_size // self.workers
+
+    @property
+    def peak_lr(self) -> float:
+        return self.lr * self.batch_size / 256 if self.lr_batch_scaling else self.lr
+
+    def replace(self, **changes) -> "TrainConfig":
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TrainConfig":
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - names)
+        if unknown:
+            raise InputError(f"unknown training option {unknown[0]!r}")
+        return cls(**d)
+
+    def write(self, path: Path) -> None:
+        path.write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+
+
+def load_job_spec(spec: str | Path) -> dict:
+    """Read a job spec: a path to a TOML file, or a name in ``jobs/`` (``lulc`` -> jobs/lulc.toml).
+
+    The file's ``[train]`` table holds TrainConfig fields.
+    """
+    path = Path(spec)
+    if not path.suffix:
+        path = JOBS_DIR / f"{spec}.toml"
+    if not path.exists():
+        raise InputError(f"job spec {spec!s} not found")
+    try:
+        raw = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as exc:
+        raise InputError(f"{path}: not valid TOML ({exc})") from None
+    if "train" not in raw:
+        raise InputError(f"{path}: no [train] table")
+    return dict(raw["train"])
+
+
+def resolve_config(task: str, spec: str | Path | None, overrides: dict) -> TrainConfig:
+    """Job spec (default ``jobs/<task>.toml``) updated by the options given on the command line."""
+    values = load_job_spec(spec or task)
+    if values.get("task", task) != task:
+        raise InputError(f"job spec is for task {values['task']!r}, not {task!r}")
+    values["task"] = task
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    return TrainConfig.from_dict(values)

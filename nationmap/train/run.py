@@ -1,0 +1,166 @@
+"""Launch a training run on Ray Train (embedded local Ray, or a cluster via --address / RAY_ADDRESS).
+
+RUN_DIR = OUT/NAME holds: config.json (the resolved TrainConfig), Ray's checkpoint_* directories
+(the last ``keep_last`` epochs), best/ (the best epoch by the task's monitor), curves.csv/png,
+events.jsonl (restarts), summary.json (status, epochs, best, final metrics, wall time).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from nationmap.data.dataset import PreparedDataset
+from nationmap.errors import InputError, NationmapError
+from nationmap.train.checkpoint import load_encoder_weights
+from nationmap.train.config import TrainConfig
+from nationmap.train.data import decoder_for, normalisation_for, ray_dataset, split_for
+from nationmap.train.loop import MONITOR, train_loop_per_worker
+
+
+class TrainingError(NationmapError):
+    """A run that started but could not finish (non-finite loss, too many failures)."""
+
+
+@dataclass
+class RunResult:
+    run_dir: Path
+    summary: dict
+
+
+def new_run_name(task: str) -> str:
+    return f"{task}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def steps_per_epoch(cfg: TrainConfig, dataset: PreparedDataset) -> int:
+    rows = int(dataset.meta["patches"][split_for(cfg.task, "train")])
+    steps = (rows // cfg.workers) // cfg.batch_per_worker
+    if steps < 1:
+        raise InputError(
+            f"{rows} training patches cannot fill one batch of {cfg.batch_per_worker} on each of "
+            f"{cfg.workers} workers; lower --batch-size")
+    return min(steps, cfg.steps_per_epoch) if cfg.steps_per_epoch else steps
+
+
+def prepare_run(cfg: TrainConfig, resume: bool = False) -> tuple[Path, PreparedDataset]:
+    """Validate everything that can be checked before Ray starts; create RUN_DIR/config.json."""
+    if not cfg.data:
+        raise InputError("no dataset given (--data DATASET)")
+    dataset = PreparedDataset(cfg.data)
+    if cfg.finetune and not cfg.init and not cfg.no_pretrain:
+        raise InputError(f"{cfg.task} finetuning needs --init PRETRAINED (a pretraining run or bundle) or --no-pretrain")
+    if cfg.init:
+        load_encoder_weights(cfg.init)  # fail early on a missing or foreign file
+    steps_per_epoch(cfg, dataset)
+    run_dir = Path(cfg.out) / cfg.name
+    if not resume:
+        if run_dir.exists():
+            raise InputError(f"run directory {run_dir} exists; continue it with --resume {run_dir} or pick another --name")
+        run_dir.mkdir(parents=True)
+        cfg.write(run_dir / "config.json")
+    return run_dir.resolve(), dataset
+
+
+def load_run_config(run_dir: str | Path) -> TrainConfig:
+    path = Path(run_dir) / "config.json"
+    if not path.exists():
+        raise InputError(f"{run_dir}: not a training run directory (no config.json)")
+    return TrainConfig.from_dict(json.loads(path.read_text()))
+
+
+def run_training(cfg: TrainConfig, resume: bool = False) -> RunResult:
+    """Run (or with ``resume`` continue) a training run to completion; returns its summary."""
+    import ray.train
+    from ray.train.torch import TorchTrainer
+
+    from nationmap.parallel import init_ray
+
+    run_dir, dataset = prepare_run(cfg, resume)
+    # Worker prints reach the driver once (not also through Ray Train's print-to-log patch).
+    os.environ.setdefault("RAY_TRAIN_ENABLE_PRINT_PATCH", "0")
+    os.environ.setdefault("RAY_TRAIN_ENABLE_WORKER_STRUCTURED_LOGGING", "0")
+    init_ray()
+    _check_resources(cfg)
+    decoder = decoder_for(dataset, cfg.task)
+    labels = decoder.target_lut is not None
+    datasets = {
+        "train": ray_dataset(dataset, split_for(cfg.task, "train"), labels).randomize_block_order(seed=cfg.seed),
+        "val": ray_dataset(dataset, split_for(cfg.task, "val"), labels),
+    }
+    resources = {"CPU": cfg.cpus_per_worker}
+    if cfg.gpus_per_worker:
+        resources["GPU"] = cfg.gpus_per_worker
+    meta = dataset.meta
+    loop_config = {
+        "train": cfg.to_dict(),
+        "run_dir": str(run_dir),
+        "steps_per_epoch": steps_per_epoch(cfg, dataset),
+        "normalisation": normalisation_for(dataset, cfg.task),
+        "decoder": decoder,
+        "dataset_meta": {k: meta[k] for k in ("class_frequencies", "class_table", "patches")},
+    }
+    trainer = TorchTrainer(
+        train_loop_per_worker,
+        train_loop_config=loop_config,
+        scaling_config=ray.train.ScalingConfig(
+            num_workers=cfg.workers, use_gpu=cfg.gpus_per_worker > 0, resources_per_worker=resources,
+            placement_strategy=cfg.placement),
+        run_config=ray.train.RunConfig(
+            name=run_dir.name,
+            storage_path=str(run_dir.parent),
+            checkpoint_config=ray.train.CheckpointConfig(num_to_keep=cfg.keep_last),
+            failure_config=ray.train.FailureConfig(max_failures=cfg.max_failures),
+        ),
+        datasets=datasets,
+    )
+    t0 = time.time()
+    _write_summary(run_dir, {"status": "running", "started": time.time()})
+    try:
+        result = trainer.fit()
+    except Exception as exc:  # Ray wraps worker failures; keep the first line
+        from nationmap.errors import describe
+
+        _write_summary(run_dir, {"status": "failed", "error": describe(exc)})
+        raise TrainingError(f"training failed: {describe(exc)}") from None
+    metrics = dict(result.metrics or {})
+    summary = {
+        "status": metrics.get("status", "unknown"),
+        "task": cfg.task,
+        "run_dir": str(run_dir),
+        "epochs": metrics.get("epoch"),
+        "monitor": MONITOR[cfg.task][0],
+        "best": _best(run_dir),
+        "final": metrics,
+        "seconds": round(time.time() - t0, 1),
+    }
+    _write_summary(run_dir, summary)
+    if summary["status"] == "non-finite":
+        raise TrainingError(f"stopped: {metrics.get('message')}")
+    return RunResult(run_dir, summary)
+
+
+def _check_resources(cfg: TrainConfig) -> None:
+    """Refuse a request the cluster can never meet (Ray would wait for it forever)."""
+    import ray
+
+    have = ray.cluster_resources()
+    for resource, per_worker in (("GPU", cfg.gpus_per_worker), ("CPU", cfg.cpus_per_worker)):
+        need = per_worker * cfg.workers
+        if need > have.get(resource, 0.0):
+            raise InputError(
+                f"{cfg.workers} workers x {per_worker:g} {resource} = {need:g} {resource}, but the Ray cluster has "
+                f"{have.get(resource, 0.0):g}; lower --workers or --{resource.lower()}s-per-worker")
+
+
+def _best(run_dir: Path) -> dict | None:
+    state = run_dir / "best" / "state.json"
+    return json.loads(state.read_text()).get("best") if state.exists() else None
+
+
+def _write_summary(run_dir: Path, summary: dict) -> None:
+    tmp = run_dir / ".summary.json.tmp"
+    tmp.write_text(json.dumps(summary, indent=2, default=str))
+    tmp.replace(run_dir / "summary.json")
