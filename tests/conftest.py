@@ -77,6 +77,18 @@ def tiny_dataset(tiny_world, tiny_catalog, tmp_path_factory) -> Path:
     return out
 
 
+@pytest.fixture(scope="session")
+def train_dataset(tiny_world, tiny_catalog, tmp_path_factory) -> Path:
+    """The tiny world cut into 64 px patches: big enough for the tiny preset to learn something."""
+    from nationmap.data.prepare import prepare_dataset
+    from nationmap.data.regions import resolve_region
+
+    out = tmp_path_factory.mktemp("datasets") / "train64"
+    prepare_dataset(tiny_catalog, tiny_world / "lulc", out, tiny_prepare_config(patch_size=64, n_anchors=20000),
+                    resolve_region(",".join(TINY_CELLS)), executor="serial")
+    return out
+
+
 @pytest.fixture()
 def world_copy(tiny_world, tmp_path) -> Path:
     dst = tmp_path / "world"

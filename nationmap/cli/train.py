@@ -1,6 +1,5 @@
 """``nationmap train pretrain|lulc|water``, ``nationmap export``, ``nationmap eval``, ``nationmap ablate``."""
 
-from __future__ import annotations
 
 import json
 from pathlib import Path
@@ -27,11 +26,12 @@ def _options(
     workers: int = typer.Option(None, help="Ray Train workers."),
     gpus_per_worker: float = typer.Option(None, help="GPUs per worker (0: CPU)."),
     cpus_per_worker: float = typer.Option(None, help="CPUs reserved per worker."),
+    placement: str = typer.Option(None, help="Ray placement of the workers: PACK or SPREAD (one per node)."),
     steps_per_epoch: int = typer.Option(None, help="Cap on steps per epoch (0: the whole split)."),
     init: Path = typer.Option(None, help="Pretrained encoder: a pretraining run, bundle or checkpoint."),
-    no_pretrain: bool = typer.Option(None, "--no-pretrain", help="Train from scratch (ablation)."),
+    no_pretrain: bool = typer.Option(False, "--no-pretrain", help="Train from scratch (ablation)."),
     method: str = typer.Option(None, help="Pretraining method: mixmae or simmim."),
-    no_sar_weight: bool = typer.Option(None, "--no-sar-weight", help="Plain MixMAE / SimMIM (no backscatter weight)."),
+    no_sar_weight: bool = typer.Option(False, "--no-sar-weight", help="Plain MixMAE / SimMIM (no backscatter weight)."),
     highres: bool = typer.Option(None, "--highres/--no-highres", help="High-res feature injection."),
     refine_up: bool = typer.Option(None, "--refine-up/--no-refine-up", help="Progressive refine-up head."),
     alpha_scale: float = typer.Option(None, help="Focal class-weight scale (1.0: no alpha-scale)."),
@@ -55,6 +55,7 @@ def _run(task: str, opts: dict) -> None:
         spec = opts.pop("spec")
         if opts.pop("no_sar_weight"):
             opts["sar_weight"] = False
+        opts["no_pretrain"] = opts["no_pretrain"] or None  # unset: the job spec decides
         for key in ("data", "out", "init"):
             if opts[key] is not None:
                 opts[key] = str(opts[key])

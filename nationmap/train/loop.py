@@ -22,7 +22,7 @@ import torch.distributed as dist
 from nationmap.data.lulc import class_table_from_dict
 from nationmap.losses import BCEDiceLoss, BinaryDiceConfig, FocalDiceConfig, FocalDiceLoss, class_weights
 from nationmap.metrics import ConfusionMatrix
-from nationmap.models import MixMAE, MixMAEConfig, SegmentationConfig, SegmentationModel, SimMIM, SimMIMConfig
+from nationmap.models import get_preset, MixMAE, MixMAEConfig, SegmentationConfig, SegmentationModel, SimMIM, SimMIMConfig
 from nationmap.train.checkpoint import copy_checkpoint, load_encoder_weights, load_model_weights, load_training_state, save_training_state
 from nationmap.train.config import TrainConfig
 from nationmap.train.data import SCHEMES, to_torch
@@ -32,15 +32,19 @@ from nationmap.train.report import write_curves
 MONITOR = {"pretrain": ("val_loss", "min"), "lulc": ("val_miou", "max"), "water": ("val_water_iou", "max")}
 
 
-def build_task_model(cfg: TrainConfig) -> torch.nn.Module:
-    """The model a run trains: MixMAE / SimMIM for pretraining, UPerNet for LULC and water."""
+def build_task_model(cfg: TrainConfig, img_size: int = 256) -> torch.nn.Module:
+    """The model a run trains (input ``img_size`` = the dataset's patch size): MixMAE / SimMIM
+    for pretraining, UPerNet for LULC and water."""
+    encoder = get_preset(cfg.preset).encoder.replace(drop_path_rate=cfg.drop_path, img_size=img_size)
     if cfg.task == "pretrain":
         extra = {"mask_ratio": cfg.mask_ratio} if cfg.mask_ratio else {}
         config_cls, model_cls = (MixMAEConfig, MixMAE) if cfg.method == "mixmae" else (SimMIMConfig, SimMIM)
+        if cfg.method == "simmim":
+            extra["mask_patch"] = min(32, img_size // 2)
         pc = config_cls.from_preset(cfg.preset, sar_weight=cfg.sar_weight, **extra)
-        return model_cls(dataclasses.replace(pc, encoder=pc.encoder.replace(drop_path_rate=cfg.drop_path)))
+        return model_cls(dataclasses.replace(pc, encoder=encoder))
     seg = SegmentationConfig.from_preset(cfg.preset, cfg.task, highres=cfg.highres, refine_up=cfg.refine_up)
-    return SegmentationModel(seg.replace(encoder=seg.encoder.replace(drop_path_rate=cfg.drop_path)))
+    return SegmentationModel(seg.replace(encoder=encoder))
 
 
 def build_loss(cfg: TrainConfig, dataset_meta: dict):
@@ -159,7 +163,7 @@ def train_loop_per_worker(loop_config: dict) -> None:
     (run_dir / "workers").mkdir(parents=True, exist_ok=True)
     (run_dir / "workers" / f"rank{rank}.pid").write_text(str(os.getpid()))
 
-    model = build_task_model(cfg)
+    model = build_task_model(cfg, decoder.patch_size)
     if cfg.finetune and cfg.init:
         model.encoder.load_encoder_state(load_encoder_weights(cfg.init))
     optimizer = build_optimizer(model, cfg)
@@ -220,7 +224,9 @@ def train_loop_per_worker(loop_config: dict) -> None:
             with _autocast(device):
                 loss = task.loss(batch)
             if not _all_finite(loss):
-                message = f"loss became {float(loss)} at epoch {epoch + 1}, step {step + 1}"
+                message = f"loss became {float(loss.detach())} at epoch {epoch + 1}, step {step + 1}"
+                if rank == 0:
+                    _log_event(run_dir, {"event": "non-finite", "message": message})
                 ray.train.report({"status": "non-finite", "message": message, "epoch": epoch, "step": step})
                 return
             optimizer.zero_grad(set_to_none=True)

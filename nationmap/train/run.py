@@ -126,6 +126,9 @@ def run_training(cfg: TrainConfig, resume: bool = False) -> RunResult:
         _write_summary(run_dir, {"status": "failed", "error": describe(exc)})
         raise TrainingError(f"training failed: {describe(exc)}") from None
     metrics = dict(result.metrics or {})
+    stopped = _non_finite_event(run_dir, t0)
+    if stopped:
+        metrics.update(status="non-finite", message=stopped)
     summary = {
         "status": metrics.get("status", "unknown"),
         "task": cfg.task,
@@ -153,6 +156,18 @@ def _check_resources(cfg: TrainConfig) -> None:
             raise InputError(
                 f"{cfg.workers} workers x {per_worker:g} {resource} = {need:g} {resource}, but the Ray cluster has "
                 f"{have.get(resource, 0.0):g}; lower --workers or --{resource.lower()}s-per-worker")
+
+
+def _non_finite_event(run_dir: Path, since: float) -> str | None:
+    """The message of a non-finite-loss stop logged by rank 0 during this launch, if any."""
+    path = run_dir / "events.jsonl"
+    if not path.exists():
+        return None
+    for line in path.read_text().splitlines():
+        event = json.loads(line)
+        if event.get("event") == "non-finite" and event.get("time", 0) >= since:
+            return event["message"]
+    return None
 
 
 def _best(run_dir: Path) -> dict | None:

@@ -1,0 +1,92 @@
+"""Job specs, config validation, parameter groups and the learning-rate schedule."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from nationmap.errors import InputError
+from nationmap.models import SegmentationConfig, SegmentationModel
+from nationmap.train.config import TrainConfig, load_job_spec, resolve_config
+from nationmap.train.optim import build_optimizer, build_scheduler, param_groups
+
+
+def test_job_specs_carry_the_papers_hyperparameters():
+    pre = resolve_config("pretrain", None, {})
+    assert (pre.preset, pre.method, pre.epochs, pre.batch_size, pre.lr, pre.warmup_epochs, pre.betas) == (
+        "swin-b", "mixmae", 600, 2048, 1.5e-4, 40, (0.9, 0.95))
+    assert pre.lr_batch_scaling and pre.peak_lr == pytest.approx(1.5e-4 * 2048 / 256) and pre.min_lr == 0.0
+    lulc = resolve_config("lulc", None, {})
+    assert (lulc.epochs, lulc.batch_size, lulc.lr, lulc.layer_decay, lulc.min_lr, lulc.warmup_epochs) == (
+        200, 512, 6e-4, 0.7, 1e-6, 10)
+    assert (lulc.alpha_scale, lulc.gamma, lulc.lambda_focal, lulc.lambda_dice) == (2.25, 1.1, 0.57, 0.32)
+    assert lulc.weight_decay == 0.05 and lulc.highres and lulc.refine_up
+    water = resolve_config("water", None, {})
+    assert (water.epochs, water.lambda_dice) == (100, 1.0)
+
+
+def test_options_override_the_spec():
+    cfg = resolve_config("lulc", None, {"preset": "tiny", "epochs": 3, "batch_size": 8, "workers": 2, "lr": None})
+    assert (cfg.preset, cfg.epochs, cfg.batch_size, cfg.batch_per_worker, cfg.lr) == ("tiny", 3, 8, 4, 6e-4)
+    assert TrainConfig.from_dict(cfg.to_dict()) == cfg
+
+
+@pytest.mark.parametrize("overrides, message", [
+    ({"batch_size": 9, "workers": 2}, "multiple of the 2 workers"),
+    ({"preset": "swin-q"}, "unknown model preset"),
+    ({"epochs": 0}, "epochs must be positive"),
+    ({"init": "x", "no_pretrain": True}, "exclude each other"),
+    ({"bogus": 1}, "unknown training option"),
+])
+def test_bad_options_are_refused(overrides, message):
+    with pytest.raises(InputError, match=message):
+        resolve_config("lulc", None, overrides)
+
+
+def test_missing_spec_is_a_clear_error(tmp_path):
+    with pytest.raises(InputError, match="not found"):
+        load_job_spec(tmp_path / "nope.toml")
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[train\n")
+    with pytest.raises(InputError, match="not valid TOML"):
+        load_job_spec(bad)
+
+
+def test_layer_decay_groups():
+    cfg = resolve_config("lulc", None, {"preset": "tiny"})
+    model = SegmentationModel(SegmentationConfig.from_preset("tiny", "lulc"))
+    groups = param_groups(model, cfg)
+    scale_of = {}
+    for g in groups:
+        for p in g["params"]:
+            scale_of[id(p)] = (g["lr_scale"], g["weight_decay"])
+    swin = model.encoder.swin
+    blocks = [b for stage in swin.layers for b in stage.blocks]
+    # timm's BEiT-style grouping: patch embedding lowest, then one layer per block, top at full lr
+    assert scale_of[id(swin.patch_embed.proj.weight)][0] == pytest.approx(0.7 ** len(blocks))
+    for i, block in enumerate(blocks[:-1]):
+        assert scale_of[id(block.mlp.fc1.weight)][0] == pytest.approx(0.7 ** (len(blocks) - 1 - i))
+    assert scale_of[id(model.decoder.fuse[0].weight)] == (1.0, 0.05)
+    assert scale_of[id(model.decoder.fuse[1].weight)][1] == 0.0  # BatchNorm: no weight decay
+    table = swin.layers[0].blocks[0].attn.relative_position_bias_table
+    assert scale_of[id(table)][1] == 0.0
+    assert len(scale_of) == len(list(model.parameters()))
+
+
+def test_warmup_then_cosine_to_min_lr():
+    cfg = TrainConfig(task="lulc", preset="tiny", epochs=10, lr=1e-3, min_lr=1e-5, warmup_epochs=2, layer_decay=1.0)
+    model = torch.nn.Linear(2, 2)
+    model.encoder = SegmentationModel(SegmentationConfig.from_preset("tiny")).encoder  # param_groups needs .encoder
+    opt = build_optimizer(model, cfg)
+    sched = build_scheduler(opt, cfg, steps_per_epoch=10)
+    lrs = []
+    for step in range(100):
+        sched.step_update(step)
+        lrs.append(opt.param_groups[0]["lr"])
+    assert lrs[0] == 0.0 and lrs[10] == pytest.approx(0.5e-3)
+    assert lrs[20] == pytest.approx(1e-3)
+    assert lrs[60] == pytest.approx(1e-5 + 0.5 * (1e-3 - 1e-5) * (1 + math.cos(math.pi * 40 / 80)))
+    assert lrs[99] == pytest.approx(1e-5, rel=0.05)
+    assert all(a <= b for a, b in zip(lrs[:20], lrs[1:21])) and all(a >= b for a, b in zip(lrs[20:99], lrs[21:100]))

@@ -1,0 +1,161 @@
+"""Training runs on Ray Train: a local run with export and eval, --resume after a stop, a killed
+worker on a two-node cluster, and a non-finite loss. Tiny preset, 64 px patches, CPU."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from nationmap.train.checkpoint import find_checkpoint, write_bundle
+from nationmap.train.config import resolve_config
+from nationmap.train.evaluate import evaluate
+from nationmap.train.run import TrainingError, load_run_config, run_training
+
+pytestmark = pytest.mark.ray
+NATIONMAP = [sys.executable, "-m", "nationmap.cli.main"]
+
+
+def _cfg(task, data, out, name, **kw):
+    spec = Path(__file__).resolve().parents[2] / "jobs" / "cpu-demo" / f"{task}.toml"
+    args = dict(data=str(data), out=str(out), name=name, epochs=2, batch_size=4, warmup_epochs=0.5, seed=0)
+    args.update(kw)
+    return resolve_config(task, spec, args)
+
+
+def _curve_rows(run_dir: Path) -> list[dict]:
+    path = run_dir / "curves.csv"
+    if not path.exists():
+        return []
+    with open(path) as f:
+        return list(csv.DictReader(f))
+
+
+def _wait_for_epochs(run_dir: Path, n: int, proc: subprocess.Popen, timeout: float = 240) -> None:
+    """Until ``n`` epochs are done and Ray has registered their checkpoint."""
+    t0 = time.time()
+    while len(_curve_rows(run_dir)) < n or not (run_dir / "checkpoint_manager_snapshot.json").exists():
+        if proc.poll() is not None:
+            raise AssertionError(f"run ended early ({proc.returncode}): {proc.stdout.read()[-3000:]}")
+        if time.time() - t0 > timeout:
+            raise AssertionError("timed out waiting for epochs")
+        time.sleep(0.5)
+
+
+def test_pretrain_finetune_export_eval(ray_local, train_dataset, tmp_path):
+    pre = run_training(_cfg("pretrain", train_dataset, tmp_path, "pre", epochs=1))
+    assert pre.summary["status"] == "finished" and pre.summary["best"]["metric"] == "val_loss"
+    lulc = run_training(_cfg("lulc", train_dataset, tmp_path, "lulc", init=str(pre.run_dir)))
+    run_dir = lulc.run_dir
+    assert lulc.summary["status"] == "finished" and lulc.summary["epochs"] == 2
+    assert json.loads((run_dir / "config.json").read_text())["init"] == str(pre.run_dir)
+    rows = _curve_rows(run_dir)
+    assert [int(r["epoch"]) for r in rows] == [1, 2] and "val_miou" in rows[0] and "lr" in rows[0]
+    assert (run_dir / "curves.png").stat().st_size > 1000
+    assert (run_dir / "best" / "state.json").exists()
+    assert len([d for d in run_dir.glob("checkpoint_*") if d.is_dir()]) == 2  # keep_last = 2
+    state = json.loads((find_checkpoint(run_dir, "last") / "state.json").read_text())
+    assert state["epoch"] == 2 and state["normalisation"]["std_db"] > 0 and state["scheme"] == "lulc9"
+    write_bundle(tmp_path / "bundle", find_checkpoint(run_dir, "best"))
+    result = evaluate(tmp_path / "bundle", train_dataset, "test", tmp_path / "eval")
+    assert 0.0 <= result["miou"] <= 1.0 and result["majority_baseline"]["miou"] > 0
+    assert {p.name for p in (tmp_path / "eval").iterdir()} == {"metrics.json", "table.md", "confusion.png"}
+    assert "| Method | Water | Built-up |" in (tmp_path / "eval" / "table.md").read_text()
+
+
+def test_non_finite_loss_stops_with_the_step(ray_local, train_dataset, tmp_path):
+    cfg = _cfg("water", train_dataset, tmp_path, "nan", no_pretrain=True, lr=1e30, clip_grad=0.0, warmup_epochs=0)
+    with pytest.raises(TrainingError, match=r"loss became (nan|inf) at epoch \d+, step \d+"):
+        run_training(cfg)
+    assert json.loads((tmp_path / "nan" / "summary.json").read_text())["status"] == "non-finite"
+
+
+def test_stopped_run_resumes_to_the_same_epochs(ray_local, train_dataset, tmp_path):
+    common = dict(no_pretrain=True, epochs=2)
+    full = run_training(_cfg("lulc", train_dataset, tmp_path, "full", **common))
+
+    spec = Path(__file__).resolve().parents[2] / "jobs" / "cpu-demo" / "lulc.toml"
+    args = NATIONMAP + ["train", "lulc", "--spec", str(spec), "--data", str(train_dataset), "--out", str(tmp_path),
+                        "--name", "stopped", "--epochs", "2", "--batch-size", "4", "--warmup-epochs", "0.5",
+                        "--seed", "0", "--no-pretrain"]
+    env = {**os.environ, "RAY_ADDRESS": ""}
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    run_dir = tmp_path / "stopped"
+    _wait_for_epochs(run_dir, 1, proc)
+    proc.send_signal(signal.SIGINT)  # an operator's Ctrl-C
+    proc.wait(timeout=120)
+    done_before = len(_curve_rows(run_dir))
+    assert done_before < 2, "the run finished before it could be stopped"
+
+    resumed = run_training(load_run_config(run_dir), resume=True)
+    assert resumed.summary["status"] == "finished" and resumed.summary["epochs"] == 2
+    events = [json.loads(line) for line in (run_dir / "events.jsonl").read_text().splitlines()]
+    assert any(e["event"] == "resumed" and e["epoch"] >= 1 for e in events)
+    assert [int(r["epoch"]) for r in _curve_rows(run_dir)] == [1, 2]
+    a, b = full.summary["final"], resumed.summary["final"]
+    assert abs(a["val_miou"] - b["val_miou"]) < 0.2 and abs(a["val_loss"] - b["val_loss"]) < 0.3 * a["val_loss"]
+
+
+def _kill_cluster(temp_dir: str) -> None:
+    """Stop only the processes of the test cluster (``ray stop`` would stop every Ray on the machine)."""
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="ignore")
+        except OSError:
+            continue
+        if temp_dir in cmdline and int(proc.name) != os.getpid():
+            try:
+                os.kill(int(proc.name), signal.SIGKILL)
+            except OSError:
+                pass
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_killed_worker_on_two_nodes_resumes_from_checkpoint(train_dataset, tmp_path):
+    temp_dir = f"/tmp/nm-ray-{os.getpid()}"
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    ray_bin = str(Path(sys.executable).parent / "ray")
+    try:
+        subprocess.run([ray_bin, "start", "--head", "--node-ip-address=127.0.0.1", f"--port={port}", "--num-cpus=2",
+                        "--include-dashboard=false", f"--temp-dir={temp_dir}", "--disable-usage-stats"],
+                       check=True, capture_output=True, env=env, timeout=120)
+        subprocess.run([ray_bin, "start", f"--address=127.0.0.1:{port}", "--node-ip-address=127.0.0.1", "--num-cpus=2",
+                        f"--temp-dir={temp_dir}", "--disable-usage-stats"],
+                       check=True, capture_output=True, env=env, timeout=120)
+        spec = Path(__file__).resolve().parents[2] / "jobs" / "cpu-demo" / "lulc.toml"
+        args = NATIONMAP + ["train", "lulc", "--spec", str(spec), "--data", str(train_dataset), "--out", str(tmp_path),
+                            "--name", "ft", "--epochs", "4", "--batch-size", "4", "--workers", "2", "--no-pretrain",
+                            "--warmup-epochs", "0.5", "--address", f"127.0.0.1:{port}", "--max-failures", "2",
+                            "--placement", "SPREAD"]  # one worker per node
+        proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+        run_dir = tmp_path / "ft"
+        _wait_for_epochs(run_dir, 1, proc)
+        victim = int((run_dir / "workers" / "rank1.pid").read_text())
+        os.kill(victim, signal.SIGKILL)
+        output, _ = proc.communicate(timeout=600)
+        assert proc.returncode == 0, output[-3000:]
+        summary = json.loads((run_dir / "summary.json").read_text())
+        assert summary["status"] == "finished" and summary["epochs"] == 4
+        events = [json.loads(line) for line in (run_dir / "events.jsonl").read_text().splitlines()]
+        assert any(e["event"] == "resumed" for e in events), output[-3000:]
+        assert [int(r["epoch"]) for r in _curve_rows(run_dir)] == [1, 2, 3, 4]
+        assert int((run_dir / "workers" / "rank1.pid").read_text()) != victim  # a new worker process
+    finally:
+        _kill_cluster(temp_dir)
