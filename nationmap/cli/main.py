@@ -28,6 +28,7 @@ app.add_typer(models_cli.app, name="models")
 app.add_typer(train_cli.app, name="train")
 app.add_typer(train_cli.eval_app, name="eval")
 app.command("export")(train_cli.export)
+app.command("ablate")(train_cli.ablate)
 
 
 def _version(value: bool):

@@ -150,3 +150,32 @@ def eval_water(
 ):
     """Water IoU, precision, recall (Table III layout), confusion matrix."""
     _eval("water", model, data, split, out)
+
+
+def ablate(
+    data: Path = typer.Option(..., help="Prepared dataset."),
+    init: Path = typer.Option(..., help="Pretrained encoder (pretraining run or bundle) for the pretrained rows."),
+    out: Path = typer.Option(Path("runs/ablation"), help="Output directory: runs, bundles, eval, table.md."),
+    spec: str = typer.Option(None, help="LULC job spec (default jobs/lulc.toml)."),
+    preset: str = typer.Option(None, help="Model preset."),
+    epochs: int = typer.Option(None, help="Epochs per row (the budget)."),
+    batch_size: int = typer.Option(None, help="Global batch size."),
+    workers: int = typer.Option(None, help="Ray Train workers."),
+    gpus_per_worker: float = typer.Option(None, help="GPUs per worker."),
+    split: str = typer.Option("val", help="Split the rows are scored on (the paper: val)."),
+    address: str = typer.Option(None, help="Ray cluster address."),
+):
+    """Run the five rows of the paper's Table I and write the table (mIoU, mAcc per row)."""
+    from nationmap.parallel import use_ray_address
+    from nationmap.train.ablate import run_ablation
+    from nationmap.train.config import resolve_config
+
+    def go():
+        use_ray_address(address)
+        overrides = dict(data=str(data), preset=preset, epochs=epochs, batch_size=batch_size, workers=workers,
+                         gpus_per_worker=gpus_per_worker)
+        base = resolve_config("lulc", spec, overrides)
+        typer.echo(run_ablation(base, str(init), out, split))
+        console.print(f"wrote {out}/table.md")
+
+    run_guarded(go)

@@ -179,7 +179,8 @@ def train_loop_per_worker(loop_config: dict) -> None:
         optimizer.load_state_dict(state.optimizer)
         start_epoch, step = int(state.meta["epoch"]), int(state.meta["step"])
         best, history = state.meta.get("best"), state.meta.get("history", [])
-        scheduler.load_state_dict(state.meta["scheduler"])
+        # The schedule is a function of the step and the config, so a run resumed with more
+        # --epochs stretches its cosine instead of replaying the saved scheduler state.
         scheduler.step_update(step)
         if rank == 0:
             _log_event(run_dir, {"event": "resumed", "epoch": start_epoch, "attempt_pid": os.getpid()})

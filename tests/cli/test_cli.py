@@ -24,6 +24,12 @@ runner = CliRunner()
     (["data", "prepare", "--catalog", "c", "--lulc-dir", "l", "--out", "o", "--finetune-months", "2022-10",
       "--pretrain-months", "2022-10"], "both pretraining and finetuning"),
     (["data", "info", "/no/dataset"], "not a prepared dataset"),
+    (["train", "lulc", "--data", "/no/dataset"], "not a prepared dataset"),
+    (["train", "lulc", "--batch-size", "9", "--workers", "2"], "multiple of the 2 workers"),
+    (["train", "pretrain", "--preset", "swin-q"], "unknown model preset"),
+    (["train", "water", "--resume", "/no/run"], "not a training run directory"),
+    (["export", "/no/run", "--out", "b"], "no checkpoint found"),
+    (["eval", "lulc", "--model", "/no/bundle", "--data", "/no/dataset"], "not found"),
 ])
 def test_bad_input_is_one_line_and_exit_2(args, message, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
@@ -32,6 +38,13 @@ def test_bad_input_is_one_line_and_exit_2(args, message, tmp_path, monkeypatch):
     assert message in result.output
     assert "Traceback" not in result.output
     assert len(result.output.strip().splitlines()) == 1
+
+
+def test_finetuning_needs_init_or_no_pretrain(tiny_dataset, tmp_path):
+    result = runner.invoke(app, ["train", "lulc", "--data", str(tiny_dataset), "--out", str(tmp_path)])
+    assert result.exit_code == 2 and "--init PRETRAINED" in result.output and "--no-pretrain" in result.output
+    missing = runner.invoke(app, ["train", "lulc", "--data", str(tiny_dataset), "--init", str(tmp_path / "nope")])
+    assert missing.exit_code == 2 and "pretrained encoder" in missing.output and "not found" in missing.output
 
 
 def test_console_script_bad_month_has_no_traceback(tmp_path):

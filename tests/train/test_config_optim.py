@@ -90,3 +90,16 @@ def test_warmup_then_cosine_to_min_lr():
     assert lrs[60] == pytest.approx(1e-5 + 0.5 * (1e-3 - 1e-5) * (1 + math.cos(math.pi * 40 / 80)))
     assert lrs[99] == pytest.approx(1e-5, rel=0.05)
     assert all(a <= b for a, b in zip(lrs[:20], lrs[1:21])) and all(a >= b for a, b in zip(lrs[20:99], lrs[21:100]))
+
+
+def test_ablation_rows_are_table_i():
+    from nationmap.train.ablate import TABLE_I, render_table_i
+
+    base = resolve_config("lulc", None, {"preset": "tiny", "data": "d"})
+    configs = [row.config(base, "PRE") for row in TABLE_I]
+    assert [(bool(c.init), c.highres, c.refine_up, c.alpha_scale) for c in configs] == [
+        (True, False, False, 1.0), (True, True, False, 1.0), (True, True, True, 1.0),
+        (False, True, True, 2.25), (True, True, True, 2.25)]
+    assert configs[3].no_pretrain and len({c.name for c in configs}) == 5
+    table = render_table_i([(row, {"miou": 0.5026, "macc": 0.6112}) for row in TABLE_I])
+    assert table.splitlines()[-1] == "| ✓ | ✓ | ✓ | ✓ | 50.26 | 61.12 |"
