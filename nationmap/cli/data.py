@@ -8,7 +8,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from nationmap.cli.common import console, err_console, fail, run_guarded, start_ray
+from nationmap.cli.common import console, err_console, run_guarded, start_ray
 
 app = typer.Typer(help="Readers, catalog, synthetic world and dataset preparation.", no_args_is_help=True)
 

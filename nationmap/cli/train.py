@@ -1,7 +1,7 @@
 """``nationmap train pretrain|lulc|water``, ``nationmap export``, ``nationmap eval``, ``nationmap ablate``."""
 
 
-import json
+import inspect
 from pathlib import Path
 
 import typer
@@ -86,7 +86,7 @@ def _register(task: str, doc: str):
         _run(task, kwargs)
 
     command.__doc__ = doc
-    command.__signature__ = __import__("inspect").signature(_options)
+    command.__signature__ = inspect.signature(_options)
     app.command(task)(command)
 
 
@@ -119,13 +119,10 @@ def _eval(task: str, model: Path, data: Path, split: str, out: Path | None):
     from nationmap.train.evaluate import evaluate
 
     def go():
-        result = evaluate(model, data, split, out or Path(model) / f"eval-{split}")
-        if result["task"] != task:
-            from nationmap.errors import InputError
-
-            raise InputError(f"{model} is a {result['task']} model, not {task}")
+        target = out or Path(model) / f"eval-{split}"
+        result = evaluate(model, data, split, target, task=task)
         typer.echo(result["table"])
-        console.print(f"wrote {out or Path(model) / f'eval-{split}'}/metrics.json, table.md, confusion.png")
+        console.print(f"wrote {target}/metrics.json, table.md, confusion.png")
 
     run_guarded(go)
 

@@ -40,6 +40,7 @@ from nationmap.data.months import parse_month
 from nationmap.data.regions import Region
 from nationmap.data.sar import SarRaster
 from nationmap.errors import InputError, NationmapError, describe
+from nationmap.files import replace_dir
 from nationmap.parallel import run_tasks
 
 SPLIT_METHODS = ("random", "spatial")
@@ -375,19 +376,10 @@ def prepare_dataset(catalog: str | Path, lulc_dir: str | Path, out: str | Path, 
             "seconds": round(time.time() - t0, 2),
         }
         (stage / "report.json").write_text(json.dumps(report, indent=2))
-        _swap_into_place(stage, out)
+        replace_dir(stage, out)
     except BaseException:
         shutil.rmtree(stage, ignore_errors=True)
         raise
     return report
 
 
-def _swap_into_place(stage: Path, out: Path) -> None:
-    """Replace ``out`` by ``stage`` so readers see the old or the new dataset, never a mix."""
-    old = None
-    if out.exists():
-        old = out.with_name(f".{out.name}.old-{os.getpid()}")
-        out.rename(old)
-    stage.rename(out)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)

@@ -8,6 +8,7 @@ from nationmap.losses.segmentation import (
     FocalDiceConfig,
     FocalDiceLoss,
     class_weights,
+    water_mask,
 )
 
 __all__ = [
@@ -22,5 +23,6 @@ __all__ = [
     "patchify",
     "sar_weight",
     "unpatchify",
+    "water_mask",
     "weighted_mse",
 ]

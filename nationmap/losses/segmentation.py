@@ -96,6 +96,13 @@ class FocalDiceLoss(nn.Module):
         return focal, dice
 
 
+def water_mask(logits: torch.Tensor, threshold: float = 0.5) -> torch.Tensor:
+    """(N, 1, H, W) or (N, H, W) water logits -> (N, H, W) int64 mask, 1 where sigmoid >= threshold."""
+    if logits.dim() == 4:
+        logits = logits[:, 0]
+    return (torch.sigmoid(logits.float()) >= threshold).long()
+
+
 @dataclass(frozen=True)
 class BinaryDiceConfig:
     lambda_bce: float = 1.0
@@ -147,6 +154,4 @@ class BCEDiceLoss(nn.Module):
 
     def predict(self, logits: torch.Tensor) -> torch.Tensor:
         """Water mask (uint8 0/1) at the configured probability threshold."""
-        if logits.dim() == 4:
-            logits = logits[:, 0]
-        return (torch.sigmoid(logits.float()) >= self.config.threshold).to(torch.uint8)
+        return water_mask(logits, self.config.threshold).to(torch.uint8)

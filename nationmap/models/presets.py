@@ -80,6 +80,20 @@ class EncoderConfig:
         return cls(**{f.name: d[f.name] for f in dataclasses.fields(cls) if f.name in d})
 
 
+def config_to_dict(cfg) -> dict:
+    """JSON-ready dict of a model config dataclass that holds an ``encoder: EncoderConfig``."""
+    d = dataclasses.asdict(cfg)
+    d["encoder"] = cfg.encoder.to_dict()
+    return d
+
+
+def config_from_dict(cls, d: dict):
+    """Inverse of ``config_to_dict`` for ``cls``; keys ``cls`` does not know are ignored."""
+    d = dict(d)
+    d["encoder"] = EncoderConfig.from_dict(d["encoder"])
+    return cls(**{f.name: d[f.name] for f in dataclasses.fields(cls) if f.name in d})
+
+
 @dataclass(frozen=True)
 class Preset:
     """An encoder plus the head widths used with it."""

@@ -11,18 +11,16 @@ Inputs of ``forward``:
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
 
 import torch
-import torch.nn.functional as F
 from timm.layers.pos_embed_sincos import build_sincos2d_pos_embed
 from timm.models.vision_transformer import Block
 from torch import nn
 
 from nationmap.errors import InputError
 from nationmap.losses.reconstruction import masked_l1, normalise_patches, patchify, sar_weight, unpatchify, weighted_mse
-from nationmap.models.presets import EncoderConfig, get_preset
+from nationmap.models.presets import EncoderConfig, config_from_dict, config_to_dict, get_preset
 from nationmap.models.swin import SwinEncoder
 
 
@@ -47,18 +45,6 @@ def _loss_weight(
     if sigma0_db is None:
         raise ValueError("the SAR weight needs the raw sigma0 in dB (sigma0_db)")
     return sar_weight(sigma0_db, valid, scale)
-
-
-def _config_to_dict(cfg) -> dict:
-    d = dataclasses.asdict(cfg)
-    d["encoder"] = cfg.encoder.to_dict()
-    return d
-
-
-def _config_from_dict(cls, d: dict):
-    d = dict(d)
-    d["encoder"] = EncoderConfig.from_dict(d["encoder"])
-    return cls(**{f.name: d[f.name] for f in dataclasses.fields(cls) if f.name in d})
 
 
 @dataclass(frozen=True)
@@ -87,11 +73,11 @@ class MixMAEConfig:
         kwargs.update(overrides)
         return cls(**kwargs)
 
-    to_dict = _config_to_dict
+    to_dict = config_to_dict
 
     @classmethod
     def from_dict(cls, d: dict) -> "MixMAEConfig":
-        return _config_from_dict(cls, d)
+        return config_from_dict(cls, d)
 
 
 class MixMAE(nn.Module):
@@ -210,11 +196,11 @@ class SimMIMConfig:
     def from_preset(cls, preset: str, **overrides) -> "SimMIMConfig":
         return cls(encoder=get_preset(preset).encoder, **overrides)
 
-    to_dict = _config_to_dict
+    to_dict = config_to_dict
 
     @classmethod
     def from_dict(cls, d: dict) -> "SimMIMConfig":
-        return _config_from_dict(cls, d)
+        return config_from_dict(cls, d)
 
 
 class SimMIM(nn.Module):

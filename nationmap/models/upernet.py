@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from nationmap.errors import InputError
-from nationmap.models.presets import EncoderConfig, get_preset
+from nationmap.models.presets import EncoderConfig, config_from_dict, config_to_dict, get_preset
 from nationmap.models.swin import SwinEncoder
 
 TASK_CLASSES = {"lulc": 9, "water": 1}
@@ -70,16 +70,11 @@ class SegmentationConfig:
     def replace(self, **changes) -> "SegmentationConfig":
         return dataclasses.replace(self, **changes)
 
-    def to_dict(self) -> dict:
-        d = dataclasses.asdict(self)
-        d["encoder"] = self.encoder.to_dict()
-        return d
+    to_dict = config_to_dict
 
     @classmethod
     def from_dict(cls, d: dict) -> "SegmentationConfig":
-        d = dict(d)
-        d["encoder"] = EncoderConfig.from_dict(d["encoder"])
-        return cls(**{f.name: d[f.name] for f in dataclasses.fields(cls) if f.name in d})
+        return config_from_dict(cls, d)
 
 
 def conv_bn_relu(in_chs: int, out_chs: int, kernel: int) -> nn.Sequential:

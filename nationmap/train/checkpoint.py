@@ -30,6 +30,7 @@ from torch import nn
 
 from nationmap import __version__
 from nationmap.errors import InputError
+from nationmap.files import replace_dir
 from nationmap.models import MixMAE, MixMAEConfig, SegmentationConfig, SegmentationModel, SimMIM, SimMIMConfig
 from nationmap.models.swin import encoder_state
 
@@ -90,28 +91,19 @@ def _read_tensors(path: Path, what: str) -> dict[str, torch.Tensor]:
         raise CheckpointError(f"{path}: corrupt or foreign weights ({str(exc).splitlines()[0][:120]})") from None
 
 
-def _atomic_dir(target: Path) -> Path:
+def _stage_path(target: Path) -> Path:
+    """A fresh sibling of ``target`` to build it in before ``replace_dir``."""
     tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
     return tmp
-
-
-def _replace_dir(tmp: Path, target: Path) -> None:
-    old = target.with_name(f".{target.name}.old-{os.getpid()}")
-    if target.exists():
-        target.rename(old)
-    tmp.rename(target)
-    shutil.rmtree(old, ignore_errors=True)
 
 
 def copy_checkpoint(src: str | Path, dst: str | Path) -> Path:
     """Replace ``dst`` by a copy of ``src``; readers see the old or the new copy, never a partial one."""
     dst = Path(dst)
-    tmp = _atomic_dir(dst)
-    shutil.rmtree(tmp)
+    tmp = _stage_path(dst)
     shutil.copytree(src, tmp)
-    _replace_dir(tmp, dst)
+    replace_dir(tmp, dst)
     return dst
 
 
@@ -212,7 +204,8 @@ def write_bundle(out: str | Path, checkpoint_dir: str | Path) -> Path:
     out = Path(out)
     state = load_training_state(checkpoint_dir)
     meta = state.meta
-    tmp = _atomic_dir(out)
+    tmp = _stage_path(out)
+    tmp.mkdir(parents=True)
     try:
         save_file(_tensors_for_file(state.model), str(tmp / "model.safetensors"))
         bundle = {
@@ -233,7 +226,7 @@ def write_bundle(out: str | Path, checkpoint_dir: str | Path) -> Path:
             },
         }
         (tmp / "model.json").write_text(json.dumps(bundle, indent=1))
-        _replace_dir(tmp, out)
+        replace_dir(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

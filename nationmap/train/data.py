@@ -31,6 +31,11 @@ class PatchDecoder:
     std_db: float
     target_lut: np.ndarray | None = None  # (256,) source code -> class index; None: no targets
 
+    @property
+    def columns(self) -> list[str]:
+        """The shard columns this decoder reads."""
+        return ["sar_db", "label"] if self.target_lut is not None else ["sar_db"]
+
     def __call__(self, batch: dict) -> dict[str, np.ndarray]:
         db = decode_sar(batch["sar_db"], self.patch_size)
         valid = np.isfinite(db)
@@ -66,7 +71,7 @@ def split_for(task: str, role: str) -> str:
     return role
 
 
-def ray_dataset(dataset: PreparedDataset, split: str, with_labels: bool):
+def ray_dataset(dataset: PreparedDataset, split: str, decoder: PatchDecoder):
     """A Ray Data stream of one split's shard rows (``sar_db`` and ``label`` binary columns);
     the training worker decodes each batch with ``PatchDecoder`` (compact float16 bytes travel,
     not float32 tensors)."""
@@ -81,7 +86,7 @@ def ray_dataset(dataset: PreparedDataset, split: str, with_labels: bool):
     # Ray 2.60's DataSourceV2 Parquet listing spends ~11 s of wall time per epoch here (measured);
     # the V1 reader streams the same shards in ~1.5 s.
     ctx.use_datasource_v2 = False
-    return ray.data.read_parquet(paths).select_columns(["sar_db", "label"] if with_labels else ["sar_db"])
+    return ray.data.read_parquet(paths).select_columns(decoder.columns)
 
 
 def to_torch(arrays: dict[str, np.ndarray], device) -> dict:
@@ -94,7 +99,7 @@ def iter_batches(dataset: PreparedDataset, split: str, decoder: PatchDecoder, ba
     """In-process batches (numpy dicts) of a split, for evaluation without Ray."""
     import pyarrow.parquet as pq
 
-    columns = ["sar_db", "label"] if decoder.target_lut is not None else ["sar_db"]
+    columns = decoder.columns
     for path in dataset.shard_paths(split):
         table = pq.read_table(path, columns=columns)
         for start in range(0, table.num_rows, batch_size):

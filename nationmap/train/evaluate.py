@@ -15,6 +15,7 @@ import torch
 from nationmap.data.dataset import PreparedDataset
 from nationmap.data.lulc import class_table_from_dict
 from nationmap.errors import InputError
+from nationmap.losses import water_mask
 from nationmap.metrics import ConfusionMatrix, render_class_table, render_water_table
 from nationmap.parallel import progress_bar
 from nationmap.train.checkpoint import Bundle, load_bundle
@@ -27,13 +28,16 @@ def predict(bundle: Bundle, x: torch.Tensor) -> torch.Tensor:
     with torch.inference_mode():
         logits = bundle.model(x)
     if bundle.task == "water":
-        return (torch.sigmoid(logits[:, 0].float()) >= bundle.meta.get("threshold", 0.5)).long()
+        return water_mask(logits, bundle.meta.get("threshold", 0.5))
     return logits.argmax(1)
 
 
 def evaluate(bundle_path: str | Path, data: str | Path, split: str = "test", out: str | Path | None = None,
-             batch_size: int = 8) -> dict:
+             batch_size: int = 8, task: str | None = None) -> dict:
+    """``task``, when given, is the task the caller expects the bundle to be (checked first)."""
     bundle = load_bundle(bundle_path)
+    if task is not None and bundle.task != task:
+        raise InputError(f"{bundle_path} is a {bundle.task} model, not {task}")
     if bundle.task not in ("lulc", "water"):
         raise InputError(f"{bundle_path}: a {bundle.task} bundle cannot be evaluated on labels (lulc or water)")
     dataset = PreparedDataset(data)

@@ -19,8 +19,7 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
-from nationmap.data.lulc import class_table_from_dict
-from nationmap.losses import BCEDiceLoss, BinaryDiceConfig, FocalDiceConfig, FocalDiceLoss, class_weights
+from nationmap.losses import BCEDiceLoss, BinaryDiceConfig, FocalDiceConfig, FocalDiceLoss, class_weights, water_mask
 from nationmap.metrics import ConfusionMatrix
 from nationmap.models import get_preset, MixMAE, MixMAEConfig, SegmentationConfig, SegmentationModel, SimMIM, SimMIMConfig
 from nationmap.train.checkpoint import copy_checkpoint, load_encoder_weights, load_model_weights, load_training_state, save_training_state
@@ -115,7 +114,7 @@ class Task:
                     logits = self.core(batch["x"])
                     target = batch["target"].long()
                     loss = self.loss_fn(logits, target)
-                    pred = logits.argmax(1) if cfg.task == "lulc" else (logits[:, 0].float() >= 0).long()
+                    pred = logits.argmax(1) if cfg.task == "lulc" else water_mask(logits)
                     cm.update(pred.cpu(), target.cpu())
             totals += torch.tensor([float(loss) * n, n], dtype=torch.float64)
         totals = _all_sum(totals.to(self.device)).cpu()
@@ -155,7 +154,7 @@ def train_loop_per_worker(loop_config: dict) -> None:
     steps_per_epoch = int(loop_config["steps_per_epoch"])
     decoder = loop_config["decoder"]
     ctx = ray.train.get_context()
-    rank, world = ctx.get_world_rank(), ctx.get_world_size()
+    rank = ctx.get_world_rank()
     local = max(ctx.get_local_world_size(), 1)
     torch.set_num_threads(cfg.threads_per_worker or max(1, (os.cpu_count() or 1) // local))
     device = ray.train.torch.get_device()

@@ -18,10 +18,6 @@ def _pyplot():
     return plt
 
 
-def _replace(tmp: Path, path: Path) -> None:
-    os.replace(tmp, path)
-
-
 def write_curves(run_dir: Path, history: list[dict], monitor: str) -> None:
     """RUN_DIR/curves.csv (one row per epoch) and curves.png (losses, the monitored metric, lr)."""
     run_dir = Path(run_dir)
@@ -31,7 +27,7 @@ def write_curves(run_dir: Path, history: list[dict], monitor: str) -> None:
         writer = csv.DictWriter(f, fieldnames=keys, extrasaction="ignore")
         writer.writeheader()
         writer.writerows(history)
-    _replace(tmp, run_dir / "curves.csv")
+    os.replace(tmp, run_dir / "curves.csv")
 
     plt = _pyplot()
     epochs = [h["epoch"] for h in history]
@@ -51,7 +47,7 @@ def write_curves(run_dir: Path, history: list[dict], monitor: str) -> None:
     tmp_png = run_dir / ".curves.png.tmp"
     fig.savefig(tmp_png, dpi=90, format="png")
     plt.close(fig)
-    _replace(tmp_png, run_dir / "curves.png")
+    os.replace(tmp_png, run_dir / "curves.png")
 
 
 def confusion_png(counts: np.ndarray, names: list[str], path: Path, title: str) -> None:

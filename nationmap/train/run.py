@@ -85,10 +85,9 @@ def run_training(cfg: TrainConfig, resume: bool = False) -> RunResult:
     init_ray()
     _check_resources(cfg)
     decoder = decoder_for(dataset, cfg.task)
-    labels = decoder.target_lut is not None
     datasets = {
-        "train": ray_dataset(dataset, split_for(cfg.task, "train"), labels).randomize_block_order(seed=cfg.seed),
-        "val": ray_dataset(dataset, split_for(cfg.task, "val"), labels),
+        "train": ray_dataset(dataset, split_for(cfg.task, "train"), decoder).randomize_block_order(seed=cfg.seed),
+        "val": ray_dataset(dataset, split_for(cfg.task, "val"), decoder),
     }
     resources = {"CPU": cfg.cpus_per_worker}
     if cfg.gpus_per_worker:

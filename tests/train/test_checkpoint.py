@@ -8,6 +8,7 @@ import pickle
 import pytest
 import torch
 
+from nationmap.errors import InputError
 from nationmap.models import SegmentationConfig, SegmentationModel
 from nationmap.train.checkpoint import (
     CheckpointError,
@@ -63,6 +64,11 @@ def test_bundle_round_trip(tmp_path):
     assert set(p.name for p in (tmp_path / "bundle").iterdir()) == {"model.json", "model.safetensors"}
     enc = load_encoder_weights(tmp_path / "bundle")
     assert all(k.startswith("swin.") for k in enc)
+    from nationmap.train.evaluate import evaluate
+
+    with pytest.raises(InputError, match="is a water model, not lulc"):  # refused before any work
+        evaluate(tmp_path / "bundle", tmp_path / "no-dataset", "test", tmp_path / "eval", task="lulc")
+    assert not (tmp_path / "eval").exists()
 
 
 class _Payload:
