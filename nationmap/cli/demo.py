@@ -37,4 +37,5 @@ def run_demo(out: str, seed: int, executor: str, address: str | None) -> None:
     console.print(f"catalog:         {catalog} ({report.total} acquisitions)")
     console.print(f"dataset:         {dataset} ({p['pretrain']} pretraining patches; "
                   f"{p['train']}/{p['val']}/{p['test']} train/val/test pairs)")
-    console.print(f"total {time.time() - t0:.0f} s. Training and inference arrive with their issues.")
+    console.print(f"total {time.time() - t0:.0f} s. Train on it: nationmap train pretrain|lulc|water --spec jobs/cpu-demo/TASK.toml "
+                  f"--data {out}/dataset (README, Training); inference arrives with its issue.")
