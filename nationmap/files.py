@@ -1,7 +1,9 @@
-"""Atomic replacement of output directories: readers see the old or the new one, never a mix."""
+"""Atomic file and directory writes, and checksums: readers see the old or the new output, never a mix."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import shutil
 from pathlib import Path
@@ -16,3 +18,35 @@ def replace_dir(stage: Path, target: Path) -> None:
     stage.rename(target)
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
+
+
+def write_json(path: str | Path, data) -> Path:
+    """Write ``data`` as indented JSON to ``path`` through a temporary name and a rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.part")
+    tmp.write_text(json.dumps(data, indent=1, sort_keys=False, default=str) + "\n")
+    os.replace(tmp, path)
+    return path
+
+
+def read_json(path: str | Path) -> dict | None:
+    """The JSON object in ``path``, or None if it is missing or unreadable."""
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def sha256_file(path: str | Path, chunk: int = 4 << 20) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def sha256_json(data) -> str:
+    """A stable hash of a JSON-able value (keys sorted)."""
+    return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()

@@ -1,4 +1,9 @@
-"""``nationmap demo``: the mission on the embedded default (data part until inference exists)."""
+"""``nationmap demo``: the whole mission on the embedded default, tiny preset, CPU.
+
+synthetic world -> catalog -> prepared dataset -> pretraining -> LULC and water finetuning ->
+test-split evaluation -> inference of the finetuning month over the demo region -> products,
+then the products' agreement with the synthetic truth, per class.
+"""
 
 from __future__ import annotations
 
@@ -13,29 +18,102 @@ from nationmap.data.regions import resolve_region
 from nationmap.data.synth.generate import SynthConfig, synthesize
 
 DEMO_MONTHS = "2022-09,2022-10,2022-11"
+DEMO_MAP_MONTH = "2022-09"
+DEMO_PIXELS_PER_DEGREE = 1200  # the synthetic LULC tiles' grid, so products line up with the truth
+STAGES = 7
 
 
-def run_demo(out: str, seed: int, executor: str, address: str | None) -> None:
+def _stage(i: int, title: str) -> None:
+    console.rule(f"{i}/{STAGES} {title}")
+
+
+def _train(task: str, dataset: Path, runs: Path, init: Path | None) -> Path:
+    from nationmap.train.config import resolve_config
+    from nationmap.train.run import run_training
+
+    overrides = {"data": str(dataset), "out": str(runs), "name": task}
+    if init is not None:
+        overrides["init"] = str(init)
+    result = run_training(resolve_config(task, f"cpu-demo/{task}", overrides))
+    s = result.summary
+    best = s.get("best") or {}
+    console.print(f"{task}: {s['status']} after {s['epochs']} epochs in {s['seconds']} s; "
+                  f"best {best.get('metric')} {best.get('value', float('nan')):.4f}")
+    return result.run_dir
+
+
+def run_demo(out: str, seed: int, executor: str, address: str | None, data_only: bool = False) -> None:
     root = Path(out)
     raw, catalog, dataset = root / "raw", root / "catalog.parquet", root / "dataset"
     region = resolve_region("demo")
     start_ray(executor, address)
     t0 = time.time()
-    console.rule("1/3 synthetic ALOS-2 world")
+    times = {}
+    _stage(1, "synthetic ALOS-2 world")
     summary = synthesize(raw, SynthConfig.for_region(region, parse_months(DEMO_MONTHS), seed=seed), executor=executor)
-    console.rule("2/3 catalog")
+    _stage(2, "catalog")
     report = build_catalog(raw, catalog, executor=executor)
-    console.rule("3/3 dataset preparation")
+    _stage(3, "dataset preparation")
     cfg = PrepareConfig(pretrain_months=("2022-10", "2022-11"), finetune_months=("2022-09",), n_anchors=200_000,
                         seed=seed, region="demo")
     prep = prepare_dataset(catalog, raw / "lulc", dataset, cfg, region, overwrite=True, executor=executor)
+    times["data"] = time.time() - t0
     p = prep["patches"]
     st = summary["statistics"]
+    lines = [f"synthetic world: {len(summary['tiles'])} LULC tiles, {st['scenes']} scenes in {raw} "
+             f"(HH {st['hh_db_mean']:.2f} +- {st['hh_db_std']:.2f} dB)",
+             f"catalog:         {catalog} ({report.total} acquisitions)",
+             f"dataset:         {dataset} ({p['pretrain']} pretraining patches; "
+             f"{p['train']}/{p['val']}/{p['test']} train/val/test pairs)"]
+    if data_only:
+        console.rule("done")
+        console.print("\n".join(lines), highlight=False)
+        console.print(f"total {time.time() - t0:.0f} s (data only)")
+        return
+    if executor != "ray":
+        from nationmap.errors import InputError
+
+        raise InputError("training runs on Ray Train: the full demo needs --executor ray (or use --data-only)")
+    from nationmap.infer.config import InferConfig
+    from nationmap.infer.pipeline import run_inference, summarize
+    from nationmap.products.agreement import map_agreement
+    from nationmap.train.checkpoint import find_checkpoint, write_bundle
+    from nationmap.train.evaluate import evaluate
+
+    runs, bundles = root / "runs", root / "models"
+    t = time.time()
+    _stage(4, "pretraining (SAR-W-MixMAE, tiny preset)")
+    pretrain = _train("pretrain", dataset, runs, None)
+    _stage(5, "finetuning LULC and water")
+    test = {}
+    for task in ("lulc", "water"):
+        run = _train(task, dataset, runs, pretrain)
+        write_bundle(bundles / task, find_checkpoint(run, "best"))
+        test[task] = evaluate(bundles / task, dataset, "test", bundles / task / "eval-test", task=task)
+    times["training"] = time.time() - t
+    t = time.time()
+    _stage(6, f"inference: {region.name}, {DEMO_MAP_MONTH}")
+    infer_cfg = InferConfig(region="demo", month=DEMO_MAP_MONTH, catalog=str(catalog), lulc_model=str(bundles / "lulc"),
+                            water_model=str(bundles / "water"), out=str(root / "products"), lulc_dir=str(raw / "lulc"),
+                            pixels_per_degree=DEMO_PIXELS_PER_DEGREE, batch_size=8, executor=executor, gpus_per_actor=0.0)
+    manifest = run_inference(infer_cfg, log=console.print)
+    console.print(summarize(manifest), highlight=False)
+    times["inference"] = time.time() - t
+    _stage(7, "agreement with the synthetic truth")
+    run_dir = Path(manifest["run_dir"])
+    agreement = map_agreement(run_dir, raw / "lulc")
+    console.print(agreement["table"], highlight=False)
+    lt, wt = test["lulc"], test["water"]
+    la, wa = agreement["lulc"], agreement["water"]
     console.rule("done")
-    console.print(f"synthetic world: {len(summary['tiles'])} LULC tiles, {st['scenes']} scenes in {raw} "
-                  f"(HH {st['hh_db_mean']:.2f} +- {st['hh_db_std']:.2f} dB)")
-    console.print(f"catalog:         {catalog} ({report.total} acquisitions)")
-    console.print(f"dataset:         {dataset} ({p['pretrain']} pretraining patches; "
-                  f"{p['train']}/{p['val']}/{p['test']} train/val/test pairs)")
-    console.print(f"total {time.time() - t0:.0f} s. Train on it: nationmap train pretrain|lulc|water --spec jobs/cpu-demo/TASK.toml "
-                  f"--data {out}/dataset (README, Training); inference arrives with its issue.")
+    products = manifest["products"]
+    lines += [f"models:          {bundles}/lulc, {bundles}/water (test split: LULC mIoU {lt['miou']:.3f}, "
+              f"water IoU {100 * wt['iou']:.1f} %; tables in MODEL/eval-test/table.md)",
+              f"products:        {run_dir}/cells/, mosaics in {run_dir}/mosaic/, STAC {run_dir}/{products['stac']}",
+              f"quicklooks:      {run_dir}/quicklooks/",
+              f"agreement:       {run_dir}/agreement.md (map vs synthetic truth: LULC mIoU {la['miou']:.3f}, "
+              f"water IoU {100 * wa['iou']:.1f} %)",
+              f"manifest:        {run_dir}/manifest.json"]
+    console.print("\n".join(lines), highlight=False)
+    console.print("total {:.0f} s (data {:.0f} s, training {:.0f} s, inference {:.0f} s)".format(
+        time.time() - t0, times["data"], times["training"], times["inference"]))

@@ -12,6 +12,7 @@ import typer
 
 from nationmap import __version__
 from nationmap.cli import data as data_cli
+from nationmap.cli import infer as infer_cli
 from nationmap.cli import models as models_cli
 from nationmap.cli import train as train_cli
 from nationmap.cli.common import err_console, run_guarded
@@ -29,6 +30,7 @@ app.add_typer(train_cli.app, name="train")
 app.add_typer(train_cli.eval_app, name="eval")
 app.command("export")(train_cli.export)
 app.command("ablate")(train_cli.ablate)
+app.command("infer")(infer_cli.infer)
 
 
 def _version(value: bool):
@@ -46,13 +48,15 @@ def _root(version: bool = typer.Option(False, "--version", callback=_version, is
 def demo(
     out: str = typer.Option("demo-out", help="Output directory of the demo."),
     seed: int = typer.Option(0, help="Seed of the synthetic world."),
-    executor: str = typer.Option("ray", help="ray (embedded local Ray) or serial."),
+    executor: str = typer.Option("ray", help="ray (embedded local Ray) or serial (data stages only)."),
     address: str = typer.Option(None, help="Ray cluster address (default: embedded local Ray)."),
+    data_only: bool = typer.Option(False, "--data-only", help="Stop after the dataset (no training or inference)."),
 ):
-    """Run the mission on the embedded default: synthetic world -> catalog -> prepared dataset."""
+    """The whole mission on the embedded default, tiny preset: synthetic world -> catalog -> dataset ->
+    pretraining -> LULC and water finetuning -> inference -> products, and their agreement with the truth."""
     from nationmap.cli.demo import run_demo
 
-    run_guarded(lambda: run_demo(out, seed, executor, address))
+    run_guarded(lambda: run_demo(out, seed, executor, address, data_only))
 
 
 def main() -> None:

@@ -11,7 +11,6 @@ reported with their reason and left out.
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import json
 import os
 from dataclasses import dataclass, field
@@ -34,6 +33,7 @@ from nationmap.data.mosaic import MOSAIC_NODATA_DN, is_mosaic_name, parse_mosaic
 from nationmap.data.regions import Region
 from nationmap.data.sar import SarRaster
 from nationmap.errors import InputError, NationmapError, describe, first_line
+from nationmap.files import sha256_file
 from nationmap.parallel import run_tasks
 
 SCHEMA = pa.schema([
@@ -86,14 +86,6 @@ def find_sar_files(raw_dir: str | Path) -> list[Path]:
         raise InputError(f"{raw_dir}: raw data directory not found")
     out = [p for p in raw_dir.rglob("*.tif*") if p.is_file() and (is_alos2_name(p.name) or is_mosaic_name(p.name))]
     return sorted(out)
-
-
-def sha256_file(path: Path, chunk: int = 4 << 20) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def footprint(raster: SarRaster) -> shapely.Geometry:

@@ -1,0 +1,55 @@
+"""``nationmap infer``: a region's month of acquisitions -> per-cell COGs, mosaics, STAC."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from nationmap.cli.common import console, run_guarded
+
+EXIT_PARTIAL = 3
+
+
+def infer(
+    region: str = typer.Option(..., help="Region: japan, demo, cells N35E137,N36E138, a bbox, or a GeoJSON file."),
+    date: str = typer.Option(..., "--date", help="Month to map, YYYY-MM."),
+    config: Path = typer.Option(None, help="Defaults file with an [infer] table (default: jobs/infer.toml)."),
+    catalog: Path = typer.Option(None, help="Acquisition catalog (nationmap data catalog)."),
+    lulc_model: Path = typer.Option(None, help="LULC model bundle (nationmap export)."),
+    water_model: Path = typer.Option(None, help="Water model bundle (nationmap export)."),
+    out: Path = typer.Option(None, help="Products root; the run writes OUT/REGION/YYYY-MM/."),
+    lulc_dir: Path = typer.Option(None, help="LULC tiles directory (the japan region's cell list)."),
+    pixels_per_degree: int = typer.Option(None, help="National grid resolution (12000: about 10 m)."),
+    batch_size: int = typer.Option(None, help="Windows per forward pass."),
+    overlap: int = typer.Option(None, help="Overlap of neighbouring windows, px."),
+    blend: str = typer.Option(None, help="Blending of overlapping windows: cosine or none."),
+    concurrency: int = typer.Option(None, help="Predictor actors (0: one per GPU, or per cpus-per-actor CPUs)."),
+    gpus_per_actor: float = typer.Option(None, help="GPUs per predictor actor (0: CPU)."),
+    cpus_per_actor: float = typer.Option(None, help="CPUs per predictor actor (also its torch threads)."),
+    executor: str = typer.Option(None, help="ray (Ray Data and tasks) or serial (in-process)."),
+    keep_scenes: bool = typer.Option(None, "--keep-scenes/--no-keep-scenes", help="Keep the scene-grid probability rasters."),
+    force: bool = typer.Option(False, "--force", help="Redo everything, even work already done and verified."),
+    address: str = typer.Option(None, help="Ray cluster address (default: RAY_ADDRESS or an embedded local Ray)."),
+):
+    """Map every acquisition of a month in a region: LULC, water, confidence and count COGs per cell,
+    national mosaics, STAC and quicklooks, with a run manifest. Reruns skip verified work."""
+    from nationmap.infer.config import resolve_infer_config
+    from nationmap.infer.pipeline import run_inference, summarize
+    from nationmap.parallel import use_ray_address
+
+    def go():
+        overrides = {"region": region, "month": date, "batch_size": batch_size, "overlap": overlap, "blend": blend,
+                     "concurrency": concurrency, "gpus_per_actor": gpus_per_actor, "cpus_per_actor": cpus_per_actor,
+                     "executor": executor, "keep_scenes": keep_scenes, "pixels_per_degree": pixels_per_degree}
+        for key, value in (("catalog", catalog), ("lulc_model", lulc_model), ("water_model", water_model),
+                           ("out", out), ("lulc_dir", lulc_dir)):
+            overrides[key] = None if value is None else str(value)
+        cfg = resolve_infer_config(config, overrides)
+        use_ray_address(address)
+        return run_inference(cfg, force=force, log=console.print)
+
+    manifest = run_guarded(go)
+    console.print(summarize(manifest), highlight=False)
+    if manifest["status"] != "ok":
+        raise typer.Exit(EXIT_PARTIAL)

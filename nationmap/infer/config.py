@@ -1,0 +1,132 @@
+"""Inference configuration: defaults from a TOML file (``jobs/infer.toml``), then options.
+
+The ops command is exactly ``nationmap infer --region japan --date 2022-09``: where the catalog,
+the model bundles and the products live comes from the ``[infer]`` table of the config file.
+Relative paths in the file are taken relative to the working directory.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
+from nationmap.data.months import parse_month
+from nationmap.errors import InputError
+from nationmap.infer.scene import WindowSettings
+from nationmap.products.cells import CellSettings
+from nationmap.train.config import JOBS_DIR
+
+DEFAULT_CONFIG = JOBS_DIR / "infer.toml"
+EXECUTORS = ("ray", "serial")
+
+
+@dataclass(frozen=True)
+class InferConfig:
+    """One inference run: a region and month, its inputs, models, outputs and settings.
+
+    Attributes:
+        region: region spec (``japan``, ``demo``, cells, bbox, GeoJSON).
+        month: ``YYYY-MM``: every acquisition of that month in the region is used.
+        catalog: acquisition catalog (``nationmap data catalog``).
+        lulc_model / water_model: model bundles (``nationmap export``); either may be empty.
+        out: products root; this run writes ``OUT/<region>/<YYYY-MM>/``.
+        lulc_dir: LULC tiles directory (the ``japan`` cell list when present); optional.
+        pixels_per_degree: national grid resolution.
+        window / overlap / blend / batch_size: sliding-window prediction (window 0: the models'
+            input size).
+        resampling / min_validity / water_threshold / cell_block: scene -> cell combination.
+        executor: ``ray`` (Ray Data + Ray tasks) or ``serial`` (in-process, for debugging).
+        concurrency: predictor actors (0: one per GPU, or per ``cpus_per_actor`` CPUs).
+        gpus_per_actor / cpus_per_actor: resources of each predictor actor.
+        keep_scenes: keep the per-scene probability rasters after a complete run.
+    """
+
+    region: str = ""
+    month: str = ""
+    catalog: str = "catalog.parquet"
+    lulc_model: str = ""
+    water_model: str = ""
+    out: str = "products"
+    lulc_dir: str = ""
+    pixels_per_degree: int = 12000
+    window: int = 0
+    overlap: int = 64
+    blend: str = "cosine"
+    batch_size: int = 16
+    resampling: str = "bilinear"
+    min_validity: float = 0.5
+    water_threshold: float = 0.5
+    cell_block: int = 2048
+    executor: str = "ray"
+    concurrency: int = 0
+    gpus_per_actor: float = 0.0
+    cpus_per_actor: float = 1.0
+    keep_scenes: bool = False
+
+    def __post_init__(self):
+        if not self.region:
+            raise InputError("no region given (--region, e.g. japan)")
+        if not self.month:
+            raise InputError("no month given (--date YYYY-MM)")
+        parse_month(self.month)
+        if not (self.lulc_model or self.water_model):
+            raise InputError("no model given: set --lulc-model and/or --water-model (or lulc_model/water_model in the config)")
+        if self.executor not in EXECUTORS:
+            raise InputError(f"executor must be one of {', '.join(EXECUTORS)}, not {self.executor!r}")
+        if self.concurrency < 0 or self.gpus_per_actor < 0 or self.cpus_per_actor <= 0:
+            raise InputError("concurrency and gpus_per_actor must be >= 0, cpus_per_actor > 0")
+        if self.window:
+            self.window_settings(self.window)
+        self.cell_settings()
+
+    def window_settings(self, size: int) -> WindowSettings:
+        return WindowSettings(size=size, overlap=self.overlap, blend=self.blend, batch_size=self.batch_size)
+
+    def cell_settings(self) -> CellSettings:
+        return CellSettings(pixels_per_degree=self.pixels_per_degree, block=self.cell_block, resampling=self.resampling,
+                            min_validity=self.min_validity, water_threshold=self.water_threshold)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "InferConfig":
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - names)
+        if unknown:
+            raise InputError(f"unknown inference setting(s): {', '.join(unknown)}")
+        types = {f.name: f.type for f in dataclasses.fields(cls)}
+        clean = {}
+        for key, value in values.items():
+            kind = {"int": int, "float": float, "bool": bool, "str": str}[types[key]]
+            if kind is float and isinstance(value, int) and not isinstance(value, bool):
+                value = float(value)
+            if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+                raise InputError(f"inference setting {key} must be {types[key]}, not {value!r}")
+            clean[key] = value
+        return cls(**clean)
+
+
+def load_infer_defaults(path: str | Path | None) -> dict:
+    """The ``[infer]`` table of ``path`` (default ``jobs/infer.toml``; missing default: {})."""
+    explicit = path is not None
+    path = Path(path) if explicit else DEFAULT_CONFIG
+    if not path.exists():
+        if explicit:
+            raise InputError(f"inference config {path} not found")
+        return {}
+    try:
+        raw = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as exc:
+        raise InputError(f"{path}: not valid TOML ({exc})") from None
+    if "infer" not in raw:
+        raise InputError(f"{path}: no [infer] table")
+    return dict(raw["infer"])
+
+
+def resolve_infer_config(config_file: str | Path | None, overrides: dict) -> InferConfig:
+    values = load_infer_defaults(config_file)
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    return InferConfig.from_dict(values)

@@ -1,0 +1,432 @@
+"""``nationmap infer``: a region's month of acquisitions -> national map products.
+
+Run directory ``OUT/<region>/<YYYY-MM>/``::
+
+    manifest.json                                   inputs + checksums, models + hashes, code
+                                                    version, config, timings, per-scene and
+                                                    per-cell status
+    cells/<CELL>/<CELL>_<YYYY-MM>_<product>.tif     per-cell COGs (lulc, water, confidence, count)
+    mosaic/<region>_<YYYY-MM>_<product>.tif         national COG per product
+    quicklooks/<region>_<YYYY-MM>_<product>.png     RGBA quicklooks
+    stac/catalog.json                               STAC: a collection per product, item per cell
+    .work/scenes/<scene>.tif                        scene-grid probabilities (removed on success)
+    .work/state/{scenes,cells}/<id>.json            per-unit records, written as each unit ends
+
+Stages: (1) scenes -> probabilities on their own grid (Ray Data actor pool, models loaded once
+per actor); (2) cells: scenes reprojected and combined (Ray tasks); (3) mosaics + quicklooks;
+(4) STAC; (5) manifest. Each unit's record holds a key (hash of its inputs, models and
+settings) and the SHA-256 of what it wrote; a rerun skips every unit whose key matches and
+whose files still verify, so an interrupted run redoes only the missing work. ``force``
+redoes everything. Every file is written under a temporary name and renamed when complete.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import platform
+import re
+import shutil
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import shapely
+
+from nationmap import __version__
+from nationmap.data.catalog import filter_catalog, footprints, read_catalog
+from nationmap.data.grid import Cell
+from nationmap.data.lulc import class_table_from_dict
+from nationmap.data.months import parse_month
+from nationmap.data.regions import Region, resolve_region
+from nationmap.errors import InputError, describe
+from nationmap.files import read_json, sha256_file, sha256_json, write_json
+from nationmap.infer.config import InferConfig
+from nationmap.infer.scene import SceneModels, WindowSettings, head_from_bundle, predict_scene
+from nationmap.parallel import progress_bar, run_tasks
+from nationmap.products.cells import BandLayout, CellSettings, combine_cell, product_name
+from nationmap.products.layers import Layer, product_layers
+from nationmap.products.mosaic import build_mosaic
+from nationmap.products.quicklook import write_quicklook
+from nationmap.products.stac import ProductFile, write_stac
+
+MANIFEST_FORMAT = "nationmap-run/1"
+BUNDLE_FILES = ("model.json", "model.safetensors")
+
+
+def region_slug(name: str) -> str:
+    """A directory name for a region spec that cannot leave the products directory."""
+    slug = re.sub(r"[^A-Za-z0-9_-]+", "_", Path(name).stem if name.endswith((".json", ".geojson")) else name)
+    slug = slug.strip("_-")
+    if not slug:
+        raise InputError(f"region {name!r} gives no usable directory name")
+    return slug[:80]
+
+
+@dataclass(frozen=True)
+class RunPaths:
+    root: Path
+
+    @property
+    def manifest(self) -> Path:
+        return self.root / "manifest.json"
+
+    @property
+    def work(self) -> Path:
+        return self.root / ".work"
+
+    def scene_raster(self, scene_id: str) -> Path:
+        return self.work / "scenes" / f"{scene_id}.tif"
+
+    def scene_record(self, scene_id: str) -> Path:
+        return self.work / "state" / "scenes" / f"{scene_id}.json"
+
+    def cell_dir(self, cell: str) -> Path:
+        return self.root / "cells" / cell
+
+    def cell_record(self, cell: str) -> Path:
+        return self.work / "state" / "cells" / f"{cell}.json"
+
+    @property
+    def mosaic_record(self) -> Path:
+        return self.work / "state" / "mosaic.json"
+
+
+def run_paths(cfg: InferConfig, region: Region) -> RunPaths:
+    return RunPaths(Path(cfg.out) / region_slug(region.name) / cfg.month)
+
+
+# ---------------------------------------------------------------------------- models
+
+
+@dataclass(frozen=True)
+class ModelSet:
+    """The bundles of a run (paths and hashes) and what they imply for the products."""
+
+    paths: dict[str, str]  # task -> bundle dir
+    hashes: dict[str, dict[str, str]]  # task -> {file: sha256}
+    window: int
+    layout: BandLayout
+    layers: dict[str, Layer]
+
+    @property
+    def key(self) -> str:
+        return sha256_json(self.hashes)
+
+
+def describe_models(cfg: InferConfig) -> ModelSet:
+    """Check the bundles (format, task, matching input size) without building the models."""
+    paths, hashes, metas = {}, {}, {}
+    for task, path in (("lulc", cfg.lulc_model), ("water", cfg.water_model)):
+        if not path:
+            continue
+        meta = read_json(Path(path) / "model.json")
+        if meta is None or not (Path(path) / "model.safetensors").exists():
+            raise InputError(f"{task} model {path}: not a model bundle (nationmap export writes one)")
+        if meta.get("task") != task:
+            raise InputError(f"{path} is a {meta.get('task')} model, not {task}")
+        paths[task], metas[task] = str(Path(path).resolve()), meta
+        hashes[task] = {f: sha256_file(Path(path) / f) for f in BUNDLE_FILES}
+    sizes = {t: int(m["model_config"]["encoder"]["img_size"]) for t, m in metas.items()}
+    if len(set(sizes.values())) > 1:
+        raise InputError(f"the models take different input sizes {sizes}; they must share one")
+    window = cfg.window or next(iter(sizes.values()))
+    if window != next(iter(sizes.values())):
+        raise InputError(f"window {window} px differs from the models' input size {next(iter(sizes.values()))} px")
+    lulc_classes, water_classes = (), ()
+    if "lulc" in metas:
+        lulc_classes = class_table_from_dict(metas["lulc"]["class_table"]).scheme(metas["lulc"]["scheme"]).classes
+    if "water" in metas:
+        water_classes = class_table_from_dict(metas["water"]["class_table"]).scheme(metas["water"]["scheme"]).classes
+    layout = BandLayout(tuple(c.code for c in lulc_classes), "water" in metas)
+    return ModelSet(paths, hashes, window, layout, product_layers(lulc_classes, water_classes))
+
+
+def load_scene_models(paths: dict[str, str], device: str = "cpu") -> SceneModels:
+    from nationmap.train.checkpoint import load_bundle
+
+    heads = [head_from_bundle(load_bundle(paths[t], device)) for t in ("lulc", "water") if t in paths]
+    return SceneModels(heads, device=device)
+
+
+# ---------------------------------------------------------------------------- scene stage
+
+
+def run_scene(job: dict, models: SceneModels, settings: WindowSettings) -> dict:
+    """Predict one scene and write its record; errors become a ``failed`` record."""
+    record = {"id": job["id"], "key": job["key"], "path": job["path"]}
+    t0 = time.perf_counter()
+    try:
+        result = predict_scene(job["path"], job["output"], models, settings, units=job.get("units") or None)
+        record.update(status="ok", windows=result.windows, valid_pixels=result.valid_pixels,
+                      height=result.height, width=result.width, sha256=sha256_file(job["output"]))
+    except Exception as exc:  # one unreadable scene must not stop the month
+        record.update(status="failed", error=describe(exc))
+    record["seconds"] = round(time.perf_counter() - t0, 3)
+    write_json(job["record"], record)
+    return record
+
+
+def _predict_serial(jobs: list[dict], models: ModelSet, settings: WindowSettings, on_done) -> list[dict]:
+    if not jobs:
+        return []
+    scene_models = load_scene_models(models.paths)
+    out = []
+    for job in jobs:
+        out.append(run_scene(job, scene_models, settings))
+        on_done(out[-1])
+    return out
+
+
+def predict_scenes(jobs: list[dict], cfg: InferConfig, models: ModelSet, settings: WindowSettings) -> list[dict]:
+    """Run the scene stage with a progress bar (per scene)."""
+    with progress_bar() as progress:
+        bar = progress.add_task("scenes", total=len(jobs))
+
+        def on_done(record):
+            progress.advance(bar)
+
+        if cfg.executor == "serial" or not jobs:
+            return _predict_serial(jobs, models, settings, on_done)
+        from nationmap.infer.ray_data import predict_scenes_ray
+
+        return predict_scenes_ray(jobs, cfg, models, settings, on_done)
+
+
+# ---------------------------------------------------------------------------- cell stage
+
+
+def run_cell(job: dict) -> dict:
+    """Combine one cell and write its record (``ok``, ``empty`` or ``failed``)."""
+    t0 = time.perf_counter()
+    base = {"cell": job["cell"], "key": job["key"]}
+    try:
+        if not job["scenes"]:
+            record = {**base, "status": "empty", "reason": "no acquisition of the month covers the cell", "files": {}}
+        else:
+            record = combine_cell(job["cell_obj"], job["month"], job["scenes"], job["out_dir"], job["layout"],
+                                  job["layers"], job["settings"], job["tags"])
+            record = {**base, **record}
+            if record["status"] == "empty":
+                record["reason"] = "no valid pixel in the month's acquisitions"
+            record["files"] = {p: {"path": name, "sha256": sha256_file(Path(job["out_dir"]) / name)}
+                               for p, name in record["files"].items()}
+    except Exception as exc:
+        record = {**base, "status": "failed", "error": describe(exc), "files": {}}
+    record["seconds"] = round(time.perf_counter() - t0, 3)
+    write_json(job["record"], record)
+    return record
+
+
+def _files_verify(directory: Path, files: dict) -> bool:
+    for entry in files.values():
+        path = directory / entry["path"]
+        if not path.exists() or sha256_file(path) != entry["sha256"]:
+            return False
+    return True
+
+
+def _cell_done(record: dict | None, key: str, directory: Path) -> bool:
+    return (record is not None and record.get("key") == key and record.get("status") in ("ok", "empty")
+            and _files_verify(directory, record.get("files", {})))
+
+
+def _scene_done(record: dict | None, key: str, raster: Path | None) -> bool:
+    if record is None or record.get("key") != key or record.get("status") != "ok":
+        return False
+    return raster is None or (raster.exists() and sha256_file(raster) == record.get("sha256"))
+
+
+# ---------------------------------------------------------------------------- run
+
+
+def _code_version() -> dict:
+    import rasterio
+    import ray
+    import torch
+
+    git = None
+    try:
+        git = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True,
+                             text=True, timeout=5).stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        pass
+    return {"nationmap": __version__, "git": git, "python": platform.python_version(), "torch": torch.__version__,
+            "ray": ray.__version__, "gdal": rasterio.__gdal_version__}
+
+
+def select_scenes(cfg: InferConfig, region: Region):
+    df = filter_catalog(read_catalog(cfg.catalog), region, [parse_month(cfg.month)])
+    if df.empty:
+        raise InputError(f"no HH acquisitions of region {region.name} in {cfg.month} in catalog {cfg.catalog}")
+    return df.sort_values("id", kind="stable").reset_index(drop=True)
+
+
+def run_inference(cfg: InferConfig, force: bool = False, log=print) -> dict:
+    """Run (or complete) the inference of ``cfg``; returns the manifest."""
+    t_start = time.time()
+    started = dt.datetime.now(dt.timezone.utc)
+    region = resolve_region(cfg.region, cfg.lulc_dir or None)
+    month = parse_month(cfg.month)
+    scenes = select_scenes(cfg, region)
+    models = describe_models(cfg)
+    settings = cfg.window_settings(models.window)
+    cell_settings = cfg.cell_settings()
+    paths = run_paths(cfg, region)
+    if force and paths.work.exists():
+        shutil.rmtree(paths.work / "state", ignore_errors=True)
+    paths.root.mkdir(parents=True, exist_ok=True)
+    timings = {}
+
+    # 1. scenes: key = input checksum + models + window settings
+    scene_key = {r.id: sha256_json({"input": r.sha256, "models": models.key, "window": settings.__dict__, "units": r.units})
+                 for r in scenes.itertuples()}
+    rows = {r.id: r for r in scenes.itertuples()}
+
+    def job(scene_id: str) -> dict:
+        r = rows[scene_id]
+        return {"id": scene_id, "path": r.path, "units": r.units, "key": scene_key[scene_id],
+                "output": str(paths.scene_raster(scene_id)), "record": str(paths.scene_record(scene_id))}
+
+    records = {sid: read_json(paths.scene_record(sid)) for sid in rows}
+    first = [sid for sid in rows if not _scene_done(records[sid], scene_key[sid], None)]
+    t0 = time.time()
+    ran = set(first)
+    log(f"{len(rows)} acquisitions of {region.name} in {month}; {len(first)} to predict")
+    for rec in predict_scenes([job(s) for s in first], cfg, models, settings):
+        records[rec["id"]] = rec
+    ok_scenes = sorted(s for s in rows if records[s] and records[s].get("status") == "ok")
+    shapes = dict(zip(scenes.id, footprints(scenes)))
+
+    # 2. cells: key = the keys of the scenes that cover it + models + cell settings
+    cell_jobs, cell_records, todo = {}, {}, []
+    for cell in region.cells:
+        covering = [s for s in ok_scenes if shapely.intersects(shapes[s], cell.polygon)]
+        key = sha256_json({"scenes": [scene_key[s] for s in covering], "models": models.key,
+                           "cell": cell_settings.__dict__, "month": cfg.month})
+        cell_records[cell.name] = read_json(paths.cell_record(cell.name))
+        cell_jobs[cell.name] = {"cell": cell.name, "cell_obj": cell, "month": cfg.month, "key": key,
+                                "scenes": [str(paths.scene_raster(s)) for s in covering],
+                                "out_dir": str(paths.cell_dir(cell.name)), "layout": models.layout,
+                                "layers": models.layers, "settings": cell_settings,
+                                "record": str(paths.cell_record(cell.name)),
+                                "tags": {"MODELS": models.key[:16]}, "covering": covering}
+        if not _cell_done(cell_records[cell.name], key, paths.cell_dir(cell.name)):
+            todo.append(cell.name)
+    # scene rasters the remaining cells need but that were removed or damaged since
+    needed = sorted({s for c in todo for s in cell_jobs[c]["covering"]} - ran)
+    missing = [s for s in needed if not _scene_done(records[s], scene_key[s], paths.scene_raster(s))]
+    if missing:
+        log(f"{len(missing)} scene rasters needed again")
+        for rec in predict_scenes([job(s) for s in missing], cfg, models, settings):
+            records[rec["id"]] = rec
+        ran |= set(missing)
+    timings["scenes_s"] = round(time.time() - t0, 2)
+
+    t0 = time.time()
+    log(f"{len(region.cells)} cells; {len(todo)} to combine")
+    jobs = [{k: v for k, v in cell_jobs[c].items() if k != "covering"} for c in todo]
+    for rec in run_tasks(run_cell, jobs, desc="cells", executor=cfg.executor):
+        cell_records[rec["cell"]] = rec
+    timings["cells_s"] = round(time.time() - t0, 2)
+
+    # 3. national mosaics and quicklooks
+    t0 = time.time()
+    tag = f"{region_slug(region.name)}_{cfg.month}"
+    ok_cells = {c: cell_records[c.name] for c in region.cells if cell_records[c.name].get("status") == "ok"}
+    products = {}
+    if ok_cells:
+        products = _mosaics(paths, region, cfg, models, ok_cells, tag, force)
+    timings["mosaic_s"] = round(time.time() - t0, 2)
+
+    # 4. STAC
+    t0 = time.time()
+    if ok_cells:
+        cell_files = {p: {c: _product_file(paths.cell_dir(c.name) / r["files"][p]["path"], r["files"][p]["sha256"])
+                          for c, r in ok_cells.items()} for p in models.layout.products}
+        mosaic_files = {p: _product_file(paths.root / e["path"], e["sha256"]) for p, e in products.get("mosaic", {}).items()}
+        write_stac(paths.root / "stac", region_slug(region.name), month, models.layers, cell_files, mosaic_files,
+                   cfg.pixels_per_degree, {"nationmap:models": models.key[:16]})
+        products["stac"] = "stac/catalog.json"
+    timings["stac_s"] = round(time.time() - t0, 2)
+
+    # 5. manifest
+    scene_list = []
+    for sid in rows:
+        rec = dict(records[sid] or {"id": sid, "status": "not run"})
+        rec["skipped"] = sid not in ran
+        scene_list.append(rec)
+    cell_list = []
+    for cell in region.cells:
+        rec = dict(cell_records[cell.name])
+        rec["skipped"] = cell.name not in todo
+        cell_list.append(rec)
+    failures = [{"what": "scene", "id": s["id"], "reason": s.get("error", "")} for s in scene_list if s["status"] != "ok"]
+    failures += [{"what": "cell", "id": c["cell"], "reason": c.get("error", "")} for c in cell_list if c["status"] == "failed"]
+    empty = [c["cell"] for c in cell_list if c["status"] == "empty"]
+    status = "failed" if not ok_cells else ("partial" if failures else "ok")
+    timings["total_s"] = round(time.time() - t_start, 2)
+    manifest = {
+        "format": MANIFEST_FORMAT, "kind": "infer",
+        "run_id": f"infer-{tag}-{started:%Y%m%dT%H%M%SZ}", "status": status,
+        "started": started.isoformat(timespec="seconds"),
+        "finished": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "region": region.name, "month": cfg.month, "cells": region.cell_names,
+        "code": _code_version(), "config": cfg.to_dict(),
+        "models": {t: {"path": p, "sha256": models.hashes[t]} for t, p in models.paths.items()},
+        "inputs": [{"id": r.id, "path": r.path, "sha256": r.sha256, "datetime": str(r.datetime)} for r in scenes.itertuples()],
+        "scenes": scene_list, "cell_results": cell_list, "empty_cells": empty, "failures": failures,
+        "products": products, "timings": timings,
+    }
+    write_json(paths.manifest, manifest)
+    if status == "ok" and not cfg.keep_scenes:
+        shutil.rmtree(paths.work / "scenes", ignore_errors=True)
+    manifest["run_dir"] = str(paths.root)
+    return manifest
+
+
+def _product_file(path: Path, sha: str) -> ProductFile:
+    return ProductFile(path, sha, path.stat().st_size)
+
+
+def _mosaics(paths: RunPaths, region: Region, cfg: InferConfig, models: ModelSet, ok_cells: dict, tag: str,
+             force: bool) -> dict:
+    """National mosaic + quicklook per product, skipped when the cells are unchanged and verified."""
+    key = sha256_json({"cells": {c.name: {p: e["sha256"] for p, e in r["files"].items()} for c, r in ok_cells.items()},
+                       "region": [c.name for c in region.cells]})
+    record = read_json(paths.mosaic_record)
+    if not force and record and record.get("key") == key and _files_verify(paths.root, record["mosaic"]) \
+            and _files_verify(paths.root, record["quicklooks"]):
+        return {"mosaic": record["mosaic"], "quicklooks": record["quicklooks"]}
+    mosaic, quicklooks = {}, {}
+    for product in models.layout.products:
+        layer = models.layers[product]
+        files = {c: (paths.cell_dir(c.name) / ok_cells[c]["files"][product]["path"]) if c in ok_cells else None
+                 for c in region.cells}
+        dst = paths.root / "mosaic" / f"{tag}_{product}.tif"
+        build_mosaic(files, layer, cfg.pixels_per_degree, dst, {"REGION": region.name, "MONTH": cfg.month,
+                                                                "PRODUCT": product, "MODELS": models.key[:16]})
+        mosaic[product] = {"path": str(dst.relative_to(paths.root)), "sha256": sha256_file(dst)}
+        png = write_quicklook(dst, paths.root / "quicklooks" / f"{tag}_{product}.png", layer)
+        quicklooks[product] = {"path": str(png.relative_to(paths.root)), "sha256": sha256_file(png)}
+    write_json(paths.mosaic_record, {"key": key, "mosaic": mosaic, "quicklooks": quicklooks})
+    return {"mosaic": mosaic, "quicklooks": quicklooks}
+
+
+def summarize(manifest: dict) -> str:
+    """A few lines for the terminal."""
+    scenes = manifest["scenes"]
+    ok = sum(s["status"] == "ok" for s in scenes)
+    skipped = sum(s["skipped"] for s in scenes)
+    cells = manifest["cell_results"]
+    lines = [f"status {manifest['status']}: {ok}/{len(scenes)} scenes ok ({skipped} reused), "
+             f"{sum(c['status'] == 'ok' for c in cells)}/{len(cells)} cells written "
+             f"({sum(c['skipped'] for c in cells)} reused), {len(manifest['empty_cells'])} without data",
+             f"products: {manifest['run_dir']} (manifest.json, cells/, mosaic/, quicklooks/, stac/)",
+             f"time: {manifest['timings']['total_s']:.0f} s ({json.dumps(manifest['timings'])})"]
+    for f in manifest["failures"][:10]:
+        lines.append(f"failed {f['what']} {f['id']}: {f['reason']}")
+    return "\n".join(lines)
+
+

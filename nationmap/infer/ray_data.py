@@ -1,0 +1,70 @@
+"""The Ray Data layer of the scene stage: an actor pool of :class:`ScenePredictor`.
+
+Each actor loads the model bundles once (on its GPU when it has one), then predicts whole
+scenes, one row (scene job) at a time, streaming each scene by windows
+(:func:`nationmap.infer.scene.predict_scene`). Results come back as rows holding the scene's
+record; the driver shows progress as they arrive.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+
+from nationmap.errors import InputError
+from nationmap.infer.scene import WindowSettings
+from nationmap.parallel import init_ray
+
+
+class ScenePredictor:
+    """``map_batches`` callable: loads the models in ``__init__``, predicts scenes in ``__call__``."""
+
+    def __init__(self, model_paths: dict[str, str], settings: dict, threads: int):
+        import torch
+
+        from nationmap.infer.pipeline import load_scene_models
+
+        torch.set_num_threads(max(1, threads))
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+        self.models = load_scene_models(model_paths, device)
+        self.settings = WindowSettings(**settings)
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, list]:
+        from nationmap.infer.pipeline import run_scene
+
+        records = [run_scene(json.loads(job), self.models, self.settings) for job in batch["job"]]
+        return {"record": [json.dumps(r) for r in records]}
+
+
+def predict_scenes_ray(jobs: list[dict], cfg, models, settings: WindowSettings, on_done) -> list[dict]:
+    import ray
+    import ray.data
+
+    init_ray()
+    ctx = ray.data.DataContext.get_current()
+    ctx.enable_progress_bars = False
+    ctx.print_on_execution_start = False
+    resources = ray.cluster_resources()
+    if cfg.gpus_per_actor and resources.get("GPU", 0) < cfg.gpus_per_actor:
+        raise InputError(f"predictor actors need {cfg.gpus_per_actor} GPU each and the Ray cluster has "
+                         f"{resources.get('GPU', 0):g}; use --gpus-per-actor 0 to run on CPUs")
+    if cfg.concurrency:
+        actors = cfg.concurrency
+    elif cfg.gpus_per_actor:
+        actors = max(1, int(resources.get("GPU", 0) // cfg.gpus_per_actor))
+    else:
+        actors = max(1, int(resources.get("CPU", 1) // cfg.cpus_per_actor))
+    actors = min(actors, len(jobs))
+    ds = ray.data.from_items([{"job": json.dumps(j)} for j in jobs], override_num_blocks=len(jobs))
+    ds = ds.map_batches(
+        ScenePredictor, batch_size=1, concurrency=actors, num_cpus=cfg.cpus_per_actor,
+        num_gpus=cfg.gpus_per_actor or None,
+        fn_constructor_kwargs={"model_paths": models.paths, "settings": settings.__dict__,
+                               "threads": int(cfg.cpus_per_actor)},
+    )
+    records = []
+    for row in ds.iter_rows():
+        records.append(json.loads(row["record"]))
+        on_done(records[-1])
+    return records

@@ -1,0 +1,1 @@
+"""Map products: per-cell COGs, national mosaics, STAC, quicklooks (pure core, no Ray)."""

@@ -1,0 +1,107 @@
+"""STAC metadata with pystac: one collection per product, one item per cell and month.
+
+    STAC_DIR/catalog.json                          the run's root catalog
+    STAC_DIR/nationmap-<product>/collection.json   product collection (+ the national mosaic asset)
+    STAC_DIR/nationmap-<product>/<cell>_<month>/<id>.json  item: cell COG asset with proj, raster,
+                                                   classification and file (checksum) fields
+
+Asset hrefs are relative, so the products directory can be moved or served as is. The tree is
+written to a staging directory and swapped into place whole.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import pystac
+from pystac.extensions.classification import Classification, ClassificationExtension
+from pystac.extensions.file import FileExtension
+from pystac.extensions.projection import ProjectionExtension
+from pystac.extensions.raster import DataType, RasterBand, RasterExtension
+from shapely.geometry import mapping
+
+from nationmap.data.grid import Cell
+from nationmap.data.months import Month
+from nationmap.files import replace_dir
+from nationmap.products.layers import Layer
+
+COG_MEDIA_TYPE = pystac.MediaType.COG
+LICENSE = "proprietary"
+
+
+@dataclass(frozen=True)
+class ProductFile:
+    """A COG to describe: where it is and its SHA-256 / size (for the file extension)."""
+
+    path: Path
+    sha256: str
+    size: int
+
+
+def _asset(file: ProductFile, layer: Layer, title: str, shape: tuple[int, int], transform, item_dir: Path) -> pystac.Asset:
+    href = os.path.relpath(file.path, item_dir)
+    asset = pystac.Asset(href=href, media_type=COG_MEDIA_TYPE, title=title, roles=["data"])
+    proj = ProjectionExtension.ext(asset, add_if_missing=False)
+    proj.apply(code="EPSG:4326", shape=list(shape), transform=list(transform)[:6])
+    band = RasterBand.create(nodata=layer.nodata, data_type=DataType.UINT8, unit=layer.unit, sampling="area")
+    RasterExtension.ext(asset, add_if_missing=False).apply([band])
+    if layer.categorical:
+        ClassificationExtension.ext(asset, add_if_missing=False).apply(
+            [Classification.create(value=c.code, name=c.name.lower().replace(" ", "-"), description=c.name,
+                                   color_hint=c.color.lstrip("#").upper()) for c in layer.classes])
+    f = FileExtension.ext(asset, add_if_missing=False)
+    f.checksum = "1220" + file.sha256  # multihash: sha2-256
+    f.size = file.size
+    return asset
+
+
+def _extensions(obj, layer: Layer) -> None:
+    for ext in (ProjectionExtension, RasterExtension, FileExtension) + ((ClassificationExtension,) if layer.categorical else ()):
+        ext.add_to(obj)
+
+
+def write_stac(stac_dir: str | Path, region: str, month: Month, layers: dict[str, Layer],
+               cell_files: dict[str, dict[Cell, ProductFile]], mosaics: dict[str, ProductFile],
+               pixels_per_degree: int, properties: dict | None = None) -> Path:
+    """Write the STAC tree for one region and month; returns the root catalog path."""
+    stac_dir = Path(stac_dir)
+    stage = stac_dir.with_name(f".{stac_dir.name}-part-{os.getpid()}")  # no suffix: pystac reads one as a file name
+    shutil.rmtree(stage, ignore_errors=True)
+    start, end = month.start, month.end
+    root = pystac.Catalog(id=f"nationmap-{region}-{month}", description=f"nationmap products, region {region}, {month}",
+                          title=f"nationmap {region} {month}")
+    for product, files in cell_files.items():
+        layer = layers[product]
+        cells = sorted(files)
+        bbox = [min(c.lon for c in cells), min(c.lat for c in cells), max(c.lon for c in cells) + 1, max(c.lat for c in cells) + 1]
+        collection = pystac.Collection(
+            id=f"nationmap-{product}", title=f"nationmap {product}", description=f"{layer.description} ({product}), monthly, per 1-degree cell",
+            extent=pystac.Extent(pystac.SpatialExtent([[float(v) for v in bbox]]), pystac.TemporalExtent([[start, end]])),
+            license=LICENSE)
+        _extensions(collection, layer)
+        root.add_child(collection)
+        product_dir = stage / collection.id
+        for cell in cells:
+            item_id = f"{cell.name}_{month}_{product}"
+            item_dir = product_dir / f"{cell.name}_{month}"
+            item = pystac.Item(id=item_id, geometry=mapping(cell.polygon), bbox=list(cell.bounds), datetime=None,
+                               start_datetime=start, end_datetime=end,
+                               properties={"nationmap:cell": cell.name, "nationmap:product": product, **(properties or {})})
+            _extensions(item, layer)
+            n = pixels_per_degree
+            item.add_asset(product, _asset(files[cell], layer, f"{product} {cell.name} {month}", (n, n),
+                                           cell.transform(n), item_dir))
+            collection.add_item(item)
+        if product in mosaics:
+            from nationmap.products.mosaic import mosaic_grid
+
+            transform, width, height, _, _ = mosaic_grid(cells, pixels_per_degree)
+            collection.add_asset("mosaic", _asset(mosaics[product], layer, f"{product} mosaic {region} {month}",
+                                                  (height, width), transform, product_dir))
+    root.normalize_hrefs(str(stage))
+    root.save(catalog_type=pystac.CatalogType.SELF_CONTAINED)
+    replace_dir(stage, stac_dir)
+    return stac_dir / "catalog.json"
