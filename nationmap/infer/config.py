@@ -15,6 +15,7 @@ from pathlib import Path
 from nationmap.data.months import parse_month
 from nationmap.errors import InputError
 from nationmap.infer.scene import WindowSettings
+from nationmap.infer.windows import BLENDS
 from nationmap.products.cells import CellSettings
 from nationmap.train.config import JOBS_DIR
 
@@ -77,6 +78,8 @@ class InferConfig:
             raise InputError(f"executor must be one of {', '.join(EXECUTORS)}, not {self.executor!r}")
         if self.concurrency < 0 or self.gpus_per_actor < 0 or self.cpus_per_actor <= 0:
             raise InputError("concurrency and gpus_per_actor must be >= 0, cpus_per_actor > 0")
+        if self.blend not in BLENDS:
+            raise InputError(f"blend must be one of {', '.join(BLENDS)}, not {self.blend!r}")
         if self.window:
             self.window_settings(self.window)
         self.cell_settings()

@@ -36,7 +36,6 @@ import shapely
 
 from nationmap import __version__
 from nationmap.data.catalog import filter_catalog, footprints, read_catalog
-from nationmap.data.grid import Cell
 from nationmap.data.lulc import class_table_from_dict
 from nationmap.data.months import parse_month
 from nationmap.data.regions import Region, resolve_region
@@ -45,7 +44,7 @@ from nationmap.files import read_json, sha256_file, sha256_json, write_json
 from nationmap.infer.config import InferConfig
 from nationmap.infer.scene import SceneModels, WindowSettings, head_from_bundle, predict_scene
 from nationmap.parallel import progress_bar, run_tasks
-from nationmap.products.cells import BandLayout, CellSettings, combine_cell, product_name
+from nationmap.products.cells import BandLayout, combine_cell
 from nationmap.products.layers import Layer, product_layers
 from nationmap.products.mosaic import build_mosaic
 from nationmap.products.quicklook import write_quicklook

@@ -30,6 +30,12 @@ runner = CliRunner()
     (["train", "water", "--resume", "/no/run"], "not a training run directory"),
     (["export", "/no/run", "--out", "b"], "no checkpoint found"),
     (["eval", "lulc", "--model", "/no/bundle", "--data", "/no/dataset"], "not found"),
+    (["infer", "--region", "demo", "--date", "2022-13"], "malformed month"),
+    (["infer", "--region", "atlantis", "--date", "2022-09"], "unknown region"),
+    (["infer", "--region", "demo", "--date", "2022-09", "--catalog", "/no/cat.parquet"], "catalog not found"),
+    (["infer", "--region", "demo", "--date", "2022-09", "--config", "/no/infer.toml"], "/no/infer.toml not found"),
+    (["infer", "--region", "demo", "--date", "2022-09", "--blend", "gauss"], "blend must be one of"),
+    (["infer", "--region", "japan", "--date", "2022-09"], "data/lulc: LULC directory not found"),
 ])
 def test_bad_input_is_one_line_and_exit_2(args, message, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)

@@ -1,0 +1,182 @@
+"""Sliding windows, blending and streamed scene prediction (pure core, no Ray)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+import rasterio
+import torch
+import torch.nn.functional as F
+from affine import Affine
+from torch import nn
+
+from nationmap.data.calibration import db_to_dn
+from nationmap.infer.scene import Head, SceneModels, WindowSettings, predict_scene
+from nationmap.infer.windows import blend_weight, ramp, window_starts
+
+WATER_DB = -18.0
+
+
+def write_scene(path, db: np.ndarray) -> None:
+    """A UTM uint16 DN scene (0 = no data where ``db`` is NaN)."""
+    dn = np.where(np.isfinite(db), db_to_dn(np.nan_to_num(db, nan=-10.0)), 0).astype(np.uint16)
+    profile = dict(driver="GTiff", dtype="uint16", count=1, width=db.shape[1], height=db.shape[0], nodata=0,
+                   crs="EPSG:32653", transform=Affine(75.0, 0, 500_000.0, 0, -75.0, 3_950_000.0))
+    with rasterio.open(path, "w", **profile) as dst:
+        dst.write(dn, 1)
+
+
+def smooth_field(shape, seed: int) -> np.ndarray:
+    """sigma0 dB with large smooth dark (water-like) and bright regions."""
+    rng = np.random.default_rng(seed)
+    coarse = rng.normal(size=(shape[0] // 40 + 2, shape[1] // 40 + 2))
+    field = F.interpolate(torch.from_numpy(coarse)[None, None], size=shape, mode="bicubic", align_corners=False)[0, 0].numpy()
+    return (-12.0 + 8.0 * field).astype(np.float32)
+
+
+class ZeroPaddedWater(nn.Module):
+    """Logits [box-blurred water indicator, constant 0.6]: in a window's interior it is exactly
+    ``dB < -18``; within a few pixels of the window border the zero padding of the blur pulls
+    the water logit under 0.6: the border artefact of any padded CNN, made explicit."""
+
+    def __init__(self, mean: float, std: float, radius: int = 16):
+        super().__init__()
+        self.threshold = (WATER_DB - mean) / std
+        self.radius = radius
+
+    def forward(self, x):
+        sign = torch.where(x < self.threshold, 1.0, -1.0)
+        k = 2 * self.radius + 1
+        blurred = F.avg_pool2d(sign, k, stride=1, padding=self.radius, count_include_pad=True)
+        return torch.cat([blurred, torch.full_like(blurred, 0.6)], dim=1)
+
+
+def models_for(module, mean=-12.0, std=6.0) -> SceneModels:
+    return SceneModels([Head("lulc", module, "softmax", mean, std, ("water", "other"))])
+
+
+def test_window_starts_cover_every_pixel():
+    for length in (1, 100, 128, 129, 300, 1000):
+        starts = window_starts(length, 128, 96)
+        covered = np.zeros(max(length, 128), bool)
+        for s in starts:
+            covered[s:s + 128] = True
+        assert covered[:length].all()
+        assert starts[0] == 0 and starts[-1] == max(length - 128, 0)
+        assert all(0 < b - a <= 96 for a, b in zip(starts, starts[1:]))
+
+
+def test_cosine_ramps_sum_to_one_across_an_overlap():
+    size, overlap = 128, 32
+    r = ramp(size, overlap)
+    stride = size - overlap
+    # where two windows overlap, their weights are a partition of unity
+    np.testing.assert_allclose(r[stride:] + r[:overlap], 1.0, atol=1e-3)  # up to the weight floor
+    w = blend_weight(size, overlap)
+    assert w.shape == (size, size) and w.min() > 0 and w[overlap:-overlap, overlap:-overlap].min() == 1.0
+    assert (ramp(size, overlap, "none") == 1).all()
+
+
+def _reference(db, module, settings, mean=-12.0, std=6.0):
+    """Whole scene in memory, every window, same weights: the streamed writer must match."""
+    h, w = db.shape
+    size = settings.size
+    hp, wp = max(h, size), max(w, size)
+    full = np.full((hp, wp), np.nan, np.float32)
+    full[:h, :w] = db
+    acc = np.zeros((2, hp, wp))
+    wsum = np.zeros((hp, wp))
+    weight = blend_weight(size, settings.overlap, settings.blend)
+    for r in window_starts(h, size, settings.stride):
+        for c in window_starts(w, size, settings.stride):
+            x = torch.nan_to_num((torch.from_numpy(full[r:r + size, c:c + size]) - mean) / std, nan=0.0)[None, None]
+            with torch.no_grad():
+                p = module(x).softmax(1)[0].numpy()
+            acc[:, r:r + size, c:c + size] += p * weight
+            wsum[r:r + size, c:c + size] += weight
+    return (acc / wsum)[:, :h, :w]
+
+
+@pytest.mark.parametrize("shape", [(300, 520), (100, 90)])
+def test_streamed_prediction_matches_in_memory_reference(tmp_path, shape):
+    db = smooth_field(shape, seed=1)
+    db[:20, :35] = np.nan  # a no-data corner
+    write_scene(tmp_path / "scene.tif", db)
+    module = ZeroPaddedWater(-12.0, 6.0)
+    settings = WindowSettings(size=128, overlap=32, batch_size=3)
+    result = predict_scene(tmp_path / "scene.tif", tmp_path / "out.tif", models_for(module), settings)
+    with rasterio.open(tmp_path / "out.tif") as ds:
+        out = ds.read()
+        assert ds.transform == Affine(75.0, 0, 500_000.0, 0, -75.0, 3_950_000.0) and ds.crs.to_epsg() == 32653
+        assert ds.descriptions == ("water", "other", "validity")
+    valid = np.isfinite(db)
+    ref = _reference(db, module, settings)
+    assert np.abs(out[:2].astype(float) - np.where(valid, np.rint(ref * 255), 0)).max() <= 1
+    assert (out[2] == np.where(valid, 255, 0)).all()
+    assert result.valid_pixels == valid.sum()
+    assert not list(tmp_path.glob(".*.part"))
+
+
+def _border_mask(length: int, starts: list[int], size: int, width: int) -> np.ndarray:
+    """Pixels within ``width`` of a window border inside the scene (not the scene's own edge)."""
+    mask = np.zeros(length, bool)
+    for s in starts:
+        for edge in (s, s + size):
+            if 0 < edge < length:
+                mask[max(edge - width, 0):edge + width] = True
+    return mask
+
+
+def _disagreement(tmp_path, db, settings, name):
+    write_scene(tmp_path / "scene.tif", db)
+    predict_scene(tmp_path / "scene.tif", tmp_path / name, models_for(ZeroPaddedWater(-12.0, 6.0)), settings)
+    with rasterio.open(tmp_path / name) as ds:
+        probs = ds.read([1, 2]).astype(int)
+    wrong = (probs[0] > probs[1]) != (db < WATER_DB)
+    h, w = db.shape
+    rows = _border_mask(h, window_starts(h, settings.size, settings.stride), settings.size, 8)
+    cols = _border_mask(w, window_starts(w, settings.size, settings.stride), settings.size, 8)
+    border = rows[:, None] | cols[None, :]
+    return wrong[border].mean(), wrong[~border].mean()
+
+
+def test_blending_removes_window_seams(tmp_path):
+    db = smooth_field((640, 704), seed=3)
+    border, interior = _disagreement(tmp_path, db, WindowSettings(size=128, overlap=32, blend="cosine"), "cos.tif")
+    assert border <= interior + 0.002, (border, interior)
+    # the control: plain tiling (no overlap, no blending) keeps the border artefacts
+    hard_border, hard_interior = _disagreement(tmp_path, db, WindowSettings(size=128, overlap=0, blend="none"), "hard.tif")
+    assert hard_border > hard_interior + 0.01, (hard_border, hard_interior)
+
+
+MEMORY_SCRIPT = textwrap.dedent("""
+    import json, resource, sys
+    import torch
+    from nationmap.infer.scene import Head, SceneModels, WindowSettings, predict_scene
+    from nationmap.models import SegmentationConfig, SegmentationModel
+    torch.manual_seed(0)
+    torch.set_num_threads(1)
+    model = SegmentationModel(SegmentationConfig.from_preset("tiny", "lulc")).eval()
+    models = SceneModels([Head("lulc", model, "softmax", -12.0, 6.0, tuple(str(i) for i in range(9)))])
+    predict_scene(sys.argv[1], sys.argv[2], models, WindowSettings(size=256, overlap=64, batch_size=8))
+    print(json.dumps({"max_rss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}))
+""")
+
+
+def test_peak_memory_flat_in_scene_area(tmp_path):
+    """Inference on a scene 4x larger in area needs < 1.5x the peak memory (fresh processes)."""
+    peaks = {}
+    for side in (768, 1536):
+        db = np.full((side, side), -12.0, np.float32) + np.random.default_rng(side).normal(0, 2, (side, side)).astype(np.float32)
+        write_scene(tmp_path / f"s{side}.tif", db)
+        out = subprocess.run([sys.executable, "-c", MEMORY_SCRIPT, str(tmp_path / f"s{side}.tif"), str(tmp_path / f"p{side}.tif")],
+                             capture_output=True, text=True, check=True)
+        peaks[side] = json.loads(out.stdout.strip().splitlines()[-1])["max_rss_kb"]
+    ratio = peaks[1536] / peaks[768]
+    print(f"peak RSS {peaks[768] / 1024:.0f} MiB (768 px) -> {peaks[1536] / 1024:.0f} MiB (1536 px): x{ratio:.3f}")
+    assert ratio < 1.5
