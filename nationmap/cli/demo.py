@@ -7,6 +7,7 @@ then the products' agreement with the synthetic truth, per class.
 
 from __future__ import annotations
 
+import shutil
 import time
 from pathlib import Path
 
@@ -31,6 +32,7 @@ def _train(task: str, dataset: Path, runs: Path, init: Path | None) -> Path:
     from nationmap.train.config import resolve_config
     from nationmap.train.run import run_training
 
+    shutil.rmtree(runs / task, ignore_errors=True)  # the demo owns its output directory: rerun from scratch
     overrides = {"data": str(dataset), "out": str(runs), "name": task}
     if init is not None:
         overrides["init"] = str(init)
