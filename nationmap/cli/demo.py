@@ -69,7 +69,7 @@ def run_demo(out: str, seed: int, executor: str, address: str | None, data_only:
              f"{p['train']}/{p['val']}/{p['test']} train/val/test pairs)"]
     if data_only:
         console.rule("done")
-        console.print("\n".join(lines), highlight=False)
+        console.print("\n".join(lines), highlight=False, soft_wrap=True)
         console.print(f"total {time.time() - t0:.0f} s (data only)")
         return
     if executor != "ray":
@@ -99,12 +99,12 @@ def run_demo(out: str, seed: int, executor: str, address: str | None, data_only:
                             water_model=str(bundles / "water"), out=str(root / "products"), lulc_dir=str(raw / "lulc"),
                             pixels_per_degree=DEMO_PIXELS_PER_DEGREE, batch_size=8, executor=executor, gpus_per_actor=0.0)
     manifest = run_inference(infer_cfg, log=console.print)
-    console.print(summarize(manifest), highlight=False)
+    console.print(summarize(manifest), highlight=False, soft_wrap=True)
     times["inference"] = time.time() - t
     _stage(7, "agreement with the synthetic truth")
     run_dir = Path(manifest["run_dir"])
     agreement = map_agreement(run_dir, raw / "lulc")
-    console.print(agreement["table"], highlight=False)
+    console.print(agreement["table"], highlight=False, soft_wrap=True)
     lt, wt = test["lulc"], test["water"]
     la, wa = agreement["lulc"], agreement["water"]
     console.rule("done")
@@ -116,6 +116,6 @@ def run_demo(out: str, seed: int, executor: str, address: str | None, data_only:
               f"agreement:       {run_dir}/agreement.md (map vs synthetic truth: LULC mIoU {la['miou']:.3f}, "
               f"water IoU {100 * wa['iou']:.1f} %)",
               f"manifest:        {run_dir}/manifest.json"]
-    console.print("\n".join(lines), highlight=False)
+    console.print("\n".join(lines), highlight=False, soft_wrap=True)
     console.print("total {:.0f} s (data {:.0f} s, training {:.0f} s, inference {:.0f} s)".format(
         time.time() - t0, times["data"], times["training"], times["inference"]))

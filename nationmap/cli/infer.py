@@ -50,6 +50,6 @@ def infer(
         return run_inference(cfg, force=force, log=console.print)
 
     manifest = run_guarded(go)
-    console.print(summarize(manifest), highlight=False)
+    console.print(summarize(manifest), highlight=False, soft_wrap=True)
     if manifest["status"] != "ok":
         raise typer.Exit(EXIT_PARTIAL)
