@@ -1,4 +1,4 @@
-"""Atomic file and directory writes, and checksums: readers see the old or the new output, never a mix."""
+"""Atomic file and directory writes (readers see the old or the new output, never a mix), checksums, TOML tables."""
 
 from __future__ import annotations
 
@@ -6,7 +6,10 @@ import hashlib
 import json
 import os
 import shutil
+import tomllib
 from pathlib import Path
+
+from nationmap.errors import InputError
 
 
 def replace_dir(stage: Path, target: Path) -> None:
@@ -37,6 +40,17 @@ def read_json(path: str | Path) -> dict | None:
     except (OSError, ValueError):
         return None
     return data if isinstance(data, dict) else None
+
+
+def read_toml_table(path: Path, table: str) -> dict:
+    """The ``[table]`` of TOML file ``path``; InputError if it is not TOML or has no such table."""
+    try:
+        raw = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as exc:
+        raise InputError(f"{path}: not valid TOML ({exc})") from None
+    if table not in raw:
+        raise InputError(f"{path}: no [{table}] table")
+    return dict(raw[table])
 
 
 def sha256_file(path: str | Path, chunk: int = 4 << 20) -> str:

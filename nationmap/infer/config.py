@@ -8,14 +8,14 @@ Relative paths in the file are taken relative to the working directory.
 from __future__ import annotations
 
 import dataclasses
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
 from nationmap.data.months import parse_month
 from nationmap.errors import InputError
+from nationmap.files import read_toml_table
 from nationmap.infer.scene import WindowSettings
-from nationmap.infer.windows import BLENDS
+from nationmap.infer.windows import check_blend
 from nationmap.products.cells import CellSettings
 from nationmap.train.config import JOBS_DIR
 
@@ -78,8 +78,7 @@ class InferConfig:
             raise InputError(f"executor must be one of {', '.join(EXECUTORS)}, not {self.executor!r}")
         if self.concurrency < 0 or self.gpus_per_actor < 0 or self.cpus_per_actor <= 0:
             raise InputError("concurrency and gpus_per_actor must be >= 0, cpus_per_actor > 0")
-        if self.blend not in BLENDS:
-            raise InputError(f"blend must be one of {', '.join(BLENDS)}, not {self.blend!r}")
+        check_blend(self.blend)  # the window size, hence the overlap check, waits for the models
         if self.window:
             self.window_settings(self.window)
         self.cell_settings()
@@ -120,13 +119,7 @@ def load_infer_defaults(path: str | Path | None) -> dict:
         if explicit:
             raise InputError(f"inference config {path} not found")
         return {}
-    try:
-        raw = tomllib.loads(path.read_text())
-    except tomllib.TOMLDecodeError as exc:
-        raise InputError(f"{path}: not valid TOML ({exc})") from None
-    if "infer" not in raw:
-        raise InputError(f"{path}: no [infer] table")
-    return dict(raw["infer"])
+    return read_toml_table(path, "infer")
 
 
 def resolve_infer_config(config_file: str | Path | None, overrides: dict) -> InferConfig:

@@ -199,12 +199,12 @@ def predict_scenes(jobs: list[dict], cfg: InferConfig, models: ModelSet, setting
 def run_cell(job: dict) -> dict:
     """Combine one cell and write its record (``ok``, ``empty`` or ``failed``)."""
     t0 = time.perf_counter()
-    base = {"cell": job["cell"], "key": job["key"]}
+    base = {"cell": job["cell"].name, "key": job["key"]}
     try:
         if not job["scenes"]:
             record = {**base, "status": "empty", "reason": "no acquisition of the month covers the cell", "files": {}}
         else:
-            record = combine_cell(job["cell_obj"], job["month"], job["scenes"], job["out_dir"], job["layout"],
+            record = combine_cell(job["cell"], job["month"], job["scenes"], job["out_dir"], job["layout"],
                                   job["layers"], job["settings"], job["tags"])
             record = {**base, **record}
             if record["status"] == "empty":
@@ -218,12 +218,12 @@ def run_cell(job: dict) -> dict:
     return record
 
 
+def _file_verifies(path: Path, sha256: str | None) -> bool:
+    return path.exists() and sha256_file(path) == sha256
+
+
 def _files_verify(directory: Path, files: dict) -> bool:
-    for entry in files.values():
-        path = directory / entry["path"]
-        if not path.exists() or sha256_file(path) != entry["sha256"]:
-            return False
-    return True
+    return all(_file_verifies(directory / entry["path"], entry["sha256"]) for entry in files.values())
 
 
 def _cell_done(record: dict | None, key: str, directory: Path) -> bool:
@@ -234,7 +234,7 @@ def _cell_done(record: dict | None, key: str, directory: Path) -> bool:
 def _scene_done(record: dict | None, key: str, raster: Path | None) -> bool:
     if record is None or record.get("key") != key or record.get("status") != "ok":
         return False
-    return raster is None or (raster.exists() and sha256_file(raster) == record.get("sha256"))
+    return raster is None or _file_verifies(raster, record.get("sha256"))
 
 
 # ---------------------------------------------------------------------------- run
@@ -299,22 +299,22 @@ def run_inference(cfg: InferConfig, force: bool = False, log=print) -> dict:
     shapes = dict(zip(scenes.id, footprints(scenes)))
 
     # 2. cells: key = the keys of the scenes that cover it + models + cell settings
-    cell_jobs, cell_records, todo = {}, {}, []
+    cell_jobs, cell_records, covering, todo = {}, {}, {}, []
     for cell in region.cells:
-        covering = [s for s in ok_scenes if shapely.intersects(shapes[s], cell.polygon)]
-        key = sha256_json({"scenes": [scene_key[s] for s in covering], "models": models.key,
+        covering[cell.name] = [s for s in ok_scenes if shapely.intersects(shapes[s], cell.polygon)]
+        key = sha256_json({"scenes": [scene_key[s] for s in covering[cell.name]], "models": models.key,
                            "cell": cell_settings.__dict__, "month": cfg.month})
         cell_records[cell.name] = read_json(paths.cell_record(cell.name))
-        cell_jobs[cell.name] = {"cell": cell.name, "cell_obj": cell, "month": cfg.month, "key": key,
-                                "scenes": [str(paths.scene_raster(s)) for s in covering],
+        cell_jobs[cell.name] = {"cell": cell, "month": cfg.month, "key": key,
+                                "scenes": [str(paths.scene_raster(s)) for s in covering[cell.name]],
                                 "out_dir": str(paths.cell_dir(cell.name)), "layout": models.layout,
                                 "layers": models.layers, "settings": cell_settings,
                                 "record": str(paths.cell_record(cell.name)),
-                                "tags": {"MODELS": models.key[:16]}, "covering": covering}
+                                "tags": {"MODELS": models.key[:16]}}
         if not _cell_done(cell_records[cell.name], key, paths.cell_dir(cell.name)):
             todo.append(cell.name)
     # scene rasters the remaining cells need but that were removed or damaged since
-    needed = sorted({s for c in todo for s in cell_jobs[c]["covering"]} - ran)
+    needed = sorted({s for c in todo for s in covering[c]} - ran)
     missing = [s for s in needed if not _scene_done(records[s], scene_key[s], paths.scene_raster(s))]
     if missing:
         log(f"{len(missing)} scene rasters needed again")
@@ -325,8 +325,7 @@ def run_inference(cfg: InferConfig, force: bool = False, log=print) -> dict:
 
     t0 = time.time()
     log(f"{len(region.cells)} cells; {len(todo)} to combine")
-    jobs = [{k: v for k, v in cell_jobs[c].items() if k != "covering"} for c in todo]
-    for rec in run_tasks(run_cell, jobs, desc="cells", executor=cfg.executor):
+    for rec in run_tasks(run_cell, [cell_jobs[c] for c in todo], desc="cells", executor=cfg.executor):
         cell_records[rec["cell"]] = rec
     timings["cells_s"] = round(time.time() - t0, 2)
 

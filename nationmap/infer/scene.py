@@ -30,7 +30,7 @@ from torch import nn
 
 from nationmap.data.sar import SarRaster
 from nationmap.errors import InputError
-from nationmap.infer.windows import BLENDS, blend_weight, window_starts
+from nationmap.infer.windows import blend_weight, check_blend, window_starts
 
 VALID_BAND = "validity"
 SCENE_PROFILE = dict(driver="GTiff", dtype="uint8", tiled=True, blockxsize=256, blockysize=256,
@@ -58,8 +58,7 @@ class WindowSettings:
             raise InputError(f"window size must be a multiple of 32 (>= 32), not {self.size}")
         if not 0 <= self.overlap <= self.size // 2:
             raise InputError(f"overlap must be 0..{self.size // 2} px for {self.size} px windows, not {self.overlap}")
-        if self.blend not in BLENDS:
-            raise InputError(f"blend must be one of {', '.join(BLENDS)}, not {self.blend!r}")
+        check_blend(self.blend)
         if self.batch_size < 1:
             raise InputError("batch size must be >= 1")
 
@@ -129,10 +128,6 @@ def head_from_bundle(bundle) -> Head:
         scheme = class_table_from_dict(meta["class_table"]).scheme(meta["scheme"])
         kind, bands = "softmax", tuple(scheme.names)
     return Head(bundle.task, bundle.model, kind, float(norm["mean_db"]), float(norm["std_db"]), bands)
-
-
-def model_input_size(bundle) -> int:
-    return int(bundle.meta["model_config"]["encoder"]["img_size"])
 
 
 @dataclass

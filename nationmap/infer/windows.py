@@ -12,8 +12,15 @@ from __future__ import annotations
 
 import numpy as np
 
+from nationmap.errors import InputError
+
 BLENDS = ("cosine", "none")
 WEIGHT_FLOOR = 1e-3  # keeps the scene-edge pixels, covered by one window only, well defined
+
+
+def check_blend(blend: str) -> None:
+    if blend not in BLENDS:
+        raise InputError(f"blend must be one of {', '.join(BLENDS)}, not {blend!r}")
 
 
 def window_starts(length: int, size: int, stride: int) -> list[int]:

@@ -91,7 +91,19 @@ def _blocks(n: int, block: int):
             yield Window(c, r, min(block, n - c), min(block, n - r))
 
 
-def _accumulate(scenes: list[str], layout: BandLayout, cell_transform, window: Window, settings: CellSettings):
+def _scene_bounds(scenes: list[str], layout: BandLayout) -> list[tuple[float, float, float, float]]:
+    """(west, south, east, north) in degrees of each scene raster; checks its band layout."""
+    bounds = []
+    for path in scenes:
+        with rasterio.open(path) as src:
+            if src.count != layout.count:
+                raise InputError(f"{path}: {src.count} bands, expected {layout.count} (models changed?)")
+            bounds.append(transform_bounds(src.crs, "EPSG:4326", *src.bounds, densify_pts=21))
+    return bounds
+
+
+def _accumulate(scenes: list[str], scene_bounds: list, layout: BandLayout, cell_transform, window: Window,
+                settings: CellSettings):
     """Sums over the scenes for one block: P (K, h, w), V (h, w), count (h, w), used flags."""
     h, w = int(window.height), int(window.width)
     k = layout.count - 1
@@ -102,14 +114,11 @@ def _accumulate(scenes: list[str], layout: BandLayout, cell_transform, window: W
     west, north = transform * (0, 0)
     east, south = transform * (w, h)
     used = []
-    for path in scenes:
+    for path, (l, b, r, t) in zip(scenes, scene_bounds):
+        if l >= east or r <= west or b >= north or t <= south:
+            used.append(False)
+            continue
         with rasterio.open(path) as src:
-            if src.count != layout.count:
-                raise InputError(f"{path}: {src.count} bands, expected {layout.count} (models changed?)")
-            l, b, r, t = transform_bounds(src.crs, "EPSG:4326", *src.bounds, densify_pts=21)
-            if l >= east or r <= west or b >= north or t <= south:
-                used.append(False)
-                continue
             dest = np.zeros((layout.count, h, w), dtype=np.float32)
             reproject(rasterio.band(src, list(range(1, layout.count + 1))), dest, dst_transform=transform,
                       dst_crs="EPSG:4326", resampling=Resampling[settings.resampling], num_threads=1,
@@ -152,6 +161,7 @@ def combine_cell(cell: Cell, month: str, scenes: list[str], out_dir: str | Path,
     n = settings.pixels_per_degree
     transform = cell.transform(n)
     scenes = sorted(scenes)
+    scene_bounds = _scene_bounds(scenes, layout)
     products = layout.products
     out_dir.mkdir(parents=True, exist_ok=True)
     staging = {p: part_path(out_dir / f"staging-{product_name(cell.name, month, p)}") for p in products}
@@ -165,7 +175,7 @@ def combine_cell(cell: Cell, month: str, scenes: list[str], out_dir: str | Path,
             datasets[p] = rasterio.open(staging[p], "w", **staging_profile(layers[p], n, n, "EPSG:4326", transform))
             describe_band(datasets[p], layers[p])
         for window in _blocks(n, settings.block):
-            sum_p, sum_v, count, hit = _accumulate(scenes, layout, transform, window, settings)
+            sum_p, sum_v, count, hit = _accumulate(scenes, scene_bounds, layout, transform, window, settings)
             used |= np.asarray(hit, dtype=bool)
             block = _layers_for_block(sum_p, sum_v, count, layout, settings, layers)
             valid += int((count > 0).sum())

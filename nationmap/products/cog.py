@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import rasterio
 from rio_cogeo.cogeo import cog_translate, cog_validate
 from rio_cogeo.profiles import cog_profiles
 
@@ -62,14 +61,3 @@ def is_valid_cog(path: str | Path) -> bool:
     valid, _errors, _warnings = cog_validate(str(path), quiet=True)
     return bool(valid)
 
-
-def read_layer_info(path: str | Path) -> dict:
-    """What gdalinfo shows of a product: size, nodata, colour table, class names, overviews."""
-    with rasterio.open(path) as ds:
-        try:
-            cmap = ds.colormap(1)
-        except ValueError:
-            cmap = None
-        return {"width": ds.width, "height": ds.height, "crs": str(ds.crs), "nodata": ds.nodata,
-                "overviews": ds.overviews(1), "colormap": cmap, "tags": ds.tags(1),
-                "description": ds.descriptions[0], "block_shapes": ds.block_shapes, "compression": ds.compression}

@@ -27,6 +27,7 @@ from nationmap.data.grid import Cell
 from nationmap.data.months import Month
 from nationmap.files import replace_dir
 from nationmap.products.layers import Layer
+from nationmap.products.mosaic import mosaic_grid
 
 COG_MEDIA_TYPE = pystac.MediaType.COG
 LICENSE = "proprietary"
@@ -96,8 +97,6 @@ def write_stac(stac_dir: str | Path, region: str, month: Month, layers: dict[str
                                            cell.transform(n), item_dir))
             collection.add_item(item)
         if product in mosaics:
-            from nationmap.products.mosaic import mosaic_grid
-
             transform, width, height, _, _ = mosaic_grid(cells, pixels_per_degree)
             collection.add_asset("mosaic", _asset(mosaics[product], layer, f"{product} mosaic {region} {month}",
                                                   (height, width), transform, product_dir))

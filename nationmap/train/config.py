@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from nationmap.errors import InputError
+from nationmap.files import read_toml_table
 from nationmap.models.presets import PRESETS
 
 TASKS = ("pretrain", "lulc", "water")
@@ -137,13 +137,7 @@ def load_job_spec(spec: str | Path) -> dict:
         path = JOBS_DIR / f"{spec}.toml"
     if not path.exists():
         raise InputError(f"job spec {spec!s} not found")
-    try:
-        raw = tomllib.loads(path.read_text())
-    except tomllib.TOMLDecodeError as exc:
-        raise InputError(f"{path}: not valid TOML ({exc})") from None
-    if "train" not in raw:
-        raise InputError(f"{path}: no [train] table")
-    return dict(raw["train"])
+    return read_toml_table(path, "train")
 
 
 def resolve_config(task: str, spec: str | Path | None, overrides: dict) -> TrainConfig:
