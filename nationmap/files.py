@@ -12,6 +12,16 @@ from pathlib import Path
 from nationmap.errors import InputError
 
 
+def safe_child(root: str | Path, *parts: str) -> Path:
+    """``root/parts...``, refused (InputError) if it would resolve outside ``root`` (``..``, absolute
+    parts, symlinks leading out): paths built from user-given names stay in their directory."""
+    root = Path(root).resolve()
+    path = root.joinpath(*parts).resolve()
+    if path != root and root not in path.parents:
+        raise InputError(f"{'/'.join(parts)!r} leads outside {root}")
+    return path
+
+
 def replace_dir(stage: Path, target: Path) -> None:
     """Move the complete directory ``stage`` to ``target``, replacing what was there."""
     old = None

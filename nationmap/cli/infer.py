@@ -6,9 +6,8 @@ from pathlib import Path
 
 import typer
 
-from nationmap.cli.common import console, run_guarded
+from nationmap.cli.common import EXIT_PARTIAL, console, run_guarded, submit_instead
 
-EXIT_PARTIAL = 3
 
 
 def infer(
@@ -30,10 +29,15 @@ def infer(
     executor: str = typer.Option(None, help="ray (Ray Data and tasks) or serial (in-process)."),
     keep_scenes: bool = typer.Option(None, "--keep-scenes/--no-keep-scenes", help="Keep the scene-grid probability rasters."),
     force: bool = typer.Option(False, "--force", help="Redo everything, even work already done and verified."),
-    address: str = typer.Option(None, help="Ray cluster address (default: RAY_ADDRESS or an embedded local Ray)."),
+    address: str = typer.Option(None, help="Ray cluster address (default: RAY_ADDRESS or an embedded local Ray; "
+                                           "with --submit: the job API, http://HEAD:8265)."),
+    submit: bool = typer.Option(False, "--submit", help="Run it on the cluster as a Ray Job; print the job id."),
+    token_file: Path = typer.Option(None, help="Ray auth token file, for --submit."),
 ):
     """Map every acquisition of a month in a region: LULC, water, confidence and count COGs per cell,
     national mosaics, STAC and quicklooks, with a run manifest. Reruns skip verified work."""
+    if submit:
+        return submit_instead(address, token_file)
     from nationmap.infer.config import resolve_infer_config
     from nationmap.infer.pipeline import run_inference, summarize
     from nationmap.parallel import use_ray_address

@@ -14,6 +14,7 @@ from nationmap import __version__
 from nationmap.cli import data as data_cli
 from nationmap.cli import infer as infer_cli
 from nationmap.cli import models as models_cli
+from nationmap.cli import ops as ops_cli
 from nationmap.cli import train as train_cli
 from nationmap.cli.common import err_console, run_guarded
 
@@ -31,6 +32,9 @@ app.add_typer(train_cli.eval_app, name="eval")
 app.command("export")(train_cli.export)
 app.command("ablate")(train_cli.ablate)
 app.command("infer")(infer_cli.infer)
+app.command("refresh")(ops_cli.refresh)
+app.command("submit", context_settings={"allow_interspersed_args": False})(ops_cli.submit)
+app.add_typer(ops_cli.runs_app, name="runs")
 
 
 def _version(value: bool):

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from nationmap.cli.common import console, run_guarded
+from nationmap.cli.common import console, run_guarded, submit_instead
 
 app = typer.Typer(help="Training runs on Ray Train (embedded local Ray, or a cluster with --address).",
                   no_args_is_help=True)
@@ -39,12 +39,18 @@ def _options(
     keep_last: int = typer.Option(None, help="Epoch checkpoints to keep (the best is kept apart)."),
     max_failures: int = typer.Option(None, help="Worker-group restarts from the last checkpoint."),
     resume: Path = typer.Option(None, help="Continue a stopped run: its RUN_DIR (other options ignored but --epochs)."),
-    address: str = typer.Option(None, help="Ray cluster address (default: RAY_ADDRESS or an embedded local Ray)."),
+    address: str = typer.Option(None, help="Ray cluster address (default: RAY_ADDRESS or an embedded local Ray; "
+                                           "with --submit: the job API, http://HEAD:8265)."),
+    submit: bool = typer.Option(False, "--submit", help="Run it on the cluster as a Ray Job; print the job id."),
+    token_file: Path = typer.Option(None, help="Ray auth token file, for --submit."),
 ):
     return locals()
 
 
 def _run(task: str, opts: dict) -> None:
+    if opts.pop("submit"):
+        return submit_instead(opts["address"], opts["token_file"])
+    opts.pop("token_file")
     from nationmap.parallel import use_ray_address
     from nationmap.train.config import resolve_config
     from nationmap.train.run import load_run_config, run_training

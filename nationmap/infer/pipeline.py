@@ -40,7 +40,7 @@ from nationmap.data.lulc import class_table_from_dict
 from nationmap.data.months import parse_month
 from nationmap.data.regions import Region, resolve_region
 from nationmap.errors import InputError, describe
-from nationmap.files import read_json, sha256_file, sha256_json, write_json
+from nationmap.files import read_json, safe_child, sha256_file, sha256_json, write_json
 from nationmap.infer.config import InferConfig
 from nationmap.infer.scene import SceneModels, WindowSettings, head_from_bundle, predict_scene
 from nationmap.parallel import progress_bar, run_tasks
@@ -93,7 +93,7 @@ class RunPaths:
 
 
 def run_paths(cfg: InferConfig, region: Region) -> RunPaths:
-    return RunPaths(Path(cfg.out) / region_slug(region.name) / cfg.month)
+    return RunPaths(safe_child(cfg.out, region_slug(region.name), str(parse_month(cfg.month))))
 
 
 # ---------------------------------------------------------------------------- models
@@ -262,8 +262,9 @@ def select_scenes(cfg: InferConfig, region: Region):
     return df.sort_values("id", kind="stable").reset_index(drop=True)
 
 
-def run_inference(cfg: InferConfig, force: bool = False, log=print) -> dict:
-    """Run (or complete) the inference of ``cfg``; returns the manifest."""
+def run_inference(cfg: InferConfig, force: bool = False, log=print, run_dir: Path | None = None) -> dict:
+    """Run (or complete) the inference of ``cfg`` in ``run_dir`` (default ``OUT/<region>/<YYYY-MM>``);
+    returns the manifest."""
     t_start = time.time()
     started = dt.datetime.now(dt.timezone.utc)
     region = resolve_region(cfg.region, cfg.lulc_dir or None)
@@ -272,7 +273,7 @@ def run_inference(cfg: InferConfig, force: bool = False, log=print) -> dict:
     models = describe_models(cfg)
     settings = cfg.window_settings(models.window)
     cell_settings = cfg.cell_settings()
-    paths = run_paths(cfg, region)
+    paths = RunPaths(Path(run_dir)) if run_dir is not None else run_paths(cfg, region)
     if force and paths.work.exists():
         shutil.rmtree(paths.work / "state", ignore_errors=True)
     paths.root.mkdir(parents=True, exist_ok=True)

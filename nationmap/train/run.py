@@ -116,21 +116,26 @@ def run_training(cfg: TrainConfig, resume: bool = False) -> RunResult:
         datasets=datasets,
     )
     t0 = time.time()
-    _write_summary(run_dir, {"status": "running", "started": time.time()})
+    # what `nationmap runs list|show` reads: identity, times, inputs
+    record = {"format": "nationmap-run/1", "kind": "train", "run_id": run_dir.name, "task": cfg.task,
+              "started": _now(), "inputs": {"data": cfg.data, "init": cfg.init or None}}
+    _write_summary(run_dir, {**record, "status": "running"})
     try:
         result = trainer.fit()
     except Exception as exc:  # Ray wraps worker failures; keep the first line
         from nationmap.errors import describe
 
-        _write_summary(run_dir, {"status": "failed", "error": describe(exc)})
+        _write_summary(run_dir, {**record, "status": "failed", "error": describe(exc), "finished": _now(),
+                                 "seconds": round(time.time() - t0, 1)})
         raise TrainingError(f"training failed: {describe(exc)}") from None
     metrics = dict(result.metrics or {})
     stopped = _non_finite_event(run_dir, t0)
     if stopped:
         metrics.update(status="non-finite", message=stopped)
     summary = {
+        **record,
         "status": metrics.get("status", "unknown"),
-        "task": cfg.task,
+        "finished": _now(),
         "run_dir": str(run_dir),
         "epochs": metrics.get("epoch"),
         "monitor": MONITOR[cfg.task][0],
@@ -172,6 +177,12 @@ def _non_finite_event(run_dir: Path, since: float) -> str | None:
 def _best(run_dir: Path) -> dict | None:
     state = run_dir / "best" / "state.json"
     return json.loads(state.read_text()).get("best") if state.exists() else None
+
+
+def _now() -> str:
+    import datetime as dt
+
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
 
 
 def _write_summary(run_dir: Path, summary: dict) -> None:

@@ -1,0 +1,179 @@
+"""``nationmap refresh``, ``nationmap runs list|show|logs``, ``nationmap submit``."""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+from pathlib import Path
+
+import typer
+
+from nationmap.cli.common import (EXIT_FAILED, EXIT_LOCKED, EXIT_PARTIAL, console, err_console, fail, run_guarded,
+                                  submit_instead)
+
+runs_app = typer.Typer(help="Run history (training, inference, refresh) from the run records; Ray job logs.",
+                       no_args_is_help=True)
+
+DEFAULT_ROOTS = ("runs", "products", "demo-out")
+
+
+def refresh(
+    region: str = typer.Option(None, help="Region (default: the [infer] region of the spec, e.g. japan)."),
+    month: str = typer.Option(None, help="Month to refresh, YYYY-MM (default: the month that just ended)."),
+    config: Path = typer.Option(None, help="Refresh spec with a [refresh] table (default: jobs/refresh.toml)."),
+    raw_dir: Path = typer.Option(None, help="Where new ALOS-2 files arrive (default: the spec's raw_dir)."),
+    out: Path = typer.Option(None, help="Products root (versions go to OUT/REGION/YYYY-MM/vN)."),
+    executor: str = typer.Option(None, help="ray or serial."),
+    concurrency: int = typer.Option(None, help="Predictor actors."),
+    gpus_per_actor: float = typer.Option(None, help="GPUs per predictor actor (0: CPU)."),
+    cpus_per_actor: float = typer.Option(None, help="CPUs per predictor actor."),
+    force: bool = typer.Option(False, "--force", help="Redo the inference even where verified work exists."),
+    address: str = typer.Option(None, help="Ray cluster address (with --submit: the job API, http://HEAD:8265)."),
+    submit: bool = typer.Option(False, "--submit", help="Run it on the cluster as a Ray Job; print the job id."),
+    token_file: Path = typer.Option(None, help="Ray auth token file (default: RAY_AUTH_TOKEN[_PATH], ~/.ray/auth_token)."),
+):
+    """The monthly job: update the catalog, map the month, publish it as OUT/REGION/YYYY-MM/vN and
+    move `latest` when the whole month succeeded. Exit 0 ok, 3 partial, 1 failed, 4 already running."""
+    if submit:
+        return submit_instead(address, token_file)
+    from nationmap.data.months import parse_month
+    from nationmap.ops.lock import LockedError
+    from nationmap.ops.refresh import RefreshFailed, RefreshSpec, previous_month, resolve_refresh_config, run_refresh
+    from nationmap.parallel import use_ray_address
+
+    def setup():
+        spec = RefreshSpec.load(config)
+        if raw_dir is not None:
+            spec = RefreshSpec(raw_dir=str(raw_dir), infer=spec.infer)
+        overrides = {"region": region, "month": str(parse_month(month)) if month else None, "executor": executor,
+                     "concurrency": concurrency, "gpus_per_actor": gpus_per_actor, "cpus_per_actor": cpus_per_actor,
+                     "out": None if out is None else str(out)}
+        cfg = resolve_refresh_config(spec, overrides) if month else \
+            resolve_refresh_config(spec, {**overrides, "month": str(previous_month())})
+        use_ray_address(address)
+        return cfg, spec
+
+    cfg, spec = run_guarded(setup)
+    # `ray job stop` and schedulers send SIGTERM: unwind so the record says interrupted
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    try:
+        record = run_refresh(cfg, spec, force=force, log=console.print)
+    except LockedError as exc:
+        fail(str(exc), EXIT_LOCKED)
+    except RefreshFailed as exc:
+        fail(f"refresh failed: {exc}", EXIT_FAILED)
+    console.print(f"refresh {record['run_id']}: {record['status']}; {record['published']} "
+                  f"(latest -> {record['latest'] or 'none'})", highlight=False, soft_wrap=True)
+    for failure in record["failures"][:20]:
+        console.print(f"failed {failure['what']} {failure['id']}: {failure['reason']}", highlight=False, soft_wrap=True)
+    if record["status"] != "ok":
+        raise typer.Exit(EXIT_PARTIAL)
+
+
+def _roots(roots: list[Path] | None) -> list[str]:
+    if roots:
+        return [str(r) for r in roots]
+    from nationmap.infer.config import load_infer_defaults
+
+    products = run_guarded(lambda: load_infer_defaults(None)).get("out", "products")
+    return list(dict.fromkeys([*DEFAULT_ROOTS[:1], products, *DEFAULT_ROOTS[1:]]))
+
+
+_ROOT_HELP = "Where to look for runs (repeatable; default: runs/, the [infer] products root, demo-out/)."
+
+
+@runs_app.command("list")
+def runs_list(
+    root: list[Path] = typer.Option(None, "--root", help=_ROOT_HELP),
+    kind: str = typer.Option(None, help="Only this kind: train, infer or refresh."),
+    as_json: bool = typer.Option(False, "--json", help="JSON instead of a table."),
+    address: str = typer.Option(None, help="Also list the Ray Jobs of this cluster's job API (http://HEAD:8265)."),
+    token_file: Path = typer.Option(None, help="Ray auth token file."),
+):
+    """Every training, inference and refresh run: status, start, duration, failures (newest first)."""
+    from nationmap.ops.history import discover, format_table
+
+    runs = [r for r in discover(_roots(root)) if not kind or r.kind.startswith(kind)]
+    jobs = []
+    if address:
+        from nationmap.ops.jobs import list_jobs
+
+        jobs = run_guarded(lambda: list_jobs(address=address, token_file=token_file))
+    if as_json:
+        typer.echo(json.dumps({"runs": [r.to_dict() for r in runs], "ray_jobs": jobs}, indent=1, default=str))
+        return
+    typer.echo(format_table(runs) if runs else "no runs found under " + ", ".join(_roots(root)))
+    if address:
+        typer.echo(f"\nRay jobs at {address}:")
+        for job in jobs:
+            typer.echo(f"{job['job_id']}  {job['status']}  {job['entrypoint']}")
+
+
+@runs_app.command("show")
+def runs_show(
+    run_id: str = typer.Argument(..., help="Run id (or a unique prefix), as nationmap runs list shows it."),
+    root: list[Path] = typer.Option(None, "--root", help=_ROOT_HELP),
+    as_json: bool = typer.Option(False, "--json", help="JSON instead of text."),
+):
+    """A run's status, times, inputs, outputs, failures and reports."""
+    from nationmap.ops.history import find_run, format_run
+
+    run = run_guarded(lambda: find_run(_roots(root), run_id))
+    typer.echo(json.dumps(run.to_dict(), indent=1, default=str) if as_json else format_run(run))
+
+
+@runs_app.command("logs")
+def runs_logs(
+    run_id: str = typer.Argument(..., help="A Ray job id (nationmap submit prints it) or a refresh run id."),
+    address: str = typer.Option(None, help="Job API of the cluster (default RAY_API_SERVER_ADDRESS, "
+                                           "http://127.0.0.1:8265)."),
+    follow: bool = typer.Option(True, "--follow/--no-follow", help="Follow a Ray job's logs until it ends."),
+    root: list[Path] = typer.Option(None, "--root", help=_ROOT_HELP),
+    token_file: Path = typer.Option(None, help="Ray auth token file."),
+):
+    """Print (and follow) the logs of a Ray job, or the log of a local refresh run.
+    Exits 0 if the job succeeded, 1 if it failed or was stopped."""
+    if run_id.startswith("refresh-"):
+        from nationmap.ops.history import find_run
+
+        run = run_guarded(lambda: find_run(_roots(root), run_id))
+        if not run.reports:
+            fail(f"run {run.run_id} has no log")
+        typer.echo(Path(run.reports[0]).read_text(), nl=False)
+        return
+    from nationmap.ops.jobs import follow as follow_job
+
+    status = run_guarded(lambda: follow_job(run_id, address=address, token_file=token_file, follow_logs=follow))
+    console.print(f"job {run_id}: {status}", highlight=False)
+    if status in ("FAILED", "STOPPED"):
+        raise typer.Exit(EXIT_FAILED)
+
+
+def submit(
+    jobspec: str = typer.Argument(..., help="Job spec: a TOML file or a name in jobs/ (pretrain, lulc, water, refresh)."),
+    args: list[str] = typer.Argument(None, help="More options for the command, after --."),
+    address: str = typer.Option(None, help="Job API of the cluster (default RAY_API_SERVER_ADDRESS, "
+                                           "http://127.0.0.1:8265)."),
+    token_file: Path = typer.Option(None, help="Ray auth token file (default: RAY_AUTH_TOKEN[_PATH], ~/.ray/auth_token)."),
+    submission_id: str = typer.Option(None, help="Job id to use (default: Ray picks one)."),
+    follow: bool = typer.Option(False, "--follow", help="Follow the job's logs until it ends."),
+):
+    """Send a job spec to a running Ray cluster as a Ray Job and print its id
+    (e.g. nationmap submit refresh -- --region japan --month 2022-09)."""
+    from nationmap.ops.jobs import JobSpec
+    from nationmap.ops.jobs import submit as submit_job
+
+    def go():
+        spec = JobSpec.load(jobspec, args)
+        job_id = submit_job(spec.entrypoint, address=address, token_file=token_file, runtime_env=spec.runtime_env,
+                            num_cpus=spec.entrypoint_num_cpus, num_gpus=spec.entrypoint_num_gpus,
+                            submission_id=submission_id, metadata={"nationmap_spec": str(spec.path)})
+        return spec, job_id
+
+    spec, job_id = run_guarded(go)
+    typer.echo(job_id)
+    err_console.print(f"submitted {spec.path}: {spec.entrypoint}\nfollow it: nationmap runs logs {job_id}",
+                      highlight=False, soft_wrap=True)
+    if follow:
+        runs_logs(job_id, address=address, follow=True, root=None, token_file=token_file)

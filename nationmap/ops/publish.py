@@ -1,0 +1,170 @@
+"""Versioned publication of a month's products and the ``latest`` pointers.
+
+Layout under the products root::
+
+    <region>/latest -> <YYYY-MM>/v<N>       newest month whose last refresh fully succeeded
+    <region>/<YYYY-MM>/
+        latest -> v<N>                      newest fully successful version of the month
+        v1/ v2/ ...                         published versions (read-only files): manifest.json,
+                                            version.json, cells/, mosaic/, quicklooks/, stac/
+        .staging/                           the refresh's inference run directory (resumable)
+        .lock                               held while a refresh of the month runs
+        refreshes/<run_id>.json, .log       one record and log per refresh attempt
+
+A version appears whole or not at all: it is assembled under a temporary name and renamed. A
+``latest`` pointer is a symlink replaced atomically (``rename``), and only after its target is
+complete, so a reader following it never sees a partial month. Files are hard links to the
+staging run's outputs (every stage writes a new file and renames it, never rewrites one in
+place), so publishing costs no copy; across filesystems they are copied.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import re
+import shutil
+import stat
+from dataclasses import dataclass
+from pathlib import Path
+
+from nationmap.errors import InputError
+from nationmap.files import read_json, sha256_json, write_json
+
+PUBLISHED = ("manifest.json", "cells", "mosaic", "quicklooks", "stac")
+_VERSION = re.compile(r"^v(\d+)$")
+
+
+@dataclass(frozen=True)
+class MonthDir:
+    """``<products>/<region>/<YYYY-MM>``: the versions, staging run, lock and records of a month."""
+
+    root: Path
+
+    @property
+    def staging(self) -> Path:
+        return self.root / ".staging"
+
+    @property
+    def lock(self) -> Path:
+        return self.root / ".lock"
+
+    @property
+    def refreshes(self) -> Path:
+        return self.root / "refreshes"
+
+    @property
+    def latest(self) -> Path:
+        return self.root / "latest"
+
+    @property
+    def region_latest(self) -> Path:
+        return self.root.parent / "latest"
+
+    def version(self, n: int) -> Path:
+        return self.root / f"v{n}"
+
+    def versions(self) -> list[int]:
+        if not self.root.is_dir():
+            return []
+        return sorted(int(m.group(1)) for p in self.root.iterdir() if (m := _VERSION.match(p.name)) and p.is_dir())
+
+    def latest_version(self) -> int | None:
+        target = read_pointer(self.latest)
+        m = _VERSION.match(target or "")
+        return int(m.group(1)) if m else None
+
+
+def read_pointer(link: Path) -> str | None:
+    return os.readlink(link) if link.is_symlink() else None
+
+
+def point(link: Path, target: str) -> None:
+    """Make symlink ``link`` point at ``target`` (relative) in one atomic rename."""
+    if link.exists() and not link.is_symlink():
+        raise InputError(f"{link} exists and is not a symlink; refusing to replace it")
+    tmp = link.with_name(f".{link.name}.{os.getpid()}.tmp")
+    tmp.unlink(missing_ok=True)
+    os.symlink(target, tmp)
+    os.replace(tmp, link)
+
+
+def content_key(manifest: dict) -> str:
+    """What a version holds: the checksums of every product file and the run's status."""
+    cells = {c["cell"]: {p: e["sha256"] for p, e in c.get("files", {}).items()}
+             for c in manifest["cell_results"] if c["status"] == "ok"}
+    products = {group: {p: e["sha256"] for p, e in entries.items()}
+                for group, entries in manifest.get("products", {}).items() if isinstance(entries, dict)}
+    return sha256_json({"cells": cells, "products": products, "status": manifest["status"]})
+
+
+def _link_or_copy(src: Path, dst: Path) -> None:
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)
+    mode = dst.stat().st_mode
+    os.chmod(dst, mode & ~(stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH))
+
+
+def _assemble(run_dir: Path, stage: Path) -> None:
+    for name in PUBLISHED:
+        src = run_dir / name
+        if src.is_dir():
+            for path in sorted(src.rglob("*")):
+                if path.is_file() and not path.name.startswith("."):
+                    dst = stage / path.relative_to(run_dir)
+                    dst.parent.mkdir(parents=True, exist_ok=True)
+                    _link_or_copy(path, dst)
+        elif src.is_file():
+            _link_or_copy(src, stage / name)
+
+
+def clean_stale(month: MonthDir) -> None:
+    """Remove half-assembled versions left by a refresh that was killed while publishing."""
+    if month.root.is_dir():
+        for path in month.root.glob(".v*.part-*"):
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def publish(month: MonthDir, run_dir: Path, manifest: dict, refresh_run_id: str) -> dict:
+    """Publish the products of ``run_dir`` as the month's next version (or reuse the newest one
+    if it holds the same products), and move ``latest`` if the run is complete (status ok).
+
+    Returns ``{"version", "new", "latest_moved", "path"}``.
+    """
+    key = content_key(manifest)
+    versions = month.versions()
+    newest = versions[-1] if versions else None
+    info = read_json(month.version(newest) / "version.json") if newest else None
+    if info is not None and info.get("content_key") == key:
+        n, new = newest, False
+    else:
+        n, new = (newest or 0) + 1, True
+        stage = month.root / f".v{n}.part-{os.getpid()}"
+        shutil.rmtree(stage, ignore_errors=True)
+        stage.mkdir(parents=True)
+        _assemble(run_dir, stage)
+        write_json(stage / "version.json", {
+            "version": n, "region": manifest["region"], "month": manifest["month"], "status": manifest["status"],
+            "published": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            "refresh_run_id": refresh_run_id, "infer_run_id": manifest["run_id"], "content_key": key,
+            "failures": manifest["failures"]})
+        os.rename(stage, month.version(n))
+    moved = False
+    if manifest["status"] == "ok" and month.latest_version() != n:
+        point(month.latest, f"v{n}")
+        moved = True
+    if manifest["status"] == "ok":
+        _advance_region_latest(month, n)
+    return {"version": n, "new": new, "latest_moved": moved, "path": str(month.version(n))}
+
+
+def _advance_region_latest(month: MonthDir, n: int) -> None:
+    """``<region>/latest`` follows the newest month (an older month's refresh leaves it alone)."""
+    target = f"{month.root.name}/v{n}"
+    current = read_pointer(month.region_latest)
+    if current == target:
+        return
+    if current is None or current.split("/")[0] <= month.root.name:
+        point(month.region_latest, target)
