@@ -11,6 +11,8 @@ from pathlib import Path
 
 from nationmap.errors import InputError
 
+JOBS_DIR = Path(__file__).resolve().parents[1] / "jobs"  # the job specs shipped with the code
+
 
 def safe_child(root: str | Path, *parts: str) -> Path:
     """``root/parts...``, refused (InputError) if it would resolve outside ``root`` (``..``, absolute

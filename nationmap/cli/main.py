@@ -33,7 +33,7 @@ app.command("export")(train_cli.export)
 app.command("ablate")(train_cli.ablate)
 app.command("infer")(infer_cli.infer)
 app.command("refresh")(ops_cli.refresh)
-app.command("submit", context_settings={"allow_interspersed_args": False})(ops_cli.submit)
+app.command("submit")(ops_cli.submit)
 app.add_typer(ops_cli.runs_app, name="runs")
 
 

@@ -12,6 +12,7 @@ A region spec is one of:
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -133,3 +134,12 @@ def resolve_region(spec: str, lulc_dir: str | Path | None = None) -> Region:
     except NationmapError:
         raise InputError(f"unknown region {spec!r}: {_HELP}") from None
     return _from_cells(spec.upper(), cells)
+
+
+def region_slug(name: str) -> str:
+    """A directory name for a region spec that cannot leave the products directory."""
+    slug = re.sub(r"[^A-Za-z0-9_-]+", "_", Path(name).stem if name.endswith((".json", ".geojson")) else name)
+    slug = slug.strip("_-")
+    if not slug:
+        raise InputError(f"region {name!r} gives no usable directory name")
+    return slug[:80]

@@ -14,10 +14,9 @@ from pathlib import Path
 from nationmap.data.months import parse_month
 from nationmap.errors import InputError
 from nationmap.files import read_toml_table
-from nationmap.infer.scene import WindowSettings
-from nationmap.infer.windows import check_blend
+from nationmap.infer.windows import WindowSettings, check_blend
 from nationmap.products.cells import CellSettings
-from nationmap.train.config import JOBS_DIR
+from nationmap.files import JOBS_DIR
 
 DEFAULT_CONFIG = JOBS_DIR / "infer.toml"
 EXECUTORS = ("ray", "serial")

@@ -25,7 +25,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import platform
-import re
 import shutil
 import subprocess
 import time
@@ -38,7 +37,7 @@ from nationmap import __version__
 from nationmap.data.catalog import filter_catalog, footprints, read_catalog
 from nationmap.data.lulc import class_table_from_dict
 from nationmap.data.months import parse_month
-from nationmap.data.regions import Region, resolve_region
+from nationmap.data.regions import Region, region_slug, resolve_region
 from nationmap.errors import InputError, describe
 from nationmap.files import read_json, safe_child, sha256_file, sha256_json, write_json
 from nationmap.infer.config import InferConfig
@@ -52,15 +51,6 @@ from nationmap.products.stac import ProductFile, write_stac
 
 MANIFEST_FORMAT = "nationmap-run/1"
 BUNDLE_FILES = ("model.json", "model.safetensors")
-
-
-def region_slug(name: str) -> str:
-    """A directory name for a region spec that cannot leave the products directory."""
-    slug = re.sub(r"[^A-Za-z0-9_-]+", "_", Path(name).stem if name.endswith((".json", ".geojson")) else name)
-    slug = slug.strip("_-")
-    if not slug:
-        raise InputError(f"region {name!r} gives no usable directory name")
-    return slug[:80]
 
 
 @dataclass(frozen=True)

@@ -30,41 +30,11 @@ from torch import nn
 
 from nationmap.data.sar import SarRaster
 from nationmap.errors import InputError
-from nationmap.infer.windows import blend_weight, check_blend, window_starts
+from nationmap.infer.windows import WindowSettings, blend_weight, window_starts
 
 VALID_BAND = "validity"
 SCENE_PROFILE = dict(driver="GTiff", dtype="uint8", tiled=True, blockxsize=256, blockysize=256,
                      compress="deflate", interleave="pixel")
-
-
-@dataclass(frozen=True)
-class WindowSettings:
-    """How a scene is cut and predicted.
-
-    Attributes:
-        size: window side in pixels (the models' input size).
-        overlap: pixels shared by neighbouring windows (stride = size - overlap).
-        blend: ``cosine`` ramps or ``none`` (uniform average of overlapping windows).
-        batch_size: windows per forward pass.
-    """
-
-    size: int = 256
-    overlap: int = 64
-    blend: str = "cosine"
-    batch_size: int = 16
-
-    def __post_init__(self):
-        if self.size < 32 or self.size % 32:
-            raise InputError(f"window size must be a multiple of 32 (>= 32), not {self.size}")
-        if not 0 <= self.overlap <= self.size // 2:
-            raise InputError(f"overlap must be 0..{self.size // 2} px for {self.size} px windows, not {self.overlap}")
-        check_blend(self.blend)
-        if self.batch_size < 1:
-            raise InputError("batch size must be >= 1")
-
-    @property
-    def stride(self) -> int:
-        return self.size - self.overlap
 
 
 @dataclass

@@ -10,6 +10,8 @@ to the neighbouring window's interior.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from nationmap.errors import InputError
@@ -21,6 +23,36 @@ WEIGHT_FLOOR = 1e-3  # keeps the scene-edge pixels, covered by one window only, 
 def check_blend(blend: str) -> None:
     if blend not in BLENDS:
         raise InputError(f"blend must be one of {', '.join(BLENDS)}, not {blend!r}")
+
+
+@dataclass(frozen=True)
+class WindowSettings:
+    """How a scene is cut and predicted.
+
+    Attributes:
+        size: window side in pixels (the models' input size).
+        overlap: pixels shared by neighbouring windows (stride = size - overlap).
+        blend: ``cosine`` ramps or ``none`` (uniform average of overlapping windows).
+        batch_size: windows per forward pass.
+    """
+
+    size: int = 256
+    overlap: int = 64
+    blend: str = "cosine"
+    batch_size: int = 16
+
+    def __post_init__(self):
+        if self.size < 32 or self.size % 32:
+            raise InputError(f"window size must be a multiple of 32 (>= 32), not {self.size}")
+        if not 0 <= self.overlap <= self.size // 2:
+            raise InputError(f"overlap must be 0..{self.size // 2} px for {self.size} px windows, not {self.overlap}")
+        check_blend(self.blend)
+        if self.batch_size < 1:
+            raise InputError("batch size must be >= 1")
+
+    @property
+    def stride(self) -> int:
+        return self.size - self.overlap
 
 
 def window_starts(length: int, size: int, stride: int) -> list[int]:

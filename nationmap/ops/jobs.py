@@ -119,7 +119,7 @@ class JobSpec:
     def load(cls, path: str | Path, extra_args: list[str] | None = None) -> "JobSpec":
         path = Path(path)
         if not path.is_file():
-            from nationmap.train.config import JOBS_DIR
+            from nationmap.files import JOBS_DIR
 
             named = JOBS_DIR / f"{path}.toml" if path.suffix != ".toml" else JOBS_DIR / path.name
             if not named.is_file():
@@ -129,7 +129,12 @@ class JobSpec:
             raw = tomllib.loads(path.read_text())
         except tomllib.TOMLDecodeError as exc:
             raise InputError(f"{path}: not valid TOML ({exc})") from None
-        spec_arg = os.path.relpath(path.resolve())
+        job = dict(raw.get("job", {}))
+        workdir = str(job.get("workdir") or os.getcwd())
+        # the spec as the job will see it from its working directory
+        resolved = path.resolve()
+        inside = Path(workdir).resolve() in resolved.parents
+        spec_arg = os.path.relpath(resolved, Path(workdir).resolve()) if inside else str(resolved)
         if "train" in raw:
             task = raw["train"].get("task")
             if task not in ("pretrain", "lulc", "water"):
@@ -141,13 +146,12 @@ class JobSpec:
             command = ["infer", "--config", spec_arg]
         else:
             raise InputError(f"{path}: a job spec needs a [train], [infer] or [refresh] table")
-        job = dict(raw.get("job", {}))
         unknown = sorted(set(job) - _JOB_KEYS)
         if unknown:
             raise InputError(f"{path}: unknown [job] setting(s): {', '.join(unknown)}")
         if not isinstance(job.get("runtime_env", {}), dict):
             raise InputError(f"{path}: [job] runtime_env must be a table")
-        return cls(path=path, command=command + list(extra_args or []), workdir=str(job.get("workdir") or os.getcwd()),
+        return cls(path=path, command=command + list(extra_args or []), workdir=workdir,
                    python=str(job.get("python", "python")),
                    entrypoint_num_cpus=float(job.get("entrypoint_num_cpus", 0)),
                    entrypoint_num_gpus=float(job.get("entrypoint_num_gpus", 0)),

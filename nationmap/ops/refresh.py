@@ -21,13 +21,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from nationmap.data.months import Month, parse_month
-from nationmap.data.regions import resolve_region
+from nationmap.data.regions import region_slug, resolve_region
 from nationmap.errors import NationmapError, describe
 from nationmap.files import read_json, read_toml_table, safe_child, write_json
 from nationmap.infer.config import InferConfig, load_infer_defaults
 from nationmap.ops.lock import RunLock, is_locked
 from nationmap.ops.publish import MonthDir, clean_stale, publish, read_pointer
-from nationmap.train.config import JOBS_DIR
+from nationmap.files import JOBS_DIR
 
 RECORD_FORMAT = "nationmap-run/1"
 DEFAULT_SPEC = JOBS_DIR / "refresh.toml"
@@ -79,8 +79,6 @@ def resolve_refresh_config(spec: RefreshSpec, overrides: dict) -> InferConfig:
 
 
 def month_dir(cfg: InferConfig) -> MonthDir:
-    from nationmap.infer.pipeline import region_slug
-
     region = resolve_region(cfg.region, cfg.lulc_dir or None)
     return MonthDir(safe_child(cfg.out, region_slug(region.name), str(parse_month(cfg.month))))
 
@@ -102,8 +100,6 @@ def run_refresh(cfg: InferConfig, spec: RefreshSpec, force: bool = False, log=pr
     Raises LockedError if another refresh of the month runs, RefreshFailed if nothing could be
     published (the record is written either way).
     """
-    from nationmap.infer.pipeline import region_slug, run_inference
-
     month = month_dir(cfg)
     started = dt.datetime.now(dt.timezone.utc)
     run_id = f"refresh-{region_slug(cfg.region)}-{cfg.month}-{started:%Y%m%dT%H%M%SZ}-{os.getpid()}"
@@ -135,6 +131,8 @@ def run_refresh(cfg: InferConfig, spec: RefreshSpec, force: bool = False, log=pr
                                             "total": report.total, "failed": report.failed}
                 say(f"catalog {cfg.catalog}: {report.added} added, {report.removed} removed, "
                     f"{report.total} files, {len(report.failed)} unreadable")
+            from nationmap.infer.pipeline import run_inference
+
             manifest = run_inference(cfg, force=force, log=say, run_dir=month.staging)
             record.update(infer_run_id=manifest["run_id"], staging=str(month.staging),
                           failures=manifest["failures"], empty_cells=manifest["empty_cells"])

@@ -13,12 +13,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from nationmap.errors import InputError
-from nationmap.files import read_toml_table
+from nationmap.files import JOBS_DIR, read_toml_table
 from nationmap.models.presets import PRESETS
 
 TASKS = ("pretrain", "lulc", "water")
 METHODS = ("mixmae", "simmim")
-JOBS_DIR = Path(__file__).resolve().parents[2] / "jobs"
 
 
 @dataclass(frozen=True)
