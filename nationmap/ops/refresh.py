@@ -43,7 +43,8 @@ class RefreshSpec:
 
     Attributes:
         raw_dir: where new ALOS-2 files arrive; the catalog is updated from it first ("" skips).
-        infer: the inference defaults file (an ``[infer]`` table; relative to the working directory).
+        infer: the inference defaults file (an ``[infer]`` table); a relative path is taken from the
+            spec's own directory, so a spec and its defaults travel together.
     """
 
     raw_dir: str = ""
@@ -61,7 +62,10 @@ class RefreshSpec:
         unknown = sorted(set(values) - {"raw_dir", "infer"})
         if unknown:
             raise NationmapError(f"{path}: unknown [refresh] setting(s): {', '.join(unknown)}")
-        return cls(**{k: str(v) for k, v in values.items()})
+        values = {k: str(v) for k, v in values.items()}
+        if "infer" in values:
+            values["infer"] = str(path.parent / values["infer"])  # absolute stays absolute
+        return cls(**values)
 
 
 def previous_month(today: dt.date | None = None) -> Month:

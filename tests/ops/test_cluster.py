@@ -25,6 +25,7 @@ from tests.ops.test_refresh import SLUG, write_spec
 
 pytestmark = pytest.mark.ray
 BIN = Path(sys.executable).parent
+RAY_NODE = Path(__file__).resolve().parents[2] / "cluster" / "common" / "ray-node.sh"
 
 
 def free_port() -> int:
@@ -41,19 +42,19 @@ def clean_env(**extra) -> dict:
 
 @pytest.fixture(scope="module")
 def cluster():
-    """Head and worker node, each a `ray start --block` process group, token auth on."""
+    """Head and worker node started with cluster/common/ray-node.sh (token auth, loopback
+    dashboard), each its own process group."""
     root = Path(tempfile.mkdtemp(prefix="nmc", dir="/tmp"))  # short: Ray's socket paths must fit
     token = root / "token"
     token.write_text(os.urandom(32).hex())
     token.chmod(0o600)
-    env = clean_env(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN_PATH=str(token), HOME=str(root),
+    env = clean_env(RAY_AUTH_TOKEN_PATH=str(token), HOME=str(root), RAY=str(BIN / "ray"),
                     PATH=f"{BIN}:{os.environ['PATH']}")
     gcs, dashboard = free_port(), free_port()
-    common = ["--num-cpus", "1", "--object-store-memory", str(200 << 20), "--disable-usage-stats", "--block",
-              "--dashboard-agent-listen-port", str(free_port())]
+    common = ["--node-ip-address", "127.0.0.1", "--num-cpus", "1", "--object-store-memory", str(200 << 20)]
     head = subprocess.Popen(
-        [str(BIN / "ray"), "start", "--head", "--node-ip-address", "127.0.0.1", "--port", str(gcs),
-         "--include-dashboard", "true", "--dashboard-host", "127.0.0.1", "--dashboard-port", str(dashboard),
+        ["bash", str(RAY_NODE), "head", "--port", str(gcs), "--include-dashboard", "true",
+         "--dashboard-port", str(dashboard), "--dashboard-agent-listen-port", str(free_port()),
          "--ray-client-server-port", str(free_port()), "--temp-dir", str(root / "ray"), *common],
         env=env, stdout=open(root / "head.log", "w"), stderr=subprocess.STDOUT, start_new_session=True)
     procs = [head]
@@ -61,7 +62,8 @@ def cluster():
     try:
         _wait_for(lambda: _nodes(url, token) >= 1, 90, "head node")
         procs.append(subprocess.Popen(
-            [str(BIN / "ray"), "start", "--address", f"127.0.0.1:{gcs}", "--node-ip-address", "127.0.0.1", *common],
+            ["bash", str(RAY_NODE), "worker", f"127.0.0.1:{gcs}", "--dashboard-agent-listen-port", str(free_port()),
+             *common],
             env=env, stdout=open(root / "worker.log", "w"), stderr=subprocess.STDOUT, start_new_session=True))
         _wait_for(lambda: _nodes(url, token) >= 2, 90, "worker node")
         yield {"url": url, "token": token, "root": root, "env": env}
