@@ -187,6 +187,9 @@ def submit(entrypoint_cmd: str, *, address: str | None = None, token_file: str |
 def follow(job_id: str, *, address: str | None = None, token_file: str | Path | None = None,
            follow_logs: bool = True, out=sys.stdout) -> str:
     """Print the job's logs (following them until it ends if ``follow_logs``); returns its status."""
+    import logging
+
+    logging.getLogger("ray.dashboard.modules.job.sdk").setLevel(logging.WARNING)  # "WebSocket closed" noise
     jobs = client(address, token_file)
     try:
         if follow_logs:
