@@ -39,7 +39,9 @@ def refresh(
         return submit_instead(address, token_file)
     from nationmap.data.months import parse_month
     from nationmap.ops.lock import LockedError
-    from nationmap.ops.refresh import RefreshFailed, RefreshSpec, previous_month, resolve_refresh_config, run_refresh
+    from nationmap.errors import NationmapError
+    from nationmap.ops.refresh import (RefreshFailed, RefreshSpec, month_dir, previous_month, resolve_refresh_config,
+                                       run_refresh)
     from nationmap.parallel import use_ray_address
 
     def setup():
@@ -51,6 +53,7 @@ def refresh(
                      "out": None if out is None else str(out)}
         cfg = resolve_refresh_config(spec, overrides) if month else \
             resolve_refresh_config(spec, {**overrides, "month": str(previous_month())})
+        month_dir(cfg)  # the region resolves and its directory stays inside the products root
         use_ray_address(address)
         return cfg, spec
 
@@ -62,6 +65,10 @@ def refresh(
     except LockedError as exc:
         fail(str(exc), EXIT_LOCKED)
     except RefreshFailed as exc:
+        fail(f"refresh failed: {exc}", EXIT_FAILED)
+    except NationmapError as exc:
+        fail(str(exc))
+    except OSError as exc:  # e.g. a products directory that cannot be written
         fail(f"refresh failed: {exc}", EXIT_FAILED)
     console.print(f"refresh {record['run_id']}: {record['status']}; {record['published']} "
                   f"(latest -> {record['latest'] or 'none'})", highlight=False, soft_wrap=True)
@@ -133,7 +140,8 @@ def runs_logs(
     token_file: Path = typer.Option(None, help="Ray auth token file."),
 ):
     """Print (and follow) the logs of a Ray job, or the log of a local refresh run.
-    Exits 0 if the job succeeded, 1 if it failed or was stopped."""
+    Exits 0 if the job succeeded; otherwise the command's exit code (3 partial, 4 already running),
+    or 1."""
     if run_id.startswith("refresh-"):
         from nationmap.ops.history import find_run
 
@@ -144,10 +152,11 @@ def runs_logs(
         return
     from nationmap.ops.jobs import follow as follow_job
 
-    status = run_guarded(lambda: follow_job(run_id, address=address, token_file=token_file, follow_logs=follow))
-    console.print(f"job {run_id}: {status}", highlight=False)
+    status, code = run_guarded(lambda: follow_job(run_id, address=address, token_file=token_file, follow_logs=follow))
+    console.print(f"job {run_id}: {status}" + (f" (exit code {code})" if code else ""), highlight=False)
     if status in ("FAILED", "STOPPED"):
-        raise typer.Exit(EXIT_FAILED)
+        # the command's own code when Ray reports it: 3 partial, 4 already running, ...
+        raise typer.Exit(code if code in (EXIT_PARTIAL, EXIT_LOCKED, 2) else EXIT_FAILED)
 
 
 def submit(

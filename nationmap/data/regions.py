@@ -139,6 +139,7 @@ def resolve_region(spec: str, lulc_dir: str | Path | None = None) -> Region:
 def region_slug(name: str) -> str:
     """A directory name for a region spec that cannot leave the products directory."""
     slug = re.sub(r"[^A-Za-z0-9_-]+", "_", Path(name).stem if name.endswith((".json", ".geojson")) else name)
+    slug = re.sub(r"(?<![A-Za-z0-9])-(?=\d)", "m", slug)  # bbox -1,... and 1,... must not meet
     slug = slug.strip("_-")
     if not slug:
         raise InputError(f"region {name!r} gives no usable directory name")

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import shlex
 import sys
 import tomllib
@@ -129,14 +130,16 @@ class JobSpec:
             raw = tomllib.loads(path.read_text())
         except tomllib.TOMLDecodeError as exc:
             raise InputError(f"{path}: not valid TOML ({exc})") from None
-        job = dict(raw.get("job", {}))
+        job = raw.get("job", {})
+        if not isinstance(job, dict):
+            raise InputError(f"{path}: [job] must be a table")
         workdir = str(job.get("workdir") or os.getcwd())
-        # the spec as the job will see it from its working directory
-        resolved = path.resolve()
-        inside = Path(workdir).resolve() in resolved.parents
-        spec_arg = os.path.relpath(resolved, Path(workdir).resolve()) if inside else str(resolved)
+        # the spec as the job sees it: a spec under this directory has the same relative path under
+        # the job's workdir (the cluster's copy of the checkout); any other is passed as it is
+        resolved, here = path.resolve(), Path.cwd().resolve()
+        spec_arg = str(resolved.relative_to(here)) if here in resolved.parents else str(resolved)
         if "train" in raw:
-            task = raw["train"].get("task")
+            task = raw["train"].get("task") if isinstance(raw["train"], dict) else None
             if task not in ("pretrain", "lulc", "water"):
                 raise InputError(f"{path}: [train] task must be pretrain, lulc or water, not {task!r}")
             command = ["train", task, "--spec", spec_arg]
@@ -151,11 +154,14 @@ class JobSpec:
             raise InputError(f"{path}: unknown [job] setting(s): {', '.join(unknown)}")
         if not isinstance(job.get("runtime_env", {}), dict):
             raise InputError(f"{path}: [job] runtime_env must be a table")
+        resources = {}
+        for key in ("entrypoint_num_cpus", "entrypoint_num_gpus"):
+            value = job.get(key, 0)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+                raise InputError(f"{path}: [job] {key} must be a number >= 0, not {value!r}")
+            resources[key] = float(value)
         return cls(path=path, command=command + list(extra_args or []), workdir=workdir,
-                   python=str(job.get("python", "python")),
-                   entrypoint_num_cpus=float(job.get("entrypoint_num_cpus", 0)),
-                   entrypoint_num_gpus=float(job.get("entrypoint_num_gpus", 0)),
-                   runtime_env=dict(job.get("runtime_env", {})))
+                   python=str(job.get("python", "python")), runtime_env=dict(job.get("runtime_env", {})), **resources)
 
     @property
     def entrypoint(self) -> str:
@@ -185,8 +191,9 @@ def submit(entrypoint_cmd: str, *, address: str | None = None, token_file: str |
 
 
 def follow(job_id: str, *, address: str | None = None, token_file: str | Path | None = None,
-           follow_logs: bool = True, out=sys.stdout) -> str:
-    """Print the job's logs (following them until it ends if ``follow_logs``); returns its status."""
+           follow_logs: bool = True, out=sys.stdout) -> tuple[str, int | None]:
+    """Print the job's logs (following them until it ends if ``follow_logs``); returns its status
+    and, for a failed entrypoint, its exit code (from Ray's job message)."""
     import logging
 
     logging.getLogger("ray.dashboard.modules.job.sdk").setLevel(logging.WARNING)  # "WebSocket closed" noise
@@ -201,7 +208,9 @@ def follow(job_id: str, *, address: str | None = None, token_file: str | Path | 
             asyncio.run(tail())
         else:
             out.write(jobs.get_job_logs(job_id))
-        return str(jobs.get_job_status(job_id).value)
+        info = jobs.get_job_info(job_id)
+        found = re.search(r"exit code (\d+)", info.message or "")
+        return str(info.status.value), int(found.group(1)) if found else None
     except Exception as exc:
         raise _cluster_error(api_address(address), exc, True) from None
 

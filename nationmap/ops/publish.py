@@ -31,7 +31,6 @@ from pathlib import Path
 from nationmap.errors import InputError
 from nationmap.files import read_json, sha256_json, write_json
 
-PUBLISHED = ("manifest.json", "cells", "mosaic", "quicklooks", "stac")
 _VERSION = re.compile(r"^v(\d+)$")
 
 
@@ -107,17 +106,27 @@ def _link_or_copy(src: Path, dst: Path) -> None:
     os.chmod(dst, mode & ~(stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH))
 
 
-def _assemble(run_dir: Path, stage: Path) -> None:
-    for name in PUBLISHED:
-        src = run_dir / name
-        if src.is_dir():
-            for path in sorted(src.rglob("*")):
-                if path.is_file() and not path.name.startswith("."):
-                    dst = stage / path.relative_to(run_dir)
-                    dst.parent.mkdir(parents=True, exist_ok=True)
-                    _link_or_copy(path, dst)
-        elif src.is_file():
-            _link_or_copy(src, stage / name)
+def published_files(run_dir: Path, manifest: dict) -> list[Path]:
+    """What a version holds, relative to the run: the manifest, the files of the cells it lists as
+    ok, its mosaics and quicklooks, and the STAC tree (stale files of the reused staging
+    directory, e.g. of a cell that is empty this time, are left out)."""
+    files = [Path("manifest.json")]
+    for cell in manifest["cell_results"]:
+        if cell["status"] == "ok":
+            files += [Path("cells") / cell["cell"] / e["path"] for e in cell.get("files", {}).values()]
+    for group in ("mosaic", "quicklooks"):
+        files += [Path(e["path"]) for e in manifest.get("products", {}).get(group, {}).values()]
+    stac = run_dir / "stac"
+    if stac.is_dir():
+        files += sorted(p.relative_to(run_dir) for p in stac.rglob("*") if p.is_file() and not p.name.startswith("."))
+    return files
+
+
+def _assemble(run_dir: Path, manifest: dict, stage: Path) -> None:
+    for rel in published_files(run_dir, manifest):
+        dst = stage / rel
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        _link_or_copy(run_dir / rel, dst)
 
 
 def clean_stale(month: MonthDir) -> None:
@@ -144,7 +153,7 @@ def publish(month: MonthDir, run_dir: Path, manifest: dict, refresh_run_id: str)
         stage = month.root / f".v{n}.part-{os.getpid()}"
         shutil.rmtree(stage, ignore_errors=True)
         stage.mkdir(parents=True)
-        _assemble(run_dir, stage)
+        _assemble(run_dir, manifest, stage)
         write_json(stage / "version.json", {
             "version": n, "region": manifest["region"], "month": manifest["month"], "status": manifest["status"],
             "published": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
@@ -161,10 +170,16 @@ def publish(month: MonthDir, run_dir: Path, manifest: dict, refresh_run_id: str)
 
 
 def _advance_region_latest(month: MonthDir, n: int) -> None:
-    """``<region>/latest`` follows the newest month (an older month's refresh leaves it alone)."""
+    """``<region>/latest`` follows the newest month (an older month's refresh leaves it alone).
+    Refreshes of different months may finish together: read and move it under a region lock."""
+    import fcntl
+
     target = f"{month.root.name}/v{n}"
-    current = read_pointer(month.region_latest)
-    if current == target:
-        return
-    if current is None or current.split("/")[0] <= month.root.name:
-        point(month.region_latest, target)
+    fd = os.open(month.root.parent / ".latest.lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        current = read_pointer(month.region_latest)
+        if current != target and (current is None or current.split("/")[0] <= month.root.name):
+            point(month.region_latest, target)
+    finally:
+        os.close(fd)

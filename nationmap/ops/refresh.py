@@ -25,7 +25,7 @@ from nationmap.data.regions import region_slug, resolve_region
 from nationmap.errors import NationmapError, describe
 from nationmap.files import read_json, read_toml_table, safe_child, write_json
 from nationmap.infer.config import InferConfig, load_infer_defaults
-from nationmap.ops.lock import RunLock, is_locked
+from nationmap.ops.lock import RunLock
 from nationmap.ops.publish import MonthDir, clean_stale, publish, read_pointer
 from nationmap.files import JOBS_DIR
 
@@ -88,8 +88,9 @@ def month_dir(cfg: InferConfig) -> MonthDir:
 
 
 def mark_interrupted(month: MonthDir) -> None:
-    """Records still ``running`` whose process is gone (the lock is free) become ``interrupted``."""
-    if not month.refreshes.is_dir() or is_locked(month.lock):
+    """Records still ``running`` become ``interrupted``: called under the month's lock, so their
+    processes are gone."""
+    if not month.refreshes.is_dir():
         return
     for path in month.refreshes.glob("*.json"):
         record = read_json(path)

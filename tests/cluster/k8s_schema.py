@@ -111,6 +111,11 @@ def check_object(doc: dict) -> list[str]:
                 errors.append("RayJob.spec.entrypoint: required")
             if bool(spec_value.get("rayClusterSpec")) == bool(spec_value.get("clusterSelector")):
                 errors.append("RayJob.spec: exactly one of rayClusterSpec or clusterSelector")
+            # KubeRay's validation: a TTL needs shutdownAfterJobFinishes, which a clusterSelector job cannot use
+            if spec_value.get("ttlSecondsAfterFinished") is not None and not spec_value.get("shutdownAfterJobFinishes"):
+                errors.append("RayJob.spec.ttlSecondsAfterFinished needs shutdownAfterJobFinishes: true")
+            if spec_value.get("shutdownAfterJobFinishes") and spec_value.get("clusterSelector"):
+                errors.append("RayJob.spec.shutdownAfterJobFinishes cannot apply to a clusterSelector job")
         return errors
     version = (api or "").split("/")[-1]  # v1, batch/v1, rbac.authorization.k8s.io/v1 ...
     type_name = f"{version.capitalize()}{kind}"

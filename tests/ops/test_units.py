@@ -55,10 +55,37 @@ def test_publish_versions_latest_and_immutability(tmp_path):
     third = publish(month, staging, fake_run(staging, b"three", "partial"), "refresh-4")
     assert third["version"] == 3 and not third["latest_moved"] and os.readlink(month.latest) == "v2"
     assert json.loads((month.version(3) / "version.json").read_text())["status"] == "partial"
+    # a stale file in the reused staging directory (a cell empty this time) is not published
+    (staging / "cells" / "N36E138").mkdir()
+    (staging / "cells" / "N36E138" / "old_lulc.tif").write_bytes(b"stale")
+    fourth = publish(month, staging, fake_run(staging, b"four"), "refresh-6")
+    assert not (Path(fourth["path"]) / "cells" / "N36E138").exists()
+    assert sorted(p.name for p in Path(fourth["path"]).rglob("*") if p.is_file()) == [
+        "demo_lulc.tif", "lulc.tif", "manifest.json", "version.json"]
     # an older month never moves the region's latest back
     august = MonthDir(tmp_path / "products" / "demo" / "2022-08")
     publish(august, august.staging, fake_run(august.staging, b"aug"), "refresh-5")
-    assert os.readlink(month.region_latest) == "2022-09/v2"
+    assert os.readlink(month.region_latest) == "2022-09/v4"
+
+
+def test_publish_killed_before_latest_moves_is_completed_by_the_rerun(tmp_path, monkeypatch):
+    import nationmap.ops.publish as publish_module
+
+    month = MonthDir(tmp_path / "demo" / "2022-09")
+    publish(month, month.staging, fake_run(month.staging, b"one"), "r1")
+    real_point = publish_module.point
+
+    def killed(link, target):
+        raise KeyboardInterrupt  # the process dies right after v2 was renamed into place
+
+    monkeypatch.setattr(publish_module, "point", killed)
+    with pytest.raises(KeyboardInterrupt):
+        publish(month, month.staging, fake_run(month.staging, b"two"), "r2")
+    assert month.versions() == [1, 2] and os.readlink(month.latest) == "v1"  # v2 complete, not yet latest
+    monkeypatch.setattr(publish_module, "point", real_point)
+    again = publish(month, month.staging, fake_run(month.staging, b"two"), "r3")
+    assert again == {"version": 2, "new": False, "latest_moved": True, "path": str(month.version(2))}
+    assert os.readlink(month.latest) == "v2" and os.readlink(month.region_latest) == "2022-09/v2"
 
 
 def test_paths_from_names_cannot_escape_the_products_dir(tmp_path):
@@ -127,6 +154,9 @@ def test_job_specs_become_entrypoints(tmp_path, monkeypatch):
     (tmp_path / "bad.toml").write_text("[job]\nwrkdir = 1\n[refresh]\n")
     with pytest.raises(InputError, match="unknown \\[job\\] setting"):
         JobSpec.load("bad.toml")
+    (tmp_path / "cpus.toml").write_text('[refresh]\n[job]\nentrypoint_num_cpus = "two"\n')
+    with pytest.raises(InputError, match="entrypoint_num_cpus must be a number"):
+        JobSpec.load("cpus.toml")
     (tmp_path / "none.toml").write_text("[other]\n")
     with pytest.raises(InputError, match="needs a \\[train\\], \\[infer\\] or \\[refresh\\]"):
         JobSpec.load("none.toml")
@@ -174,6 +204,7 @@ def test_cli_bad_input_is_one_line(tmp_path):
                               env={**os.environ, "HOME": str(tmp_path)})
 
     for args, message in ((("refresh", "--month", "2022-13"), "month"),
+                          (("refresh", "--region", "atlantis", "--month", "2022-09"), "atlantis"),
                           (("refresh", "--config", "missing.toml"), "not found"),
                           (("runs", "show", "nope", "--root", "."), "no run"),
                           (("submit", "nope.toml"), "not found"),
