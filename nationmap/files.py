@@ -54,15 +54,32 @@ def read_json(path: str | Path) -> dict | None:
     return data if isinstance(data, dict) else None
 
 
-def read_toml_table(path: Path, table: str) -> dict:
-    """The ``[table]`` of TOML file ``path``; InputError if it is not TOML or has no such table."""
+def read_toml(path: Path) -> dict:
+    """The TOML document in ``path``; InputError if it is not TOML."""
     try:
-        raw = tomllib.loads(path.read_text())
+        return tomllib.loads(path.read_text())
     except tomllib.TOMLDecodeError as exc:
         raise InputError(f"{path}: not valid TOML ({exc})") from None
+
+
+def read_toml_table(path: Path, table: str) -> dict:
+    """The ``[table]`` of TOML file ``path``; InputError if it is not TOML or has no such table."""
+    raw = read_toml(path)
     if table not in raw:
         raise InputError(f"{path}: no [{table}] table")
     return dict(raw[table])
+
+
+def read_defaults_table(path: str | Path | None, default: Path, table: str, what: str) -> tuple[Path, dict]:
+    """The ``[table]`` of ``path``, or of ``default`` when no path is given. A given file that is
+    missing is an InputError; a missing default gives ``{}``. Returns the file read and the table."""
+    explicit = path is not None
+    path = Path(path) if explicit else default
+    if not path.exists():
+        if explicit:
+            raise InputError(f"{what} {path} not found")
+        return path, {}
+    return path, read_toml_table(path, table)
 
 
 def sha256_file(path: str | Path, chunk: int = 4 << 20) -> str:

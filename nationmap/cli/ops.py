@@ -40,19 +40,18 @@ def refresh(
     from nationmap.data.months import parse_month
     from nationmap.ops.lock import LockedError
     from nationmap.errors import NationmapError
-    from nationmap.ops.refresh import (RefreshFailed, RefreshSpec, month_dir, previous_month, resolve_refresh_config,
-                                       run_refresh)
+    from nationmap.infer.config import resolve_infer_config
+    from nationmap.ops.refresh import RefreshFailed, RefreshSpec, month_dir, previous_month, run_refresh
     from nationmap.parallel import use_ray_address
 
     def setup():
         spec = RefreshSpec.load(config)
         if raw_dir is not None:
             spec = RefreshSpec(raw_dir=str(raw_dir), infer=spec.infer)
-        overrides = {"region": region, "month": str(parse_month(month)) if month else None, "executor": executor,
-                     "concurrency": concurrency, "gpus_per_actor": gpus_per_actor, "cpus_per_actor": cpus_per_actor,
-                     "out": None if out is None else str(out)}
-        cfg = resolve_refresh_config(spec, overrides) if month else \
-            resolve_refresh_config(spec, {**overrides, "month": str(previous_month())})
+        overrides = {"region": region, "month": str(parse_month(month) if month else previous_month()),
+                     "executor": executor, "concurrency": concurrency, "gpus_per_actor": gpus_per_actor,
+                     "cpus_per_actor": cpus_per_actor, "out": None if out is None else str(out)}
+        cfg = resolve_infer_config(spec.infer, overrides)
         month_dir(cfg)  # the region resolves and its directory stays inside the products root
         use_ray_address(address)
         return cfg, spec

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from nationmap.data.months import parse_month
 from nationmap.errors import InputError
-from nationmap.files import read_toml_table
+from nationmap.files import read_defaults_table
 from nationmap.infer.windows import WindowSettings, check_blend
 from nationmap.products.cells import CellSettings
 from nationmap.files import JOBS_DIR
@@ -112,13 +112,7 @@ class InferConfig:
 
 def load_infer_defaults(path: str | Path | None) -> dict:
     """The ``[infer]`` table of ``path`` (default ``jobs/infer.toml``; missing default: {})."""
-    explicit = path is not None
-    path = Path(path) if explicit else DEFAULT_CONFIG
-    if not path.exists():
-        if explicit:
-            raise InputError(f"inference config {path} not found")
-        return {}
-    return read_toml_table(path, "infer")
+    return read_defaults_table(path, DEFAULT_CONFIG, "infer", "inference config")[1]
 
 
 def resolve_infer_config(config_file: str | Path | None, overrides: dict) -> InferConfig:

@@ -24,11 +24,11 @@ import os
 import re
 import shlex
 import sys
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from nationmap.errors import InputError, NationmapError
+from nationmap.files import read_toml
 
 DEFAULT_API = "http://127.0.0.1:8265"
 TERMINAL = ("SUCCEEDED", "FAILED", "STOPPED")
@@ -126,10 +126,7 @@ class JobSpec:
             if not named.is_file():
                 raise InputError(f"job spec {path} not found (a TOML file or a name in jobs/)")
             path = named
-        try:
-            raw = tomllib.loads(path.read_text())
-        except tomllib.TOMLDecodeError as exc:
-            raise InputError(f"{path}: not valid TOML ({exc})") from None
+        raw = read_toml(path)
         job = raw.get("job", {})
         if not isinstance(job, dict):
             raise InputError(f"{path}: [job] must be a table")

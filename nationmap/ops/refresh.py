@@ -23,11 +23,10 @@ from pathlib import Path
 from nationmap.data.months import Month, parse_month
 from nationmap.data.regions import region_slug, resolve_region
 from nationmap.errors import NationmapError, describe
-from nationmap.files import read_json, read_toml_table, safe_child, write_json
-from nationmap.infer.config import InferConfig, load_infer_defaults
+from nationmap.files import JOBS_DIR, read_defaults_table, read_json, safe_child, write_json
+from nationmap.infer.config import InferConfig
 from nationmap.ops.lock import RunLock
 from nationmap.ops.publish import MonthDir, clean_stale, publish, read_pointer
-from nationmap.files import JOBS_DIR
 
 RECORD_FORMAT = "nationmap-run/1"
 DEFAULT_SPEC = JOBS_DIR / "refresh.toml"
@@ -52,13 +51,7 @@ class RefreshSpec:
 
     @classmethod
     def load(cls, path: str | Path | None) -> "RefreshSpec":
-        explicit = path is not None
-        path = Path(path) if explicit else DEFAULT_SPEC
-        if not path.exists():
-            if explicit:
-                raise NationmapError(f"refresh spec {path} not found")
-            return cls()
-        values = read_toml_table(path, "refresh")
+        path, values = read_defaults_table(path, DEFAULT_SPEC, "refresh", "refresh spec")
         unknown = sorted(set(values) - {"raw_dir", "infer"})
         if unknown:
             raise NationmapError(f"{path}: unknown [refresh] setting(s): {', '.join(unknown)}")
@@ -74,12 +67,6 @@ def previous_month(today: dt.date | None = None) -> Month:
     first = today.replace(day=1)
     last = first - dt.timedelta(days=1)
     return Month(last.year, last.month)
-
-
-def resolve_refresh_config(spec: RefreshSpec, overrides: dict) -> InferConfig:
-    values = load_infer_defaults(spec.infer)
-    values.update({k: v for k, v in overrides.items() if v is not None})
-    return InferConfig.from_dict(values)
 
 
 def month_dir(cfg: InferConfig) -> MonthDir:
