@@ -2,7 +2,7 @@
 VENV ?= .venv
 export VENV
 
-.PHONY: setup demo test test-all
+.PHONY: setup demo test test-all bench bench-gpu
 setup:
 	@bash scripts/setup.sh
 
@@ -14,3 +14,9 @@ test: setup
 
 test-all: setup
 	$(VENV)/bin/python -m pytest -q -m ''
+
+bench: setup
+	$(VENV)/bin/python -m benchmarks
+
+bench-gpu: setup
+	$(VENV)/bin/python -m benchmarks gpu

@@ -34,6 +34,7 @@ app.command("ablate")(train_cli.ablate)
 app.command("infer")(infer_cli.infer)
 app.command("refresh")(ops_cli.refresh)
 app.command("submit")(ops_cli.submit)
+app.command("plan")(ops_cli.plan)
 app.add_typer(ops_cli.runs_app, name="runs")
 
 

@@ -185,3 +185,47 @@ def submit(
                       highlight=False, soft_wrap=True)
     if follow:
         runs_logs(job_id, address=address, follow=True, root=None, token_file=token_file)
+
+
+def plan(
+    region: str = typer.Option(..., help="Region: japan, demo, cells, a bbox, or a GeoJSON file."),
+    date: str = typer.Option(..., "--date", help="Month, YYYY-MM."),
+    config: Path = typer.Option(None, help="Defaults file with an [infer] table (default: jobs/infer.toml)."),
+    catalog: Path = typer.Option(None, help="Acquisition catalog (default: the config's; paper numbers without one)."),
+    gpus: str = typer.Option("1,8,16,64", help="GPU counts to give the wall time for, comma-separated."),
+    gpu: str = typer.Option("H100", help="GPU model, for the estimate when no GPU throughput was measured."),
+    throughput: float = typer.Option(None, help="Windows (LULC + water) per second per GPU, if you know it."),
+    cpus_per_gpu: int = typer.Option(12, help="CPU cores per GPU for the cell stage."),
+    preset: str = typer.Option("swin-b", help="Model preset (its FLOPs, for the estimate)."),
+    benchmarks: Path = typer.Option(Path("benchmarks/results.json"), help="Benchmark results (python -m benchmarks)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the plan as JSON."),
+):
+    """Patches, GPU-hours and wall time on N GPUs for a region's month (from the catalog, or the
+    paper's numbers), with the throughput measured by the benchmarks."""
+    from nationmap.data.months import parse_month
+    from nationmap.data.regions import resolve_region
+    from nationmap.errors import InputError
+    from nationmap.infer.config import load_infer_defaults
+    from nationmap.models.presets import get_preset
+    from nationmap.ops.plan import format_plan, make_plan
+
+    def go():
+        month = str(parse_month(date))
+        values = load_infer_defaults(config)
+        try:
+            counts = [int(n) for n in gpus.split(",") if n.strip()]
+        except ValueError:
+            raise InputError(f"--gpus must be comma-separated integers, not {gpus!r}") from None
+        size = get_preset(preset).encoder.img_size
+        lulc_dir = values.get("lulc_dir") or None  # the japan cell list; the bundled one when absent here
+        lulc_dir = lulc_dir if lulc_dir and Path(lulc_dir).is_dir() else None
+        return make_plan(resolve_region(region, lulc_dir), month,
+                         str(catalog) if catalog else values.get("catalog"), int(values.get("window") or size),
+                         int(values.get("overlap", 64)), int(values.get("pixels_per_degree", 12000)), preset, counts,
+                         throughput, gpu, cpus_per_gpu, benchmarks)
+
+    result = run_guarded(go)
+    if as_json:
+        console.print_json(json.dumps(result.to_dict()))
+    else:
+        console.print(format_plan(result), highlight=False, soft_wrap=True)

@@ -43,7 +43,7 @@ from nationmap.files import read_json, safe_child, sha256_file, sha256_json, wri
 from nationmap.infer.config import InferConfig
 from nationmap.infer.scene import SceneModels, WindowSettings, head_from_bundle, predict_scene
 from nationmap.parallel import progress_bar, run_tasks
-from nationmap.products.cells import BandLayout, combine_cell
+from nationmap.products.cells import BandLayout, run_cell
 from nationmap.products.layers import Layer, product_layers
 from nationmap.products.mosaic import build_mosaic
 from nationmap.products.quicklook import write_quicklook
@@ -184,28 +184,6 @@ def predict_scenes(jobs: list[dict], cfg: InferConfig, models: ModelSet, setting
 
 
 # ---------------------------------------------------------------------------- cell stage
-
-
-def run_cell(job: dict) -> dict:
-    """Combine one cell and write its record (``ok``, ``empty`` or ``failed``)."""
-    t0 = time.perf_counter()
-    base = {"cell": job["cell"].name, "key": job["key"]}
-    try:
-        if not job["scenes"]:
-            record = {**base, "status": "empty", "reason": "no acquisition of the month covers the cell", "files": {}}
-        else:
-            record = combine_cell(job["cell"], job["month"], job["scenes"], job["out_dir"], job["layout"],
-                                  job["layers"], job["settings"], job["tags"])
-            record = {**base, **record}
-            if record["status"] == "empty":
-                record["reason"] = "no valid pixel in the month's acquisitions"
-            record["files"] = {p: {"path": name, "sha256": sha256_file(Path(job["out_dir"]) / name)}
-                               for p, name in record["files"].items()}
-    except Exception as exc:
-        record = {**base, "status": "failed", "error": describe(exc), "files": {}}
-    record["seconds"] = round(time.perf_counter() - t0, 3)
-    write_json(job["record"], record)
-    return record
 
 
 def _file_verifies(path: Path, sha256: str | None) -> bool:

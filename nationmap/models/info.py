@@ -42,6 +42,22 @@ HEADS: dict[str, tuple[str, Callable[[str], nn.Module]]] = {
 }
 
 
+# Peak dense bf16 tensor FLOP/s (vendor data sheets, without sparsity), matched in this order on
+# the device name (H100 PCIe before H100).
+PEAK_BF16: tuple[tuple[str, float], ...] = (
+    ("H200", 989.4e12), ("GH200", 989.4e12), ("H100 PCIe", 756.0e12), ("H100 NVL", 835.0e12), ("H100", 989.4e12),
+    ("B200", 2250e12), ("A100", 312.0e12), ("L40S", 362.1e12), ("L4", 121.0e12), ("A10G", 70.0e12), ("A10", 125.0e12),
+)
+
+
+def peak_bf16_flops(device_name: str) -> float | None:
+    """Peak dense bf16 FLOP/s of a GPU from its name (``torch.cuda.get_device_name``), or None."""
+    for key, value in PEAK_BF16:
+        if key.lower() in device_name.lower():
+            return value
+    return None
+
+
 @dataclass(frozen=True)
 class ModelCost:
     preset: str

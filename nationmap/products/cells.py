@@ -27,7 +27,8 @@ from rasterio.warp import reproject, transform_bounds
 from rasterio.windows import Window
 
 from nationmap.data.grid import Cell
-from nationmap.errors import InputError
+from nationmap.errors import InputError, describe
+from nationmap.files import sha256_file, write_json
 from nationmap.products.cog import describe_band, part_path, staging_profile, translate_to_cog
 from nationmap.products.layers import Layer
 
@@ -209,3 +210,28 @@ def combine_cell(cell: Cell, month: str, scenes: list[str], out_dir: str | Path,
                 ds.close()
         for path in staging.values():
             path.unlink(missing_ok=True)
+
+
+def run_cell(job: dict) -> dict:
+    """Combine one cell job of the pipeline and write its record (``ok``, ``empty`` or ``failed``).
+
+    Torch-free, so the Ray tasks that run it start without importing the models.
+    """
+    t0 = time.perf_counter()
+    base = {"cell": job["cell"].name, "key": job["key"]}
+    try:
+        if not job["scenes"]:
+            record = {**base, "status": "empty", "reason": "no acquisition of the month covers the cell", "files": {}}
+        else:
+            record = combine_cell(job["cell"], job["month"], job["scenes"], job["out_dir"], job["layout"],
+                                  job["layers"], job["settings"], job["tags"])
+            record = {**base, **record}
+            if record["status"] == "empty":
+                record["reason"] = "no valid pixel in the month's acquisitions"
+            record["files"] = {p: {"path": name, "sha256": sha256_file(Path(job["out_dir"]) / name)}
+                               for p, name in record["files"].items()}
+    except Exception as exc:
+        record = {**base, "status": "failed", "error": describe(exc), "files": {}}
+    record["seconds"] = round(time.perf_counter() - t0, 3)
+    write_json(job["record"], record)
+    return record

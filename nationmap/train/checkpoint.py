@@ -246,6 +246,30 @@ def load_bundle(path: str | Path, device: str = "cpu") -> Bundle:
     return Bundle(model=model.to(device).eval(), meta=meta)
 
 
+def random_bundle(out: str | Path, task: str, preset: str = "tiny", img_size: int = 256, seed: int = 0,
+                  normalisation: dict | None = None) -> Path:
+    """A bundle of an untrained (seeded random-weight) LULC or water model: what benchmarks and
+    tests run inference with when the quality of the maps does not matter."""
+    import tempfile
+
+    from nationmap.data.lulc import load_class_table
+
+    if task not in ("lulc", "water"):
+        raise InputError(f"random bundles are LULC or water models, not {task!r}")
+    base = SegmentationConfig.from_preset(preset, task)
+    cfg = base.replace(encoder=base.encoder.replace(img_size=img_size))
+    torch.manual_seed(seed)
+    model = SegmentationModel(cfg)
+    meta = {"task": task, "model_config": cfg.to_dict(),
+            "normalisation": normalisation or {"mean_db": -12.0, "std_db": 6.5},
+            "class_table": load_class_table().to_dict(), "scheme": "lulc9" if task == "lulc" else "water",
+            "threshold": 0.5 if task == "water" else None, "epoch": 0, "step": 0, "metrics": {},
+            "run": f"random weights, seed {seed}"}
+    with tempfile.TemporaryDirectory() as tmp:
+        save_training_state(tmp, model, torch.optim.SGD(model.parameters(), lr=0.1), meta)
+        return write_bundle(out, tmp)
+
+
 # ---------------------------------------------------------------------------- pretrained encoders
 
 

@@ -239,6 +239,7 @@ def train_loop_per_worker(loop_config: dict) -> None:
             loss_sum += float(loss.detach()) * batch["x"].shape[0]
             seen += batch["x"].shape[0]
             t_batch = time.time()
+        train_seconds = time.time() - t0  # the training steps, data streaming included, not validation
         model.eval()
         val = task.validate(to_torch(decoder(raw), device) for raw in val_shard.iter_batches(batch_size=bpw, batch_format="numpy"))
         totals = _all_sum(torch.tensor([loss_sum, seen], dtype=torch.float64, device=device)).cpu()
@@ -250,6 +251,8 @@ def train_loop_per_worker(loop_config: dict) -> None:
             **val,
             "lr": max(g["lr"] for g in optimizer.param_groups),
             "epoch_seconds": time.time() - t0,
+            "train_seconds": train_seconds,
+            "train_samples_per_s": float(totals[1]) / max(train_seconds, 1e-9),
             "data_wait_seconds": data_wait,
             "threads": torch.get_num_threads(),
         }
