@@ -115,14 +115,18 @@ def run(size: str, workdir: Path) -> Result:
     cfg = infer_config(size, catalog, lulc_dir, bundles, workdir / "out-stage", "serial")
     models = load_scene_models({"lulc": bundles["lulc"], "water": bundles["water"]})
     settings = cfg.window_settings(256)
-    predict_scene(scene_paths[0], workdir / "out-stage" / "warm-up.tif", models, settings)  # as the bare pass, warm
-    t0 = time.perf_counter()
-    windows = valid = 0
-    for i, path in enumerate(scene_paths):
-        r = predict_scene(path, workdir / "out-stage" / f"{i}.tif", models, settings)
-        windows += r.windows
-        valid += r.valid_pixels
-    stage_s = time.perf_counter() - t0
+    # two passes: the first meets every batch shape for the first time (oneDNN builds a kernel per
+    # shape, cached for the process); the second is the steady state of a long run
+    passes = []
+    for _ in range(2):
+        t0 = time.perf_counter()
+        windows = valid = 0
+        for i, path in enumerate(scene_paths):
+            r = predict_scene(path, workdir / "out-stage" / f"{i}.tif", models, settings)
+            windows += r.windows
+            valid += r.valid_pixels
+        passes.append(time.perf_counter() - t0)
+    stage_cold, stage_s = passes
     shutil.rmtree(workdir / "out-stage", ignore_errors=True)
 
     # the reference: the same windows through the bare models
@@ -155,11 +159,12 @@ def run(size: str, workdir: Path) -> Result:
     res.rows = [
         row(f"bare forward, default layout ({threads} threads)", bare_default),
         row(f"bare forward, channels-last ({threads} threads)", bare_cl),
-        row("scene stage (predict_scene, in process)", stage_s),
+        row("scene stage (predict_scene), first pass", stage_cold),
+        row("scene stage (predict_scene), second pass", stage_s),
         row("nationmap infer --executor serial (all stages)", runs["serial"]["seconds"]),
         row("nationmap infer (Ray, start-up included)", runs["ray"]["seconds"]),
     ]
-    res.ratios = {"scene_stage_vs_bare": bare_best / stage_s, "infer_serial_vs_bare": bare_best / runs["serial"]["seconds"],
+    res.ratios = {"scene_stage_vs_bare": bare_best / stage_s, "scene_stage_first_pass_vs_bare": bare_best / stage_cold, "infer_serial_vs_bare": bare_best / runs["serial"]["seconds"],
                   "infer_ray_vs_bare": bare_best / runs["ray"]["seconds"]}
     res.data = {"patches": n, "windows": windows, "scenes": len(scene_paths), "km2": km2, "threads": threads,
                 "cell_pixels": p["ppd"] ** 2,

@@ -28,6 +28,7 @@ def infer(
     cpus_per_actor: float = typer.Option(None, help="CPUs per predictor actor (also its torch threads)."),
     executor: str = typer.Option(None, help="ray (Ray Data and tasks) or serial (in-process)."),
     keep_scenes: bool = typer.Option(None, "--keep-scenes/--no-keep-scenes", help="Keep the scene-grid probability rasters."),
+    compile: bool = typer.Option(None, "--compile/--no-compile", help="torch.compile the models (GPU: faster after a warm-up)."),
     force: bool = typer.Option(False, "--force", help="Redo everything, even work already done and verified."),
     address: str = typer.Option(None, help="Ray cluster address (default: RAY_ADDRESS or an embedded local Ray; "
                                            "with --submit: the job API, http://HEAD:8265)."),
@@ -45,7 +46,7 @@ def infer(
     def go():
         overrides = {"region": region, "month": date, "batch_size": batch_size, "overlap": overlap, "blend": blend,
                      "concurrency": concurrency, "gpus_per_actor": gpus_per_actor, "cpus_per_actor": cpus_per_actor,
-                     "executor": executor, "keep_scenes": keep_scenes, "pixels_per_degree": pixels_per_degree}
+                     "executor": executor, "keep_scenes": keep_scenes, "compile": compile, "pixels_per_degree": pixels_per_degree}
         for key, value in (("catalog", catalog), ("lulc_model", lulc_model), ("water_model", water_model),
                            ("out", out), ("lulc_dir", lulc_dir)):
             overrides[key] = None if value is None else str(value)

@@ -41,6 +41,8 @@ class InferConfig:
         concurrency: predictor actors (0: one per GPU, or per ``cpus_per_actor`` CPUs).
         gpus_per_actor / cpus_per_actor: resources of each predictor actor.
         keep_scenes: keep the per-scene probability rasters after a complete run.
+        compile: ``torch.compile`` the models in each predictor (GPU: faster after a warm-up of
+            about a minute; off by default).
     """
 
     region: str = ""
@@ -64,6 +66,7 @@ class InferConfig:
     gpus_per_actor: float = 0.0
     cpus_per_actor: float = 1.0
     keep_scenes: bool = False
+    compile: bool = False
 
     def __post_init__(self):
         if not self.region:

@@ -132,11 +132,11 @@ def describe_models(cfg: InferConfig) -> ModelSet:
     return ModelSet(paths, hashes, window, layout, product_layers(lulc_classes, water_classes))
 
 
-def load_scene_models(paths: dict[str, str], device: str = "cpu") -> SceneModels:
+def load_scene_models(paths: dict[str, str], device: str = "cpu", compile: bool = False) -> SceneModels:
     from nationmap.train.checkpoint import load_bundle
 
     heads = [head_from_bundle(load_bundle(paths[t], device)) for t in ("lulc", "water") if t in paths]
-    return SceneModels(heads, device=device)
+    return SceneModels(heads, device=device, compile=compile)
 
 
 # ---------------------------------------------------------------------------- scene stage
@@ -157,10 +157,10 @@ def run_scene(job: dict, models: SceneModels, settings: WindowSettings) -> dict:
     return record
 
 
-def _predict_serial(jobs: list[dict], models: ModelSet, settings: WindowSettings, on_done) -> list[dict]:
+def _predict_serial(jobs: list[dict], models: ModelSet, settings: WindowSettings, on_done, compile: bool) -> list[dict]:
     if not jobs:
         return []
-    scene_models = load_scene_models(models.paths)
+    scene_models = load_scene_models(models.paths, compile=compile)
     out = []
     for job in jobs:
         out.append(run_scene(job, scene_models, settings))
@@ -177,7 +177,7 @@ def predict_scenes(jobs: list[dict], cfg: InferConfig, models: ModelSet, setting
             progress.advance(bar)
 
         if cfg.executor == "serial" or not jobs:
-            return _predict_serial(jobs, models, settings, on_done)
+            return _predict_serial(jobs, models, settings, on_done, cfg.compile)
         from nationmap.infer.ray_data import predict_scenes_ray
 
         return predict_scenes_ray(jobs, cfg, models, settings, on_done)

@@ -20,14 +20,14 @@ from nationmap.parallel import init_ray
 class ScenePredictor:
     """``map_batches`` callable: loads the models in ``__init__``, predicts scenes in ``__call__``."""
 
-    def __init__(self, model_paths: dict[str, str], settings: dict, threads: int):
+    def __init__(self, model_paths: dict[str, str], settings: dict, threads: int, compile: bool = False):
         import torch
 
         from nationmap.infer.pipeline import load_scene_models
 
         torch.set_num_threads(max(1, threads))
         device = "cuda" if torch.cuda.is_available() else "cpu"
-        self.models = load_scene_models(model_paths, device)
+        self.models = load_scene_models(model_paths, device, compile)
         self.settings = WindowSettings(**settings)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, list]:
@@ -61,7 +61,7 @@ def predict_scenes_ray(jobs: list[dict], cfg, models, settings: WindowSettings, 
         ScenePredictor, batch_size=1, concurrency=actors, num_cpus=cfg.cpus_per_actor,
         num_gpus=cfg.gpus_per_actor or None,
         fn_constructor_kwargs={"model_paths": models.paths, "settings": settings.__dict__,
-                               "threads": int(cfg.cpus_per_actor)},
+                               "threads": int(cfg.cpus_per_actor), "compile": cfg.compile},
     )
     records = []
     for row in ds.iter_rows():

@@ -81,7 +81,8 @@ def workload(region, month: str, catalog: str | Path | None, size: int, overlap:
         scenes = filter_catalog(read_catalog(catalog), region, [parse_month(month)])
         if not scenes.empty:
             n = sum(windows_of(int(r.height), int(r.width), size, stride) for r in scenes.itertuples())
-            return Workload(f"catalog {catalog}: {len(scenes)} acquisitions", len(scenes), n, cells, cell_pixels)
+            return Workload(f"catalog {catalog}: {len(scenes)} acquisitions, every window of their rasters; an "
+                            "upper bound, as windows without data are not predicted", len(scenes), n, cells, cell_pixels)
     # the paper's patches cover Japan: used as they are for japan, scaled by cell count otherwise
     share = 1.0 if region.name == "japan" else cells / PAPER_CELLS
     n = math.ceil(PAPER_PATCHES / PAPER_MONTHS * share * (PAPER_PATCH / stride) ** 2)
