@@ -9,7 +9,7 @@ import math
 
 import pytest
 
-from benchmarks import data_prep, gpu, infer_memory, infer_overhead, products, training
+from benchmarks import data_prep, gpu, infer_memory, infer_overhead, training
 from benchmarks.__main__ import main as bench_main
 
 
