@@ -14,7 +14,7 @@ import sys
 import time
 from pathlib import Path
 
-from benchmarks.common import ROOT, machine, run_child
+from benchmarks.common import ROOT, SIZES, WORKDIR, machine, run_child
 
 BENCHMARKS = ("infer_overhead", "infer_memory", "products", "training", "data_prep", "gpu")
 # ratio -> (target, "min" (ratio must be >= target) or "max" (<=), what it means)
@@ -29,7 +29,6 @@ TARGETS = {
     ("data_prep", "prepare_serial_vs_bare"): (None, "min", "prepare patches/s / bare windowed reads"),
     ("gpu", "inference_fraction_of_peak"): (None, "min", "GPU inference FLOP/s / peak bf16"),
 }
-DEFAULT_WORKDIR = ROOT / "benchmarks" / ".work"
 DEFAULT_RESULTS = ROOT / "benchmarks" / "RESULTS.md"
 
 
@@ -81,8 +80,8 @@ def render(results: dict) -> str:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.splitlines()[0])
     ap.add_argument("names", nargs="*", help=f"benchmarks to run (default: all): {', '.join(BENCHMARKS)}")
-    ap.add_argument("--size", choices=("tiny", "full"), default="full", help="tiny: a smoke run of seconds")
-    ap.add_argument("--workdir", type=Path, default=DEFAULT_WORKDIR, help="inputs made once and reused")
+    ap.add_argument("--size", choices=SIZES, default="full", help="tiny: a smoke run of seconds")
+    ap.add_argument("--workdir", type=Path, default=WORKDIR, help="inputs made once and reused")
     ap.add_argument("--results", type=Path, default=DEFAULT_RESULTS, help="RESULTS.md to write (results.json beside it)")
     args = ap.parse_args(argv)
     unknown = [n for n in args.names if n not in BENCHMARKS]

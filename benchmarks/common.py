@@ -19,6 +19,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 SIZES = ("tiny", "full")  # tiny: the test suite's smoke run; full: the figures of RESULTS.md
+WORKDIR = ROOT / "benchmarks" / ".work"  # inputs made once and reused
 
 
 @dataclass
@@ -98,6 +99,18 @@ def peak_rss_mib() -> float:
     except OSError:
         pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def main(run, doc: str) -> None:
+    """The command line of one benchmark module: ``--size``, ``--workdir``; prints its result as JSON
+    (what :func:`run_child` reads)."""
+    import argparse
+
+    ap = argparse.ArgumentParser(description=doc.splitlines()[0])
+    ap.add_argument("--size", choices=SIZES, default="full")
+    ap.add_argument("--workdir", type=Path, default=WORKDIR)
+    args = ap.parse_args()
+    print(json.dumps(run(args.size, args.workdir).to_dict(), default=str))
 
 
 def run_child(module: str, *args: str, timeout: float = 3600) -> dict:

@@ -10,13 +10,11 @@ DN to dB, reprojects the LULC label of every patch and writes compressed parquet
 
 from __future__ import annotations
 
-import argparse
-import json
 import shutil
 import time
 from pathlib import Path
 
-from benchmarks.common import Result, best_of, fmt
+from benchmarks.common import Result, best_of, fmt, main
 
 SIZES = {"tiny": dict(patch=64, anchors=4000), "full": dict(patch=256, anchors=20000)}
 
@@ -89,8 +87,4 @@ def run(size: str, workdir: Path) -> Result:
 
 
 if __name__ == "__main__":
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--size", choices=("tiny", "full"), default="full")
-    ap.add_argument("--workdir", default="benchmarks/.work")
-    a = ap.parse_args()
-    print(json.dumps(run(a.size, Path(a.workdir)).to_dict(), default=str))
+    main(run, __doc__)

@@ -14,12 +14,10 @@ figures are then marked as not GPU figures and RESULTS.md says that no GPU was a
 
 from __future__ import annotations
 
-import argparse
-import json
 import time
 from pathlib import Path
 
-from benchmarks.common import Result, fmt, random_bundles, write_scene
+from benchmarks.common import Result, fmt, main, random_bundles, write_scene
 
 SETTINGS = {
     "gpu": dict(preset="swin-b", batch=64, train_batch=32, steps=20, warmup=5, scene=4096),
@@ -147,8 +145,4 @@ def run(size: str, workdir: Path) -> Result:
 
 
 if __name__ == "__main__":
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--size", choices=("tiny", "full"), default="full")
-    ap.add_argument("--workdir", default="benchmarks/.work")
-    a = ap.parse_args()
-    print(json.dumps(run(a.size, Path(a.workdir)).to_dict(), default=str))
+    main(run, __doc__)

@@ -9,13 +9,12 @@ rasters whose valid swath is rotated inside them, as in georeferenced ALOS-2 pro
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import time
 from pathlib import Path
 
-from benchmarks.common import Result, fmt, peak_rss_mib, random_bundles, run_child, write_scene
+from benchmarks.common import Result, fmt, main, peak_rss_mib, random_bundles, run_child, write_scene
 
 SIZES = {"tiny": (256, 512, 1024), "full": (2048, 8192, 16384)}
 BATCH = 16
@@ -78,8 +77,4 @@ if __name__ == "__main__":
     if len(sys.argv) > 1 and sys.argv[1] == "--child":
         _child(sys.argv[2:])
         sys.exit(0)
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--size", choices=("tiny", "full"), default="full")
-    ap.add_argument("--workdir", default="benchmarks/.work")
-    a = ap.parse_args()
-    print(json.dumps(run(a.size, Path(a.workdir)).to_dict(), default=str))
+    main(run, __doc__)

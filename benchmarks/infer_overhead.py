@@ -15,7 +15,6 @@ km^2 = valid scene area (pixels x pixel area).
 
 from __future__ import annotations
 
-import argparse
 import json
 import shutil
 import time
@@ -23,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.common import Result, fmt, random_bundles, write_month
+from benchmarks.common import Result, fmt, main, random_bundles, write_month
 
 PRESETS = {
     # scene side (px) and pixel (m), products grid (px/deg), batch
@@ -186,8 +185,4 @@ def run(size: str, workdir: Path) -> Result:
 
 
 if __name__ == "__main__":
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--size", choices=("tiny", "full"), default="full")
-    ap.add_argument("--workdir", default="benchmarks/.work")
-    a = ap.parse_args()
-    print(json.dumps(run(a.size, Path(a.workdir)).to_dict(), default=str))
+    main(run, __doc__)

@@ -12,8 +12,6 @@ thread. When a ``gdal_translate`` executable is on PATH it is timed too.
 
 from __future__ import annotations
 
-import argparse
-import json
 import shutil
 import subprocess
 import time
@@ -21,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.common import Result, fmt
+from benchmarks.common import Result, fmt, main
 
 SIZES = {"tiny": 600, "full": 6000}  # pixels per degree; 2 x 2 cells
 CELLS = ("N35E138", "N35E139", "N36E138", "N36E139")
@@ -154,7 +152,6 @@ def run(size: str, workdir: Path) -> Result:
             totals["gdal"] += ref_s
         if t_cli is not None:
             res.notes.append(f"{product} mosaic with the gdal_translate executable: {t_cli:.2f} s")
-        shutil.rmtree(root / "mosaic-tmp", ignore_errors=True)
     res.ratios = {"write_time_vs_gdal": totals["ours"] / totals["gdal"]}
     res.data = {"pixels_per_degree": ppd, "cells": len(cells), **totals}
     res.notes.insert(0, f"2 x 2 cells at {ppd} px/deg ({ppd:,} x {ppd:,} px each; mosaic {2 * ppd:,} x {2 * ppd:,} px). "
@@ -165,8 +162,4 @@ def run(size: str, workdir: Path) -> Result:
 
 
 if __name__ == "__main__":
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--size", choices=("tiny", "full"), default="full")
-    ap.add_argument("--workdir", default="benchmarks/.work")
-    a = ap.parse_args()
-    print(json.dumps(run(a.size, Path(a.workdir)).to_dict(), default=str))
+    main(run, __doc__)

@@ -12,13 +12,11 @@ Ray's fixed start-up (cluster, worker group, dataset planning) is reported separ
 
 from __future__ import annotations
 
-import argparse
-import json
 import shutil
 import time
 from pathlib import Path
 
-from benchmarks.common import Result, fmt
+from benchmarks.common import Result, fmt, main
 
 SIZES = {"tiny": dict(steps=3, batch=4, epochs=2), "full": dict(steps=24, batch=8, epochs=3)}
 THREADS = 2
@@ -126,8 +124,4 @@ def _column(run_dir: Path, name: str) -> list[str]:
 
 
 if __name__ == "__main__":
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--size", choices=("tiny", "full"), default="full")
-    ap.add_argument("--workdir", default="benchmarks/.work")
-    a = ap.parse_args()
-    print(json.dumps(run(a.size, Path(a.workdir)).to_dict(), default=str))
+    main(run, __doc__)
