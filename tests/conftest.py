@@ -24,11 +24,16 @@ def real_dir() -> Path:
 
 @pytest.fixture(scope="session")
 def ray_local():
-    """One local Ray instance (2 CPUs) for the whole test session."""
+    """One local Ray instance (2 CPUs) for the whole test session.
+
+    Worker logs are not forwarded: the CLI tests run in this process, and a late line from a
+    Ray Train actor of an earlier test would otherwise land in their captured output.
+    """
     import ray
 
     if not ray.is_initialized():
-        ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level="ERROR")
+        ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level="ERROR",
+                 log_to_driver=False)
     yield ray
     ray.shutdown()
 
