@@ -1,11 +1,13 @@
 """Predict one scene on its own grid, streamed: the pure core of inference (no Ray).
 
-The scene is read one strip of windows at a time (``window`` rows x scene width), never whole.
-Windows go through the models in batches; their class probabilities, weighted by the blending
-ramp (:mod:`nationmap.infer.windows`), are accumulated in a buffer of ``window`` rows. Rows no
-later window touches are final: they are normalised by the summed weight and written out, and
-the buffer moves down. Memory is therefore ``O(window x scene width)``, whatever the scene's
-length.
+The scene is read one strip of windows at a time (``window`` rows x block width), never whole.
+Windows go through the models in full batches; their class probabilities, weighted by the
+blending ramp (:mod:`nationmap.infer.windows`), are accumulated in a buffer of ``window +
+stride`` rows. Rows no waiting or later window touches are final: they are normalised by the
+summed weight and written out, and the buffer moves down. A scene wider than
+``settings.max_block`` is predicted in column blocks (:func:`~nationmap.infer.windows.column_blocks`)
+one after the other. Memory is therefore ``O(window x min(width, max_block))``, whatever the
+scene's size, and GDAL's block cache is bounded while a scene is predicted.
 
 Output, one GeoTIFF on the scene grid (CRS, transform, size of the input), uint8 bands:
     1..K   class probabilities x 255, multiplied by validity (0 where the input has no data);
@@ -37,9 +39,11 @@ from torch import nn
 
 from nationmap.data.sar import SarRaster
 from nationmap.errors import InputError
-from nationmap.infer.windows import WindowSettings, blend_weight, window_starts
+from nationmap.infer.windows import ColumnBlock, WindowSettings, blend_weight, column_blocks, window_starts
 
 VALID_BAND = "validity"
+SCENE_GDAL_CACHE_MB = 64
+FLUSH_COLUMNS = 2048
 SCENE_PROFILE = dict(driver="GTiff", dtype="uint8", tiled=True, blockxsize=256, blockysize=256,
                      compress="deflate", interleave="pixel")
 
@@ -129,77 +133,140 @@ def predict_scene(src: str | Path, dst: str | Path, models: SceneModels, setting
     """
     t0 = time.perf_counter()
     dst = Path(dst)
-    size, stride = settings.size, settings.stride
-    weight = blend_weight(size, settings.overlap, settings.blend)
-    k = len(models.bands)
     tmp = dst.with_name(f".{dst.name}.{os.getpid()}.part")
     dst.parent.mkdir(parents=True, exist_ok=True)
-    n_windows = n_valid = 0
     try:
-        with SarRaster(src, units=units) as raster:
+        # GDAL keeps written and read blocks in its cache (5 % of RAM by default): bounded here,
+        # or the cache of a 16k scene's output alone is a GiB
+        with rasterio.Env(GDAL_CACHEMAX=SCENE_GDAL_CACHE_MB), SarRaster(src, units=units) as raster:
             h, w = raster.height, raster.width
-            wp = max(w, size)
-            rows, cols = window_starts(h, size, stride), window_starts(w, size, stride)
-            acc = np.zeros((k, size, wp), dtype=np.float32)
-            wsum = np.zeros((size, wp), dtype=np.float32)
-            valid = np.zeros((size, wp), dtype=bool)
-            profile = {**SCENE_PROFILE, "count": k + 1, "width": w, "height": h,
+            profile = {**SCENE_PROFILE, "count": len(models.bands) + 1, "width": w, "height": h,
                        "crs": raster.crs, "transform": raster.transform, "nodata": None}
-
-            def read_strip(r: int) -> tuple[np.ndarray, np.ndarray]:
-                """(size, wp) dB with NaN where no data, and the (rows, w) validity of strip ``r``."""
-                sigma0 = raster.read(Window(0, r, w, min(size, h - r)))
-                strip = np.full((size, wp), np.nan, dtype=np.float32)
-                strip[: sigma0.valid.shape[0], :w] = np.where(sigma0.valid, sigma0.db, np.nan)
-                return strip, sigma0.valid
+            blocks = column_blocks(w, settings.size, settings.stride, settings.max_block)
+            rows = window_starts(h, settings.size, settings.stride)
+            strips = [(b, r) for b in blocks for r in rows]
 
             # the pools exit first (waiting for their task), so nothing touches a closed dataset
             with rasterio.open(tmp, "w", **profile) as out, ThreadPoolExecutor(1, "scene-read") as reader, \
                     ThreadPoolExecutor(1, "scene-write") as writer:
                 for i, b in enumerate((*models.bands, VALID_BAND), start=1):
                     out.set_band_description(i, b)
-                base = 0
-                written = None  # the write in flight (one at a time, in order)
+                stream = _SceneStream(raster, out, models, settings, writer)
 
-                def flush(upto: int) -> None:
-                    nonlocal base, n_valid, written
-                    n = upto - base
-                    v = valid[:n, :w]
-                    probs = np.divide(acc[:, :n, :w], wsum[:n, :w], out=np.zeros((k, n, w), np.float32),
-                                      where=wsum[:n, :w] > 0)
-                    q = np.where(v, np.rint(probs * 255.0), 0).astype(np.uint8)
-                    block = np.concatenate([q, (v * np.uint8(255))[None]])
-                    if written is not None:
-                        written.result()
-                    written = writer.submit(out.write, block, window=Window(0, base, w, n))
-                    n_valid += int(v.sum())
-                    for a in (acc, wsum, valid):  # move the buffer down by n rows
-                        a[..., : size - n, :] = a[..., n:, :]
-                        a[..., size - n:, :] = 0
-                    base = upto
+                def read(i: int):
+                    b, r = strips[i]
+                    return stream.read_strip(b, r)
 
-                upcoming = reader.submit(read_strip, rows[0])
-                for done, r in enumerate(rows, start=1):
+                upcoming = reader.submit(read, 0)
+                for done, (block, r) in enumerate(strips, start=1):
                     strip, strip_valid = upcoming.result()
-                    if done < len(rows):
-                        upcoming = reader.submit(read_strip, rows[done])
-                    if r > base:
-                        flush(r)
-                    valid[: strip_valid.shape[0], :w] = strip_valid
-                    todo = [c for c in cols if strip_valid[:, c:c + size].any()]
-                    for c0 in range(0, len(todo), settings.batch_size):
-                        batch_cols = todo[c0:c0 + settings.batch_size]
-                        probs = models.probabilities(np.stack([strip[:, c:c + size] for c in batch_cols]))
-                        for j, c in enumerate(batch_cols):
-                            acc[:, :, c:c + size] += probs[j] * weight
-                            wsum[:, c:c + size] += weight
-                        n_windows += len(batch_cols)
+                    if done < len(strips):
+                        upcoming = reader.submit(read, done)
+                    stream.add_strip(block, r, strip, strip_valid)
                     if on_strip is not None:
-                        on_strip(done, len(rows))
-                flush(h)
-                written.result()
+                        on_strip(done, len(strips))
+                stream.finish()
         os.replace(tmp, dst)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    return SceneResult(n_windows, n_valid, h, w, time.perf_counter() - t0)
+    return SceneResult(stream.n_windows, stream.n_valid, h, w, time.perf_counter() - t0)
+
+
+class _SceneStream:
+    """The accumulation state of :func:`predict_scene`, one column block at a time.
+
+    Windows wait in ``pending`` until a full batch is there, across strips, so every forward
+    pass but the last of a block has the same shape (a new batch shape costs oneDNN a slow first
+    pass and the allocator fragmented memory). The buffer therefore holds ``size + stride`` rows:
+    the windows of the current strip and those of the previous strip still waiting.
+    """
+
+    def __init__(self, raster, out, models: SceneModels, settings: WindowSettings, writer):
+        self.raster, self.out, self.models, self.settings, self.writer = raster, out, models, settings, writer
+        self.size, self.k = settings.size, len(models.bands)
+        self.weight = blend_weight(settings.size, settings.overlap, settings.blend)
+        self.cap = settings.size + settings.stride
+        self.block = None
+        self.written = None  # the write in flight (one at a time, in order)
+        self.n_windows = self.n_valid = 0
+
+    def read_strip(self, block: ColumnBlock, r: int) -> tuple[np.ndarray, np.ndarray]:
+        """(size, block width) dB with NaN where no data, and the (rows, cols) validity read."""
+        size, h = self.size, self.raster.height
+        bw = block.cols[-1] + size - block.left
+        cols = min(bw, self.raster.width - block.left)
+        sigma0 = self.raster.read(Window(block.left, r, cols, min(size, h - r)))
+        strip = np.full((size, bw), np.nan, dtype=np.float32)
+        strip[: sigma0.valid.shape[0], :cols] = np.where(sigma0.valid, sigma0.db, np.nan)
+        return strip, sigma0.valid
+
+    def _start(self, block: ColumnBlock) -> None:
+        if self.block is not None:
+            self.finish()
+        bw = block.cols[-1] + self.size - block.left
+        self.block, self.base, self.pending = block, 0, []
+        self.acc = np.zeros((self.k, self.cap, bw), dtype=np.float32)
+        self.wsum = np.zeros((self.cap, bw), dtype=np.float32)
+        self.valid = np.zeros((self.cap, bw), dtype=bool)
+
+    def add_strip(self, block: ColumnBlock, r: int, strip: np.ndarray, strip_valid: np.ndarray) -> None:
+        if block is not self.block:
+            self._start(block)
+        size = self.size
+        need = r + size - self.cap  # rows above this leave the buffer to make room for the strip
+        if need > self.base:
+            self._predict(sum(1 for p in self.pending if p[0] < need))  # rare: a short previous strip
+            self._flush(min([r] + [p[0] for p in self.pending]))
+        self.valid[r - self.base: r - self.base + strip_valid.shape[0], : strip_valid.shape[1]] = strip_valid
+        for c in block.cols:
+            x = c - block.left
+            if strip_valid[:, x:x + size].any():  # a window without data is no data whatever the model says
+                self.pending.append((r, x, strip[:, x:x + size]))
+        while len(self.pending) >= self.settings.batch_size:
+            self._predict(self.settings.batch_size)
+
+    def finish(self) -> None:
+        """Predict what waits, write the block's remaining rows, wait for the last write."""
+        self._predict(len(self.pending))
+        self._flush(self.raster.height)
+        self.written.result()
+        self.block = None
+
+    def _predict(self, n: int) -> None:
+        if n == 0:
+            return
+        batch, self.pending = self.pending[:n], self.pending[n:]
+        probs = self.models.probabilities(np.stack([p[2] for p in batch]))
+        size = self.size
+        for j, (r, x, _) in enumerate(batch):
+            y = r - self.base
+            self.acc[:, y:y + size, x:x + size] += probs[j] * self.weight
+            self.wsum[y:y + size, x:x + size] += self.weight
+        self.n_windows += n
+
+    def _flush(self, upto: int) -> None:
+        """Write rows ``[base, upto)`` (final: no waiting or later window covers them)."""
+        n = upto - self.base
+        if n <= 0:
+            return
+        block = self.block
+        x0, x1 = block.x0 - block.left, block.x1 - block.left
+        k, ow = self.k, x1 - x0
+        q = np.empty((k + 1, n, ow), dtype=np.uint8)
+        for c0 in range(0, ow, FLUSH_COLUMNS):  # bounded temporaries, whatever the width
+            c1 = min(c0 + FLUSH_COLUMNS, ow)
+            v = self.valid[:n, x0 + c0:x0 + c1]
+            wsum = self.wsum[:n, x0 + c0:x0 + c1]
+            probs = np.divide(self.acc[:, :n, x0 + c0:x0 + c1], wsum, where=wsum > 0,
+                              out=np.zeros((k, n, c1 - c0), np.float32))
+            q[:k, :, c0:c1] = np.rint(probs * (v * np.float32(255.0)))
+            q[k, :, c0:c1] = v * np.uint8(255)
+            self.n_valid += int(v.sum())
+        if self.written is not None:
+            self.written.result()
+        self.written = self.writer.submit(self.out.write, q, window=Window(block.x0, self.base, ow, n))
+        for a in (self.acc, self.wsum, self.valid):  # move the buffer up by n rows
+            a[..., : self.cap - n, :] = a[..., n:, :]
+            a[..., self.cap - n:, :] = 0
+        self.base = upto

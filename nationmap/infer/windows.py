@@ -34,12 +34,16 @@ class WindowSettings:
         overlap: pixels shared by neighbouring windows (stride = size - overlap).
         blend: ``cosine`` ramps or ``none`` (uniform average of overlapping windows).
         batch_size: windows per forward pass.
+        max_block: widest column block predicted at once (px). A wider scene is cut into column
+            blocks that share the window columns at their seams, so the scene's width, like its
+            length, does not change the memory needed; the shared windows are predicted twice.
     """
 
     size: int = 256
     overlap: int = 64
     blend: str = "cosine"
     batch_size: int = 16
+    max_block: int = 8192
 
     def __post_init__(self):
         if self.size < 32 or self.size % 32:
@@ -49,6 +53,8 @@ class WindowSettings:
         check_blend(self.blend)
         if self.batch_size < 1:
             raise InputError("batch size must be >= 1")
+        if self.max_block < 4 * self.size:
+            raise InputError(f"max block must be >= 4 windows ({4 * self.size} px), not {self.max_block}")
 
     @property
     def stride(self) -> int:
@@ -84,3 +90,40 @@ def blend_weight(size: int, overlap: int, blend: str = "cosine") -> np.ndarray:
     """(size, size) float32 window weight, the outer product of two :func:`ramp`."""
     r = ramp(size, overlap, blend)
     return np.outer(r, r)
+
+
+@dataclass(frozen=True)
+class ColumnBlock:
+    """Window columns ``cols`` (scene px) predicted together; their sums are complete, and
+    written, in output columns ``[x0, x1)``."""
+
+    cols: tuple[int, ...]
+    x0: int
+    x1: int
+
+    @property
+    def left(self) -> int:
+        return self.cols[0]
+
+
+def column_blocks(width: int, size: int, stride: int, max_block: int) -> list[ColumnBlock]:
+    """Cut the window columns of a ``width`` px scene into blocks at most ``max_block`` px wide.
+
+    A column's blended sum is complete in a block when every window covering it is in that
+    block. Each block after the first therefore starts with the windows that cover the first
+    column its predecessor cannot finish; its output starts where the predecessor's ends.
+    Without a cut (``width <= max_block``) there is one block: all windows, all columns.
+    """
+    cols = window_starts(width, size, stride)
+    blocks, first, x0 = [], 0, 0
+    while True:
+        last = first
+        while last + 1 < len(cols) and cols[last + 1] + size - cols[first] <= max_block:
+            last += 1
+        if last == len(cols) - 1:
+            blocks.append(ColumnBlock(tuple(cols[first:]), x0, width))
+            return blocks
+        x1 = cols[last + 1]  # the first column that a window beyond this block covers
+        blocks.append(ColumnBlock(tuple(cols[first:last + 1]), x0, x1))
+        first = next(i for i, c in enumerate(cols) if c + size > x1)  # every window covering x1
+        x0 = x1

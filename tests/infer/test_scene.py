@@ -17,7 +17,7 @@ from torch import nn
 
 from nationmap.data.calibration import db_to_dn
 from nationmap.infer.scene import Head, SceneModels, WindowSettings, predict_scene
-from nationmap.infer.windows import blend_weight, ramp, window_starts
+from nationmap.infer.windows import blend_weight, column_blocks, ramp, window_starts
 
 WATER_DB = -18.0
 
@@ -102,13 +102,29 @@ def _reference(db, module, settings, mean=-12.0, std=6.0):
     return (acc / wsum)[:, :h, :w]
 
 
-@pytest.mark.parametrize("shape", [(300, 520), (100, 90)])
-def test_streamed_prediction_matches_in_memory_reference(tmp_path, shape):
+@pytest.mark.parametrize("width,size,stride,max_block", [
+    (520, 128, 96, 512), (5000, 128, 96, 512), (5000, 256, 192, 1024), (4097, 64, 32, 256), (1000, 128, 64, 1000)])
+def test_column_blocks_finish_every_column_once(width, size, stride, max_block):
+    blocks = column_blocks(width, size, stride, max_block)
+    owner = np.zeros(width, int)
+    for b in blocks:
+        assert b.cols[-1] + size - b.left <= max_block or len(blocks) == 1
+        owner[b.x0:b.x1] += 1
+        for c in window_starts(width, size, stride):  # every window covering an owned column is in the block
+            if c < b.x1 and c + size > b.x0:
+                assert c in b.cols, (c, b)
+    assert (owner == 1).all()
+    assert len(blocks) == 1 if width <= max_block else len(blocks) >= 2
+
+
+@pytest.mark.parametrize("shape,max_block", [((300, 520), 8192), ((100, 90), 8192), ((290, 1100), 512)])
+def test_streamed_prediction_matches_in_memory_reference(tmp_path, shape, max_block):
     db = smooth_field(shape, seed=1)
     db[:20, :35] = np.nan  # a no-data corner
     write_scene(tmp_path / "scene.tif", db)
     module = ZeroPaddedWater(-12.0, 6.0)
-    settings = WindowSettings(size=128, overlap=32, batch_size=3)
+    # batch 3 puts windows of two strips in one batch; max_block 512 cuts the wide scene in blocks
+    settings = WindowSettings(size=128, overlap=32, batch_size=3, max_block=max_block)
     result = predict_scene(tmp_path / "scene.tif", tmp_path / "out.tif", models_for(module), settings)
     with rasterio.open(tmp_path / "out.tif") as ds:
         out = ds.read()
