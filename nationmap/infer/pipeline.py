@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import platform
 import shutil
 import subprocess
@@ -279,7 +280,9 @@ def run_inference(cfg: InferConfig, force: bool = False, log=print, run_dir: Pat
                                 "out_dir": str(paths.cell_dir(cell.name)), "layout": models.layout,
                                 "layers": models.layers, "settings": cell_settings,
                                 "record": str(paths.cell_record(cell.name)),
-                                "tags": {"MODELS": models.key[:16]}}
+                                "tags": {"MODELS": models.key[:16]},
+                                # a Ray cell task holds one CPU; serially the cores are the cell's
+                                "threads": 1 if cfg.executor == "ray" else os.cpu_count() or 1}
         if not _cell_done(cell_records[cell.name], key, paths.cell_dir(cell.name)):
             todo.append(cell.name)
     # scene rasters the remaining cells need but that were removed or damaged since

@@ -104,7 +104,7 @@ def _scene_bounds(scenes: list[str], layout: BandLayout) -> list[tuple[float, fl
 
 
 def _accumulate(scenes: list[str], scene_bounds: list, layout: BandLayout, cell_transform, window: Window,
-                settings: CellSettings):
+                settings: CellSettings, threads: int = 1):
     """Sums over the scenes for one block: P (K, h, w), V (h, w), count (h, w), used flags."""
     h, w = int(window.height), int(window.width)
     k = layout.count - 1
@@ -122,14 +122,17 @@ def _accumulate(scenes: list[str], scene_bounds: list, layout: BandLayout, cell_
         with rasterio.open(path) as src:
             dest = np.zeros((layout.count, h, w), dtype=np.float32)
             reproject(rasterio.band(src, list(range(1, layout.count + 1))), dest, dst_transform=transform,
-                      dst_crs="EPSG:4326", resampling=Resampling[settings.resampling], num_threads=1,
+                      dst_crs="EPSG:4326", resampling=Resampling[settings.resampling], num_threads=threads,
                       init_dest_nodata=False)
         v = dest[-1] / 255.0
         hit = v >= settings.min_validity
         used.append(bool(hit.any()))
         if not hit.any():
             continue
-        sum_p += np.where(hit, dest[:-1] / 255.0, 0.0)
+        p = dest[:-1]  # in place: a block is 2k x 2k x K floats, temporaries cost more than the sums
+        np.divide(p, 255.0, out=p)
+        p *= hit
+        sum_p += p
         sum_v += np.where(hit, v, 0.0)
         count += hit
     return sum_p, sum_v, count, used
@@ -151,8 +154,10 @@ def _layers_for_block(sum_p, sum_v, count, layout: BandLayout, settings: CellSet
 
 
 def combine_cell(cell: Cell, month: str, scenes: list[str], out_dir: str | Path, layout: BandLayout,
-                 layers: dict[str, Layer], settings: CellSettings, tags: dict | None = None) -> dict:
+                 layers: dict[str, Layer], settings: CellSettings, tags: dict | None = None, threads: int = 1) -> dict:
     """Write ``OUT_DIR/<cell>_<month>_<product>.tif`` COGs for the layers of ``layout``.
+
+    ``threads``: GDAL warp threads (1 in a Ray task that holds one CPU; the cores when serial).
 
     Returns a record: ``status`` (``ok`` or ``empty``: no valid pixel, nothing written), the
     files written, valid pixel count, per-class pixel counts, scenes that contributed.
@@ -176,7 +181,7 @@ def combine_cell(cell: Cell, month: str, scenes: list[str], out_dir: str | Path,
             datasets[p] = rasterio.open(staging[p], "w", **staging_profile(layers[p], n, n, "EPSG:4326", transform))
             describe_band(datasets[p], layers[p])
         for window in _blocks(n, settings.block):
-            sum_p, sum_v, count, hit = _accumulate(scenes, scene_bounds, layout, transform, window, settings)
+            sum_p, sum_v, count, hit = _accumulate(scenes, scene_bounds, layout, transform, window, settings, threads)
             used |= np.asarray(hit, dtype=bool)
             block = _layers_for_block(sum_p, sum_v, count, layout, settings, layers)
             valid += int((count > 0).sum())
@@ -224,7 +229,7 @@ def run_cell(job: dict) -> dict:
             record = {**base, "status": "empty", "reason": "no acquisition of the month covers the cell", "files": {}}
         else:
             record = combine_cell(job["cell"], job["month"], job["scenes"], job["out_dir"], job["layout"],
-                                  job["layers"], job["settings"], job["tags"])
+                                  job["layers"], job["settings"], job["tags"], job.get("threads", 1))
             record = {**base, **record}
             if record["status"] == "empty":
                 record["reason"] = "no valid pixel in the month's acquisitions"
