@@ -1,8 +1,11 @@
-"""Cloud-Optimized GeoTIFF writing with rio-cogeo: profiles as constants, atomic renames.
+"""Cloud-Optimized GeoTIFF writing with GDAL's COG driver: profiles as constants, atomic renames.
 
 Every product is first written as a plain tiled GeoTIFF (block by block, so nothing needs the
-whole raster in memory), then turned into a COG by ``rio_cogeo.cog_translate`` with internal
-overviews, and renamed into place only when complete.
+whole raster in memory; ZSTD level 1, the cheapest compression that keeps a national staging
+file small), then copied into a COG by GDAL's COG driver (``gdal_translate -of COG``: internal
+overviews, DEFLATE, 512 px tiles, colour table, band and dataset tags), and renamed into place
+only when complete. ``benchmarks/products.py`` measured rio-cogeo's ``cog_translate`` on the same
+rasters at 2-3x the driver's time; rio-cogeo still validates (:func:`is_valid_cog`).
 """
 
 from __future__ import annotations
@@ -10,16 +13,16 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from rio_cogeo.cogeo import cog_translate, cog_validate
-from rio_cogeo.profiles import cog_profiles
+import rasterio
+import rasterio.shutil
+from rio_cogeo.cogeo import cog_validate
 
 from nationmap.products.layers import Layer
 
-COG_PROFILE = {**cog_profiles.get("deflate"), "blockxsize": 512, "blockysize": 512}
-"""Final COGs: 512 x 512 tiles, DEFLATE."""
-STAGING_PROFILE = dict(driver="GTiff", tiled=True, blockxsize=512, blockysize=512, compress="deflate")
-"""The intermediate tiled GeoTIFF a COG is translated from."""
-GDAL_CONFIG = {"GDAL_NUM_THREADS": "1", "GDAL_TIFF_INTERNAL_MASK": "TRUE"}
+COG_OPTIONS = dict(driver="COG", COMPRESS="DEFLATE", BLOCKSIZE=512, NUM_THREADS=1)
+"""Final COGs: 512 x 512 tiles, DEFLATE, overviews down to one tile (the driver's default)."""
+STAGING_PROFILE = dict(driver="GTiff", tiled=True, blockxsize=512, blockysize=512, compress="zstd", zstd_level=1)
+"""The intermediate tiled GeoTIFF a COG is copied from."""
 
 
 def part_path(path: Path) -> Path:
@@ -47,9 +50,10 @@ def translate_to_cog(staging: Path, dst: Path, layer: Layer, tags: dict | None =
     """``staging`` (tiled GeoTIFF) -> COG at ``dst`` (atomic); ``staging`` is removed."""
     tmp = part_path(dst)
     try:
-        cog_translate(staging, tmp, COG_PROFILE, overview_resampling=layer.overview_resampling,
-                      forward_band_tags=True, additional_cog_metadata=tags or None, quiet=True,
-                      in_memory=False, config=GDAL_CONFIG, colormap=layer.colormap())
+        if tags:
+            with rasterio.open(staging, "r+") as ds:
+                ds.update_tags(**tags)
+        rasterio.shutil.copy(staging, tmp, **COG_OPTIONS, OVERVIEW_RESAMPLING=layer.overview_resampling.upper())
         os.replace(tmp, dst)
     finally:
         tmp.unlink(missing_ok=True)

@@ -4,8 +4,8 @@ Cell COGs are opened lazily with rioxarray (dask chunks of one COG tile row band
 on the region's grid with ``dask.array.block``: cells share the national grid, so a cell is an
 exact block of the mosaic at integer offsets and nothing is resampled. Cells without a product
 (no data that month) become no-data blocks. The mosaic is written tile by tile (dask, windowed)
-to a tiled GeoTIFF and turned into a COG with overviews by rio-cogeo. Memory is bounded by the
-chunk size, not the region.
+to a tiled GeoTIFF and copied into a COG with overviews by GDAL's COG driver. Memory is bounded
+by the chunk size, not the region.
 """
 
 from __future__ import annotations
@@ -71,7 +71,7 @@ def build_mosaic(cell_files: dict[Cell, Path | None], layer: Layer, pixels_per_d
     staging = part_path(dst.with_name("staging-" + dst.name))
     try:
         mosaic.rio.to_raster(staging, driver="GTiff", tiled=True, blockxsize=512, blockysize=512,
-                             compress="deflate", windowed=True, lock=threading.Lock(), tags=None)
+                             compress="zstd", zstd_level=1, windowed=True, lock=threading.Lock(), tags=None)
         with rasterio.open(staging, "r+") as ds:
             describe_band(ds, layer)
         return translate_to_cog(staging, dst, layer, tags)
