@@ -194,7 +194,7 @@ class _SceneStream:
     def read_strip(self, block: ColumnBlock, r: int) -> tuple[np.ndarray, np.ndarray]:
         """(size, block width) dB with NaN where no data, and the (rows, cols) validity read."""
         size, h = self.size, self.raster.height
-        bw = block.cols[-1] + size - block.left
+        bw = block.width(size)
         cols = min(bw, self.raster.width - block.left)
         sigma0 = self.raster.read(Window(block.left, r, cols, min(size, h - r)))
         strip = np.full((size, bw), np.nan, dtype=np.float32)
@@ -204,7 +204,7 @@ class _SceneStream:
     def _start(self, block: ColumnBlock) -> None:
         if self.block is not None:
             self.finish()
-        bw = block.cols[-1] + self.size - block.left
+        bw = block.width(self.size)
         self.block, self.base, self.pending = block, 0, []
         self.acc = np.zeros((self.k, self.cap, bw), dtype=np.float32)
         self.wsum = np.zeros((self.cap, bw), dtype=np.float32)

@@ -105,6 +105,10 @@ class ColumnBlock:
     def left(self) -> int:
         return self.cols[0]
 
+    def width(self, size: int) -> int:
+        """Pixels from the first window's left edge to the last window's right edge."""
+        return self.cols[-1] + size - self.cols[0]
+
 
 def column_blocks(width: int, size: int, stride: int, max_block: int) -> list[ColumnBlock]:
     """Cut the window columns of a ``width`` px scene into blocks at most ``max_block`` px wide.

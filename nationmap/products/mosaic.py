@@ -21,7 +21,7 @@ import xarray as xr
 from affine import Affine
 
 from nationmap.data.grid import Cell
-from nationmap.products.cog import describe_band, part_path, translate_to_cog
+from nationmap.products.cog import STAGING_PROFILE, describe_band, part_path, translate_to_cog
 from nationmap.products.layers import Layer
 
 CHUNK = 2048
@@ -70,8 +70,7 @@ def build_mosaic(cell_files: dict[Cell, Path | None], layer: Layer, pixels_per_d
     dst.parent.mkdir(parents=True, exist_ok=True)
     staging = part_path(dst.with_name("staging-" + dst.name))
     try:
-        mosaic.rio.to_raster(staging, driver="GTiff", tiled=True, blockxsize=512, blockysize=512,
-                             compress="zstd", zstd_level=1, windowed=True, lock=threading.Lock(), tags=None)
+        mosaic.rio.to_raster(staging, **STAGING_PROFILE, windowed=True, lock=threading.Lock(), tags=None)
         with rasterio.open(staging, "r+") as ds:
             describe_band(ds, layer)
         return translate_to_cog(staging, dst, layer, tags)
