@@ -1,8 +1,8 @@
 """Product writing: nationmap's cell COGs and national mosaic against GDAL's own COG driver.
 
 Synthetic LULC-class and confidence layers over a 2 x 2 block of cells are written the way the
-pipeline writes them (:mod:`nationmap.products.cog`: blocks into a tiled staging GeoTIFF, then
-the COG; :func:`nationmap.products.mosaic.build_mosaic` for the mosaic of the cell COGs). The
+pipeline writes them (:mod:`nationmap.products.cog`: blocks into a staging raster, in memory at
+these sizes, then the COG; :func:`nationmap.products.mosaic.build_mosaic` for the mosaic of the cell COGs). The
 reference is ``gdal_translate -of COG`` of the same raster (the same pixels in an uncompressed
 tiled GeoTIFF, written beforehand), through GDAL's COG driver in the same process (rasterio's
 ``shutil.copy``, the call gdal_translate makes) with the same settings: DEFLATE, 512 px
@@ -56,17 +56,14 @@ def cell_blocks(product: str, ppd: int, seed: int, codes) -> list:
 
 
 def write_cell_ours(dst: Path, blocks: list, layer, cell, ppd: int) -> float:
-    """What ``combine_cell`` does for one product: blocks -> staging GeoTIFF -> COG; seconds."""
-    import rasterio
-
-    from nationmap.products.cog import describe_band, part_path, staging_profile, translate_to_cog
+    """What ``combine_cell`` does for one product: blocks -> staging raster -> COG; seconds."""
+    from nationmap.products.cog import open_staging, part_path, translate_to_cog
 
     t0 = time.perf_counter()
-    staging = part_path(dst.with_name("staging-" + dst.name))
-    with rasterio.open(staging, "w", **staging_profile(layer, ppd, ppd, "EPSG:4326", cell.transform(ppd))) as ds:
-        describe_band(ds, layer)
-        for win, data in blocks:
-            ds.write(data, 1, window=win)
+    staging = open_staging(part_path(dst.with_name("staging-" + dst.name)), layer, ppd, ppd, "EPSG:4326",
+                           cell.transform(ppd))
+    for win, data in blocks:
+        staging.write(data, 1, window=win)
     translate_to_cog(staging, dst, layer, {"CELL": cell.name, "PRODUCT": dst.stem})
     return time.perf_counter() - t0
 
@@ -109,7 +106,10 @@ def gdal_translate_cli(src: Path, dst: Path, layer) -> float | None:
 
 
 def run(size: str, workdir: Path) -> Result:
+    from unittest import mock
+
     from nationmap.data.grid import parse_cell
+    from nationmap.products import cog
     from nationmap.products.cog import is_valid_cog
     from nationmap.products.mosaic import build_mosaic
 
@@ -146,6 +146,14 @@ def run(size: str, workdir: Path) -> Result:
         t_mref = gdal_cog(plain, ref, layer)
         t_cli = gdal_translate_cli(plain, root / f"cli-mosaic_{product}.tif", layer)
         assert is_valid_cog(mosaic) and is_valid_cog(ref)
+        # the path of rasters over cog.MEMORY_STAGING_BYTES (a national mosaic): staged on disk
+        with mock.patch.object(cog, "MEMORY_STAGING_BYTES", 0):
+            t0 = time.perf_counter()
+            build_mosaic(cell_files, layer, ppd, root / f"disk-mosaic_{product}.tif", {"PRODUCT": product})
+            t_disk = time.perf_counter() - t0
+        res.notes.append(f"{product} mosaic staged on a ZSTD-1 GeoTIFF on disk instead (what rasters over "
+                         f"{cog.MEMORY_STAGING_BYTES / 2**20:.0f} MiB do): {t_disk:.2f} s, {t_disk / t_mref:.2f} x GDAL")
+        res.data[f"{product}_mosaic_disk_staging_s"] = t_disk
         for what, ours, ref_s, so, sr, px in (
             (f"{product}: 4 cell COGs", t_cells, t_ref, size_ours, size_ref, 4 * ppd * ppd),
             (f"{product}: mosaic COG", t_mosaic, t_mref, mosaic.stat().st_size, ref.stat().st_size, 4 * ppd * ppd),
@@ -158,10 +166,11 @@ def run(size: str, workdir: Path) -> Result:
         if t_cli is not None:
             res.notes.append(f"{product} mosaic with the gdal_translate executable: {t_cli:.2f} s")
     res.ratios = {"write_time_vs_gdal": totals["ours"] / totals["gdal"]}
-    res.data = {"pixels_per_degree": ppd, "cells": len(cells), **totals}
+    res.data.update({"pixels_per_degree": ppd, "cells": len(cells), **totals})
     res.notes.insert(0, f"2 x 2 cells at {ppd} px/deg ({ppd:,} x {ppd:,} px each; mosaic {2 * ppd:,} x {2 * ppd:,} px). "
-                        "nationmap's time includes writing the blocks, made beforehand, to the staging GeoTIFF "
-                        "(cells) or reading the cell COGs (mosaic); GDAL's starts from the uncompressed raster.")
+                        "nationmap's time includes writing the blocks, made beforehand, to the staging raster (in memory "
+                        "at this size) for the cells, and reading the cell COGs for the mosaic; GDAL's starts from "
+                        "the uncompressed raster.")
     shutil.rmtree(root, ignore_errors=True)
     return res
 

@@ -29,7 +29,7 @@ from rasterio.windows import Window
 from nationmap.data.grid import Cell
 from nationmap.errors import InputError, describe
 from nationmap.files import sha256_file, write_json
-from nationmap.products.cog import describe_band, part_path, staging_profile, translate_to_cog
+from nationmap.products.cog import discard_staging, open_staging, part_path, translate_to_cog
 from nationmap.products.layers import Layer
 
 RESAMPLINGS = ("bilinear", "nearest", "average", "cubic")
@@ -170,7 +170,6 @@ def combine_cell(cell: Cell, month: str, scenes: list[str], out_dir: str | Path,
     scene_bounds = _scene_bounds(scenes, layout)
     products = layout.products
     out_dir.mkdir(parents=True, exist_ok=True)
-    staging = {p: part_path(out_dir / f"staging-{product_name(cell.name, month, p)}") for p in products}
     datasets = {}
     valid = 0
     lulc_hist = np.zeros(256, dtype=np.int64)
@@ -178,8 +177,8 @@ def combine_cell(cell: Cell, month: str, scenes: list[str], out_dir: str | Path,
     used = np.zeros(len(scenes), dtype=bool)
     try:
         for p in products:
-            datasets[p] = rasterio.open(staging[p], "w", **staging_profile(layers[p], n, n, "EPSG:4326", transform))
-            describe_band(datasets[p], layers[p])
+            staging = part_path(out_dir / f"staging-{product_name(cell.name, month, p)}")
+            datasets[p] = open_staging(staging, layers[p], n, n, "EPSG:4326", transform)
         for window in _blocks(n, settings.block):
             sum_p, sum_v, count, hit = _accumulate(scenes, scene_bounds, layout, transform, window, settings, threads)
             used |= np.asarray(hit, dtype=bool)
@@ -191,18 +190,14 @@ def combine_cell(cell: Cell, month: str, scenes: list[str], out_dir: str | Path,
                 water_pixels += int((block["water"] == 1).sum())
             for p, data in block.items():
                 datasets[p].write(data, 1, window=window)
-        for ds in datasets.values():
-            ds.close()
         record = {"cell": cell.name, "month": month, "valid_pixels": valid, "pixels": n * n,
                   "scenes_used": [Path(s).stem for s, u in zip(scenes, used) if u]}
         if valid == 0:
-            for path in staging.values():
-                path.unlink(missing_ok=True)
             return {**record, "status": "empty", "files": {}, "seconds": time.perf_counter() - t0}
         files = {}
         for p in products:
             dst = out_dir / product_name(cell.name, month, p)
-            translate_to_cog(staging[p], dst, layers[p], {"CELL": cell.name, "MONTH": month, "PRODUCT": p, **(tags or {})})
+            translate_to_cog(datasets.pop(p), dst, layers[p], {"CELL": cell.name, "MONTH": month, "PRODUCT": p, **(tags or {})})
             files[p] = dst.name
         if layout.lulc_codes:
             record["lulc_pixels"] = {str(c): int(lulc_hist[c]) for c in layout.lulc_codes}
@@ -211,10 +206,7 @@ def combine_cell(cell: Cell, month: str, scenes: list[str], out_dir: str | Path,
         return {**record, "status": "ok", "files": files, "seconds": time.perf_counter() - t0}
     finally:
         for ds in datasets.values():
-            if not ds.closed:
-                ds.close()
-        for path in staging.values():
-            path.unlink(missing_ok=True)
+            discard_staging(ds)
 
 
 def run_cell(job: dict) -> dict:

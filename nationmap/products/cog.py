@@ -1,11 +1,13 @@
 """Cloud-Optimized GeoTIFF writing with GDAL's COG driver: profiles as constants, atomic renames.
 
-Every product is first written as a plain tiled GeoTIFF (block by block, so nothing needs the
-whole raster in memory; ZSTD level 1, the cheapest compression that keeps a national staging
-file small), then copied into a COG by GDAL's COG driver (``gdal_translate -of COG``: internal
-overviews, DEFLATE, 512 px tiles, colour table, band and dataset tags), and renamed into place
-only when complete. ``benchmarks/products.py`` measured rio-cogeo's ``cog_translate`` on the same
-rasters at 2-3x the driver's time; rio-cogeo still validates (:func:`is_valid_cog`).
+Every product is first written block by block into a staging dataset, then copied into a COG
+by GDAL's COG driver (``gdal_translate -of COG``: internal overviews, DEFLATE, 512 px tiles,
+colour table, band and dataset tags), and renamed into place only when complete. A staging
+raster up to ``MEMORY_STAGING_BYTES`` lives in GDAL's MEM driver, so the driver reads plain
+memory, as ``gdal_translate`` reads an uncompressed file; a larger one (a national mosaic at
+full resolution) is a ZSTD level 1 tiled GeoTIFF next to the output, so nothing needs the
+whole raster in memory. ``benchmarks/products.py`` measured rio-cogeo's ``cog_translate`` on
+the same rasters at 2-3x the driver's time; rio-cogeo still validates (:func:`is_valid_cog`).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import os
 from pathlib import Path
 
 import rasterio
+import numpy as np
 import rasterio.shutil
 from rio_cogeo.cogeo import cog_validate
 
@@ -22,7 +25,9 @@ from nationmap.products.layers import Layer
 COG_OPTIONS = dict(driver="COG", COMPRESS="DEFLATE", BLOCKSIZE=512, NUM_THREADS=1)
 """Final COGs: 512 x 512 tiles, DEFLATE, overviews down to one tile (the driver's default)."""
 STAGING_PROFILE = dict(driver="GTiff", tiled=True, blockxsize=512, blockysize=512, compress="zstd", zstd_level=1)
-"""The intermediate tiled GeoTIFF a COG is copied from."""
+"""The intermediate tiled GeoTIFF a COG is copied from, for rasters over ``MEMORY_STAGING_BYTES``."""
+MEMORY_STAGING_BYTES = 512 * 2**20
+"""Staging rasters up to this size are held in memory (a 12,000 px cell of uint8 is 144 MB)."""
 
 
 def part_path(path: Path) -> Path:
@@ -30,9 +35,27 @@ def part_path(path: Path) -> Path:
     return path.with_name(f".{path.name}.{os.getpid()}.part")
 
 
-def staging_profile(layer: Layer, width: int, height: int, crs, transform) -> dict:
-    return {**STAGING_PROFILE, "dtype": layer.dtype, "count": 1, "width": width, "height": height,
-            "crs": crs, "transform": transform, "nodata": layer.nodata}
+def open_staging(path: Path, layer: Layer, width: int, height: int, crs, transform):
+    """A writable single-band dataset for ``layer`` to fill window by window and hand to
+    :func:`translate_to_cog`: in memory (GDAL's MEM driver) when ``width`` x ``height`` pixels
+    of ``layer.dtype`` fit ``MEMORY_STAGING_BYTES``, else a ZSTD-1 tiled GeoTIFF at ``path``.
+    Band description, class names and colour table are set."""
+    common = dict(dtype=layer.dtype, count=1, width=width, height=height, crs=crs, transform=transform,
+                  nodata=layer.nodata)
+    if width * height * np.dtype(layer.dtype).itemsize <= MEMORY_STAGING_BYTES:
+        dataset = rasterio.open(path.name, "w", driver="MEM", **common)
+    else:
+        dataset = rasterio.open(path, "w", **STAGING_PROFILE, **common)
+    describe_band(dataset, layer)
+    return dataset
+
+
+def discard_staging(staging) -> None:
+    """Close a staging dataset and remove its file, if it has one."""
+    on_disk = staging.driver != "MEM"
+    staging.close()
+    if on_disk:
+        Path(staging.name).unlink(missing_ok=True)
 
 
 def describe_band(dst, layer: Layer) -> None:
@@ -46,18 +69,23 @@ def describe_band(dst, layer: Layer) -> None:
         dst.write_colormap(1, layer.colormap())
 
 
-def translate_to_cog(staging: Path, dst: Path, layer: Layer, tags: dict | None = None) -> Path:
-    """``staging`` (tiled GeoTIFF) -> COG at ``dst`` (atomic); ``staging`` is removed."""
+def translate_to_cog(staging, dst: Path, layer: Layer, tags: dict | None = None) -> Path:
+    """An open staging dataset (from :func:`open_staging`) -> COG at ``dst`` (atomic); the
+    staging dataset is closed and its file, if any, removed."""
     tmp = part_path(dst)
+    options = {**COG_OPTIONS, "OVERVIEW_RESAMPLING": layer.overview_resampling.upper()}
     try:
         if tags:
-            with rasterio.open(staging, "r+") as ds:
-                ds.update_tags(**tags)
-        rasterio.shutil.copy(staging, tmp, **COG_OPTIONS, OVERVIEW_RESAMPLING=layer.overview_resampling.upper())
+            staging.update_tags(**tags)
+        if staging.driver == "MEM":
+            rasterio.shutil.copy(staging, tmp, **options)
+        else:
+            staging.close()  # flushes the last blocks
+            rasterio.shutil.copy(staging.name, tmp, **options)
         os.replace(tmp, dst)
     finally:
         tmp.unlink(missing_ok=True)
-        staging.unlink(missing_ok=True)
+        discard_staging(staging)
     return dst
 
 

@@ -3,9 +3,10 @@
 Cell COGs are opened lazily with rioxarray (dask chunks of one COG tile row band) and laid out
 on the region's grid with ``dask.array.block``: cells share the national grid, so a cell is an
 exact block of the mosaic at integer offsets and nothing is resampled. Cells without a product
-(no data that month) become no-data blocks. The mosaic is written tile by tile (dask, windowed)
-to a tiled GeoTIFF and copied into a COG with overviews by GDAL's COG driver. Memory is bounded
-by the chunk size, not the region.
+(no data that month) become no-data blocks. The mosaic is written chunk by chunk (``dask.array.store``)
+into a staging raster and copied into a COG with overviews by GDAL's COG driver. The staging
+raster is held in memory up to ``cog.MEMORY_STAGING_BYTES`` (a few cells); beyond that it is a
+tiled GeoTIFF on disk, so memory is bounded by the chunk size, not the region.
 """
 
 from __future__ import annotations
@@ -15,13 +16,13 @@ from pathlib import Path
 
 import dask.array as da
 import numpy as np
-import rasterio
 import rioxarray
 import xarray as xr
 from affine import Affine
+from rasterio.windows import Window
 
 from nationmap.data.grid import Cell
-from nationmap.products.cog import STAGING_PROFILE, describe_band, part_path, translate_to_cog
+from nationmap.products.cog import discard_staging, open_staging, part_path, translate_to_cog
 from nationmap.products.layers import Layer
 
 CHUNK = 2048
@@ -68,14 +69,23 @@ def build_mosaic(cell_files: dict[Cell, Path | None], layer: Layer, pixels_per_d
     if layer.nodata is not None:
         mosaic = mosaic.rio.write_nodata(layer.nodata, encoded=False)
     dst.parent.mkdir(parents=True, exist_ok=True)
-    staging = part_path(dst.with_name("staging-" + dst.name))
+    staging = open_staging(part_path(dst.with_name("staging-" + dst.name)), layer, width, height,
+                           mosaic.rio.crs, mosaic.rio.transform())
     try:
-        mosaic.rio.to_raster(staging, **STAGING_PROFILE, windowed=True, lock=threading.Lock(), tags=None)
-        with rasterio.open(staging, "r+") as ds:
-            describe_band(ds, layer)
+        # chunk by chunk (dask's threads read and decode the cells) into the staging raster
+        da.store(mosaic.data, _WindowWriter(staging), lock=threading.Lock())
         return translate_to_cog(staging, dst, layer, tags)
     finally:
         for arr in opened:
             arr.close()
-        staging.unlink(missing_ok=True)
+        discard_staging(staging)
 
+
+class _WindowWriter:
+    """``dask.array.store`` target: each computed chunk goes to its window of an open dataset."""
+
+    def __init__(self, dataset):
+        self.dataset = dataset
+
+    def __setitem__(self, key: tuple[slice, slice], chunk: np.ndarray) -> None:
+        self.dataset.write(chunk, 1, window=Window.from_slices(*key))
