@@ -27,6 +27,14 @@ def progress_bar(console: Console | None = None) -> Progress:
     )
 
 
+# Ray Train runs the training function, and Ray Data an actor's map_batches UDF, in a thread
+# that is not the worker's main thread, and glibc gives each such thread its own malloc arena,
+# where the tens-of-MB tensors of every step are mmapped and unmapped again (page faults). One
+# arena, as the main thread has: the bare training loop of benchmarks/training.py ran at 12.5
+# samples/s in a thread and 15.2 in a thread with MALLOC_ARENA_MAX=1 (14.8 in the main thread).
+WORKER_ENV = {"MALLOC_ARENA_MAX": "1"}
+"""Environment of the Ray workers that run models (set when their process starts)."""
+
 _address: str | None = None
 
 

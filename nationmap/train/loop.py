@@ -67,15 +67,20 @@ def augment(batch: dict, generator: torch.Generator) -> dict:
     return out
 
 
+def _distributed() -> bool:
+    """More than one worker (Ray Train sets up a process group even for one)."""
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+
 def _all_sum(t: torch.Tensor) -> torch.Tensor:
-    if dist.is_available() and dist.is_initialized():
+    if _distributed():
         dist.all_reduce(t, op=dist.ReduceOp.SUM)
     return t
 
 
 def _all_finite(loss: torch.Tensor) -> bool:
     flag = torch.tensor([1.0 if bool(torch.isfinite(loss.detach())) else 0.0], device=loss.device)
-    if dist.is_available() and dist.is_initialized():
+    if _distributed():
         dist.all_reduce(flag, op=dist.ReduceOp.MIN)
     return bool(flag.item() > 0)
 
@@ -214,11 +219,10 @@ def train_loop_per_worker(loop_config: dict) -> None:
             local_shuffle_seed=cfg.seed + epoch * 101 + rank, batch_format="numpy")
         data_wait, t_batch = 0.0, time.time()
         for i, raw in enumerate(batches):
+            if i >= steps_per_epoch:
+                continue  # drain the stream so every worker ends the epoch together (nothing decoded)
             batch = to_torch(decoder(raw), device)
             data_wait += time.time() - t_batch
-            if i >= steps_per_epoch:
-                t_batch = time.time()
-                continue  # drain the stream so every worker ends the epoch together
             if cfg.augment:
                 batch = augment(batch, generator)
             with _autocast(device):
@@ -252,6 +256,7 @@ def train_loop_per_worker(loop_config: dict) -> None:
             "lr": max(g["lr"] for g in optimizer.param_groups),
             "epoch_seconds": time.time() - t0,
             "train_seconds": train_seconds,
+            "train_started": t0,  # unix time, to line the epoch up with outside measurements
             "train_samples_per_s": float(totals[1]) / max(train_seconds, 1e-9),
             "data_wait_seconds": data_wait,
             "threads": torch.get_num_threads(),

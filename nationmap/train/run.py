@@ -76,7 +76,7 @@ def run_training(cfg: TrainConfig, resume: bool = False) -> RunResult:
     import ray.train
     from ray.train.torch import TorchTrainer
 
-    from nationmap.parallel import init_ray
+    from nationmap.parallel import WORKER_ENV, init_ray
 
     run_dir, dataset = prepare_run(cfg, resume)
     # Worker prints reach the driver once (not also through Ray Train's print-to-log patch).
@@ -112,6 +112,7 @@ def run_training(cfg: TrainConfig, resume: bool = False) -> RunResult:
             storage_path=str(run_dir.parent),
             checkpoint_config=ray.train.CheckpointConfig(num_to_keep=cfg.keep_last),
             failure_config=ray.train.FailureConfig(max_failures=cfg.max_failures),
+            worker_runtime_env={"env_vars": WORKER_ENV},
         ),
         datasets=datasets,
     )
