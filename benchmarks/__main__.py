@@ -21,6 +21,8 @@ BENCHMARKS = ("infer_overhead", "infer_memory", "products", "training", "data_pr
 TARGETS = {
     ("infer_overhead", "scene_stage_vs_bare"): (0.90, "min", "scene stage throughput / bare forward"),
     ("infer_overhead", "infer_serial_vs_bare"): (0.90, "min", "whole `infer --executor serial` / bare forward"),
+    ("infer_overhead", "swin_b_projected_infer_serial_vs_bare"):
+        (None, "min", "whole `infer --executor serial` / bare forward, projected for Swin-B (not run)"),
     ("infer_overhead", "infer_ray_vs_bare"): (None, "min", "whole `infer` on Ray (start-up included) / bare forward"),
     ("infer_overhead", "infer_ray_started_vs_bare"): (None, "min", "whole `infer` on a running Ray / bare forward"),
     ("infer_memory", "largest_vs_smallest_scene"): (1.10, "max", "peak RSS, largest / smallest scene"),
