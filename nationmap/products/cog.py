@@ -15,8 +15,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import rasterio
 import numpy as np
+import rasterio
 import rasterio.shutil
 from rio_cogeo.cogeo import cog_validate
 

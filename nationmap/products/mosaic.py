@@ -3,10 +3,10 @@
 Cell COGs are opened lazily with rioxarray (dask chunks of one COG tile row band) and laid out
 on the region's grid with ``dask.array.block``: cells share the national grid, so a cell is an
 exact block of the mosaic at integer offsets and nothing is resampled. Cells without a product
-(no data that month) become no-data blocks. The mosaic is written chunk by chunk (``dask.array.store``)
-into a staging raster and copied into a COG with overviews by GDAL's COG driver. The staging
-raster is held in memory up to ``cog.MEMORY_STAGING_BYTES`` (a few cells); beyond that it is a
-tiled GeoTIFF on disk, so memory is bounded by the chunk size, not the region.
+(no data that month) become no-data blocks. The mosaic is written chunk by chunk
+(``dask.array.store``) into a staging raster and copied into a COG with overviews by GDAL's COG
+driver. The staging raster is held in memory up to ``cog.MEMORY_STAGING_BYTES`` (a few cells);
+beyond that it is a tiled GeoTIFF on disk, so memory is bounded by the chunk size, not the region.
 """
 
 from __future__ import annotations
