@@ -158,7 +158,8 @@ def run(size: str, workdir: Path) -> Result:
     bare_cl = min(bare_passes)
     bare_default = bare_forward(models, arr, settings.batch_size, channels_last=False)
     bare_best = min(bare_default, bare_cl)
-    swin_b_s = swin_b_window_seconds(arr, count=8 if size == "full" else 1, batch=4 if size == "full" else 1)
+    swin_b_count = 8 if size == "full" else 1
+    swin_b_s = swin_b_window_seconds(arr, count=swin_b_count, batch=4 if size == "full" else 1)
     del arr
 
     # the whole command: serial twice (best of two), then on Ray twice (the second finds Ray
@@ -211,13 +212,14 @@ def run(size: str, workdir: Path) -> Result:
     t = runs["serial"]["timings"]
     products_s = t["cells_s"] + t["mosaic_s"] + t["stac_s"]
     swin_b_scenes_s = n * swin_b_s
+    projected = swin_b_scenes_s / (swin_b_scenes_s + products_s)
     res.data.update({"swin_b_window_s": swin_b_s, "products_s": products_s})
-    res.ratios["swin_b_projected_infer_serial_vs_bare"] = swin_b_scenes_s / (swin_b_scenes_s + products_s)
+    res.ratios["swin_b_projected_infer_serial_vs_bare"] = projected
     res.notes.append(
         f"The cell, mosaic and STAC stages ({products_s:.1f} s here) do not depend on the model. With the paper's Swin-B "
-        f"pair ({swin_b_s:.2f} s per window for both models on this CPU, measured over {8 if size == 'full' else 1} "
-        f"windows) the {n} windows would take {swin_b_scenes_s:,.0f} s at bare speed, and the same product stages "
-        f"would bring the serial ratio to {swin_b_scenes_s / (swin_b_scenes_s + products_s):.3f} (projected, not run).")
+        f"pair ({swin_b_s:.2f} s per window for both models on this CPU, measured over {swin_b_count} windows) the {n} "
+        f"windows would take {swin_b_scenes_s:,.0f} s at bare speed, and the same product stages would bring the "
+        f"serial ratio to {projected:.3f} (projected, not run).")
     if "ray_started" in runs:
         res.rows.append(row("nationmap infer (Ray already running)", runs["ray_started"]["seconds"]))
         res.ratios["infer_ray_started_vs_bare"] = bare_best / runs["ray_started"]["seconds"]

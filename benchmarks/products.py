@@ -2,8 +2,9 @@
 
 Synthetic LULC-class and confidence layers over a 2 x 2 block of cells are written the way the
 pipeline writes them (:mod:`nationmap.products.cog`: blocks into a staging raster, in memory at
-these sizes, then the COG; :func:`nationmap.products.mosaic.build_mosaic` for the mosaic of the cell COGs). The
-reference is ``gdal_translate -of COG`` of the same raster (the same pixels in an uncompressed
+these sizes, then the COG; :func:`nationmap.products.mosaic.build_mosaic` for the mosaic of the
+cell COGs; the mosaic is timed once more staged on disk, as rasters over the memory bound
+are). The reference is ``gdal_translate -of COG`` of the same raster (the same pixels in an uncompressed
 tiled GeoTIFF, written beforehand), through GDAL's COG driver in the same process (rasterio's
 ``shutil.copy``, the call gdal_translate makes) with the same settings: DEFLATE, 512 px
 tiles, overviews down to one tile, mode (classes) or average (confidence) overviews, one

@@ -52,7 +52,7 @@ def train_config(size: str, data: Path, out: Path):
 
 
 def bare_loop(cfg, data: Path) -> dict:
-    """The same training in a plain PyTorch loop; samples/s of the last epoch."""
+    """The same training in a plain PyTorch loop; samples/s of each epoch."""
     import torch
 
     from nationmap.data.dataset import PreparedDataset
@@ -86,7 +86,7 @@ def bare_loop(cfg, data: Path) -> dict:
             scheduler.step_update(step)
             seen += batch["x"].shape[0]
         rates.append(seen / (time.perf_counter() - t0))
-    return {"samples_per_s": rates[-1], "per_epoch": rates}
+    return {"per_epoch": rates}
 
 
 def run(size: str, workdir: Path) -> Result:
@@ -131,9 +131,9 @@ def run(size: str, workdir: Path) -> Result:
                  f"{wall:.1f} s, of which the epochs (training + validation + checkpoint) {train_s:.1f} s: Ray start-up "
                  f"and teardown {wall - train_s:.1f} s."]
     if cpu:
-        available = cpu.pop("available_cpu_s")
+        available = cpu["available_cpu_s"]
         res.notes.append(f"CPU during the compared Ray epoch ({available:.1f} CPU-s available on {os.cpu_count()} cores): "
-                         + ", ".join(f"{k} {v:.1f} s ({v / available:.0%})" for k, v in cpu.items()) + ".")
+                         + ", ".join(f"{g} {cpu[g]:.1f} s ({cpu[g] / available:.0%})" for g in PROCESS_GROUPS) + ".")
     shutil.rmtree(workdir / "runs", ignore_errors=True)
     return res
 
@@ -190,22 +190,29 @@ class CpuSampler:
         if len(inside) < 2:
             return {}
         (ta, a), (tb, b) = inside[0], inside[-1]
-        groups = {"training worker": 0.0, "Ray Data (split coordinators, task workers)": 0.0,
-                  "rest of Ray (raylet, GCS, Train controller and helper actors)": 0.0, "driver and other processes": 0.0}
+        groups = dict.fromkeys(PROCESS_GROUPS, 0.0)
         for pid, (cpu, name) in b.items():
-            used = cpu - a.get(pid, (0.0, name))[0]  # a process started inside the window: all of it
-            if pid == os.getpid():
-                group = "driver and other processes"
-            elif name.startswith("ray::RayTrainWo"):
-                group = "training worker"
-            elif name.startswith(("ray::SplitCoord", "ray::IDLE", "ray::Read", "ray::Map")):
-                group = "Ray Data (split coordinators, task workers)"
-            elif name.startswith("ray::") or name in ("raylet", "gcs_server") or _is_ray_python(pid):
-                group = "rest of Ray (raylet, GCS, Train controller and helper actors)"
-            else:
-                group = "driver and other processes"
-            groups[group] += used
+            # a process started inside the window: all of its CPU is inside it
+            groups[_process_group(pid, name)] += cpu - a.get(pid, (0.0, name))[0]
         return {**groups, "available_cpu_s": (tb - ta) * (os.cpu_count() or 1)}
+
+
+WORKER, RAY_DATA, RAY_REST, OTHER = PROCESS_GROUPS = (
+    "training worker", "Ray Data (split coordinators, task workers)",
+    "rest of Ray (raylet, GCS, Train controller and helper actors)", "driver and other processes")
+
+
+def _process_group(pid: int, name: str) -> str:
+    """The group of a process by its pid and ``/proc`` name (15 characters at most)."""
+    if pid == os.getpid():
+        return OTHER
+    if name.startswith("ray::RayTrainWo"):
+        return WORKER
+    if name.startswith(("ray::SplitCoord", "ray::IDLE", "ray::Read", "ray::Map")):
+        return RAY_DATA
+    if name.startswith("ray::") or name in ("raylet", "gcs_server") or _is_ray_python(pid):
+        return RAY_REST
+    return OTHER
 
 
 def _is_ray_python(pid: int) -> bool:
