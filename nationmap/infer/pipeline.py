@@ -6,15 +6,16 @@ Run directory ``OUT/<region>/<YYYY-MM>/``::
                                                     version, config, timings, per-scene and
                                                     per-cell status
     cells/<CELL>/<CELL>_<YYYY-MM>_<product>.tif     per-cell COGs (lulc, water, confidence, count)
-    mosaic/<region>_<YYYY-MM>_<product>.tif         national COG per product
+    mosaic/<region>_<YYYY-MM>_<product>.vrt         national layer per product: GDAL VRT over the cell COGs
+    mosaic/<region>_<YYYY-MM>_<product>.tif         national COG per product (sparse: empty tiles not written)
     quicklooks/<region>_<YYYY-MM>_<product>.png     RGBA quicklooks
     stac/catalog.json                               STAC: a collection per product, item per cell
     .work/scenes/<scene>.tif                        scene-grid probabilities (removed on success)
     .work/state/{scenes,cells}/<id>.json            per-unit records, written as each unit ends
 
 Stages: (1) scenes -> probabilities on their own grid (Ray Data actor pool, models loaded once
-per actor); (2) cells: scenes reprojected and combined (Ray tasks); (3) mosaics + quicklooks;
-(4) STAC; (5) manifest. Each unit's record holds a key (hash of its inputs, models and
+per actor); (2) cells: scenes reprojected and combined (Ray tasks); (3) national layers and
+quicklooks (a Ray task per product); (4) STAC; (5) manifest. Each unit's record holds a key (hash of its inputs, models and
 settings) and the SHA-256 of what it wrote; a rerun skips every unit whose key matches and
 whose files still verify, so an interrupted run redoes only the missing work. ``force``
 redoes everything. Every file is written under a temporary name and renamed when complete.
@@ -315,9 +316,10 @@ def run_inference(cfg: InferConfig, force: bool = False, log=print, run_dir: Pat
     if ok_cells:
         cell_files = {p: {c: _product_file(paths.cell_dir(c.name) / r["files"][p]["path"], r["files"][p]["sha256"])
                           for c, r in ok_cells.items()} for p in models.layout.products}
-        mosaic_files = {p: _product_file(paths.root / e["path"], e["sha256"]) for p, e in products.get("mosaic", {}).items()}
-        write_stac(paths.root / "stac", region_slug(region.name), month, models.layers, cell_files, mosaic_files,
-                   cfg.pixels_per_degree, {"nationmap:models": models.key[:16]})
+        national = {group: {p: _product_file(paths.root / e["path"], e["sha256"]) for p, e in products.get(group, {}).items()}
+                    for group in ("mosaic", "vrt")}
+        write_stac(paths.root / "stac", region_slug(region.name), month, models.layers, cell_files, national["mosaic"],
+                   cfg.pixels_per_degree, {"nationmap:models": models.key[:16]}, vrts=national["vrt"])
         products["stac"] = "stac/catalog.json"
     timings["stac_s"] = round(time.time() - t0, 2)
 
@@ -360,28 +362,59 @@ def _product_file(path: Path, sha: str) -> ProductFile:
     return ProductFile(path, sha, path.stat().st_size)
 
 
+@dataclass(frozen=True)
+class NationalJob:
+    """One product's national layer: VRT over the cell COGs, sparse COG, quicklook (paths absolute)."""
+
+    layer: Layer
+    cell_files: dict  # Cell -> Path of the cell COG, None for a cell without data
+    pixels_per_degree: int
+    cog: Path
+    vrt: Path
+    quicklook: Path
+    tags: dict
+
+
+def national_layer(job: NationalJob) -> dict:
+    """Build one product's national layer and quicklook (a Ray task on a cluster); returns
+    ``{"mosaic"|"vrt"|"quicklooks": {"path", "sha256"}}`` with absolute paths."""
+    national = build_mosaic(job.cell_files, job.layer, job.pixels_per_degree, job.cog, job.tags, vrt=job.vrt)
+    png = write_quicklook(national.cog, job.quicklook, job.layer)
+    return {group: {"path": str(path), "sha256": sha256_file(path)}
+            for group, path in (("mosaic", national.cog), ("vrt", national.vrt), ("quicklooks", png))}
+
+
+NATIONAL_GROUPS = ("mosaic", "vrt", "quicklooks")
+"""The manifest's groups of national files (product -> path relative to the run, sha256)."""
+
+
 def _mosaics(paths: RunPaths, region: Region, cfg: InferConfig, models: ModelSet, ok_cells: dict, tag: str,
              force: bool) -> dict:
-    """National mosaic + quicklook per product, skipped when the cells are unchanged and verified."""
+    """National layer (VRT + sparse COG) and quicklook per product, one task each; skipped when the
+    cells are unchanged and the files verify."""
     key = sha256_json({"cells": {c.name: {p: e["sha256"] for p, e in r["files"].items()} for c, r in ok_cells.items()},
-                       "region": [c.name for c in region.cells]})
+                       "region": [c.name for c in region.cells], "format": "vrt+sparse-cog/1"})
     record = read_json(paths.mosaic_record)
-    if not force and record and record.get("key") == key and _files_verify(paths.root, record["mosaic"]) \
-            and _files_verify(paths.root, record["quicklooks"]):
-        return {"mosaic": record["mosaic"], "quicklooks": record["quicklooks"]}
-    mosaic, quicklooks = {}, {}
+    if not force and record and record.get("key") == key and all(
+            group in record and _files_verify(paths.root, record[group]) for group in NATIONAL_GROUPS):
+        return {group: record[group] for group in NATIONAL_GROUPS}
+    jobs = []
     for product in models.layout.products:
-        layer = models.layers[product]
         files = {c: (paths.cell_dir(c.name) / ok_cells[c]["files"][product]["path"]) if c in ok_cells else None
                  for c in region.cells}
-        dst = paths.root / "mosaic" / f"{tag}_{product}.tif"
-        build_mosaic(files, layer, cfg.pixels_per_degree, dst, {"REGION": region.name, "MONTH": cfg.month,
-                                                                "PRODUCT": product, "MODELS": models.key[:16]})
-        mosaic[product] = {"path": str(dst.relative_to(paths.root)), "sha256": sha256_file(dst)}
-        png = write_quicklook(dst, paths.root / "quicklooks" / f"{tag}_{product}.png", layer)
-        quicklooks[product] = {"path": str(png.relative_to(paths.root)), "sha256": sha256_file(png)}
-    write_json(paths.mosaic_record, {"key": key, "mosaic": mosaic, "quicklooks": quicklooks})
-    return {"mosaic": mosaic, "quicklooks": quicklooks}
+        jobs.append(NationalJob(models.layers[product], files, cfg.pixels_per_degree,
+                                paths.root / "mosaic" / f"{tag}_{product}.tif",
+                                paths.root / "mosaic" / f"{tag}_{product}.vrt",
+                                paths.root / "quicklooks" / f"{tag}_{product}.png",
+                                {"REGION": region.name, "MONTH": cfg.month, "PRODUCT": product, "MODELS": models.key[:16]}))
+    results = run_tasks(national_layer, jobs, desc="national layers", executor=cfg.executor)
+    out = {group: {} for group in NATIONAL_GROUPS}
+    for product, result in zip(models.layout.products, results):
+        for group in NATIONAL_GROUPS:
+            entry = result[group]
+            out[group][product] = {"path": str(Path(entry["path"]).relative_to(paths.root)), "sha256": entry["sha256"]}
+    write_json(paths.mosaic_record, {"key": key, **out})
+    return out
 
 
 def summarize(manifest: dict) -> str:

@@ -82,7 +82,7 @@ def _training(run_dir: Path, summary: dict) -> RunInfo:
 def _inference(path: Path, manifest: dict) -> RunInfo:
     root = path.parent
     products = manifest.get("products", {})
-    outputs = [str(root / e["path"]) for group in ("mosaic",) for e in products.get(group, {}).values()]
+    outputs = [str(root / e["path"]) for group in ("mosaic", "vrt") for e in products.get(group, {}).values()]
     outputs += sorted({str(root / "cells" / c["cell"]) for c in manifest.get("cell_results", []) if c.get("status") == "ok"})
     reports = [str(root / e["path"]) for e in products.get("quicklooks", {}).values()]
     reports += _existing(root, ["stac/catalog.json"])

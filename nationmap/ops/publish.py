@@ -108,13 +108,13 @@ def _link_or_copy(src: Path, dst: Path) -> None:
 
 def published_files(run_dir: Path, manifest: dict) -> list[Path]:
     """What a version holds, relative to the run: the manifest, the files of the cells it lists as
-    ok, its mosaics and quicklooks, and the STAC tree (stale files of the reused staging
+    ok, its national layers (COG, VRT) and quicklooks, and the STAC tree (stale files of the reused staging
     directory, e.g. of a cell that is empty this time, are left out)."""
     files = [Path("manifest.json")]
     for cell in manifest["cell_results"]:
         if cell["status"] == "ok":
             files += [Path("cells") / cell["cell"] / e["path"] for e in cell.get("files", {}).values()]
-    for group in ("mosaic", "quicklooks"):
+    for group in ("mosaic", "vrt", "quicklooks"):
         files += [Path(e["path"]) for e in manifest.get("products", {}).get(group, {}).values()]
     stac = run_dir / "stac"
     if stac.is_dir():

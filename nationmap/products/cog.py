@@ -61,10 +61,7 @@ def discard_staging(staging) -> None:
 def describe_band(dst, layer: Layer) -> None:
     """Band description, class names and colour table of ``layer`` on an open dataset."""
     dst.set_band_description(1, layer.name)
-    tags = {"DESCRIPTION": layer.description, **layer.class_tags()}
-    if layer.unit:
-        tags["UNIT"] = layer.unit
-    dst.update_tags(1, **tags)
+    dst.update_tags(1, **layer.band_tags())
     if layer.categorical:
         dst.write_colormap(1, layer.colormap())
 

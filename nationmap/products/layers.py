@@ -52,6 +52,13 @@ class Layer:
         """Band metadata naming the classes (``CLASS_1=Water``), as shown by gdalinfo."""
         return {f"CLASS_{c.code}": c.name for c in self.classes}
 
+    def band_tags(self) -> dict[str, str]:
+        """All band metadata of the layer: description, unit, class names."""
+        tags = {"DESCRIPTION": self.description, **self.class_tags()}
+        if self.unit:
+            tags["UNIT"] = self.unit
+        return tags
+
 
 def product_layers(lulc_classes: tuple[ClassInfo, ...], water_classes: tuple[ClassInfo, ...]) -> dict[str, Layer]:
     """The four layers, with class tables from the models' label schemes."""

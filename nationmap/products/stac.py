@@ -1,7 +1,7 @@
 """STAC metadata with pystac: one collection per product, one item per cell and month.
 
     STAC_DIR/catalog.json                          the run's root catalog
-    STAC_DIR/nationmap-<product>/collection.json   product collection (+ the national mosaic asset)
+    STAC_DIR/nationmap-<product>/collection.json   product collection (+ national COG and VRT assets)
     STAC_DIR/nationmap-<product>/<cell>_<month>/<id>.json  item: cell COG asset with proj, raster,
                                                    classification and file (checksum) fields
 
@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pystac
+import rasterio
 from pystac.extensions.classification import Classification, ClassificationExtension
 from pystac.extensions.file import FileExtension
 from pystac.extensions.projection import ProjectionExtension
@@ -27,9 +28,9 @@ from nationmap.data.grid import Cell
 from nationmap.data.months import Month
 from nationmap.files import replace_dir
 from nationmap.products.layers import Layer
-from nationmap.products.mosaic import mosaic_grid
 
 COG_MEDIA_TYPE = pystac.MediaType.COG
+VRT_MEDIA_TYPE = "application/xml"  # GDAL's VRT has no registered media type; it is XML
 LICENSE = "proprietary"
 
 
@@ -66,8 +67,10 @@ def _extensions(obj, layer: Layer) -> None:
 
 def write_stac(stac_dir: str | Path, region: str, month: Month, layers: dict[str, Layer],
                cell_files: dict[str, dict[Cell, ProductFile]], mosaics: dict[str, ProductFile],
-               pixels_per_degree: int, properties: dict | None = None) -> Path:
-    """Write the STAC tree for one region and month; returns the root catalog path."""
+               pixels_per_degree: int, properties: dict | None = None,
+               vrts: dict[str, ProductFile] | None = None) -> Path:
+    """Write the STAC tree for one region and month; returns the root catalog path. ``mosaics``
+    (national COGs) and ``vrts`` (national VRTs) become assets of their product's collection."""
     stac_dir = Path(stac_dir)
     stage = stac_dir.with_name(f".{stac_dir.name}-part-{os.getpid()}")  # no suffix: pystac reads one as a file name
     shutil.rmtree(stage, ignore_errors=True)
@@ -97,9 +100,15 @@ def write_stac(stac_dir: str | Path, region: str, month: Month, layers: dict[str
                                            cell.transform(n), item_dir))
             collection.add_item(item)
         if product in mosaics:
-            transform, width, height, _, _ = mosaic_grid(cells, pixels_per_degree)
+            with rasterio.open(mosaics[product].path) as ds:  # the region's box, not only these cells'
+                shape, transform = ds.shape, ds.transform
             collection.add_asset("mosaic", _asset(mosaics[product], layer, f"{product} mosaic {region} {month}",
-                                                  (height, width), transform, product_dir))
+                                                  shape, transform, product_dir))
+            if vrts and product in vrts:
+                vrt = _asset(vrts[product], layer, f"{product} national VRT over the cell COGs {region} {month}",
+                             shape, transform, product_dir)
+                vrt.media_type = VRT_MEDIA_TYPE
+                collection.add_asset("vrt", vrt)
     root.normalize_hrefs(str(stage))
     root.save(catalog_type=pystac.CatalogType.SELF_CONTAINED)
     replace_dir(stage, stac_dir)

@@ -37,7 +37,7 @@ def config(tiny_catalog, tiny_world, bundles, out, **kw) -> InferConfig:
 
 
 def product_bytes(run_dir: Path) -> dict[str, bytes]:
-    files = sorted(run_dir.glob("cells/*/*.tif")) + sorted(run_dir.glob("mosaic/*.tif")) + sorted(run_dir.glob("quicklooks/*.png"))
+    files = sorted(run_dir.glob("cells/*/*.tif")) + sorted(run_dir.glob("mosaic/*")) + sorted(run_dir.glob("quicklooks/*.png"))
     return {str(p.relative_to(run_dir)): p.read_bytes() for p in files}
 
 
@@ -92,6 +92,10 @@ def test_mosaic_quicklooks_stac_and_manifest(first_run, tiny_catalog):
             west = ds.read(1, window=((0, PPD), (0, PPD)))
         cell = rasterio.open(run_dir / "cells" / "N35E137" / f"N35E137_2022-09_{product}.tif").read(1)
         assert (west == cell).all()
+        with rasterio.open(mosaic.with_suffix(".vrt")) as vrt, rasterio.open(mosaic) as ds:
+            assert vrt.shape == ds.shape and vrt.transform == ds.transform and (vrt.read(1) == ds.read(1)).all()
+            assert vrt.overviews(1) == ds.overviews(1) == [2, 4]  # 1200 -> 600 -> 300 px
+        assert manifest["products"]["vrt"][product]["path"] == f"mosaic/N35E137_N35E138_2022-09_{product}.vrt"
         png = Image.open(run_dir / "quicklooks" / f"N35E137_N35E138_2022-09_{product}.png")
         assert png.mode == "RGBA" and png.size == (1024, 512)  # long side capped at 1024 px
     catalog = pystac.Catalog.from_file(str(run_dir / "stac" / "catalog.json"))
@@ -106,6 +110,8 @@ def test_mosaic_quicklooks_stac_and_manifest(first_run, tiny_catalog):
     assert [c["name"] for c in asset.extra_fields["classification:classes"]][:2] == ["water", "built-up"]
     assert asset.extra_fields["raster:bands"][0]["nodata"] == 0
     assert Path(lulc.assets["mosaic"].get_absolute_href()).exists()
+    assert lulc.assets["mosaic"].extra_fields["proj:shape"] == [PPD, 2 * PPD]
+    assert Path(lulc.assets["vrt"].get_absolute_href()) == run_dir / "mosaic" / "N35E137_N35E138_2022-09_lulc.vrt"
     # manifest: inputs with checksums, model hashes, code version, config, timings, per-unit status
     assert {"inputs", "models", "code", "config", "timings", "scenes", "cell_results"} <= set(manifest)
     assert all(len(i["sha256"]) == 64 for i in manifest["inputs"])

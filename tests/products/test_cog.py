@@ -1,4 +1,4 @@
-"""COG and mosaic writing through both staging paths: in memory (GDAL's MEM driver) and a
+"""COG writing through both staging paths: in memory (GDAL's MEM driver) and a
 ZSTD GeoTIFF on disk (rasters over ``cog.MEMORY_STAGING_BYTES``)."""
 
 from __future__ import annotations
@@ -12,7 +12,6 @@ from nationmap.data.grid import parse_cell
 from nationmap.data.lulc import load_class_table
 from nationmap.products import cog
 from nationmap.products.layers import product_layers
-from nationmap.products.mosaic import build_mosaic
 
 PPD = 600
 BLOCK = 256
@@ -68,23 +67,3 @@ def test_failed_copy_leaves_nothing_behind(tmp_path, lulc_layer, staging_mode):
     with pytest.raises(Exception):
         cog.translate_to_cog(staging, tmp_path / "missing-dir" / "cell.tif", lulc_layer)
     assert staging.closed and list(tmp_path.iterdir()) == []
-
-
-def test_mosaic_matches_the_cells(tmp_path, lulc_layer, staging_mode):
-    names = ("N35E138", "N36E139")  # diagonal: the other two cells of the 2 x 2 block have no data
-    files = {}
-    for i, name in enumerate(names):
-        files[parse_cell(name)] = tmp_path / f"{name}.tif"
-        write_cell(files[parse_cell(name)], classes(i), lulc_layer, parse_cell(name))
-    files[parse_cell("N35E139")] = None
-    dst = tmp_path / "mosaic" / "lulc.tif"
-    build_mosaic(files, lulc_layer, PPD, dst, {"REGION": "test"})
-    assert sorted(p.name for p in dst.parent.iterdir()) == ["lulc.tif"]
-    assert cog.is_valid_cog(dst)
-    with rasterio.open(dst) as src:
-        mosaic = src.read(1)
-        assert src.bounds == (138.0, 35.0, 140.0, 37.0) and src.tags()["REGION"] == "test"
-    nodata = lulc_layer.nodata if lulc_layer.nodata is not None else 0
-    assert (mosaic[PPD:, :PPD] == classes(0)).all()  # N35E138: south-west
-    assert (mosaic[:PPD, PPD:] == classes(1)).all()  # N36E139: north-east
-    assert (mosaic[:PPD, :PPD] == nodata).all() and (mosaic[PPD:, PPD:] == nodata).all()
