@@ -7,11 +7,12 @@ import json
 
 import numpy as np
 import rasterio
+import rasterio.warp
 from scipy import ndimage
 
 from nationmap.data.grid import parse_cell
 from nationmap.data.synth.generate import lulc_tile, synthesize
-from nationmap.data.synth.scenes import plan_scenes, scene_grid
+from nationmap.data.synth.scenes import pixel_lonlat, plan_footprint, plan_scenes, scene_grid, touches_cells
 from nationmap.data.synth.world import WATER
 from nationmap.data.months import parse_months
 from tests.conftest import TINY_CELLS, tiny_synth_config
@@ -102,3 +103,31 @@ def test_scene_grid_is_utm_with_rotated_swath():
     assert grid.crs.to_epsg() == 32653
     assert not grid.inside[0, 0] and not grid.inside[-1, -1] and grid.inside[grid.height // 2, grid.width // 2]
     assert abs(grid.inside.sum() * 0.01 - 30 * 20) < 15  # km^2
+
+
+def test_plan_footprint_is_the_rendered_swath():
+    """The lon/lat footprint used to select scenes is where the rendered raster has valid pixels."""
+    plan = plan_scenes((138.9, 35.2, 139.0, 35.3), parse_months("2022-09"), 1, length_km=30, width_km=20,
+                       pixel_m=200, missing_fraction=0.0)[0]
+    grid = scene_grid(plan)
+    rows, cols = np.nonzero(grid.inside)
+    lon, lat = pixel_lonlat(grid.crs, grid.transform, rows, cols)
+    footprint = plan_footprint(plan)
+    inside = shapely.contains_xy(footprint, lon, lat)
+    assert inside.mean() > 0.995  # pixel centres on the very edge may fall either way
+    assert abs(footprint.area - shapely.MultiPoint(np.column_stack([lon, lat])).convex_hull.area) < 0.02 * footprint.area
+
+
+def test_scenes_are_planned_only_where_they_touch_the_cells():
+    """Two cells at opposite corners of a 6 x 6 degree box: the scenes over the open sea between
+    them are not planned, and every cell is still covered."""
+    months = parse_months("2022-09")
+    cells = [parse_cell("N30E130"), parse_cell("N35E135")]
+    plans = plan_scenes((130, 30, 136, 36), months, 0, length_km=60, width_km=50, pixel_m=150, missing_fraction=0.0)
+    kept = touches_cells(plans, [c.polygon for c in cells])
+    assert 0 < len(kept) < len(plans) // 4
+    for p in plans:
+        assert (p in kept) == any(plan_footprint(p).intersects(c.polygon) for c in cells)
+    for cell in cells:
+        covered = shapely.union_all([plan_footprint(p) for p in kept]).intersection(cell.polygon).area
+        assert covered > 0.99 * cell.polygon.area

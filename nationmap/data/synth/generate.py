@@ -24,7 +24,8 @@ from nationmap.data.lulc import class_histogram, load_class_table, lulc_tile_nam
 from nationmap.data.months import Month, parse_month
 from nationmap.data.regions import Region
 from nationmap.data.synth.noise import lonlat_to_km
-from nationmap.data.synth.scenes import ScenePlan, plan_scenes, plan_to_dict, render_scene, write_scene
+from nationmap.data.synth.scenes import (ScenePlan, plan_scenes, plan_to_dict, render_scene, touches_cells,
+                                         write_scene)
 from nationmap.data.synth.world import WorldConfig, landscape
 from nationmap.errors import InputError
 from nationmap.parallel import run_tasks
@@ -142,10 +143,10 @@ def synthesize(out: Path, cfg: SynthConfig, executor: str = "ray") -> dict:
     scene_dir.mkdir(parents=True, exist_ok=True)
     cells = [parse_cell(c) for c in cfg.cells]
     bounds = (min(c.lon for c in cells), min(c.lat for c in cells), max(c.lon for c in cells) + 1, max(c.lat for c in cells) + 1)
-    plans: list[ScenePlan] = plan_scenes(
+    plans: list[ScenePlan] = touches_cells(plan_scenes(
         bounds, [parse_month(m) for m in cfg.months], cfg.seed, length_km=cfg.scene_length_km,
         width_km=cfg.scene_width_km, pixel_m=cfg.scene_pixel_m, missing_fraction=cfg.missing_fraction,
-    )
+    ), [c.polygon for c in cells])
     tiles = run_tasks(_tile_task, [(c, cfg, str(lulc_dir)) for c in cfg.cells], desc="LULC tiles", executor=executor)
     scenes = run_tasks(_scene_task, [(p, cfg, str(scene_dir)) for p in plans], desc="ALOS-2 scenes", executor=executor)
     summary = {"config": cfg.to_dict(), "statistics": _statistics(tiles, scenes),

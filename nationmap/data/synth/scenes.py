@@ -18,6 +18,7 @@ import rasterio
 from affine import Affine
 from pyproj import Transformer
 from rasterio.crs import CRS
+from shapely import LinearRing, Polygon, STRtree
 
 from nationmap.data.alos2 import format_alos2_name
 from nationmap.data.calibration import db_to_dn, db_to_linear, linear_to_db
@@ -121,7 +122,9 @@ class SceneGrid:
     ground_range: np.ndarray  # (H, W) float32, 0 (near) .. 1 (far) across the swath
 
 
-def scene_grid(plan: ScenePlan) -> SceneGrid:
+def swath_corners(plan: ScenePlan) -> tuple[tuple[float, float], list[tuple[float, float]]]:
+    """The swath centre and its four corners (easting, northing in metres, the scene's UTM zone),
+    in ring order."""
     to_utm = Transformer.from_crs(4326, plan.epsg, always_xy=True)
     e0, n0 = to_utm.transform(plan.center_lon, plan.center_lat)
     a = math.radians(plan.heading_deg)
@@ -129,8 +132,31 @@ def scene_grid(plan: ScenePlan) -> SceneGrid:
     # corners of the rotated swath: along-track unit (sin a, cos a), look (cos a, -sin a)
     corners = [
         (e0 + sl * half_l * math.sin(a) + sw * half_w * math.cos(a), n0 + sl * half_l * math.cos(a) - sw * half_w * math.sin(a))
-        for sl in (-1, 1) for sw in (-1, 1)
+        for sl, sw in ((-1, -1), (-1, 1), (1, 1), (1, -1))
     ]
+    return (e0, n0), corners
+
+
+def plan_footprint(plan: ScenePlan) -> Polygon:
+    """The swath of ``plan`` in lon/lat degrees (EPSG:4326), edges densified to follow the projection."""
+    _, corners = swath_corners(plan)
+    ring = LinearRing(corners).segmentize(2_000.0)  # a vertex every 2 km
+    to_ll = Transformer.from_crs(plan.epsg, 4326, always_xy=True)
+    lon, lat = to_ll.transform(*np.asarray(ring.coords).T)
+    return Polygon(np.column_stack([lon, lat]))
+
+
+def touches_cells(plans: list[ScenePlan], cells: list[Polygon]) -> list[ScenePlan]:
+    """The plans whose swath intersects one of ``cells`` (lon/lat polygons): ALOS-2 images land,
+    so a month over a region's cells is not a month over its bounding box."""
+    tree = STRtree(cells)
+    return [p for p in plans if len(tree.query(plan_footprint(p), predicate="intersects"))]
+
+
+def scene_grid(plan: ScenePlan) -> SceneGrid:
+    (e0, n0), corners = swath_corners(plan)
+    a = math.radians(plan.heading_deg)
+    half_l, half_w = 500.0 * plan.length_km, 500.0 * plan.width_km
     px = plan.pixel_m
     west = math.floor(min(c[0] for c in corners) / px) * px
     north = math.ceil(max(c[1] for c in corners) / px) * px
