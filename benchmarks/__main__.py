@@ -16,7 +16,7 @@ from pathlib import Path
 
 from benchmarks.common import ROOT, SIZES, WORKDIR, machine, run_child
 
-BENCHMARKS = ("infer_overhead", "infer_memory", "products", "training", "data_prep", "gpu")
+BENCHMARKS = ("infer_overhead", "infer_memory", "products", "national_layer", "scale", "training", "data_prep", "gpu")
 # ratio -> (target, "min" (ratio must be >= target) or "max" (<=), what it means)
 TARGETS = {
     ("infer_overhead", "scene_stage_vs_bare"): (0.90, "min", "scene stage throughput / bare forward"),
@@ -27,6 +27,12 @@ TARGETS = {
     ("infer_overhead", "infer_ray_started_vs_bare"): (None, "min", "whole `infer` on a running Ray / bare forward"),
     ("infer_memory", "largest_vs_smallest_scene"): (1.10, "max", "peak RSS, largest / smallest scene"),
     ("products", "write_time_vs_gdal"): (1.00, "max", "product writing time / GDAL COG driver"),
+    ("national_layer", "sparse_vs_dense_time"): (1.30, "max", "national layer time, cells spread over Japan's box / packed"),
+    ("national_layer", "sparse_vs_dense_bytes"): (1.30, "max", "national COG bytes, cells spread over Japan's box / packed"),
+    ("scale", "fixed_vs_gpu_per_acquisition"):
+        (0.05, "max", "fixed cost per acquisition / its projected full-resolution GPU time"),
+    ("scale", "driver_peak_rss_gib"): (1.0, "max", "driver peak RSS of the national month, GiB"),
+    ("scale", "rerun_s"): (15.0, "max", "verified rerun of the completed national month, s"),
     ("training", "ray_train_vs_bare"): (0.95, "min", "Ray Train samples/s / bare PyTorch loop"),
     ("data_prep", "prepare_serial_vs_bare"): (None, "min", "prepare patches/s / bare windowed reads"),
     ("gpu", "inference_fraction_of_peak"): (None, "min", "GPU inference FLOP/s / peak bf16"),

@@ -113,7 +113,7 @@ def main(run, doc: str) -> None:
     print(json.dumps(run(args.size, args.workdir).to_dict(), default=str))
 
 
-def run_child(module: str, *args: str, timeout: float = 3600) -> dict:
+def run_child(module: str, *args: str, timeout: float = 4 * 3600) -> dict:
     """Run ``python -m module args`` in a fresh process; it prints one JSON line last."""
     env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
     proc = subprocess.run([sys.executable, "-m", module, *args], capture_output=True, text=True, timeout=timeout,

@@ -80,7 +80,7 @@ def training_rate(preset: str, batch: int, device: str, steps: int, warmup: int)
 def run(size: str, workdir: Path) -> Result:
     import torch
 
-    from nationmap.infer.pipeline import load_scene_models
+    from nationmap.infer.predict import load_scene_models
     from nationmap.infer.scene import predict_scene
     from nationmap.infer.windows import WindowSettings
     from nationmap.models.info import model_cost, peak_bf16_flops

@@ -25,7 +25,7 @@ def _child(args: list[str]) -> None:
     import numpy as np
     import torch
 
-    from nationmap.infer.pipeline import load_scene_models
+    from nationmap.infer.predict import load_scene_models
     from nationmap.infer.scene import predict_scene
     from nationmap.infer.windows import WindowSettings
 

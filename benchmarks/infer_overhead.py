@@ -122,7 +122,8 @@ def run(size: str, workdir: Path) -> Result:
     import torch
 
     from nationmap.data.catalog import read_catalog
-    from nationmap.infer.pipeline import load_scene_models, run_inference
+    from nationmap.infer.pipeline import run_inference
+    from nationmap.infer.predict import load_scene_models
     from nationmap.infer.scene import predict_scene
 
     p = PRESETS[size]

@@ -60,6 +60,18 @@ def init_ray(address: str | None = None, num_cpus: int | None = None) -> None:
         ray.init(address="local", num_cpus=num_cpus or os.cpu_count(), include_dashboard=False, logging_level="ERROR")
 
 
+def node_id() -> str:
+    """The Ray node this code runs on (its node id), or ``local:<hostname>`` outside Ray: recorded
+    with each scene and cell so a run shows how its work spread over the cluster."""
+    import platform
+    import sys
+
+    ray = sys.modules.get("ray")  # never imported just for this: serial runs stay Ray-free
+    if ray is not None and ray.is_initialized():
+        return ray.get_runtime_context().get_node_id()
+    return f"local:{platform.node()}"
+
+
 def run_tasks(
     fn: Callable[[Any], Any], items: Sequence[Any], *, desc: str, executor: str = "ray",
     num_cpus_per_task: float = 1.0, max_in_flight: int | None = None,

@@ -40,10 +40,10 @@ from nationmap.data.catalog import filter_catalog, footprints, read_catalog
 from nationmap.data.lulc import class_table_from_dict
 from nationmap.data.months import parse_month
 from nationmap.data.regions import Region, region_slug, resolve_region
-from nationmap.errors import InputError, describe
+from nationmap.errors import InputError
 from nationmap.files import read_json, safe_child, sha256_file, sha256_json, write_json
 from nationmap.infer.config import InferConfig
-from nationmap.infer.scene import SceneModels, WindowSettings, head_from_bundle, predict_scene
+from nationmap.infer.windows import WindowSettings
 from nationmap.parallel import progress_bar, run_tasks
 from nationmap.products.cells import BandLayout, run_cell
 from nationmap.products.layers import Layer, product_layers
@@ -82,6 +82,10 @@ class RunPaths:
     @property
     def mosaic_record(self) -> Path:
         return self.work / "state" / "mosaic.json"
+
+    @property
+    def stac_record(self) -> Path:
+        return self.work / "state" / "stac.json"
 
 
 def run_paths(cfg: InferConfig, region: Region) -> RunPaths:
@@ -134,40 +138,7 @@ def describe_models(cfg: InferConfig) -> ModelSet:
     return ModelSet(paths, hashes, window, layout, product_layers(lulc_classes, water_classes))
 
 
-def load_scene_models(paths: dict[str, str], device: str = "cpu", compile: bool = False) -> SceneModels:
-    from nationmap.train.checkpoint import load_bundle
-
-    heads = [head_from_bundle(load_bundle(paths[t], device)) for t in ("lulc", "water") if t in paths]
-    return SceneModels(heads, device=device, compile=compile)
-
-
 # ---------------------------------------------------------------------------- scene stage
-
-
-def run_scene(job: dict, models: SceneModels, settings: WindowSettings) -> dict:
-    """Predict one scene and write its record; errors become a ``failed`` record."""
-    record = {"id": job["id"], "key": job["key"], "path": job["path"]}
-    t0 = time.perf_counter()
-    try:
-        result = predict_scene(job["path"], job["output"], models, settings, units=job.get("units") or None)
-        record.update(status="ok", windows=result.windows, valid_pixels=result.valid_pixels,
-                      height=result.height, width=result.width, sha256=sha256_file(job["output"]))
-    except Exception as exc:  # one unreadable scene must not stop the month
-        record.update(status="failed", error=describe(exc))
-    record["seconds"] = round(time.perf_counter() - t0, 3)
-    write_json(job["record"], record)
-    return record
-
-
-def _predict_serial(jobs: list[dict], models: ModelSet, settings: WindowSettings, on_done, compile: bool) -> list[dict]:
-    if not jobs:
-        return []
-    scene_models = load_scene_models(models.paths, compile=compile)
-    out = []
-    for job in jobs:
-        out.append(run_scene(job, scene_models, settings))
-        on_done(out[-1])
-    return out
 
 
 def predict_scenes(jobs: list[dict], cfg: InferConfig, models: ModelSet, settings: WindowSettings) -> list[dict]:
@@ -179,7 +150,9 @@ def predict_scenes(jobs: list[dict], cfg: InferConfig, models: ModelSet, setting
             progress.advance(bar)
 
         if cfg.executor == "serial" or not jobs:
-            return _predict_serial(jobs, models, settings, on_done, cfg.compile)
+            from nationmap.infer.predict import predict_serial
+
+            return predict_serial(jobs, models.paths, settings, on_done, cfg.compile)
         from nationmap.infer.ray_data import predict_scenes_ray
 
         return predict_scenes_ray(jobs, cfg, models, settings, on_done)
@@ -211,9 +184,9 @@ def _scene_done(record: dict | None, key: str, raster: Path | None) -> bool:
 
 
 def _code_version() -> dict:
+    from importlib.metadata import version
+
     import rasterio
-    import ray
-    import torch
 
     git = None
     try:
@@ -221,8 +194,8 @@ def _code_version() -> dict:
                              text=True, timeout=5).stdout.strip() or None
     except (OSError, subprocess.SubprocessError):
         pass
-    return {"nationmap": __version__, "git": git, "python": platform.python_version(), "torch": torch.__version__,
-            "ray": ray.__version__, "gdal": rasterio.__gdal_version__}
+    return {"nationmap": __version__, "git": git, "python": platform.python_version(), "torch": version("torch"),
+            "ray": version("ray"), "gdal": rasterio.__gdal_version__}
 
 
 def select_scenes(cfg: InferConfig, region: Region):
@@ -271,8 +244,9 @@ def run_inference(cfg: InferConfig, force: bool = False, log=print, run_dir: Pat
 
     # 2. cells: key = the keys of the scenes that cover it + models + cell settings
     cell_jobs, cell_records, covering, todo = {}, {}, {}, []
+    tree = shapely.STRtree([shapes[s] for s in ok_scenes])  # cells x scenes pairs grow fast nationally
     for cell in region.cells:
-        covering[cell.name] = [s for s in ok_scenes if shapely.intersects(shapes[s], cell.polygon)]
+        covering[cell.name] = [ok_scenes[i] for i in sorted(tree.query(cell.polygon, predicate="intersects"))]
         key = sha256_json({"scenes": [scene_key[s] for s in covering[cell.name]], "models": models.key,
                            "cell": cell_settings.__dict__, "month": cfg.month})
         cell_records[cell.name] = read_json(paths.cell_record(cell.name))
@@ -314,13 +288,7 @@ def run_inference(cfg: InferConfig, force: bool = False, log=print, run_dir: Pat
     # 4. STAC
     t0 = time.time()
     if ok_cells:
-        cell_files = {p: {c: _product_file(paths.cell_dir(c.name) / r["files"][p]["path"], r["files"][p]["sha256"])
-                          for c, r in ok_cells.items()} for p in models.layout.products}
-        national = {group: {p: _product_file(paths.root / e["path"], e["sha256"]) for p, e in products.get(group, {}).items()}
-                    for group in ("mosaic", "vrt")}
-        write_stac(paths.root / "stac", region_slug(region.name), month, models.layers, cell_files, national["mosaic"],
-                   cfg.pixels_per_degree, {"nationmap:models": models.key[:16]}, vrts=national["vrt"])
-        products["stac"] = "stac/catalog.json"
+        products["stac"] = _stac(paths, region, month, cfg, models, ok_cells, products, force)
     timings["stac_s"] = round(time.time() - t0, 2)
 
     # 5. manifest
@@ -349,13 +317,42 @@ def run_inference(cfg: InferConfig, force: bool = False, log=print, run_dir: Pat
         "models": {t: {"path": p, "sha256": models.hashes[t]} for t, p in models.paths.items()},
         "inputs": [{"id": r.id, "path": r.path, "sha256": r.sha256, "datetime": str(r.datetime)} for r in scenes.itertuples()],
         "scenes": scene_list, "cell_results": cell_list, "empty_cells": empty, "failures": failures,
-        "products": products, "timings": timings,
+        "products": products, "timings": timings, "nodes": node_counts(scene_list, cell_list),
     }
     write_json(paths.manifest, manifest)
     if status == "ok" and not cfg.keep_scenes:
         shutil.rmtree(paths.work / "scenes", ignore_errors=True)
     manifest["run_dir"] = str(paths.root)
     return manifest
+
+
+def _stac(paths: RunPaths, region: Region, month, cfg: InferConfig, models: ModelSet, ok_cells: dict, products: dict,
+          force: bool) -> str:
+    """The STAC tree of the run, rewritten only when a file it describes changed."""
+    key = sha256_json({"cells": {c.name: r["files"] for c, r in ok_cells.items()}, "models": models.key,
+                       "national": {g: products.get(g, {}) for g in ("mosaic", "vrt")}, "format": "stac/2"})
+    record = read_json(paths.stac_record)
+    root = paths.root / "stac" / "catalog.json"
+    if not force and record and record.get("key") == key and root.exists():
+        return "stac/catalog.json"
+    cell_files = {p: {c: _product_file(paths.cell_dir(c.name) / r["files"][p]["path"], r["files"][p]["sha256"])
+                      for c, r in ok_cells.items()} for p in models.layout.products}
+    national = {group: {p: _product_file(paths.root / e["path"], e["sha256"]) for p, e in products.get(group, {}).items()}
+                for group in ("mosaic", "vrt")}
+    write_stac(paths.root / "stac", region_slug(region.name), month, models.layers, cell_files, national["mosaic"],
+               cfg.pixels_per_degree, {"nationmap:models": models.key[:16]}, vrts=national["vrt"])
+    write_json(paths.stac_record, {"key": key})
+    return "stac/catalog.json"
+
+
+def node_counts(scenes: list[dict], cells: list[dict]) -> dict[str, dict[str, int]]:
+    """Scenes and cells done (ok or empty) per Ray node (``local:<host>`` outside Ray), from their records."""
+    nodes: dict[str, dict[str, int]] = {}
+    for what, records in (("scenes", scenes), ("cells", cells)):
+        for rec in records:
+            if rec.get("status") in ("ok", "empty") and rec.get("node"):
+                nodes.setdefault(rec["node"], {"scenes": 0, "cells": 0})[what] += 1
+    return nodes
 
 
 def _product_file(path: Path, sha: str) -> ProductFile:
@@ -428,6 +425,9 @@ def summarize(manifest: dict) -> str:
              f"({sum(c['skipped'] for c in cells)} reused), {len(manifest['empty_cells'])} without data",
              f"products: {manifest['run_dir']} (manifest.json, cells/, mosaic/, quicklooks/, stac/)",
              f"time: {manifest['timings']['total_s']:.0f} s ({json.dumps(manifest['timings'])})"]
+    if len(manifest.get("nodes", {})) > 1:
+        lines.append("nodes: " + ", ".join(f"{node[:12]} {n['scenes']} scenes, {n['cells']} cells"
+                                          for node, n in sorted(manifest["nodes"].items())))
     for f in manifest["failures"][:10]:
         lines.append(f"failed {f['what']} {f['id']}: {f['reason']}")
     return "\n".join(lines)

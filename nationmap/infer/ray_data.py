@@ -13,7 +13,7 @@ import json
 import numpy as np
 
 from nationmap.errors import InputError
-from nationmap.infer.scene import WindowSettings
+from nationmap.infer.windows import WindowSettings
 from nationmap.parallel import WORKER_ENV, init_ray
 
 
@@ -23,7 +23,7 @@ class ScenePredictor:
     def __init__(self, model_paths: dict[str, str], settings: dict, threads: int, compile: bool = False):
         import torch
 
-        from nationmap.infer.pipeline import load_scene_models
+        from nationmap.infer.predict import load_scene_models
 
         torch.set_num_threads(max(1, threads))
         device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -31,7 +31,7 @@ class ScenePredictor:
         self.settings = WindowSettings(**settings)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, list]:
-        from nationmap.infer.pipeline import run_scene
+        from nationmap.infer.predict import run_scene
 
         records = [run_scene(json.loads(job), self.models, self.settings) for job in batch["job"]]
         return {"record": [json.dumps(r) for r in records]}

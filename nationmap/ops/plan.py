@@ -10,8 +10,10 @@ Throughput per GPU, in this order: ``--throughput``; the GPU benchmark's measure
 rate (``python -m benchmarks gpu`` on a GPU node, stored in ``benchmarks/results.json``);
 otherwise an estimate: the models' FLOPs per window (``nationmap models info``) at an assumed
 share of the GPU's peak bf16 FLOP/s, times the pipeline efficiency the CPU benchmark measured.
-The source is always printed. The cell stage (reprojection and COGs, CPU) is costed from the
-inference benchmark's measured cell rate.
+The source is always printed. The stages after the models (fixed per-acquisition costs, the cell
+stage on CPU cores, the national layers, STAC) are costed from ``python -m benchmarks scale``
+(per-pixel rates measured at full resolution, fixed per-unit costs from a national month),
+or, without it, the cell stage alone from the inference benchmark's measured cell rate.
 """
 
 from __future__ import annotations
@@ -30,6 +32,9 @@ PAPER_PATCH = 256
 ASSUMED_UTILISATION = 0.35  # of peak bf16, for an estimate without a GPU measurement
 DEFAULT_GPU = "H100"
 NIGHT_HOURS = 8.0
+# windows of one acquisition, to count acquisitions when only the paper's windows are known: a
+# 60 x 50 km ALOS-2 scene at 10 m is 6,000 x 5,000 px, about 814 windows every 192 px
+PAPER_WINDOWS_PER_SCENE = 6_000 * 5_000 / 192**2
 
 
 @dataclass
@@ -48,6 +53,31 @@ class Throughput:
 
 
 @dataclass
+class StageCosts:
+    """What the stages after the models cost, from ``benchmarks scale`` (seconds).
+
+    Attributes:
+        acquisition_fixed_s: per acquisition on a predictor, beyond its windows (reading,
+            writing, scheduling: what does not shrink with pixels).
+        cell_base_s_per_gpx / cell_scene_s_per_gpx: one CPU core's time per Gpx of cell, plus
+            per Gpx of cell and covering scene (reprojection), at full resolution.
+        cell_fixed_s: per cell task beyond its pixels.
+        mean_scenes_per_cell: covering scenes per cell in the measured national month.
+        mosaic_s_per_gpx: per product, one core's time per Gpx of cells with data.
+        stac_s_per_item: the driver's time per STAC item (a cell and product).
+    """
+
+    acquisition_fixed_s: float
+    cell_base_s_per_gpx: float
+    cell_scene_s_per_gpx: float
+    cell_fixed_s: float
+    mean_scenes_per_cell: float
+    mosaic_s_per_gpx: dict[str, float]
+    stac_s_per_item: float
+    source: str
+
+
+@dataclass
 class Plan:
     region: str
     month: str
@@ -58,6 +88,7 @@ class Plan:
     cell_source: str
     wall_hours: dict[int, float]
     cpus_per_gpu: int
+    stages: dict[str, float] | None = None  # hours: scenes_gpu, scenes_fixed_gpu, cells_core, mosaic_wall, stac
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -138,6 +169,28 @@ def cell_cost(results: dict, cell_pixels: float) -> tuple[float | None, str]:
                                                   "(benchmarks infer_overhead, serial cell stage)")
 
 
+def stage_costs(results: dict) -> StageCosts | None:
+    """The per-unit costs measured by ``benchmarks scale``, if it ran."""
+    scale = results.get("scale", {})
+    c = scale.get("data", {}).get("costs")
+    if not c:
+        return None
+    fields = {k: c[k] for k in StageCosts.__dataclass_fields__ if k != "source"}
+    return StageCosts(**fields, source=f"benchmarks scale, {scale.get('date', '?')}")
+
+
+def stage_hours(work: Workload, costs: StageCosts, pixels_per_degree: int) -> dict[str, float]:
+    """Hours of each stage after the models: GPU-side fixed costs, cell core-hours, the longest
+    national layer (one task per product, in parallel) and STAC on the driver."""
+    cell_gpx = pixels_per_degree**2 / 1e9
+    scenes = work.scenes if work.scenes is not None else work.windows / PAPER_WINDOWS_PER_SCENE
+    cell_s = cell_gpx * (costs.cell_base_s_per_gpx + costs.cell_scene_s_per_gpx * costs.mean_scenes_per_cell)
+    return {"scenes_fixed_gpu": scenes * costs.acquisition_fixed_s / 3600,
+            "cells_core": work.cells * (cell_s + max(0.0, costs.cell_fixed_s)) / 3600,
+            "mosaic_wall": max(costs.mosaic_s_per_gpx.values()) * work.cell_pixels / 1e9 / 3600,
+            "stac": work.cells * len(costs.mosaic_s_per_gpx) * costs.stac_s_per_item / 3600}
+
+
 def make_plan(region, month: str, catalog, size: int, overlap: int, pixels_per_degree: int, preset: str,
               gpus: list[int], given: float | None = None, gpu: str = DEFAULT_GPU, cpus_per_gpu: int = 12,
               benchmarks: str | Path | None = None) -> Plan:
@@ -149,9 +202,16 @@ def make_plan(region, month: str, catalog, size: int, overlap: int, pixels_per_d
     work = workload(region, month, catalog, size, overlap, pixels_per_degree)
     rate = throughput(results, preset, given, gpu)
     gpu_hours = work.windows / rate.windows_per_s / 3600
-    core_hours, cell_source = cell_cost(results, work.cell_pixels)
-    wall = {n: gpu_hours / n + (core_hours or 0.0) / (n * cpus_per_gpu) for n in gpus}
-    return Plan(region.name, month, work, rate, gpu_hours, core_hours, cell_source, wall, cpus_per_gpu)
+    costs = stage_costs(results)
+    if costs is None:
+        core_hours, cell_source = cell_cost(results, work.cell_pixels)
+        wall = {n: gpu_hours / n + (core_hours or 0.0) / (n * cpus_per_gpu) for n in gpus}
+        return Plan(region.name, month, work, rate, gpu_hours, core_hours, cell_source, wall, cpus_per_gpu)
+    stages = stage_hours(work, costs, pixels_per_degree)
+    wall = {n: (gpu_hours + stages["scenes_fixed_gpu"]) / n + stages["cells_core"] / (n * cpus_per_gpu)
+            + stages["mosaic_wall"] + stages["stac"] for n in gpus}
+    return Plan(region.name, month, work, rate, gpu_hours, stages["cells_core"], costs.source, wall, cpus_per_gpu,
+                stages)
 
 
 def _hours(h: float) -> str:
@@ -165,7 +225,14 @@ def format_plan(plan: Plan) -> str:
              f"            {w.cells} cells, {w.cell_pixels / 1e9:.2f} Gpx of products",
              f"throughput: {t.windows_per_s:,.0f} windows/s per GPU ({t.source})",
              f"GPU-hours:  {plan.gpu_hours:.2f}"]
-    if plan.cell_core_hours is not None:
+    if plan.stages is not None:
+        st = plan.stages
+        lines += [f"stages after the models ({plan.cell_source}):",
+                  f"  scenes, fixed per acquisition: {st['scenes_fixed_gpu']:.2f} GPU-hours on the predictors",
+                  f"  cells:           {st['cells_core']:.2f} CPU core-hours (reprojection, combination, COGs)",
+                  f"  national layers: {_hours(st['mosaic_wall'])} (a task per product, in parallel)",
+                  f"  STAC:            {_hours(st['stac'])} on the driver"]
+    elif plan.cell_core_hours is not None:
         lines.append(f"cell stage: {plan.cell_core_hours:.2f} CPU core-hours ({plan.cell_source})")
     else:
         lines.append(f"cell stage: not costed ({plan.cell_source})")

@@ -29,6 +29,7 @@ from rasterio.windows import Window
 from nationmap.data.grid import Cell
 from nationmap.errors import InputError, describe
 from nationmap.files import sha256_file, write_json
+from nationmap.parallel import node_id
 from nationmap.products.cog import discard_staging, open_staging, part_path, translate_to_cog
 from nationmap.products.layers import Layer
 
@@ -230,5 +231,6 @@ def run_cell(job: dict) -> dict:
     except Exception as exc:
         record = {**base, "status": "failed", "error": describe(exc), "files": {}}
     record["seconds"] = round(time.perf_counter() - t0, 3)
+    record["node"] = node_id()
     write_json(job["record"], record)
     return record

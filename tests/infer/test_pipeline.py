@@ -225,3 +225,11 @@ def test_unusable_settings_are_one_line_errors(tiny_catalog, tiny_world, tiny_bu
     with pytest.raises(InputError, match="no HH acquisitions"):
         run_inference(config(tiny_catalog, tiny_world, tiny_bundles, tmp_path, month="2021-01"))
     assert not list(tmp_path.iterdir())  # nothing written
+
+
+def test_the_driver_never_imports_torch():
+    """The driver of a Ray run holds no model: importing torch would cost it about 600 MiB."""
+    code = ("import sys; import nationmap.cli.main, nationmap.cli.infer, nationmap.infer.pipeline, "
+            "nationmap.infer.ray_data, nationmap.ops.refresh; print('torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"

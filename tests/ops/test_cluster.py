@@ -6,17 +6,14 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
-import socket
 import subprocess
 import sys
-import tempfile
-import time
 from pathlib import Path
 
 import pytest
 import requests
 
+from benchmarks.local_cluster import clean_env, local_cluster, wait_for
 from nationmap.ops.lock import is_locked
 from nationmap.ops.publish import MonthDir
 from nationmap.products.cog import is_valid_cog
@@ -24,74 +21,13 @@ from tests.conftest import TINY_CELLS
 from tests.ops.test_refresh import SLUG, write_spec
 
 pytestmark = pytest.mark.ray
-BIN = Path(sys.executable).parent
-RAY_NODE = Path(__file__).resolve().parents[2] / "cluster" / "common" / "ray-node.sh"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def clean_env(**extra) -> dict:
-    """This environment without any Ray address or token, plus ``extra``."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
-    return {**env, "PYTHONWARNINGS": "ignore", **extra}
 
 
 @pytest.fixture(scope="module")
 def cluster():
-    """Head and worker node started with cluster/common/ray-node.sh (token auth, loopback
-    dashboard), each its own process group."""
-    root = Path(tempfile.mkdtemp(prefix="nmc", dir="/tmp"))  # short: Ray's socket paths must fit
-    token = root / "token"
-    token.write_text(os.urandom(32).hex())
-    token.chmod(0o600)
-    env = clean_env(RAY_AUTH_TOKEN_PATH=str(token), HOME=str(root), RAY=str(BIN / "ray"),
-                    PATH=f"{BIN}:{os.environ['PATH']}")
-    gcs, dashboard = free_port(), free_port()
-    common = ["--node-ip-address", "127.0.0.1", "--num-cpus", "1", "--object-store-memory", str(200 << 20)]
-    head = subprocess.Popen(
-        ["bash", str(RAY_NODE), "head", "--port", str(gcs), "--include-dashboard", "true",
-         "--dashboard-port", str(dashboard), "--dashboard-agent-listen-port", str(free_port()),
-         "--ray-client-server-port", str(free_port()), "--temp-dir", str(root / "ray"), *common],
-        env=env, stdout=open(root / "head.log", "w"), stderr=subprocess.STDOUT, start_new_session=True)
-    procs = [head]
-    url = f"http://127.0.0.1:{dashboard}"
-    try:
-        _wait_for(lambda: _nodes(url, token) >= 1, 90, "head node")
-        procs.append(subprocess.Popen(
-            ["bash", str(RAY_NODE), "worker", f"127.0.0.1:{gcs}", "--dashboard-agent-listen-port", str(free_port()),
-             *common],
-            env=env, stdout=open(root / "worker.log", "w"), stderr=subprocess.STDOUT, start_new_session=True))
-        _wait_for(lambda: _nodes(url, token) >= 2, 90, "worker node")
-        yield {"url": url, "token": token, "root": root, "env": env}
-    finally:
-        for proc in procs:
-            try:
-                os.killpg(proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            proc.wait()
-        shutil.rmtree(root, ignore_errors=True)
-
-
-def _nodes(url: str, token: Path) -> int:
-    try:
-        r = requests.get(f"{url}/api/v0/nodes", headers={"Authorization": f"Bearer {token.read_text()}"}, timeout=5)
-        return sum(n["state"] == "ALIVE" for n in r.json()["data"]["result"]["result"]) if r.ok else 0
-    except (requests.RequestException, ValueError, KeyError):
-        return 0
-
-
-def _wait_for(check, timeout: float, what: str) -> None:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if check():
-            return
-        time.sleep(1)
-    raise AssertionError(f"{what} did not come up in {timeout} s")
+    """Head and worker node started with cluster/common/ray-node.sh (token auth, loopback dashboard)."""
+    with local_cluster(nodes=2, num_cpus=1) as c:
+        yield c
 
 
 def nationmap(*args: str, env: dict, cwd: Path | None = None) -> subprocess.CompletedProcess:
@@ -107,7 +43,7 @@ def test_refresh_as_a_ray_job_on_a_two_node_cluster(cluster, tiny_world, tiny_bu
     # how the job runs on the cluster: here, with this Python, the driver reserving no CPU
     spec.write_text(spec.read_text() + f'\n[job]\nworkdir = "{tmp_path}"\npython = "{sys.executable}"\n'
                                        f'entrypoint_num_cpus = 0\n')
-    url = cluster["url"]
+    url = cluster.url
     no_token = clean_env(HOME=str(tmp_path))  # no RAY_AUTH_*, no ~/.ray/auth_token
 
     refused = nationmap("submit", str(spec), "--address", url, "--", "--month", "2022-09", env=no_token)
@@ -116,7 +52,7 @@ def test_refresh_as_a_ray_job_on_a_two_node_cluster(cluster, tiny_world, tiny_bu
     assert wrong.returncode == 2 and "refused the token" in wrong.stderr, wrong.stderr
     assert requests.get(f"{url}/api/jobs/", timeout=5).status_code == 401  # the raw API refuses too
 
-    with_token = {**no_token, "RAY_AUTH_TOKEN_PATH": str(cluster["token"])}
+    with_token = {**no_token, "RAY_AUTH_TOKEN_PATH": str(cluster.token)}
     submitted = nationmap("submit", str(spec), "--address", url, "--", "--month", "2022-09", env=with_token)
     assert submitted.returncode == 0, submitted.stderr
     job_id = submitted.stdout.strip().splitlines()[-1]
@@ -131,10 +67,10 @@ def test_refresh_as_a_ray_job_on_a_two_node_cluster(cluster, tiny_world, tiny_bu
 
     def job_status() -> str:
         r = requests.get(f"{url}/api/jobs/{job_id}", timeout=5,
-                         headers={"Authorization": f"Bearer {cluster['token'].read_text()}"})
+                         headers={"Authorization": f"Bearer {cluster.token.read_text()}"})
         return r.json()["status"]
 
-    _wait_for(lambda: is_locked(month.lock) or month.versions() or job_status() in ("FAILED", "STOPPED"), 180,
+    wait_for(lambda: is_locked(month.lock) or month.versions() or job_status() in ("FAILED", "STOPPED"), 180,
               "the refresh job")
     assert job_status() not in ("FAILED", "STOPPED"), job_log()
     assert not month.versions(), "the job finished before a second refresh could be tried"

@@ -58,3 +58,28 @@ def test_cli(tmp_path):
     for args, message in ((["--gpu", "Z80"], "unknown GPU"), (["--gpus", "8,x"], "--gpus"), (["--throughput", "0"], "> 0")):
         bad = runner.invoke(app, ["plan", "--region", "japan", "--date", "2022-09", *args])
         assert bad.exit_code == 2 and message in bad.output and "Traceback" not in bad.output
+
+
+def test_stage_costs_from_the_scale_benchmark(tmp_path):
+    """With ``benchmarks scale`` results, every stage is costed and adds to the wall time."""
+    costs = {"acquisition_fixed_s": 0.5, "cell_base_s_per_gpx": 100.0, "cell_scene_s_per_gpx": 50.0,
+             "cell_fixed_s": 1.0, "mean_scenes_per_cell": 10.0, "stac_s_per_item": 0.01,
+             "mosaic_s_per_gpx": {"lulc": 40.0, "water": 30.0, "confidence": 60.0, "count": 20.0},
+             "acquisitions": 700}  # extra keys of the benchmark are ignored
+    results = tmp_path / "results.json"
+    results.write_text(json.dumps({"scale": {"date": "2026-12-01", "data": {"costs": costs}}}))
+    region = resolve_region("japan")
+    plan = make_plan(region, "2022-09", None, 256, 64, 12000, "swin-b", [8], given=1000.0, benchmarks=results)
+    cells = len(region.cells)
+    gpx = 12000**2 / 1e9
+    st = plan.stages
+    assert math.isclose(st["cells_core"], cells * (gpx * (100 + 50 * 10) + 1.0) / 3600)
+    assert math.isclose(st["mosaic_wall"], 60.0 * cells * gpx / 3600)  # the slowest product
+    assert math.isclose(st["stac"], cells * 4 * 0.01 / 3600)
+    scenes = plan.workload.windows / (6000 * 5000 / 192**2)
+    assert math.isclose(st["scenes_fixed_gpu"], scenes * 0.5 / 3600)
+    expected = (plan.gpu_hours + st["scenes_fixed_gpu"]) / 8 + st["cells_core"] / (8 * 12) + st["mosaic_wall"] + st["stac"]
+    assert math.isclose(plan.wall_hours[8], expected)
+    ok = runner.invoke(app, ["plan", "--region", "japan", "--date", "2022-09", "--throughput", "400",
+                             "--benchmarks", str(results)])
+    assert ok.exit_code == 0 and "national layers" in ok.output and "not costed" not in ok.output, ok.output

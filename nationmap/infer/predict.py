@@ -1,0 +1,50 @@
+"""The model side of the scene stage: load the bundles once, predict scenes, write their records.
+
+Runs in the predictor actors (:mod:`nationmap.infer.ray_data`) or in the driver with
+``--executor serial``; the only module of the inference that imports torch, so the driver of a
+Ray run (:mod:`nationmap.infer.pipeline`) never loads it.
+"""
+
+from __future__ import annotations
+
+import time
+
+from nationmap.errors import describe
+from nationmap.files import sha256_file, write_json
+from nationmap.infer.scene import SceneModels, WindowSettings, head_from_bundle, predict_scene
+from nationmap.parallel import node_id
+
+
+def load_scene_models(paths: dict[str, str], device: str = "cpu", compile: bool = False) -> SceneModels:
+    from nationmap.train.checkpoint import load_bundle
+
+    heads = [head_from_bundle(load_bundle(paths[t], device)) for t in ("lulc", "water") if t in paths]
+    return SceneModels(heads, device=device, compile=compile)
+
+
+def run_scene(job: dict, models: SceneModels, settings: WindowSettings) -> dict:
+    """Predict one scene and write its record; errors become a ``failed`` record."""
+    record = {"id": job["id"], "key": job["key"], "path": job["path"]}
+    t0 = time.perf_counter()
+    try:
+        result = predict_scene(job["path"], job["output"], models, settings, units=job.get("units") or None)
+        record.update(status="ok", windows=result.windows, valid_pixels=result.valid_pixels,
+                      height=result.height, width=result.width, sha256=sha256_file(job["output"]))
+    except Exception as exc:  # one unreadable scene must not stop the month
+        record.update(status="failed", error=describe(exc))
+    record["seconds"] = round(time.perf_counter() - t0, 3)
+    record["node"] = node_id()
+    write_json(job["record"], record)
+    return record
+
+
+def predict_serial(jobs: list[dict], paths: dict[str, str], settings: WindowSettings, on_done, compile: bool) -> list[dict]:
+    """The scene stage in this process: models loaded once, scenes one after the other."""
+    if not jobs:
+        return []
+    scene_models = load_scene_models(paths, compile=compile)
+    out = []
+    for job in jobs:
+        out.append(run_scene(job, scene_models, settings))
+        on_done(out[-1])
+    return out
