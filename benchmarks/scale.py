@@ -99,16 +99,30 @@ def infer_config(size: ScaleSize, root: Path, catalog: Path, lulc_dir: Path | No
 
 
 def run_driver(args: list[str], env: dict, log: Path) -> dict:
-    """``python -m nationmap ARGS`` as a child process: wall time, exit code, peak RSS (MiB)."""
+    """``python -m nationmap ARGS`` as a child process: wall time, exit code, and peak RSS (MiB) of
+    the driver process alone (its kernel high-water mark, sampled until it exits) and with the
+    processes it started and waited for (``wait4``)."""
     t0 = time.perf_counter()
+    hwm = 0.0
     with open(log, "w") as out:
         proc = subprocess.Popen([sys.executable, "-m", "nationmap", *args], stdout=out, stderr=subprocess.STDOUT,
                                 env={**env, "PYTHONPATH": str(ROOT)}, cwd=ROOT)
-        _, status, usage = os.wait4(proc.pid, 0)
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    if proc.returncode not in (0, 3):
-        raise RuntimeError(f"nationmap {' '.join(args)} exited {proc.returncode}:\n{log.read_text()[-3000:]}")
-    return {"seconds": time.perf_counter() - t0, "rc": proc.returncode, "peak_rss_mib": usage.ru_maxrss / 1024}
+        status_file = Path(f"/proc/{proc.pid}/status")
+        while True:
+            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+            if pid:
+                break
+            try:
+                line = next(x for x in status_file.read_text().splitlines() if x.startswith("VmHWM:"))
+                hwm = max(hwm, int(line.split()[1]) / 1024)
+            except (OSError, StopIteration):
+                pass
+            time.sleep(0.2)
+    rc = os.waitstatus_to_exitcode(status)
+    if rc not in (0, 3):
+        raise RuntimeError(f"nationmap {' '.join(args)} exited {rc}:\n{log.read_text()[-3000:]}")
+    return {"seconds": time.perf_counter() - t0, "rc": rc, "peak_rss_mib": hwm,
+            "peak_rss_with_children_mib": usage.ru_maxrss / 1024}
 
 
 def ray_counts(cluster) -> dict:
@@ -241,12 +255,18 @@ def costs(nat: dict, full: dict, bare_s: float, size: ScaleSize) -> dict:
     mean_scenes = sum(len(c["scenes_used"]) for c in cells) / max(1, len(cells))
     small = (size.lulc_ppd / size.full_ppd) ** 2  # a reduced cell's share of a full cell's pixels
     cell_pixel_work = (cell_base + per_scene * mean_scenes) * small
+    actor_s = sum(s["seconds"] for s in scenes)
+    full_window_s = full["scene_actor_s"] / full["windows"]  # windows of full-size scenes: fixed costs amortised
     return {
         "acquisitions": len(scenes), "windows": windows, "actors": actors,
         "bare_window_s": bare_s,
-        # scene stage wall x actors, less the windows at the bare rate: what each acquisition costs beyond pixels
-        "acquisition_fixed_s": (m["timings"]["scenes_s"] * actors - windows * bare_s) / len(scenes),
-        "acquisition_actor_fixed_s": (sum(s["seconds"] for s in scenes) - windows * bare_s) / len(scenes),
+        # an acquisition's actor time, less its windows at the per-window time of full-size scenes
+        "acquisition_actor_fixed_s": (actor_s - windows * full_window_s) / len(scenes),
+        # the stage's actor-seconds not spent inside a scene: dispatch, and on this machine Ray's own
+        # processes and the driver taking the actors' cores
+        "acquisition_dispatch_s": (m["timings"]["scenes_s"] * actors - actor_s) / len(scenes),
+        "acquisition_fixed_s": (m["timings"]["scenes_s"] * actors - windows * full_window_s) / len(scenes),
+        "pipeline_window_s": actor_s / windows,
         "cell_base_s_per_gpx": cell_base / gpx, "cell_scene_s_per_gpx": per_scene / gpx,
         "mean_scenes_per_cell": mean_scenes,
         "cell_task_s": sum(c["seconds"] for c in cells) / len(cells),
@@ -254,7 +274,7 @@ def costs(nat: dict, full: dict, bare_s: float, size: ScaleSize) -> dict:
         "mosaic_s_per_gpx": {p: s / gpx for p, s in full["mosaic_s"].items()},
         "stac_s_per_item": m["timings"]["stac_s"] / (len(cells) * len(full["mosaic_s"])),
         "full_windows_per_valid_px": full["windows"] / full["valid_px"],
-        "full_window_s_cpu": (full["scene_actor_s"]) / max(1, full["windows"]),
+        "full_window_s_cpu": full_window_s,
     }
 
 
@@ -320,11 +340,16 @@ def report(res: Result, nat: dict, full: dict, c: dict, proj: dict, size: ScaleS
         f"Written: {w['files']} files, {w['bytes'] / 1e6:.1f} MB ("
         + ", ".join(f"{k} {n} files {b / 1e6:.1f} MB" for k, (n, b) in sorted(w["groups"].items())) + ").",
         f"Driver: {nat['first']['seconds']:.0f} s wall, peak RSS {nat['first']['peak_rss_mib']:.0f} MiB. Rerun of the "
-        f"completed month: {nat['rerun']['seconds']:.1f} s wall (process start and Ray connection included), "
+        f"completed month: {nat['rerun']['seconds']:.1f} s wall (process start included), "
         f"{sum(s['skipped'] for s in again['scenes'])}/{len(again['scenes'])} scenes and "
         f"{sum(x['skipped'] for x in again['cell_results'])}/{len(again['cell_results'])} cells verified and skipped, "
         f"peak RSS {nat['rerun']['peak_rss_mib']:.0f} MiB.",
-        f"Bare forward of both tiny models, 1 thread: {c['bare_window_s'] * 1000:.1f} ms per window.",
+        f"Per window, one thread: bare forward of both tiny models {c['bare_window_s'] * 1000:.0f} ms; the scene "
+        f"stage {c['full_window_s_cpu'] * 1000:.0f} ms in full-size scenes and {c['pipeline_window_s'] * 1000:.0f} ms "
+        f"in the national month's ({c['windows'] / c['acquisitions']:.1f} windows each). Fixed per acquisition: "
+        f"{c['acquisition_actor_fixed_s'] * 1000:.0f} ms in the actor (its time less its windows at the full-size "
+        f"rate) + {c['acquisition_dispatch_s'] * 1000:.0f} ms of the stage's actor-seconds outside any scene "
+        "(dispatch, and here the driver and both nodes' Ray processes sharing the actors' 2 cores).",
         f"Full resolution: {size.full_cell} at {size.full_ppd:,} px/deg under {full['scenes']} scenes of "
         f"{size.full_side:,} px at {size.full_pixel_m:g} m ({full['windows']:,} windows; stage times "
         + ", ".join(f"{k} {v:.0f} s" for k, v in full["timings"].items()) + "). Cell combined alone, 1 thread: "

@@ -15,10 +15,12 @@ Run directory ``OUT/<region>/<YYYY-MM>/``::
 
 Stages: (1) scenes -> probabilities on their own grid (Ray Data actor pool, models loaded once
 per actor); (2) cells: scenes reprojected and combined (Ray tasks); (3) national layers and
-quicklooks (a Ray task per product); (4) STAC; (5) manifest. Each unit's record holds a key (hash of its inputs, models and
-settings) and the SHA-256 of what it wrote; a rerun skips every unit whose key matches and
-whose files still verify, so an interrupted run redoes only the missing work. ``force``
-redoes everything. Every file is written under a temporary name and renamed when complete.
+quicklooks (a Ray task per product); (4) STAC; (5) manifest. Each unit's record holds a key
+(hash of its inputs, models and settings) and the SHA-256 of what it wrote; a rerun skips
+every unit whose key matches and whose files still verify, so an interrupted run redoes only
+the missing work. ``force`` redoes everything. Every file is written under a temporary name
+and renamed when complete. This module is the driver: it never imports torch (the model side
+is :mod:`nationmap.infer.predict`, run by the predictor actors).
 """
 
 from __future__ import annotations
@@ -143,13 +145,15 @@ def describe_models(cfg: InferConfig) -> ModelSet:
 
 def predict_scenes(jobs: list[dict], cfg: InferConfig, models: ModelSet, settings: WindowSettings) -> list[dict]:
     """Run the scene stage with a progress bar (per scene)."""
+    if not jobs:  # a verified rerun: no models to load, no Ray to reach
+        return []
     with progress_bar() as progress:
         bar = progress.add_task("scenes", total=len(jobs))
 
         def on_done(record):
             progress.advance(bar)
 
-        if cfg.executor == "serial" or not jobs:
+        if cfg.executor == "serial":
             from nationmap.infer.predict import predict_serial
 
             return predict_serial(jobs, models.paths, settings, on_done, cfg.compile)

@@ -9,7 +9,7 @@ import math
 
 import pytest
 
-from benchmarks import data_prep, gpu, infer_memory, infer_overhead, training
+from benchmarks import data_prep, gpu, infer_memory, infer_overhead, national_layer, scale, training
 from benchmarks.__main__ import main as bench_main
 
 
@@ -59,3 +59,30 @@ def test_data_prep_and_training(tmp_path, ray_local):
     t = training.run("tiny", tmp_path)
     _check(t, "training")
     assert len(t.data["bare_per_epoch"]) == training.SIZES["tiny"]["epochs"]
+
+
+def test_national_layer_costs_follow_the_cells(tmp_path):
+    r = national_layer.run("tiny", tmp_path)
+    _check(r, "national_layer")
+    sparse, dense = r.data["layouts"]["sparse"], r.data["layouts"]["dense"]
+    assert sparse["box_cells"] > 40 * dense["box_cells"]  # Japan's box, not the 16 cells
+    assert sparse["tiles_absent"] > 0.9 and dense["tiles_absent"] == 0.0
+    assert r.ratios["sparse_vs_dense_bytes"] < 1.5
+
+
+@pytest.mark.slow
+def test_scale_on_a_two_node_cluster(tmp_path):
+    """The scale benchmark's national month (here two cells far apart) on a real two-node cluster
+    started by cluster/common/ray-node.sh: the work spreads over both nodes, and the projection
+    has every stage."""
+    r = scale.run("tiny", tmp_path)
+    _check(r, "scale")
+    nodes = r.data["nodes"]
+    assert len(nodes) == 2 and set(nodes) == set(r.data["national"]["cluster_nodes"])
+    assert sum(n["scenes"] for n in nodes.values()) == r.data["costs"]["acquisitions"]
+    assert sum(n["cells"] for n in nodes.values()) == 2
+    assert r.data["national"]["first"]["rc"] == 0 and r.data["national"]["rerun"]["rc"] == 0
+    assert r.data["national"]["counts"]["tasks"]["run_cell"] == 2
+    proj = r.data["projection"]
+    assert proj["scene_gpu_s"] > 0 and proj["cell_core_s"] > 0 and proj["stac_s"] >= 0
+    assert set(proj["mosaic_core_s"]) == {"lulc", "water", "confidence", "count"}
