@@ -6,8 +6,8 @@ writer. The national layer (:func:`nationmap.products.mosaic.build_mosaic`: a VR
 and a sparse COG copied from it) is then built for two layouts of the same cells:
 
 - dense: a 4 x 4 block (the box is the cells);
-- sparse: 16 of the ``japan`` region's cells spread over its whole box (32 x 26 degrees,
-  about 120 Gpx at this resolution, as a national month's box).
+- sparse: 16 of the ``japan`` region's cells spread over its whole box (32 x 22 degrees,
+  about 100 Gpx at this resolution, as a national month's box).
 
 Time, bytes, the share of tiles left out, and the overviews GDAL reports (``gdalinfo`` when
 Debian's gdal-bin is installed, else rasterio's GDAL) are recorded; the ratios are sparse / dense.

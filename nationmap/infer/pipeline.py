@@ -188,9 +188,15 @@ def _scene_done(record: dict | None, key: str, raster: Path | None) -> bool:
 
 
 def _code_version() -> dict:
-    from importlib.metadata import version
+    from importlib.metadata import PackageNotFoundError, version
 
     import rasterio
+
+    def installed(name: str) -> str | None:  # read from the package metadata: the driver never imports torch
+        try:
+            return version(name)
+        except PackageNotFoundError:
+            return None
 
     git = None
     try:
@@ -198,8 +204,8 @@ def _code_version() -> dict:
                              text=True, timeout=5).stdout.strip() or None
     except (OSError, subprocess.SubprocessError):
         pass
-    return {"nationmap": __version__, "git": git, "python": platform.python_version(), "torch": version("torch"),
-            "ray": version("ray"), "gdal": rasterio.__gdal_version__}
+    return {"nationmap": __version__, "git": git, "python": platform.python_version(), "torch": installed("torch"),
+            "ray": installed("ray"), "gdal": rasterio.__gdal_version__}
 
 
 def select_scenes(cfg: InferConfig, region: Region):
@@ -332,12 +338,12 @@ def run_inference(cfg: InferConfig, force: bool = False, log=print, run_dir: Pat
 
 def _stac(paths: RunPaths, region: Region, month, cfg: InferConfig, models: ModelSet, ok_cells: dict, products: dict,
           force: bool) -> str:
-    """The STAC tree of the run, rewritten only when a file it describes changed."""
+    """The STAC tree of the run, rewritten when a file it describes changed or one of its own files
+    is missing or damaged (each is verified by its SHA-256, as every other unit)."""
     key = sha256_json({"cells": {c.name: r["files"] for c, r in ok_cells.items()}, "models": models.key,
                        "national": {g: products.get(g, {}) for g in ("mosaic", "vrt")}, "format": "stac/2"})
     record = read_json(paths.stac_record)
-    root = paths.root / "stac" / "catalog.json"
-    if not force and record and record.get("key") == key and root.exists():
+    if not force and record and record.get("key") == key and _files_verify(paths.root, record.get("files", {})):
         return "stac/catalog.json"
     cell_files = {p: {c: _product_file(paths.cell_dir(c.name) / r["files"][p]["path"], r["files"][p]["sha256"])
                       for c, r in ok_cells.items()} for p in models.layout.products}
@@ -345,12 +351,15 @@ def _stac(paths: RunPaths, region: Region, month, cfg: InferConfig, models: Mode
                 for group in ("mosaic", "vrt")}
     write_stac(paths.root / "stac", region_slug(region.name), month, models.layers, cell_files, national["mosaic"],
                cfg.pixels_per_degree, {"nationmap:models": models.key[:16]}, vrts=national["vrt"])
-    write_json(paths.stac_record, {"key": key})
+    files = {str(p.relative_to(paths.root)): {"path": str(p.relative_to(paths.root)), "sha256": sha256_file(p)}
+             for p in sorted((paths.root / "stac").rglob("*.json"))}
+    write_json(paths.stac_record, {"key": key, "files": files})
     return "stac/catalog.json"
 
 
 def node_counts(scenes: list[dict], cells: list[dict]) -> dict[str, dict[str, int]]:
-    """Scenes and cells done (ok or empty) per Ray node (``local:<host>`` outside Ray), from their records."""
+    """Scenes and cells done (ok or empty) per Ray node (``local:<host>`` outside Ray), from their
+    records: a unit reused from an earlier run counts for the node that did it then."""
     nodes: dict[str, dict[str, int]] = {}
     for what, records in (("scenes", scenes), ("cells", cells)):
         for rec in records:

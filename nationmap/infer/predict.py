@@ -1,8 +1,8 @@
 """The model side of the scene stage: load the bundles once, predict scenes, write their records.
 
 Runs in the predictor actors (:mod:`nationmap.infer.ray_data`) or in the driver with
-``--executor serial``; the only module of the inference that imports torch, so the driver of a
-Ray run (:mod:`nationmap.infer.pipeline`) never loads it.
+``--executor serial``. It and :mod:`nationmap.infer.scene` are the inference modules that
+import torch, and the driver of a Ray run (:mod:`nationmap.infer.pipeline`) loads neither.
 """
 
 from __future__ import annotations

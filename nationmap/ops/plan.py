@@ -88,7 +88,7 @@ class Plan:
     cell_source: str
     wall_hours: dict[int, float]
     cpus_per_gpu: int
-    stages: dict[str, float] | None = None  # hours: scenes_gpu, scenes_fixed_gpu, cells_core, mosaic_wall, stac
+    stages: dict[str, float] | None = None  # hours: scenes_fixed_gpu, cells_core, mosaic_wall, stac
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -173,7 +173,7 @@ def stage_costs(results: dict) -> StageCosts | None:
     """The per-unit costs measured by ``benchmarks scale``, if it ran."""
     scale = results.get("scale", {})
     c = scale.get("data", {}).get("costs")
-    if not c:
+    if not c or scale.get("size") != "full":  # a tiny smoke run's costs are not a cluster's
         return None
     fields = {k: c[k] for k in StageCosts.__dataclass_fields__ if k != "source"}
     return StageCosts(**fields, source=f"benchmarks scale, {scale.get('date', '?')}")

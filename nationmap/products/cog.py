@@ -4,9 +4,9 @@ Every product is first written block by block into a staging dataset, then copie
 by GDAL's COG driver (``gdal_translate -of COG``: internal overviews, DEFLATE, 512 px tiles,
 colour table, band and dataset tags), and renamed into place only when complete. A staging
 raster up to ``MEMORY_STAGING_BYTES`` lives in GDAL's MEM driver, so the driver reads plain
-memory, as ``gdal_translate`` reads an uncompressed file; a larger one (a national mosaic at
-full resolution) is a ZSTD level 1 tiled GeoTIFF next to the output, so nothing needs the
-whole raster in memory. ``benchmarks/products.py`` measured rio-cogeo's ``cog_translate`` on
+memory, as ``gdal_translate`` reads an uncompressed file; a larger one is a ZSTD level 1 tiled
+GeoTIFF next to the output, so nothing needs the whole raster in memory. (The national COG is
+not staged: :mod:`nationmap.products.mosaic` copies it from a VRT over the cell COGs.) ``benchmarks/products.py`` measured rio-cogeo's ``cog_translate`` on
 the same rasters at 2-3x the driver's time; rio-cogeo still validates (:func:`is_valid_cog`).
 """
 

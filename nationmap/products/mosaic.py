@@ -57,7 +57,8 @@ def mosaic_grid(cells: list[Cell], pixels_per_degree: int) -> tuple[Affine, int,
 
 
 def overview_factors(width: int, height: int, block: int = COG_OPTIONS["BLOCKSIZE"]) -> list[int]:
-    """2, 4, 8, ... until the overview fits one ``block`` x ``block`` tile (as GDAL's COG driver)."""
+    """2, 4, 8, ... until the overview fits one ``block`` x ``block`` tile, as GDAL's COG driver
+    counts them (GDAL sizes each level floor(size / factor))."""
     factors, f = [], 1
     while math.ceil(max(width, height) / f) > block:
         f *= 2
@@ -101,8 +102,9 @@ def write_vrt(cell_files: dict[Cell, Path | None], layer: Layer, pixels_per_degr
     ET.SubElement(root, "GeoTransform").text = ", ".join(repr(v) for v in transform.to_gdal())
     if tags:
         _metadata(root, tags)
+    block = str(COG_OPTIONS["BLOCKSIZE"])
     band = ET.SubElement(root, "VRTRasterBand", dataType=_GDAL_TYPES[layer.dtype], band="1",
-                         blockXSize="512", blockYSize="512")
+                         blockXSize=block, blockYSize=block)
     _describe_band(band, layer)
     gdal_type = _GDAL_TYPES[layer.dtype]
     for cell, path in sorted(cell_files.items()):
@@ -113,7 +115,7 @@ def write_vrt(cell_files: dict[Cell, Path | None], layer: Layer, pixels_per_degr
         ET.SubElement(source, "SourceBand").text = "1"
         # declared, so GDAL opens a cell only when a read touches it
         ET.SubElement(source, "SourceProperties", RasterXSize=str(n), RasterYSize=str(n), DataType=gdal_type,
-                      BlockXSize="512", BlockYSize="512")
+                      BlockXSize=block, BlockYSize=block)
         ET.SubElement(source, "SrcRect", xOff="0", yOff="0", xSize=str(n), ySize=str(n))
         ET.SubElement(source, "DstRect", xOff=str((cell.lon - lon0) * n), yOff=str((lat1 - 1 - cell.lat) * n),
                       xSize=str(n), ySize=str(n))

@@ -67,8 +67,11 @@ def test_stage_costs_from_the_scale_benchmark(tmp_path):
              "mosaic_s_per_gpx": {"lulc": 40.0, "water": 30.0, "confidence": 60.0, "count": 20.0},
              "acquisitions": 700}  # extra keys of the benchmark are ignored
     results = tmp_path / "results.json"
-    results.write_text(json.dumps({"scale": {"date": "2026-12-01", "data": {"costs": costs}}}))
+    results.write_text(json.dumps({"scale": {"date": "2026-12-01", "size": "tiny", "data": {"costs": costs}}}))
     region = resolve_region("japan")
+    smoke = make_plan(region, "2022-09", None, 256, 64, 12000, "swin-b", [8], given=1000.0, benchmarks=results)
+    assert smoke.stages is None  # a tiny smoke run's costs are not used
+    results.write_text(json.dumps({"scale": {"date": "2026-12-01", "size": "full", "data": {"costs": costs}}}))
     plan = make_plan(region, "2022-09", None, 256, 64, 12000, "swin-b", [8], given=1000.0, benchmarks=results)
     cells = len(region.cells)
     gpx = 12000**2 / 1e9

@@ -3,13 +3,13 @@ from it, checked against the cells themselves, the same cells laid out densely, 
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 import subprocess
 
 import numpy as np
 import pytest
 import rasterio
-from rasterio.enums import Resampling
 
 from nationmap.data.grid import parse_cell
 from nationmap.data.lulc import load_class_table
@@ -98,19 +98,29 @@ def test_sparse_national_layer_matches_the_cells(cells, layers):
             assert src.tags()["REGION"] == "japan"
 
 
-def test_overviews_come_from_the_cells(cells, layers):
-    """The national overview at factor 2 is the cells' own mode overview, placed at the cell."""
-    root, files = cells
+def test_overviews_come_from_the_cells(tmp_path, layers):
+    """The national overviews are the cells' own: a cell whose overviews were made by nearest
+    sampling of per-pixel noise keeps them in the national COG, which would differ had GDAL
+    recomputed them from full resolution with the layer's mode."""
     layer = layers["lulc"]
-    national = build_mosaic(region_box(files), layer, PPD, root / "ov" / "lulc.tif")
+    nearest = dataclasses.replace(layer, overview_resampling="nearest")
     cell = parse_cell("N32E133")
-    with rasterio.open(files[cell]) as src:
-        cell_ov = src.read(1, out_shape=(PPD // 2, PPD // 2), resampling=Resampling.nearest)
+    path = tmp_path / "cells" / f"{cell.name}.tif"
+    path.parent.mkdir()
+    noise = np.random.default_rng(5).integers(1, 10, size=(PPD, PPD), dtype=np.uint8)
+    write_cell(path, noise, nearest, cell)
+    files = {**{parse_cell(n): None for n in ("N30E130", "N34E135")}, cell: path}
+    national = build_mosaic(region_box(files), layer, PPD, tmp_path / "mosaic" / "lulc.tif")
+    with rasterio.open(path, overview_level=0) as src:
+        cell_ov = src.read(1)
     transform, *_ = mosaic_grid(sorted(region_box(files)), PPD)
     col, row = (round(v) // 2 for v in ~transform * (cell.lon, cell.lat + 1))
     with rasterio.open(national.cog, overview_level=0) as src:
-        national_ov = src.read(1)
-    assert (national_ov[row:row + PPD // 2, col:col + PPD // 2] == cell_ov).all()
+        national_ov = src.read(1)[row:row + PPD // 2, col:col + PPD // 2]
+    assert (national_ov == cell_ov).all()
+    blocks = noise.reshape(PPD // 2, 2, PPD // 2, 2).transpose(0, 2, 1, 3).reshape(PPD // 2, PPD // 2, 4)
+    assert (cell_ov != blocks[..., 0]).mean() < 0.5 and (national_ov != np.apply_along_axis(
+        lambda v: np.bincount(v, minlength=10).argmax(), 2, blocks)).mean() > 0.3  # not a recomputed mode
 
 
 def test_sparse_costs_what_the_cells_cost(cells, layers, tmp_path):
