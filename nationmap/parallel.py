@@ -9,6 +9,8 @@ them as data, so one bad scene never stops a run.
 from __future__ import annotations
 
 import os
+import platform
+import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -63,9 +65,6 @@ def init_ray(address: str | None = None, num_cpus: int | None = None) -> None:
 def node_id() -> str:
     """The Ray node this code runs on (its node id), or ``local:<hostname>`` outside Ray: recorded
     with each scene and cell so a run shows how its work spread over the cluster."""
-    import platform
-    import sys
-
     ray = sys.modules.get("ray")  # never imported just for this: serial runs stay Ray-free
     if ray is not None and ray.is_initialized():
         return ray.get_runtime_context().get_node_id()

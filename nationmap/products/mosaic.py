@@ -102,14 +102,12 @@ def write_vrt(cell_files: dict[Cell, Path | None], layer: Layer, pixels_per_degr
     ET.SubElement(root, "GeoTransform").text = ", ".join(repr(v) for v in transform.to_gdal())
     if tags:
         _metadata(root, tags)
-    block = str(COG_OPTIONS["BLOCKSIZE"])
-    band = ET.SubElement(root, "VRTRasterBand", dataType=_GDAL_TYPES[layer.dtype], band="1",
-                         blockXSize=block, blockYSize=block)
+    block, gdal_type = str(COG_OPTIONS["BLOCKSIZE"]), _GDAL_TYPES[layer.dtype]
+    band = ET.SubElement(root, "VRTRasterBand", dataType=gdal_type, band="1", blockXSize=block, blockYSize=block)
     _describe_band(band, layer)
-    gdal_type = _GDAL_TYPES[layer.dtype]
-    for cell, path in sorted(cell_files.items()):
-        if path is None:
-            continue
+    sources = {cell: path for cell, path in sorted(cell_files.items()) if path is not None}
+    _check_cells(sources, n)
+    for cell, path in sources.items():
         source = ET.SubElement(band, "SimpleSource")
         ET.SubElement(source, "SourceFilename", relativeToVRT="1").text = os.path.relpath(path, dst.parent)
         ET.SubElement(source, "SourceBand").text = "1"
@@ -128,6 +126,16 @@ def write_vrt(cell_files: dict[Cell, Path | None], layer: Layer, pixels_per_degr
     tmp.write_bytes(ET.tostring(root, encoding="utf-8") + b"\n")
     os.replace(tmp, dst)
     return dst
+
+
+def _check_cells(sources: dict[Cell, Path], n: int) -> None:
+    """Every cell COG is one band of ``n`` x ``n`` pixels: the VRT declares them so, and GDAL would
+    otherwise read past a smaller cell or crop a larger one without a word."""
+    for cell, path in sources.items():
+        with rasterio.open(path) as ds:
+            if ds.count != 1 or ds.shape != (n, n):
+                raise ValueError(f"{path}: {ds.count} band(s) of {ds.shape[0]} x {ds.shape[1]} px, expected one of "
+                                 f"{n} x {n} for cell {cell.name}")
 
 
 def _describe_band(band: ET.Element, layer: Layer) -> None:
