@@ -35,6 +35,7 @@ TARGETS = {
     ("scale", "rerun_s"): (15.0, "max", "verified rerun of the completed national month, s"),
     ("training", "ray_train_vs_bare"): (0.95, "min", "Ray Train samples/s / bare PyTorch loop"),
     ("data_prep", "prepare_serial_vs_bare"): (None, "min", "prepare patches/s / bare windowed reads"),
+    ("data_prep", "national_prepare_vs_bare"): (None, "min", "national prepare (3 months, Ray) patches/s / bare windowed reads"),
     ("gpu", "inference_fraction_of_peak"): (None, "min", "GPU inference FLOP/s / peak bf16"),
 }
 DEFAULT_RESULTS = ROOT / "benchmarks" / "RESULTS.md"

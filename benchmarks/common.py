@@ -212,6 +212,61 @@ def write_lulc_tile(directory: Path, cell_name: str, ppd: int, seed: int = 0) ->
     return path
 
 
+def run_driver(args: list[str], env: dict, log: Path) -> dict:
+    """``python -m nationmap ARGS`` as a child process: wall time, exit code, and peak RSS (MiB) of
+    the driver process alone (its kernel high-water mark, sampled until it exits) and with the
+    processes it started and waited for (``wait4``)."""
+    t0 = time.perf_counter()
+    hwm = 0.0
+    with open(log, "w") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "nationmap", *args], stdout=out, stderr=subprocess.STDOUT,
+                                env={**env, "PYTHONPATH": str(ROOT)}, cwd=ROOT)
+        status_file = Path(f"/proc/{proc.pid}/status")
+        while True:
+            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+            if pid:
+                break
+            try:
+                line = next(x for x in status_file.read_text().splitlines() if x.startswith("VmHWM:"))
+                hwm = max(hwm, int(line.split()[1]) / 1024)
+            except (OSError, StopIteration):
+                pass
+            time.sleep(0.2)
+    rc = os.waitstatus_to_exitcode(status)
+    if rc not in (0, 3):
+        raise RuntimeError(f"nationmap {' '.join(args)} exited {rc}:\n{log.read_text()[-3000:]}")
+    return {"seconds": time.perf_counter() - t0, "rc": rc, "peak_rss_mib": hwm,
+            "peak_rss_with_children_mib": usage.ru_maxrss / 1024}
+
+
+def synth_world(root: Path, region: str, months: tuple[str, ...], lulc_ppd: int, scene_m: float) -> dict:
+    """Synthesise (seed 0) and catalogue the region's months under ``root`` once (``raw/``,
+    ``catalog.parquet``; reused by later runs); returns the seconds each step took this time."""
+    from nationmap.data.catalog import build_catalog
+    from nationmap.data.months import parse_months
+    from nationmap.data.regions import resolve_region
+    from nationmap.data.synth.generate import SynthConfig, synthesize
+
+    raw, catalog = root / "raw", root / "catalog.parquet"
+    out = {}
+    if not (raw / "synth.json").exists():
+        cfg = SynthConfig.for_region(resolve_region(region), parse_months(",".join(months)), seed=0,
+                                     lulc_pixels_per_degree=lulc_ppd, scene_pixel_m=scene_m)
+        import ray
+
+        ours = not ray.is_initialized()
+        t0 = time.perf_counter()
+        synthesize(raw, cfg, executor="ray")
+        out["synth_s"] = time.perf_counter() - t0
+        if ours:
+            ray.shutdown()  # what runs next gets the cores
+    if not catalog.exists():
+        t0 = time.perf_counter()
+        build_catalog(raw / "alos2", catalog, executor="serial")
+        out["catalog_s"] = time.perf_counter() - t0
+    return out
+
+
 def write_month(root: Path, cell_name: str, side: int, pixel_m: float, ppd: int, month: str = "2022-09") -> Path:
     """A month of four overlapping ALOS-2-like scenes (``side`` px, ``pixel_m``) over one cell, its
     LULC tile at ``ppd`` px/deg and its catalog; returns the catalog path (made once)."""

@@ -27,15 +27,12 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import subprocess
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from benchmarks.common import ROOT, Result, fmt, main, random_bundles, write_month
+from benchmarks.common import ROOT, Result, fmt, main, random_bundles, run_driver, synth_world, write_month
 
 MONTH = "2022-09"
 FULL_PPD = 12_000
@@ -61,31 +58,6 @@ SIZES = {
 }
 
 
-def make_world(size: ScaleSize, root: Path) -> dict:
-    """Synthesise and catalogue the region's month once (reused by later runs); returns timings."""
-    from nationmap.data.catalog import build_catalog
-    from nationmap.data.months import parse_months
-    from nationmap.data.regions import resolve_region
-    from nationmap.data.synth.generate import SynthConfig, synthesize
-
-    raw, catalog = root / "raw", root / "catalog.parquet"
-    out = {}
-    if not (raw / "synth.json").exists():
-        cfg = SynthConfig.for_region(resolve_region(size.region), parse_months(MONTH), seed=0,
-                                     lulc_pixels_per_degree=size.lulc_ppd, scene_pixel_m=size.scene_m)
-        t0 = time.perf_counter()
-        synthesize(raw, cfg, executor="ray")
-        out["synth_s"] = time.perf_counter() - t0
-        import ray
-
-        ray.shutdown()  # the cluster of the run gets the cores
-    if not catalog.exists():
-        t0 = time.perf_counter()
-        build_catalog(raw / "alos2", catalog, executor="serial")
-        out["catalog_s"] = time.perf_counter() - t0
-    return out
-
-
 def infer_config(size: ScaleSize, root: Path, catalog: Path, lulc_dir: Path | None, ppd: int, bundles: dict,
                  concurrency: int) -> Path:
     """The ``[infer]`` table of the run (CPU predictors with one CPU each)."""
@@ -96,33 +68,6 @@ def infer_config(size: ScaleSize, root: Path, catalog: Path, lulc_dir: Path | No
               "gpus_per_actor": 0.0, "cpus_per_actor": 1.0}
     spec.write_text("[infer]\n" + "".join(f"{k} = {json.dumps(v)}\n" for k, v in values.items()))
     return spec
-
-
-def run_driver(args: list[str], env: dict, log: Path) -> dict:
-    """``python -m nationmap ARGS`` as a child process: wall time, exit code, and peak RSS (MiB) of
-    the driver process alone (its kernel high-water mark, sampled until it exits) and with the
-    processes it started and waited for (``wait4``)."""
-    t0 = time.perf_counter()
-    hwm = 0.0
-    with open(log, "w") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "nationmap", *args], stdout=out, stderr=subprocess.STDOUT,
-                                env={**env, "PYTHONPATH": str(ROOT)}, cwd=ROOT)
-        status_file = Path(f"/proc/{proc.pid}/status")
-        while True:
-            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
-            if pid:
-                break
-            try:
-                line = next(x for x in status_file.read_text().splitlines() if x.startswith("VmHWM:"))
-                hwm = max(hwm, int(line.split()[1]) / 1024)
-            except (OSError, StopIteration):
-                pass
-            time.sleep(0.2)
-    rc = os.waitstatus_to_exitcode(status)
-    if rc not in (0, 3):
-        raise RuntimeError(f"nationmap {' '.join(args)} exited {rc}:\n{log.read_text()[-3000:]}")
-    return {"seconds": time.perf_counter() - t0, "rc": rc, "peak_rss_mib": hwm,
-            "peak_rss_with_children_mib": usage.ru_maxrss / 1024}
 
 
 def ray_counts(cluster) -> dict:
@@ -155,7 +100,7 @@ def national_run(size: ScaleSize, root: Path, workdir: Path) -> dict:
     from benchmarks.local_cluster import local_cluster
     from nationmap.data.regions import region_slug
 
-    world = make_world(size, root)
+    world = synth_world(root, size.region, (MONTH,), size.lulc_ppd, size.scene_m)
     bundles = random_bundles(workdir / "bundles", "tiny", size.img_size)
     spec = infer_config(size, root, root / "catalog.parquet", root / "raw" / "lulc", size.lulc_ppd, bundles, 2)
     run_dir = root / "products" / region_slug(size.region) / MONTH
@@ -242,6 +187,24 @@ def full_resolution(size: ScaleSize, workdir: Path, bundles: dict) -> dict:
             "valid_px": sum(s["valid_pixels"] for s in scenes), "scene_actor_s": sum(s["seconds"] for s in scenes)}
 
 
+def worker_spans(scenes: list[dict]) -> dict | None:
+    """Per predictor worker (the records' ``worker``): the span from its first scene's start to its
+    last scene's end, and the idle time inside that span (between one scene and the next), summed
+    over workers; None for records without ``started``/``worker`` (older runs)."""
+    if not scenes or not all("started" in s and "worker" in s for s in scenes):
+        return None
+    by_worker: dict[str, list[dict]] = {}
+    for s in scenes:
+        by_worker.setdefault(s["worker"], []).append(s)
+    span = idle = 0.0
+    for records in by_worker.values():
+        records.sort(key=lambda r: r["started"])
+        width = records[-1]["started"] + records[-1]["seconds"] - records[0]["started"]
+        span += width
+        idle += width - sum(r["seconds"] for r in records)
+    return {"workers": len(by_worker), "span_s": span, "idle_s": idle}
+
+
 def costs(nat: dict, full: dict, bare_s: float, size: ScaleSize) -> dict:
     """Fixed and per-pixel unit costs (seconds) from parts 1-3."""
     m = nat["manifest"]
@@ -257,15 +220,22 @@ def costs(nat: dict, full: dict, bare_s: float, size: ScaleSize) -> dict:
     cell_pixel_work = (cell_base + per_scene * mean_scenes) * small
     actor_s = sum(s["seconds"] for s in scenes)
     full_window_s = full["scene_actor_s"] / full["windows"]  # windows of full-size scenes: fixed costs amortised
+    actor_fixed = (actor_s - windows * full_window_s) / len(scenes)
+    outside = m["timings"]["scenes_s"] * actors - actor_s  # the stage's actor-seconds outside any scene
+    spans = worker_spans(scenes)
+    # between two scenes of one worker: per acquisition; before the first and after the last: per run
+    between = spans["idle_s"] if spans else outside
     return {
         "acquisitions": len(scenes), "windows": windows, "actors": actors,
         "bare_window_s": bare_s,
         # an acquisition's actor time, less its windows at the per-window time of full-size scenes
-        "acquisition_actor_fixed_s": (actor_s - windows * full_window_s) / len(scenes),
-        # the stage's actor-seconds not spent inside a scene: dispatch, and on this machine Ray's own
-        # processes and the driver taking the actors' cores
-        "acquisition_dispatch_s": (m["timings"]["scenes_s"] * actors - actor_s) / len(scenes),
-        "acquisition_fixed_s": (m["timings"]["scenes_s"] * actors - windows * full_window_s) / len(scenes),
+        "acquisition_actor_fixed_s": actor_fixed,
+        # a worker's idle time between two scenes: dispatch, and on this machine Ray's own processes
+        # and the driver taking the actors' cores
+        "acquisition_dispatch_s": between / len(scenes),
+        "acquisition_fixed_s": actor_fixed + between / len(scenes),
+        # per run and actor: start (process, models) until the first scene, and the tail after the last
+        "run_startup_s": (outside - between) / actors,
         "pipeline_window_s": actor_s / windows,
         "cell_base_s_per_gpx": cell_base / gpx, "cell_scene_s_per_gpx": per_scene / gpx,
         "mean_scenes_per_cell": mean_scenes,
@@ -294,7 +264,7 @@ def project(nat: dict, c: dict, results: dict, size: ScaleSize) -> dict:
     return {
         "windows": windows, "windows_per_acquisition": windows / len(scenes), "gpu_rate": rate.windows_per_s,
         "gpu_rate_source": rate.source, "scene_gpu_s": windows / rate.windows_per_s,
-        "acquisition_fixed_s": c["acquisition_fixed_s"] * len(scenes),
+        "acquisition_fixed_s": c["acquisition_fixed_s"] * len(scenes), "run_startup_s": c["run_startup_s"],
         "fixed_vs_gpu_per_acquisition": c["acquisition_fixed_s"] / gpu_s_per_acq,
         "cell_core_s": len(cells) * (c["cell_base_s_per_gpx"] * FULL_PPD**2 / 1e9
                                      + c["cell_scene_s_per_gpx"] * FULL_PPD**2 / 1e9 * c["mean_scenes_per_cell"]
@@ -348,8 +318,10 @@ def report(res: Result, nat: dict, full: dict, c: dict, proj: dict, size: ScaleS
         f"stage {c['full_window_s_cpu'] * 1000:.0f} ms in full-size scenes and {c['pipeline_window_s'] * 1000:.0f} ms "
         f"in the national month's ({c['windows'] / c['acquisitions']:.1f} windows each). Fixed per acquisition: "
         f"{c['acquisition_actor_fixed_s'] * 1000:.0f} ms in the actor (its time less its windows at the full-size "
-        f"rate) + {c['acquisition_dispatch_s'] * 1000:.0f} ms of the stage's actor-seconds outside any scene "
-        "(dispatch, and here the driver and both nodes' Ray processes sharing the actors' 2 cores).",
+        f"rate) + {c['acquisition_dispatch_s'] * 1000:.0f} ms idle between two scenes of one actor (Ray Data's "
+        "dispatch, and here the driver and both nodes' Ray processes sharing the actors' 2 cores); once per run, "
+        f"{c['run_startup_s']:.1f} s per actor before its first scene and after its last (process start, "
+        "model load, the stage's tail).",
         f"Full resolution: {size.full_cell} at {size.full_ppd:,} px/deg under {full['scenes']} scenes of "
         f"{size.full_side:,} px at {size.full_pixel_m:g} m ({full['windows']:,} windows; stage times "
         + ", ".join(f"{k} {v:.0f} s" for k, v in full["timings"].items()) + "). Cell combined alone, 1 thread: "

@@ -1,9 +1,10 @@
 """``nationmap data prepare``: anchors -> 256 x 256 patches + aligned labels -> month and split.
 
-Per scene (one Ray task each, memory bounded by one patch window): the anchors falling in the
-scene are mapped to its non-overlapping P x P patch grid; a patch is kept when it holds at
+Per scene (one Ray task each, memory bounded by one strip of patches): the anchors falling in
+the scene are mapped to its non-overlapping P x P patch grid; a patch is kept when it holds at
 least one anchor on a valid pixel and enough valid pixels; its label is the LULC reprojected
-onto the patch grid with nearest resampling (from every tile the patch touches). Pretraining
+onto the patch grid with nearest resampling (from every tile the patch touches, one warp per
+row of patches). Pretraining
 months give image-only patches; finetuning months give image-label pairs split into
 train/val/test, either at random (as in the paper) or by spatial blocks with a buffer so no
 two patches of different splits overlap on the ground.
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import shutil
 import time
@@ -24,11 +26,12 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import rasterio
+from affine import Affine
 from pyproj import Transformer
 from rasterio.enums import Resampling
 from rasterio.transform import array_bounds
 from rasterio.warp import reproject, transform_bounds
-from rasterio.windows import Window, from_bounds
+from rasterio.windows import Window
 
 from nationmap import __version__
 from nationmap.data.anchors import sample_anchors
@@ -39,7 +42,7 @@ from nationmap.data.lulc import DEFAULT_TABLE, class_histogram, find_lulc_tiles,
 from nationmap.data.months import parse_month
 from nationmap.data.regions import Region
 from nationmap.data.sar import SarRaster
-from nationmap.errors import InputError, NationmapError, describe
+from nationmap.errors import InputError, NationmapError, RasterError, describe
 from nationmap.files import replace_dir
 from nationmap.parallel import run_tasks
 
@@ -121,39 +124,84 @@ def block_split(lon: float, lat: float, cfg: PrepareConfig) -> str:
 
 
 class LabelSource:
-    """LULC tiles opened lazily; reprojects labels onto any patch grid with nearest."""
+    """LULC tiles (1-degree cells, EPSG:4326) opened lazily; reprojects their codes onto any grid
+    with nearest resampling."""
 
     def __init__(self, tiles: dict[str, str]):
         self.tiles = tiles
+        self._cells = {name: parse_cell(name) for name in tiles}
         self._open: dict[str, rasterio.io.DatasetReader] = {}
 
     def covers(self, bounds_ll) -> list[str]:
+        """Names of the tiles whose cell intersects ``(lon0, lat0, lon1, lat1)`` (degrees)."""
         lon0, lat0, lon1, lat1 = bounds_ll
-        out = []
-        for name in self.tiles:
-            c = parse_cell(name)
-            if c.lon < lon1 and c.lon + 1 > lon0 and c.lat < lat1 and c.lat + 1 > lat0:
-                out.append(name)
-        return out
+        return [name for name, c in self._cells.items()
+                if c.lon < lon1 and c.lon + 1 > lon0 and c.lat < lat1 and c.lat + 1 > lat0]
 
-    def label(self, crs, transform, size: int) -> np.ndarray:
-        """(size, size) uint8 source codes on the grid ``(crs, transform)``; 0 where unlabelled."""
-        dst = np.zeros((size, size), dtype=np.uint8)
-        bounds_ll = transform_bounds(crs, "EPSG:4326", *array_bounds(size, size, transform), densify_pts=21)
-        for name in self.covers(bounds_ll):
-            src = self._open.get(name) or self._open.setdefault(name, rasterio.open(self.tiles[name]))
-            step = abs(src.transform.a)
-            lon0, lat0, lon1, lat1 = bounds_ll
-            window = from_bounds(lon0 - 2 * step, lat0 - 2 * step, lon1 + 2 * step, lat1 + 2 * step, src.transform)
-            window = window.round_offsets().round_lengths().intersection(Window(0, 0, src.width, src.height))
-            data = src.read(1, window=window)
-            reproject(data, dst, src_transform=src.window_transform(window), src_crs=src.crs, dst_transform=transform,
+    def _tile(self, name: str) -> rasterio.io.DatasetReader:
+        return self._open.get(name) or self._open.setdefault(name, rasterio.open(self.tiles[name]))
+
+    def read_ll(self, bounds_ll, pad: int = 2) -> tuple[np.ndarray, Affine]:
+        """The tiles' codes over ``(lon0, lat0, lon1, lat1)`` (degrees) plus ``pad`` pixels, pasted
+        into one (H, W) uint8 array on their common grid, and its transform.
+
+        The tiles are 1-degree cells on one pixels-per-degree grid, so each lands at an integer
+        pixel offset: pasting them is exact (no resampling) and one warp then serves a whole strip
+        even where it crosses a cell border."""
+        names = self.covers(bounds_ll)
+        if not names:
+            return np.zeros((0, 0), np.uint8), Affine.identity()
+        ppd = round(1 / abs(self._tile(names[0]).transform.a))
+        lon0, lat0, lon1, lat1 = bounds_ll
+        c0, c1 = math.floor(lon0 * ppd) - pad, math.ceil(lon1 * ppd) + pad  # columns from 0 E
+        r0, r1 = math.floor(-lat1 * ppd) - pad, math.ceil(-lat0 * ppd) + pad  # rows from the equator, southwards
+        out = np.zeros((r1 - r0, c1 - c0), np.uint8)
+        for name in names:
+            src = self._tile(name)
+            if round(1 / abs(src.transform.a)) != ppd:
+                raise RasterError(f"{Path(src.name).name}: not on the {ppd} px/degree grid of the other LULC tiles")
+            tc, tr = round(src.transform.c * ppd), round(-src.transform.f * ppd)
+            gc0, gc1 = max(c0, tc), min(c1, tc + src.width)
+            gr0, gr1 = max(r0, tr), min(r1, tr + src.height)
+            if gc0 < gc1 and gr0 < gr1:
+                out[gr0 - r0:gr1 - r0, gc0 - c0:gc1 - c0] = src.read(1, window=Window(gc0 - tc, gr0 - tr, gc1 - gc0, gr1 - gr0))
+        return out, Affine(1 / ppd, 0, c0 / ppd, 0, -1 / ppd, -r0 / ppd)
+
+    def label(self, crs, transform, height: int, width: int) -> np.ndarray:
+        """(height, width) uint8 source codes on the grid ``(crs, transform)``; 0 where unlabelled."""
+        dst = np.zeros((height, width), dtype=np.uint8)
+        bounds_ll = transform_bounds(crs, "EPSG:4326", *array_bounds(height, width, transform), densify_pts=21)
+        codes, codes_transform = self.read_ll(bounds_ll)
+        if codes.size:
+            reproject(codes, dst, src_transform=codes_transform, src_crs="EPSG:4326", dst_transform=transform,
                       dst_crs=crs, resampling=Resampling.nearest, src_nodata=0, dst_nodata=0, init_dest_nodata=False)
         return dst
 
     def close(self):
         for ds in self._open.values():
             ds.close()
+
+
+class LabelStrips:
+    """Labels of a scene's patches, reprojected one strip of patches at a time.
+
+    One GDAL warp per row of patches (over the columns that hold candidates) instead of one per
+    patch: a warp's set-up costs about as much as warping a 128 x 128 patch, and the strip holds
+    one patch row (``P x width`` uint8), so memory stays bounded by a strip.
+    """
+
+    def __init__(self, source: LabelSource, raster: SarRaster, patch: int, spans: dict[int, tuple[int, int]]):
+        self.source, self.raster, self.P, self.spans = source, raster, patch, spans
+        self._row, self._strip = -1, np.zeros((0, 0), np.uint8)
+
+    def patch(self, pr: int, pc: int) -> np.ndarray:
+        """(P, P) uint8 source codes of the patch at patch row ``pr``, column ``pc``."""
+        P, (c0, c1) = self.P, self.spans[pr]
+        if pr != self._row:
+            window = Window(c0 * P, pr * P, (c1 - c0 + 1) * P, P)
+            self._strip = self.source.label(self.raster.crs, self.raster.dataset.window_transform(window), P, window.width)
+            self._row = pr
+        return self._strip[:, (pc - c0) * P:(pc - c0 + 1) * P].copy()
 
 
 @dataclass
@@ -177,11 +225,57 @@ class SceneResult:
     counts: dict = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class Candidate:
+    """A patch of the scene's P x P grid holding at least one anchor.
+
+    Attributes:
+        row / col: patch row and column in the grid (pixel offset = index * P).
+        anchor_rows / anchor_cols: (n,) int64 anchor pixels inside the patch.
+    """
+
+    row: int
+    col: int
+    anchor_rows: np.ndarray
+    anchor_cols: np.ndarray
+
+
+def candidate_patches(raster: SarRaster, lon: np.ndarray, lat: np.ndarray, patch: int) -> list[Candidate]:
+    """Patches of the raster's non-overlapping ``patch`` grid holding an anchor (degrees), in
+    row-major order."""
+    n_rows, n_cols = raster.height // patch, raster.width // patch
+    xs, ys = Transformer.from_crs("EPSG:4326", raster.crs, always_xy=True).transform(lon, lat)
+    cols, rows = ~raster.transform @ (np.asarray(xs), np.asarray(ys))
+    rows, cols = np.floor(rows).astype(np.int64), np.floor(cols).astype(np.int64)
+    inside = (rows >= 0) & (cols >= 0) & (rows < n_rows * patch) & (cols < n_cols * patch)
+    rows, cols = rows[inside], cols[inside]
+    patch_of = (rows // patch) * n_cols + cols // patch
+    order = np.argsort(patch_of, kind="stable")
+    ids = patch_of[order]
+    starts = np.flatnonzero(np.r_[True, ids[1:] != ids[:-1]]) if ids.size else np.zeros(0, np.int64)
+    out = []
+    for start, stop in zip(starts, np.r_[starts[1:], ids.size]):
+        pr, pc = divmod(int(ids[start]), n_cols)
+        sel = order[start:stop]
+        out.append(Candidate(pr, pc, rows[sel] - pr * patch, cols[sel] - pc * patch))
+    return out
+
+
+def row_spans(candidates: list[Candidate]) -> dict[int, tuple[int, int]]:
+    """Patch row -> (first, last) patch column holding a candidate."""
+    spans: dict[int, tuple[int, int]] = {}
+    for c in candidates:
+        c0, c1 = spans.get(c.row, (c.col, c.col))
+        spans[c.row] = (min(c0, c.col), max(c1, c.col))
+    return spans
+
+
 def process_scene(job: SceneJob) -> SceneResult:
     """Cut one scene into kept patches; never raises for a bad scene (status + reason)."""
     scene_id, path = job.scene["id"], job.scene["path"]
     try:
-        return _process_scene(job)
+        with rasterio.Env():  # one GDAL environment for the scene, not one per rasterio call
+            return _process_scene(job)
     except NationmapError as exc:
         return SceneResult(scene_id, path, "failed", str(exc))
     except Exception as exc:  # unforeseen reader errors: named in the report, the run goes on
@@ -189,99 +283,105 @@ def process_scene(job: SceneJob) -> SceneResult:
 
 
 def _process_scene(job: SceneJob) -> SceneResult:
-    cfg, P = job.cfg, job.cfg.patch_size
-    scene_id = job.scene["id"]
-    result = SceneResult(scene_id, job.scene["path"], "ok")
+    P, scene_id, path = job.cfg.patch_size, job.scene["id"], job.scene["path"]
     counts = {"candidates": 0, "kept": 0, "no_valid_anchor": 0, "too_little_valid": 0, "no_label": 0, "buffer": 0}
-    result.counts = counts
     labels = LabelSource(job.tiles)
     try:
-        with SarRaster(job.scene["path"], units=job.scene.get("units")) as raster:
-            n_rows, n_cols = raster.height // P, raster.width // P
+        with SarRaster(path, units=job.scene.get("units")) as raster:
             # the catalog's valid-data footprint bounds, else the raster's
             scene_ll = job.scene.get("bounds") or transform_bounds(raster.crs, "EPSG:4326", *raster.bounds, densify_pts=21)
             if not labels.covers(scene_ll):
-                return SceneResult(scene_id, job.scene["path"], "failed", "no overlapping labels (no LULC tile under the scene)", counts=counts)
-            if n_rows == 0 or n_cols == 0:
-                return SceneResult(scene_id, job.scene["path"], "empty", f"smaller than one {P} x {P} patch", counts=counts)
-            to_scene = Transformer.from_crs("EPSG:4326", raster.crs, always_xy=True)
-            xs, ys = to_scene.transform(job.anchor_lon, job.anchor_lat)
-            cols, rows = ~raster.transform @ (np.asarray(xs), np.asarray(ys))
-            rows, cols = np.floor(rows).astype(np.int64), np.floor(cols).astype(np.int64)
-            inside = (rows >= 0) & (cols >= 0) & (rows < n_rows * P) & (cols < n_cols * P)
-            rows, cols = rows[inside], cols[inside]
-            if rows.size == 0:
-                return SceneResult(scene_id, job.scene["path"], "empty", "no anchor falls in the scene", counts=counts)
-            patch_of = (rows // P) * n_cols + cols // P
-            to_ll = Transformer.from_crs(raster.crs, "EPSG:4326", always_xy=True)
-            shards: dict[str, tuple[list, list, list]] = {}
-            order = np.argsort(patch_of, kind="stable")
-            patch_sorted = patch_of[order]
-            starts = np.flatnonzero(np.r_[True, patch_sorted[1:] != patch_sorted[:-1]])
+                return SceneResult(scene_id, path, "failed", "no overlapping labels (no LULC tile under the scene)", counts=counts)
+            if raster.height < P or raster.width < P:
+                return SceneResult(scene_id, path, "empty", f"smaller than one {P} x {P} patch", counts=counts)
+            candidates = candidate_patches(raster, job.anchor_lon, job.anchor_lat, P)
+            if not candidates:
+                return SceneResult(scene_id, path, "empty", "no anchor falls in the scene", counts=counts)
+            result = SceneResult(scene_id, path, "ok", counts=counts)
+            cutter = PatchCutter(job, raster, LabelStrips(labels, raster, P, row_spans(candidates)))
             any_valid = False
-            for start, stop in zip(starts, np.r_[starts[1:], patch_sorted.size]):
-                pid_flat = int(patch_sorted[start])
-                pr, pc = divmod(pid_flat, n_cols)
+            for cand in candidates:
                 counts["candidates"] += 1
-                window = Window(pc * P, pr * P, P, P)
-                sigma = raster.read(window)
-                any_valid |= bool(sigma.valid.any())
-                ar = rows[order[start:stop]] - pr * P
-                ac = cols[order[start:stop]] - pc * P
-                n_anchor = int(sigma.valid[ar, ac].sum())
-                if n_anchor == 0:
-                    counts["no_valid_anchor"] += 1
-                    continue
-                valid_fraction = float(sigma.valid.mean())
-                if valid_fraction < cfg.min_valid_fraction:
-                    counts["too_little_valid"] += 1
-                    continue
-                label = labels.label(raster.crs, sigma.transform, P)
-                label[~sigma.valid] = 0
-                hist = class_histogram(label, N_HIST)
-                if hist[1:].sum() == 0:
-                    counts["no_label"] += 1
-                    continue
-                # footprint corners and centre in lon/lat
-                cx, cy = sigma.transform @ (np.array([0, P, 0, P, P / 2]), np.array([0, 0, P, P, P / 2]))
-                lons, lats = to_ll.transform(cx, cy)
-                patch_id = f"{scene_id}_r{pr * P:05d}_c{pc * P:05d}"
-                if job.role == "pretrain":
-                    split = "pretrain"
-                elif cfg.split == "random":
-                    split = assign_split(_unit_hash(cfg.seed, "patch", patch_id), cfg.fractions)
+                outcome, any_patch_valid = cutter.cut(cand)
+                any_valid |= any_patch_valid
+                if isinstance(outcome, str):
+                    counts[outcome] += 1
                 else:
-                    corner_splits = {block_split(lo, la, cfg) for lo, la in zip(lons[:4], lats[:4])}
-                    split = block_split(lons[4], lats[4], cfg) if len(corner_splits) == 1 else "buffer"
-                if split == "buffer":
-                    counts["buffer"] += 1
-                    continue
-                db = sigma.db[sigma.valid].astype(np.float64)
-                ids, sar, labs = shards.setdefault(split, ([], [], []))
-                ids.append(patch_id)
-                sar.append(encode_sar(sigma.db))
-                labs.append(encode_label(label) if job.role == "finetune" else None)
-                counts["kept"] += 1
-                result.rows.append({
-                    "patch_id": patch_id, "scene_id": scene_id, "datetime": job.scene["datetime"],
-                    "month": job.scene["month"], "split": split, "row_off": pr * P, "col_off": pc * P, "size": P,
-                    "crs": raster.crs.to_string(), "lon": float(lons[4]), "lat": float(lats[4]),
-                    "lon_min": float(min(lons[:4])), "lat_min": float(min(lats[:4])),
-                    "lon_max": float(max(lons[:4])), "lat_max": float(max(lats[:4])),
-                    "n_anchors": n_anchor, "valid_fraction": valid_fraction, "class_hist": hist.tolist(),
-                    "db_n": int(db.size), "db_sum": float(db.sum()), "db_sumsq": float((db * db).sum()),
-                    "shard": f"shards/{split}/{scene_id}.parquet",
-                })
-            if not any_valid and counts["candidates"]:
-                return SceneResult(scene_id, job.scene["path"], "failed", "all pixels are no data", counts=counts)
-            for split, (ids, sar, labs) in shards.items():
-                write_shard(Path(job.out) / "shards" / split / f"{scene_id}.parquet", ids, sar, labs)
+                    counts["kept"] += 1
+                    result.rows.append(outcome)
+            if not any_valid:
+                return SceneResult(scene_id, path, "failed", "all pixels are no data", counts=counts)
+            cutter.write_shards()
     finally:
         labels.close()
     if not result.rows:
-        result.status = "empty"
-        result.reason = "no patch kept"
+        result.status, result.reason = "empty", "no patch kept"
     return result
+
+
+class PatchCutter:
+    """Reads, checks, labels and encodes one scene's candidate patches; collects its shards."""
+
+    def __init__(self, job: SceneJob, raster: SarRaster, labels: LabelStrips):
+        self.job, self.raster, self.labels, self.P = job, raster, labels, job.cfg.patch_size
+        self.to_ll = Transformer.from_crs(raster.crs, "EPSG:4326", always_xy=True)
+        self.crs = raster.crs.to_string()
+        self.shards: dict[str, tuple[list, list, list]] = {}
+
+    def cut(self, cand: Candidate) -> tuple[dict | str, bool]:
+        """(index row of the kept patch, or the counter naming why not; whether it held data)."""
+        P, job = self.P, self.job
+        sigma = self.raster.read(Window(cand.col * P, cand.row * P, P, P))
+        any_valid = bool(sigma.valid.any())
+        n_anchor = int(sigma.valid[cand.anchor_rows, cand.anchor_cols].sum())
+        if n_anchor == 0:
+            return "no_valid_anchor", any_valid
+        valid_fraction = float(sigma.valid.mean())
+        if valid_fraction < job.cfg.min_valid_fraction:
+            return "too_little_valid", any_valid
+        label = self.labels.patch(cand.row, cand.col)
+        label[~sigma.valid] = 0
+        hist = class_histogram(label, N_HIST)
+        if hist[1:].sum() == 0:
+            return "no_label", any_valid
+        # footprint corners and centre in lon/lat
+        cx, cy = sigma.transform @ (np.array([0, P, 0, P, P / 2]), np.array([0, 0, P, P, P / 2]))
+        lons, lats = self.to_ll.transform(cx, cy)
+        patch_id = f"{job.scene['id']}_r{cand.row * P:05d}_c{cand.col * P:05d}"
+        split = patch_split(job, patch_id, lons, lats)
+        if split == "buffer":
+            return "buffer", any_valid
+        ids, sar, labs = self.shards.setdefault(split, ([], [], []))
+        ids.append(patch_id)
+        sar.append(encode_sar(sigma.db))
+        labs.append(encode_label(label) if job.role == "finetune" else None)
+        db = sigma.db[sigma.valid].astype(np.float64)
+        return {
+            "patch_id": patch_id, "scene_id": job.scene["id"], "datetime": job.scene["datetime"],
+            "month": job.scene["month"], "split": split, "row_off": cand.row * P, "col_off": cand.col * P, "size": P,
+            "crs": self.crs, "lon": float(lons[4]), "lat": float(lats[4]),
+            "lon_min": float(min(lons[:4])), "lat_min": float(min(lats[:4])),
+            "lon_max": float(max(lons[:4])), "lat_max": float(max(lats[:4])),
+            "n_anchors": n_anchor, "valid_fraction": valid_fraction, "class_hist": hist.tolist(),
+            "db_n": int(db.size), "db_sum": float(db.sum()), "db_sumsq": float((db * db).sum()),
+            "shard": f"shards/{split}/{job.scene['id']}.parquet",
+        }, any_valid
+
+    def write_shards(self) -> None:
+        for split, (ids, sar, labs) in self.shards.items():
+            write_shard(Path(self.job.out) / "shards" / split / f"{self.job.scene['id']}.parquet", ids, sar, labs)
+
+
+def patch_split(job: SceneJob, patch_id: str, lons, lats) -> str:
+    """``pretrain``, a finetuning split, or ``buffer`` (a spatial split's patch straddling blocks);
+    ``lons``/``lats``: the patch's four corners then its centre (degrees)."""
+    cfg = job.cfg
+    if job.role == "pretrain":
+        return "pretrain"
+    if cfg.split == "random":
+        return assign_split(_unit_hash(cfg.seed, "patch", patch_id), cfg.fractions)
+    corner_splits = {block_split(lo, la, cfg) for lo, la in zip(lons[:4], lats[:4])}
+    return block_split(lons[4], lats[4], cfg) if len(corner_splits) == 1 else "buffer"
 
 
 INDEX_SCHEMA = pa.schema([

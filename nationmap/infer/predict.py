@@ -7,6 +7,7 @@ import torch, and the driver of a Ray run (:mod:`nationmap.infer.pipeline`) load
 
 from __future__ import annotations
 
+import os
 import time
 
 from nationmap.errors import describe
@@ -24,7 +25,8 @@ def load_scene_models(paths: dict[str, str], device: str = "cpu", compile: bool 
 
 def run_scene(job: dict, models: SceneModels, settings: WindowSettings) -> dict:
     """Predict one scene and write its record; errors become a ``failed`` record."""
-    record = {"id": job["id"], "key": job["key"], "path": job["path"]}
+    # started (Unix seconds) and worker (node:pid) let a profile find each worker's idle gaps
+    record = {"id": job["id"], "key": job["key"], "path": job["path"], "started": round(time.time(), 3)}
     t0 = time.perf_counter()
     try:
         result = predict_scene(job["path"], job["output"], models, settings, units=job.get("units") or None)
@@ -34,6 +36,7 @@ def run_scene(job: dict, models: SceneModels, settings: WindowSettings) -> dict:
         record.update(status="failed", error=describe(exc))
     record["seconds"] = round(time.perf_counter() - t0, 3)
     record["node"] = node_id()
+    record["worker"] = f"{record['node']}:{os.getpid()}"
     write_json(job["record"], record)
     return record
 

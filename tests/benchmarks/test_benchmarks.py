@@ -86,3 +86,11 @@ def test_scale_on_a_two_node_cluster(tmp_path):
     proj = r.data["projection"]
     assert proj["scene_gpu_s"] > 0 and proj["cell_core_s"] > 0 and proj["stac_s"] >= 0
     assert set(proj["mosaic_core_s"]) == {"lulc", "water", "confidence", "count"}
+
+
+def test_worker_spans_split_idle_time_between_scenes():
+    """Two workers: A runs scenes at 0-2 s and 3-4 s (1 s idle between), B one scene 1-3 s."""
+    records = [{"worker": "a", "started": 100.0, "seconds": 2.0}, {"worker": "b", "started": 101.0, "seconds": 2.0},
+               {"worker": "a", "started": 103.0, "seconds": 1.0}]
+    assert scale.worker_spans(records) == {"workers": 2, "span_s": 4.0 + 2.0, "idle_s": 1.0}
+    assert scale.worker_spans([{"seconds": 1.0}]) is None  # records of an older run

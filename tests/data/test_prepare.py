@@ -15,11 +15,11 @@ from nationmap.data.anchors import sample_anchors
 from nationmap.data.catalog import build_catalog
 from nationmap.data.dataset import PreparedDataset
 from nationmap.data.lulc import find_lulc_tiles
-from nationmap.data.prepare import prepare_dataset
+from nationmap.data.prepare import LabelSource, prepare_dataset
 from nationmap.data.regions import resolve_region
 from nationmap.data.synth.noise import lonlat_to_km
 from nationmap.data.synth.world import landscape
-from nationmap.errors import InputError
+from nationmap.errors import InputError, RasterError
 from tests.conftest import TINY_CELLS, TINY_PATCH, tiny_prepare_config, tiny_synth_config
 
 REGION = ",".join(TINY_CELLS)
@@ -183,3 +183,35 @@ def test_bad_scenes_are_reported_and_the_run_goes_on(world_copy, tmp_path):
     east_only = df[in_region & (df.lon_min > 138.0).to_numpy()]  # in the region, all east of 138 E
     assert len(east_only) and all("no overlapping labels" in reasons[i] for i in east_only.id)
     assert report["patches"]["train"] > 0
+
+
+def _write_tile(path, lon, lat, ppd, values):
+    profile = dict(driver="GTiff", width=ppd, height=ppd, count=1, dtype="uint8", crs="EPSG:4326", nodata=0,
+                   transform=rasterio.transform.from_origin(lon, lat + 1, 1 / ppd, 1 / ppd))
+    with rasterio.open(path, "w", **profile) as dst:
+        dst.write(values, 1)
+
+
+def test_label_source_pastes_neighbouring_tiles_exactly(tmp_path):
+    """Two 1-degree tiles side by side (20 px/degree): a read across their border equals the
+    tiles' own pixels at the right offsets, padded with 0 outside them."""
+    rng = np.random.default_rng(0)
+    west, east = rng.integers(1, 12, (20, 20), dtype=np.uint8), rng.integers(1, 12, (20, 20), dtype=np.uint8)
+    _write_tile(tmp_path / "LC_N35E137.tif", 137, 35, 20, west)
+    _write_tile(tmp_path / "LC_N35E138.tif", 138, 35, 20, east)
+    _write_tile(tmp_path / "LC_N34E137.tif", 137, 34, 10, np.ones((10, 10), np.uint8))  # another grid, not read
+    source = LabelSource({"N35E137": str(tmp_path / "LC_N35E137.tif"), "N35E138": str(tmp_path / "LC_N35E138.tif")})
+    try:
+        # 137.5..138.25 E, 35.3..35.8 N: columns 10..19 of the west tile and 0..4 of the east, rows 4..13
+        codes, transform = source.read_ll((137.5, 35.3, 138.25, 35.8), pad=2)
+        assert codes.shape == (10 + 4, 15 + 4)
+        assert transform.c == pytest.approx(137.5 - 2 / 20) and transform.f == pytest.approx(35.8 + 2 / 20)
+        np.testing.assert_array_equal(codes[2:-2, 2:-2], np.hstack([west[4:14, 10:20], east[4:14, 0:5]]))
+        np.testing.assert_array_equal(codes[:, 2:-2][0:2], np.hstack([west[2:4, 10:20], east[2:4, 0:5]]))
+        assert source.read_ll((139.5, 35.3, 139.6, 35.4))[0].size == 0  # no tile there
+    finally:
+        source.close()
+    mixed = LabelSource({"N35E137": str(tmp_path / "LC_N35E137.tif"), "N34E137": str(tmp_path / "LC_N34E137.tif")})
+    with pytest.raises(RasterError, match="px/degree grid"):
+        mixed.read_ll((137.2, 34.8, 137.4, 35.2))
+    mixed.close()

@@ -35,6 +35,7 @@ def nationmap(*args: str, env: dict, cwd: Path | None = None) -> subprocess.Comp
                           cwd=cwd, timeout=600)
 
 
+@pytest.mark.slow  # starts a two-node cluster: about 1.5 min on 2 cores
 def test_refresh_as_a_ray_job_on_a_two_node_cluster(cluster, tiny_world, tiny_bundles, tmp_path):
     raw = tmp_path / "raw"
     shutil.copytree(tiny_world / "alos2", raw)
