@@ -1,13 +1,12 @@
 """``nationmap data prepare``: anchors -> 256 x 256 patches + aligned labels -> month and split.
 
-Per scene (one Ray task each, memory bounded by one strip of patches): the anchors falling in
-the scene are mapped to its non-overlapping P x P patch grid; a patch is kept when it holds at
-least one anchor on a valid pixel and enough valid pixels; its label is the LULC reprojected
+Per scene (one Ray task each, memory bounded by one strip of patch rows): the anchors falling
+in the scene are mapped to its non-overlapping P x P patch grid; a patch is kept when it holds
+at least one anchor on a valid pixel and enough valid pixels; its label is the LULC reprojected
 onto the patch grid with nearest resampling (from every tile the patch touches, one warp per
-row of patches). Pretraining
-months give image-only patches; finetuning months give image-label pairs split into
-train/val/test, either at random (as in the paper) or by spatial blocks with a buffer so no
-two patches of different splits overlap on the ground.
+strip of patch rows). Pretraining months give image-only patches; finetuning months give
+image-label pairs split into train/val/test, either at random (as in the paper) or by spatial
+blocks with a buffer so no two patches of different splits overlap on the ground.
 """
 
 from __future__ import annotations
@@ -182,26 +181,39 @@ class LabelSource:
             ds.close()
 
 
-class LabelStrips:
-    """Labels of a scene's patches, reprojected one strip of patches at a time.
+STRIP_PIXELS = 4_000_000  # label pixels per GDAL warp: its set-up (about 1 ms) is then negligible
 
-    One GDAL warp per row of patches (over the columns that hold candidates) instead of one per
-    patch: a warp's set-up costs about as much as warping a 128 x 128 patch, and the strip holds
-    one patch row (``P x width`` uint8), so memory stays bounded by a strip.
+
+class LabelStrips:
+    """Labels of a scene's patches, reprojected one strip of patch rows at a time.
+
+    One GDAL warp per strip (the columns of its rows that hold candidates, about
+    :data:`STRIP_PIXELS` pixels) instead of one per patch: a warp's set-up costs as much as warping
+    a 128 x 128 patch. Memory stays bounded by one strip (uint8).
     """
 
     def __init__(self, source: LabelSource, raster: SarRaster, patch: int, spans: dict[int, tuple[int, int]]):
-        self.source, self.raster, self.P, self.spans = source, raster, patch, spans
-        self._row, self._strip = -1, np.zeros((0, 0), np.uint8)
+        self.source, self.raster, self.P = source, raster, patch
+        self.rows = max(1, STRIP_PIXELS // (patch * patch * max(c1 - c0 + 1 for c0, c1 in spans.values())))
+        self.spans: dict[int, tuple[int, int]] = {}  # strip -> (first, last) patch column
+        for pr, (c0, c1) in spans.items():
+            s0, s1 = self.spans.get(pr // self.rows, (c0, c1))
+            self.spans[pr // self.rows] = (min(s0, c0), max(s1, c1))
+        self._strip_id, self._strip = -1, np.zeros((0, 0), np.uint8)
 
     def patch(self, pr: int, pc: int) -> np.ndarray:
         """(P, P) uint8 source codes of the patch at patch row ``pr``, column ``pc``."""
-        P, (c0, c1) = self.P, self.spans[pr]
-        if pr != self._row:
-            window = Window(c0 * P, pr * P, (c1 - c0 + 1) * P, P)
-            self._strip = self.source.label(self.raster.crs, self.raster.dataset.window_transform(window), P, window.width)
-            self._row = pr
-        return self._strip[:, (pc - c0) * P:(pc - c0 + 1) * P].copy()
+        P, strip = self.P, pr // self.rows
+        c0, c1 = self.spans[strip]
+        if strip != self._strip_id:
+            first = strip * self.rows
+            n_rows = min(self.rows, self.raster.height // P - first)
+            window = Window(c0 * P, first * P, (c1 - c0 + 1) * P, n_rows * P)
+            self._strip = self.source.label(self.raster.crs, self.raster.dataset.window_transform(window),
+                                            window.height, window.width)
+            self._strip_id = strip
+        r = (pr - strip * self.rows) * P
+        return self._strip[r:r + P, (pc - c0) * P:(pc - c0 + 1) * P].copy()
 
 
 @dataclass

@@ -17,9 +17,6 @@ from nationmap.infer.windows import WindowSettings
 from nationmap.parallel import WORKER_ENV, init_ray
 
 
-SCENES_PER_BLOCK = 1
-
-
 class ScenePredictor:
     """``map_batches`` callable: loads the models in ``__init__``, predicts scenes in ``__call__``."""
 
@@ -40,8 +37,7 @@ class ScenePredictor:
         return {"record": [json.dumps(r) for r in records]}
 
 
-def predict_scenes_ray(jobs: list[dict], cfg, models, settings: WindowSettings, on_done,
-                       scenes_per_block: int = SCENES_PER_BLOCK) -> list[dict]:
+def predict_scenes_ray(jobs: list[dict], cfg, models, settings: WindowSettings, on_done) -> list[dict]:
     import ray
     import ray.data
 
@@ -60,8 +56,7 @@ def predict_scenes_ray(jobs: list[dict], cfg, models, settings: WindowSettings, 
     else:
         actors = max(1, int(resources.get("CPU", 1) // cfg.cpus_per_actor))
     actors = min(actors, len(jobs))
-    blocks = -(-len(jobs) // scenes_per_block)
-    ds = ray.data.from_items([{"job": json.dumps(j)} for j in jobs], override_num_blocks=blocks)
+    ds = ray.data.from_items([{"job": json.dumps(j)} for j in jobs], override_num_blocks=len(jobs))
     ds = ds.map_batches(
         ScenePredictor, batch_size=1, concurrency=actors, num_cpus=cfg.cpus_per_actor,
         num_gpus=cfg.gpus_per_actor or None, runtime_env={"env_vars": WORKER_ENV},

@@ -215,3 +215,32 @@ def test_label_source_pastes_neighbouring_tiles_exactly(tmp_path):
     with pytest.raises(RasterError, match="px/degree grid"):
         mixed.read_ll((137.2, 34.8, 137.4, 35.2))
     mixed.close()
+
+
+def test_label_strips_match_one_warp_per_patch(tiny_world, tiny_catalog, monkeypatch):
+    """Patch labels cut from strips (one patch row per strip, or the whole scene in one) against
+    a warp of each patch on its own: the same GDAL nearest, differing at most where its
+    approximate transformer (0.125 px) lands a pixel centre on the other side of a class edge."""
+    import nationmap.data.prepare as prepare
+    from nationmap.data.catalog import read_catalog
+    from nationmap.data.sar import SarRaster
+
+    tiles = {k: str(v) for k, v in find_lulc_tiles(tiny_world / "lulc").items()}
+    path = read_catalog(tiny_catalog).path.iloc[0]
+    P = TINY_PATCH
+    with SarRaster(path) as raster:
+        spans = {r: (0, raster.width // P - 1) for r in range(raster.height // P)}
+        cuts = {}
+        for strip_pixels in (1, 10**9):
+            monkeypatch.setattr(prepare, "STRIP_PIXELS", strip_pixels)
+            source = LabelSource(tiles)
+            strips = prepare.LabelStrips(source, raster, P, spans)
+            assert strips.rows == 1 if strip_pixels == 1 else strips.rows >= len(spans)  # one row or all
+            cuts[strip_pixels] = {(r, c): strips.patch(r, c) for r in spans for c in range(spans[r][1] + 1)}
+            single = {k: source.label(raster.crs, raster.dataset.window_transform(rasterio.windows.Window(k[1] * P, k[0] * P, P, P)), P, P)
+                      for k in cuts[strip_pixels]}
+            source.close()
+    for key, one in single.items():
+        np.testing.assert_array_equal(cuts[1][key], cuts[10**9][key])  # a scanline is warped alike in both
+        assert (one == cuts[1][key]).mean() > 0.98
+    assert sum((v > 0).sum() for v in single.values()) > 0.25 * len(single) * P * P  # labels, not an empty sea
