@@ -220,7 +220,11 @@ def costs(nat: dict, full: dict, bare_s: float, size: ScaleSize) -> dict:
     cell_pixel_work = (cell_base + per_scene * mean_scenes) * small
     actor_s = sum(s["seconds"] for s in scenes)
     full_window_s = full["scene_actor_s"] / full["windows"]  # windows of full-size scenes: fixed costs amortised
-    actor_fixed = (actor_s - windows * full_window_s) / len(scenes)
+    beyond_full_rate = (actor_s - windows * full_window_s) / len(scenes)
+    timed = all("model_seconds" in s for s in scenes)
+    # what an acquisition costs its actor outside the models (open, read, write, checksum, record);
+    # the forward passes are costed per window at the GPU's rate
+    actor_fixed = sum(s["seconds"] - s["model_seconds"] for s in scenes) / len(scenes) if timed else beyond_full_rate
     outside = m["timings"]["scenes_s"] * actors - actor_s  # the stage's actor-seconds outside any scene
     spans = worker_spans(scenes)
     # between two scenes of one worker: per acquisition; before the first and after the last: per run
@@ -229,7 +233,8 @@ def costs(nat: dict, full: dict, bare_s: float, size: ScaleSize) -> dict:
         "acquisitions": len(scenes), "windows": windows, "actors": actors,
         "bare_window_s": bare_s,
         # an acquisition's actor time, less its windows at the per-window time of full-size scenes
-        "acquisition_actor_fixed_s": actor_fixed,
+        "acquisition_actor_fixed_s": actor_fixed, "acquisition_beyond_full_rate_s": beyond_full_rate,
+        "model_window_s": sum(s.get("model_seconds", 0.0) for s in scenes) / windows if timed else None,
         # a worker's idle time between two scenes: dispatch, and on this machine Ray's own processes
         # and the driver taking the actors' cores
         "acquisition_dispatch_s": between / len(scenes),
@@ -316,9 +321,12 @@ def report(res: Result, nat: dict, full: dict, c: dict, proj: dict, size: ScaleS
         f"peak RSS {nat['rerun']['peak_rss_mib']:.0f} MiB.",
         f"Per window, one thread: bare forward of both tiny models {c['bare_window_s'] * 1000:.0f} ms; the scene "
         f"stage {c['full_window_s_cpu'] * 1000:.0f} ms in full-size scenes and {c['pipeline_window_s'] * 1000:.0f} ms "
-        f"in the national month's ({c['windows'] / c['acquisitions']:.1f} windows each). Fixed per acquisition: "
-        f"{c['acquisition_actor_fixed_s'] * 1000:.0f} ms in the actor (its time less its windows at the full-size "
-        f"rate) + {c['acquisition_dispatch_s'] * 1000:.0f} ms idle between two scenes of one actor (Ray Data's "
+        f"in the national month's ({c['windows'] / c['acquisitions']:.1f} windows each"
+        + (f", of which {c['model_window_s'] * 1000:.0f} ms in the forward passes" if c.get("model_window_s") else "")
+        + f"). Fixed per acquisition: {c['acquisition_actor_fixed_s'] * 1000:.0f} ms in the actor outside the "
+        f"models (open, read, write, checksum, record; its time less its windows at the full-size rate: "
+        f"{c['acquisition_beyond_full_rate_s'] * 1000:.0f} ms, which also counts this size's smaller batches) + "
+        f"{c['acquisition_dispatch_s'] * 1000:.0f} ms idle between two scenes of one actor (Ray Data's "
         "dispatch, and here the driver and both nodes' Ray processes sharing the actors' 2 cores); once per run, "
         f"{c['run_startup_s']:.1f} s per actor before its first scene and after its last (process start, "
         "model load, the stage's tail).",

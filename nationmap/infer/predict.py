@@ -31,7 +31,8 @@ def run_scene(job: dict, models: SceneModels, settings: WindowSettings) -> dict:
     try:
         result = predict_scene(job["path"], job["output"], models, settings, units=job.get("units") or None)
         record.update(status="ok", windows=result.windows, valid_pixels=result.valid_pixels,
-                      height=result.height, width=result.width, sha256=sha256_file(job["output"]))
+                      height=result.height, width=result.width, model_seconds=round(result.model_seconds, 3),
+                      sha256=sha256_file(job["output"]))
     except Exception as exc:  # one unreadable scene must not stop the month
         record.update(status="failed", error=describe(exc))
     record["seconds"] = round(time.perf_counter() - t0, 3)

@@ -123,6 +123,7 @@ class SceneResult:
     height: int
     width: int
     seconds: float
+    model_seconds: float = 0.0  # of ``seconds``, inside the models' forward passes
 
 
 def predict_scene(src: str | Path, dst: str | Path, models: SceneModels, settings: WindowSettings,
@@ -170,7 +171,7 @@ def predict_scene(src: str | Path, dst: str | Path, models: SceneModels, setting
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    return SceneResult(stream.n_windows, stream.n_valid, h, w, time.perf_counter() - t0)
+    return SceneResult(stream.n_windows, stream.n_valid, h, w, time.perf_counter() - t0, stream.model_s)
 
 
 class _SceneStream:
@@ -190,6 +191,7 @@ class _SceneStream:
         self.block = None
         self.written = None  # the write in flight (one at a time, in order)
         self.n_windows = self.n_valid = 0
+        self.model_s = 0.0
 
     def read_strip(self, block: ColumnBlock, r: int) -> tuple[np.ndarray, np.ndarray]:
         """(size, block width) dB with NaN where no data, and the (rows, cols) validity read."""
@@ -237,7 +239,9 @@ class _SceneStream:
         if n == 0:
             return
         batch, self.pending = self.pending[:n], self.pending[n:]
+        t0 = time.perf_counter()
         probs = self.models.probabilities(np.stack([p[2] for p in batch]))
+        self.model_s += time.perf_counter() - t0
         size = self.size
         for j, (r, x, _) in enumerate(batch):
             y = r - self.base
