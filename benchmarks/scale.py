@@ -184,7 +184,8 @@ def full_resolution(size: ScaleSize, workdir: Path, bundles: dict) -> dict:
     shutil.rmtree(root / "products", ignore_errors=True)
     return {"timings": manifest["timings"], "combine_s": combine_s, "cell_pixels": size.full_ppd**2,
             "mosaic_s": mosaic_s, "scenes": len(scenes), "windows": sum(s["windows"] for s in scenes),
-            "valid_px": sum(s["valid_pixels"] for s in scenes), "scene_actor_s": sum(s["seconds"] for s in scenes)}
+            "valid_px": sum(s["valid_pixels"] for s in scenes), "scene_actor_s": sum(s["seconds"] for s in scenes),
+            "scene_model_s": sum(s.get("model_seconds", 0.0) for s in scenes)}
 
 
 def worker_spans(scenes: list[dict]) -> dict | None:
@@ -221,10 +222,13 @@ def costs(nat: dict, full: dict, bare_s: float, size: ScaleSize) -> dict:
     actor_s = sum(s["seconds"] for s in scenes)
     full_window_s = full["scene_actor_s"] / full["windows"]  # windows of full-size scenes: fixed costs amortised
     beyond_full_rate = (actor_s - windows * full_window_s) / len(scenes)
-    timed = all("model_seconds" in s for s in scenes)
-    # what an acquisition costs its actor outside the models (open, read, write, checksum, record);
-    # the forward passes are costed per window at the GPU's rate
-    actor_fixed = sum(s["seconds"] - s["model_seconds"] for s in scenes) / len(scenes) if timed else beyond_full_rate
+    timed = all("model_seconds" in s for s in scenes) and full.get("scene_model_s")
+    # an acquisition's actor time outside the forward passes (which are costed per window at the
+    # GPU's rate), less what grows with its windows (reading, blending, writing) at the rate of
+    # full-size scenes: what is left is its fixed cost (open, create, checksum, record)
+    outside_model = sum(s["seconds"] - s["model_seconds"] for s in scenes) / len(scenes) if timed else None
+    full_outside_per_window = (full["scene_actor_s"] - full["scene_model_s"]) / full["windows"] if timed else None
+    actor_fixed = outside_model - windows / len(scenes) * full_outside_per_window if timed else beyond_full_rate
     outside = m["timings"]["scenes_s"] * actors - actor_s  # the stage's actor-seconds outside any scene
     spans = worker_spans(scenes)
     # between two scenes of one worker: per acquisition; before the first and after the last: per run
@@ -235,6 +239,7 @@ def costs(nat: dict, full: dict, bare_s: float, size: ScaleSize) -> dict:
         # an acquisition's actor time, less its windows at the per-window time of full-size scenes
         "acquisition_actor_fixed_s": actor_fixed, "acquisition_beyond_full_rate_s": beyond_full_rate,
         "model_window_s": sum(s.get("model_seconds", 0.0) for s in scenes) / windows if timed else None,
+        "acquisition_outside_model_s": outside_model, "full_outside_model_window_s": full_outside_per_window,
         # a worker's idle time between two scenes: dispatch, and on this machine Ray's own processes
         # and the driver taking the actors' cores
         "acquisition_dispatch_s": between / len(scenes),
@@ -323,10 +328,16 @@ def report(res: Result, nat: dict, full: dict, c: dict, proj: dict, size: ScaleS
         f"stage {c['full_window_s_cpu'] * 1000:.0f} ms in full-size scenes and {c['pipeline_window_s'] * 1000:.0f} ms "
         f"in the national month's ({c['windows'] / c['acquisitions']:.1f} windows each"
         + (f", of which {c['model_window_s'] * 1000:.0f} ms in the forward passes" if c.get("model_window_s") else "")
-        + f"). Fixed per acquisition: {c['acquisition_actor_fixed_s'] * 1000:.0f} ms in the actor outside the "
-        f"models (open, read, write, checksum, record; its time less its windows at the full-size rate: "
-        f"{c['acquisition_beyond_full_rate_s'] * 1000:.0f} ms, which also counts this size's smaller batches) + "
-        f"{c['acquisition_dispatch_s'] * 1000:.0f} ms idle between two scenes of one actor (Ray Data's "
+        + "). Fixed per acquisition: "
+        + (f"{c['acquisition_outside_model_s'] * 1000:.0f} ms of actor time outside the forward passes, less "
+           f"{c['full_outside_model_window_s'] * 1000:.1f} ms per window that full-size scenes spend there "
+           f"(reading, blending, writing) = {c['acquisition_actor_fixed_s'] * 1000:.0f} ms (open, create, checksum, "
+           f"record; its whole time less its windows at the full-size rate would say "
+           f"{c['acquisition_beyond_full_rate_s'] * 1000:.0f} ms, counting this size's smaller batches too) + "
+           if c.get("acquisition_outside_model_s") is not None else
+           f"{c['acquisition_actor_fixed_s'] * 1000:.0f} ms in the actor (its time less its windows at the full-size "
+           "rate) + ")
+        + f"{c['acquisition_dispatch_s'] * 1000:.0f} ms idle between two scenes of one actor (Ray Data's "
         "dispatch, and here the driver and both nodes' Ray processes sharing the actors' 2 cores); once per run, "
         f"{c['run_startup_s']:.1f} s per actor before its first scene and after its last (process start, "
         "model load, the stage's tail).",
