@@ -51,28 +51,28 @@ def forward_rate(models: list, batch: int, device: str, steps: int, warmup: int)
 
 
 def training_rate(preset: str, batch: int, device: str, steps: int, warmup: int) -> float:
+    """Samples/s of the real training step (``nationmap.train.step.train_step``: bf16 autocast on
+    CUDA, the non-finite check, clipping, optimiser and schedule) on random 256 x 256 batches."""
     import torch
 
     from nationmap.train.config import TrainConfig
-    from nationmap.train.loop import build_loss, build_task_model
-    from nationmap.train.optim import build_optimizer
+    from nationmap.train.optim import build_optimizer, build_scheduler
+    from nationmap.train.step import Optimisation, train_step
+    from nationmap.train.tasks import make_task
 
     cfg = TrainConfig(task="lulc", preset=preset, no_pretrain=True, batch_size=batch)
-    model = build_task_model(cfg, 256).to(device).to(memory_format=torch.channels_last).train()
-    loss_fn = build_loss(cfg, {"class_frequencies": {"train": {"lulc9": {"pixels": [1] * 9}}}}).to(device)
+    task = make_task(cfg, {"class_frequencies": {"train": {"lulc9": {"pixels": [1] * 9}}}}).to(torch.device(device))
+    model = task.build_model(256).to(device).to(memory_format=torch.channels_last).train()
     optimizer = build_optimizer(model, cfg)
+    opt = Optimisation(model, optimizer, build_scheduler(optimizer, cfg, warmup + steps), cfg.clip_grad)
     x = torch.randn(batch, 1, 256, 256, device=device).contiguous(memory_format=torch.channels_last)
-    y = torch.randint(0, 9, (batch, 256, 256), device=device)
+    batch_ = {"x": x, "target": torch.randint(0, 9, (batch, 256, 256), device=device)}
     t0 = 0.0
     for i in range(warmup + steps):
         if i == warmup:
             _sync(device)
             t0 = time.perf_counter()
-        with torch.autocast(device.split(":")[0], dtype=torch.bfloat16, enabled=device.startswith("cuda")):
-            loss = loss_fn(model(x), y)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        train_step(task, opt, batch_, torch.device(device))
     _sync(device)
     return steps * batch / (time.perf_counter() - t0)
 

@@ -172,7 +172,7 @@ def run(size: str, workdir: Path) -> Result:
         shutil.rmtree(out, ignore_errors=True)
         t0 = time.perf_counter()
         manifest = run_inference(infer_config(size, catalog, lulc_dir, bundles, out, executor), force=True, log=lambda *_: None)
-        runs[label] = {"seconds": time.perf_counter() - t0, "timings": manifest["timings"], "status": manifest["status"]}
+        runs[label] = {"seconds": time.perf_counter() - t0, "timings": manifest.timings, "status": manifest.status}
         shutil.rmtree(out, ignore_errors=True)
 
     if "serial_again" in runs:

@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from benchmarks.common import ROOT, Result, fmt, main, random_bundles, run_driver, synth_world, write_month
+from nationmap.records import RunManifest, SceneRecord
 
 MONTH = "2022-09"
 FULL_PPD = 12_000
@@ -110,9 +111,9 @@ def national_run(size: ScaleSize, root: Path, workdir: Path) -> dict:
         nodes = [n["node_id"] for n in cluster.alive_nodes()]
         first = run_driver([*args, "--address", cluster.gcs], cluster.env, root / "infer.log")
         counts = ray_counts(cluster)
-        manifest = json.loads((run_dir / "manifest.json").read_text())
+        manifest = RunManifest.read(run_dir / "manifest.json")
         rerun = run_driver([*args, "--address", cluster.gcs], cluster.env, root / "rerun.log")
-    again = json.loads((run_dir / "manifest.json").read_text())
+    again = RunManifest.read(run_dir / "manifest.json")
     return {"world": world, "first": first, "rerun": rerun, "counts": counts, "manifest": manifest,
             "rerun_manifest": again, "cluster_nodes": nodes, "written": files_written(run_dir), "bundles": bundles}
 
@@ -164,9 +165,9 @@ def full_resolution(size: ScaleSize, workdir: Path, bundles: dict) -> dict:
         manifest = run_inference(cfg, log=lambda *a, **k: None)
     finally:
         ray.shutdown()
-    run_dir = Path(manifest["run_dir"])
-    scenes = [s for s in manifest["scenes"] if s["status"] == "ok"]
-    rasters = [str(RunPaths(run_dir).scene_raster(s["id"])) for s in scenes]
+    run_dir = Path(manifest.run_dir)
+    scenes = [s for s in manifest.scenes if s.ok]
+    rasters = [str(RunPaths(run_dir).scene_raster(s.id)) for s in scenes]
     models, cell = describe_models(cfg), parse_cell(size.full_cell)
     combine_s = {}
     for k in (2, 4):
@@ -174,62 +175,62 @@ def full_resolution(size: ScaleSize, workdir: Path, bundles: dict) -> dict:
         combine_cell(cell, MONTH, rasters[:k], root / f"combine-{k}", models.layout, models.layers,
                      cfg.cell_settings(), threads=1)
         combine_s[k] = time.perf_counter() - t0
-    record = manifest["cell_results"][0]
+    record = manifest.cell_results[0]
     mosaic_s = {}
-    for product, entry in record["files"].items():  # each national layer alone, one process
+    for product, entry in record.files.items():  # each national layer alone, one process
         t0 = time.perf_counter()
-        build_mosaic({cell: run_dir / "cells" / cell.name / entry["path"]}, models.layers[product], size.full_ppd,
+        build_mosaic({cell: run_dir / "cells" / cell.name / entry.path}, models.layers[product], size.full_ppd,
                      root / "national" / f"{product}.tif")
         mosaic_s[product] = time.perf_counter() - t0
     shutil.rmtree(root / "products", ignore_errors=True)
-    return {"timings": manifest["timings"], "combine_s": combine_s, "cell_pixels": size.full_ppd**2,
-            "mosaic_s": mosaic_s, "scenes": len(scenes), "windows": sum(s["windows"] for s in scenes),
-            "valid_px": sum(s["valid_pixels"] for s in scenes), "scene_actor_s": sum(s["seconds"] for s in scenes),
-            "scene_model_s": sum(s.get("model_seconds", 0.0) for s in scenes)}
+    return {"timings": manifest.timings, "combine_s": combine_s, "cell_pixels": size.full_ppd**2,
+            "mosaic_s": mosaic_s, "scenes": len(scenes), "windows": sum(s.windows for s in scenes),
+            "valid_px": sum(s.valid_pixels for s in scenes), "scene_actor_s": sum(s.seconds for s in scenes),
+            "scene_model_s": sum(s.model_seconds for s in scenes)}
 
 
-def worker_spans(scenes: list[dict]) -> dict | None:
+def worker_spans(scenes: list[SceneRecord]) -> dict | None:
     """Per predictor worker (the records' ``worker``): the span from its first scene's start to its
     last scene's end, and the idle time inside that span (between one scene and the next), summed
     over workers; None for records without ``started``/``worker`` (older runs)."""
-    if not scenes or not all("started" in s and "worker" in s for s in scenes):
+    if not scenes or not all(s.started is not None and s.worker for s in scenes):
         return None
-    by_worker: dict[str, list[dict]] = {}
+    by_worker: dict[str, list[SceneRecord]] = {}
     for s in scenes:
-        by_worker.setdefault(s["worker"], []).append(s)
+        by_worker.setdefault(s.worker, []).append(s)
     span = idle = 0.0
     for records in by_worker.values():
-        records.sort(key=lambda r: r["started"])
-        width = records[-1]["started"] + records[-1]["seconds"] - records[0]["started"]
+        records.sort(key=lambda r: r.started)
+        width = records[-1].started + records[-1].seconds - records[0].started
         span += width
-        idle += width - sum(r["seconds"] for r in records)
+        idle += width - sum(r.seconds for r in records)
     return {"workers": len(by_worker), "span_s": span, "idle_s": idle}
 
 
 def costs(nat: dict, full: dict, bare_s: float, size: ScaleSize) -> dict:
     """Fixed and per-pixel unit costs (seconds) from parts 1-3."""
     m = nat["manifest"]
-    scenes = [s for s in m["scenes"] if s["status"] == "ok"]
-    cells = [c for c in m["cell_results"] if c["status"] == "ok"]
-    actors = int(m["config"]["concurrency"])
-    windows = sum(s["windows"] for s in scenes)
+    scenes = [s for s in m.scenes if s.ok]
+    cells = m.ok_cells()
+    actors = int(m.config["concurrency"])
+    windows = sum(s.windows for s in scenes)
     per_scene = (full["combine_s"][4] - full["combine_s"][2]) / 2  # per covering scene of a full cell
     cell_base = full["combine_s"][4] - 4 * per_scene
     gpx = full["cell_pixels"] / 1e9
-    mean_scenes = sum(len(c["scenes_used"]) for c in cells) / max(1, len(cells))
+    mean_scenes = sum(len(c.scenes_used) for c in cells) / max(1, len(cells))
     small = (size.lulc_ppd / size.full_ppd) ** 2  # a reduced cell's share of a full cell's pixels
     cell_pixel_work = (cell_base + per_scene * mean_scenes) * small
-    actor_s = sum(s["seconds"] for s in scenes)
+    actor_s = sum(s.seconds for s in scenes)
     full_window_s = full["scene_actor_s"] / full["windows"]  # windows of full-size scenes: fixed costs amortised
     beyond_full_rate = (actor_s - windows * full_window_s) / len(scenes)
-    timed = all("model_seconds" in s for s in scenes) and full.get("scene_model_s")
+    timed = bool(full.get("scene_model_s"))
     # an acquisition's actor time outside the forward passes (which are costed per window at the
     # GPU's rate), less what grows with its windows (reading, blending, writing) at the rate of
     # full-size scenes: what is left is its fixed cost (open, create, checksum, record)
-    outside_model = sum(s["seconds"] - s["model_seconds"] for s in scenes) / len(scenes) if timed else None
+    outside_model = sum(s.seconds - s.model_seconds for s in scenes) / len(scenes) if timed else None
     full_outside_per_window = (full["scene_actor_s"] - full["scene_model_s"]) / full["windows"] if timed else None
     actor_fixed = outside_model - windows / len(scenes) * full_outside_per_window if timed else beyond_full_rate
-    outside = m["timings"]["scenes_s"] * actors - actor_s  # the stage's actor-seconds outside any scene
+    outside = m.timings["scenes_s"] * actors - actor_s  # the stage's actor-seconds outside any scene
     spans = worker_spans(scenes)
     # between two scenes of one worker: per acquisition; before the first and after the last: per run
     between = spans["idle_s"] if spans else outside
@@ -238,7 +239,7 @@ def costs(nat: dict, full: dict, bare_s: float, size: ScaleSize) -> dict:
         "bare_window_s": bare_s,
         # an acquisition's actor time, less its windows at the per-window time of full-size scenes
         "acquisition_actor_fixed_s": actor_fixed, "acquisition_beyond_full_rate_s": beyond_full_rate,
-        "model_window_s": sum(s.get("model_seconds", 0.0) for s in scenes) / windows if timed else None,
+        "model_window_s": sum(s.model_seconds for s in scenes) / windows if timed else None,
         "acquisition_outside_model_s": outside_model, "full_outside_model_window_s": full_outside_per_window,
         # a worker's idle time between two scenes: dispatch, and on this machine Ray's own processes
         # and the driver taking the actors' cores
@@ -249,10 +250,10 @@ def costs(nat: dict, full: dict, bare_s: float, size: ScaleSize) -> dict:
         "pipeline_window_s": actor_s / windows,
         "cell_base_s_per_gpx": cell_base / gpx, "cell_scene_s_per_gpx": per_scene / gpx,
         "mean_scenes_per_cell": mean_scenes,
-        "cell_task_s": sum(c["seconds"] for c in cells) / len(cells),
-        "cell_fixed_s": sum(c["seconds"] for c in cells) / len(cells) - cell_pixel_work,
+        "cell_task_s": sum(c.seconds for c in cells) / len(cells),
+        "cell_fixed_s": sum(c.seconds for c in cells) / len(cells) - cell_pixel_work,
         "mosaic_s_per_gpx": {p: s / gpx for p, s in full["mosaic_s"].items()},
-        "stac_s_per_item": m["timings"]["stac_s"] / (len(cells) * len(full["mosaic_s"])),
+        "stac_s_per_item": m.timings["stac_s"] / (len(cells) * len(full["mosaic_s"])),
         "full_windows_per_valid_px": full["windows"] / full["valid_px"],
         "full_window_s_cpu": full_window_s,
     }
@@ -264,10 +265,10 @@ def project(nat: dict, c: dict, results: dict, size: ScaleSize) -> dict:
     from nationmap.ops.plan import DEFAULT_GPU, throughput
 
     m = nat["manifest"]
-    scenes = [s for s in m["scenes"] if s["status"] == "ok"]
-    cells = [x for x in m["cell_results"] if x["status"] == "ok"]
+    scenes = [s for s in m.scenes if s.ok]
+    cells = m.ok_cells()
     area = (size.scene_m / FULL_SCENE_M) ** 2
-    windows = sum(s["valid_pixels"] for s in scenes) * area * c["full_windows_per_valid_px"]
+    windows = sum(s.valid_pixels for s in scenes) * area * c["full_windows_per_valid_px"]
     rate = throughput(results, "swin-b", None, DEFAULT_GPU)
     gpx = len(cells) * FULL_PPD**2 / 1e9
     gpu_s_per_acq = windows / rate.windows_per_s / len(scenes)
@@ -285,14 +286,14 @@ def project(nat: dict, c: dict, results: dict, size: ScaleSize) -> dict:
 
 
 def report(res: Result, nat: dict, full: dict, c: dict, proj: dict, size: ScaleSize) -> None:
-    m, t = nat["manifest"], nat["manifest"]["timings"]
+    m, t = nat["manifest"], nat["manifest"].timings
     mosaic_core = sum(proj["mosaic_core_s"].values())
     rows = [
         ("scenes", t["scenes_s"], f"{c['acquisitions']} acquisitions, {c['windows']:,} windows; fixed "
                                   f"{c['acquisition_fixed_s']:.2f} s per acquisition",
          f"{proj['windows']:,.0f} windows: {proj['scene_gpu_s'] / 3600:.2f} GPU-h + fixed "
          f"{proj['acquisition_fixed_s'] / 3600:.2f} h"),
-        ("cells", t["cells_s"], f"{len([x for x in m['cell_results'] if x['status'] == 'ok'])} cells, task "
+        ("cells", t["cells_s"], f"{len(m.ok_cells())} cells, task "
                                 f"{c['cell_task_s']:.2f} s (fixed {c['cell_fixed_s']:.2f} s)",
          f"{proj['cells']} cells x 144 Mpx x {c['mean_scenes_per_cell']:.1f} scenes: {proj['cell_core_s'] / 3600:.2f} core-h"),
         ("national layers", t["mosaic_s"], "4 products (VRT + sparse COG + quicklook), a task each",
@@ -309,20 +310,20 @@ def report(res: Result, nat: dict, full: dict, c: dict, proj: dict, size: ScaleS
     w = nat["written"]
     again = nat["rerun_manifest"]
     res.notes += [
-        f"Region {size.region}: {len(m['cells'])} cells, {c['acquisitions']} acquisitions of {MONTH} "
+        f"Region {size.region}: {len(m.cells)} cells, {c['acquisitions']} acquisitions of {MONTH} "
         f"(synthesised in {nat['world'].get('synth_s', float('nan')):.0f} s, catalogued in "
         f"{nat['world'].get('catalog_s', float('nan')):.0f} s; nan: reused from an earlier run), tiny random-weight "
         f"bundles of {size.img_size} px, overlap {size.overlap}, 2 predictor actors of 1 CPU.",
         "Cluster: 2 nodes started by cluster/common/ray-node.sh (token auth), 1 CPU each; the driver is "
         "`nationmap infer --address` in its own process. Work per node (manifest `nodes`): "
-        + "; ".join(f"{k[:8]}: {v['scenes']} scenes, {v['cells']} cells" for k, v in sorted(m.get("nodes", {}).items())),
+        + "; ".join(f"{k[:8]}: {v['scenes']} scenes, {v['cells']} cells" for k, v in sorted(m.nodes.items())),
         f"Ray tasks by function: {tasks}. Actors by class: {actors}.",
         f"Written: {w['files']} files, {w['bytes'] / 1e6:.1f} MB ("
         + ", ".join(f"{k} {n} files {b / 1e6:.1f} MB" for k, (n, b) in sorted(w["groups"].items())) + ").",
         f"Driver: {nat['first']['seconds']:.0f} s wall, peak RSS {nat['first']['peak_rss_mib']:.0f} MiB. Rerun of the "
         f"completed month: {nat['rerun']['seconds']:.1f} s wall (process start included), "
-        f"{sum(s['skipped'] for s in again['scenes'])}/{len(again['scenes'])} scenes and "
-        f"{sum(x['skipped'] for x in again['cell_results'])}/{len(again['cell_results'])} cells verified and skipped, "
+        f"{sum(s.skipped for s in again.scenes)}/{len(again.scenes)} scenes and "
+        f"{sum(x.skipped for x in again.cell_results)}/{len(again.cell_results)} cells verified and skipped, "
         f"peak RSS {nat['rerun']['peak_rss_mib']:.0f} MiB.",
         f"Per window, one thread: bare forward of both tiny models {c['bare_window_s'] * 1000:.0f} ms; the scene "
         f"stage {c['full_window_s_cpu'] * 1000:.0f} ms in full-size scenes and {c['pipeline_window_s'] * 1000:.0f} ms "
@@ -372,7 +373,7 @@ def run(size_name: str, workdir: Path) -> Result:
     report(res, nat, full, c, proj, size)
     res.data = {"costs": c, "projection": proj, "national": {k: nat[k] for k in ("world", "first", "rerun", "counts",
                                                                                  "cluster_nodes", "written")},
-                "timings": nat["manifest"]["timings"], "nodes": nat["manifest"].get("nodes", {}),
+                "timings": nat["manifest"].timings, "nodes": nat["manifest"].nodes,
                 "full_resolution": full}
     return res
 

@@ -5,8 +5,9 @@ classes, random init) with the same loss (alpha-scaled focal + dice), optimiser 
 layer decay, cosine schedule), augmentation, batch size, torch threads and data (the training
 split of a prepared dataset of 256 x 256 patches). Ray Train's figure is the worker's own
 per-epoch ``train_samples_per_s`` (training steps with Ray Data streaming and decoding, not
-validation); the bare loop reads the same parquet shards in process and is timed per epoch of
-the same number of steps. The first epoch of both is warm-up; each side's best later epoch is
+validation); the bare loop runs the very same step code (``nationmap.train.step.train_epoch`` and
+``train_step`` with the task object of ``nationmap.train.tasks``) on the same parquet shards read
+in process, timed per epoch of the same number of steps. The first epoch of both is warm-up; each side's best later epoch is
 compared (this machine's speed drifts by 10-20 % within minutes). Ray's fixed start-up
 (cluster, worker group, dataset planning) is reported separately, and so is where the CPU went
 during the compared Ray epoch (``/proc`` sampled by process: the training worker, Ray Data's
@@ -52,40 +53,36 @@ def train_config(size: str, data: Path, out: Path):
 
 
 def bare_loop(cfg, data: Path) -> dict:
-    """The same training in a plain PyTorch loop; samples/s of each epoch."""
+    """The same training without Ray: the real loop's task object and epoch (``train_epoch``, whose
+    every step is the real ``train_step``), fed in process by a plain parquet reader; samples/s
+    of each epoch."""
+    import itertools
+
     import torch
 
     from nationmap.data.dataset import PreparedDataset
     from nationmap.train.data import decoder_for, iter_batches, to_torch
-    from nationmap.train.loop import augment, build_loss, build_task_model
     from nationmap.train.optim import build_optimizer, build_scheduler
+    from nationmap.train.step import Optimisation, train_epoch
+    from nationmap.train.tasks import make_task
 
     torch.set_num_threads(THREADS)
     torch.manual_seed(cfg.seed)
     dataset = PreparedDataset(data)
-    decoder = decoder_for(dataset, "lulc")
-    model = build_task_model(cfg, decoder.patch_size)
-    loss_fn = build_loss(cfg, dataset.meta)
+    decoder = decoder_for(dataset, cfg.task)
+    task = make_task(cfg, dataset.meta)
+    model = task.build_model(decoder.patch_size)
     optimizer = build_optimizer(model, cfg)
-    scheduler = build_scheduler(optimizer, cfg, cfg.steps_per_epoch)
+    opt = Optimisation(model, optimizer, build_scheduler(optimizer, cfg, cfg.steps_per_epoch), cfg.clip_grad)
+    device = torch.device("cpu")
     generator = torch.Generator().manual_seed(cfg.seed)
-    step, rates = 0, []
+    rates = []
     for _epoch in range(cfg.epochs):
-        model.train()
-        t0, seen = time.perf_counter(), 0
-        for i, raw in enumerate(iter_batches(dataset, "train", decoder, cfg.batch_size)):
-            if i >= cfg.steps_per_epoch:
-                break
-            batch = augment(to_torch(raw, "cpu"), generator)
-            loss = loss_fn(model(batch["x"]), batch["target"].long())
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_grad)
-            optimizer.step()
-            step += 1
-            scheduler.step_update(step)
-            seen += batch["x"].shape[0]
-        rates.append(seen / (time.perf_counter() - t0))
+        # in process the reader decodes, so stop it after the epoch's batches (nothing to drain)
+        batches = itertools.islice(iter_batches(dataset, "train", decoder, cfg.batch_size), cfg.steps_per_epoch)
+        stats = train_epoch(task, opt, batches, cfg.steps_per_epoch, lambda b: to_torch(b, device), device,
+                            generator if cfg.augment else None)
+        rates.append(stats.samples / stats.seconds)
     return {"per_epoch": rates}
 
 

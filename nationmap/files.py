@@ -1,4 +1,14 @@
-"""Atomic file and directory writes (readers see the old or the new output, never a mix), checksums, TOML tables."""
+"""Paths and writes: the one path rule, the one write rule, checksums, TOML tables.
+
+Path rule: a path built from a name a user gave (run, region, product) goes through
+:func:`safe_child`: it stays inside its root, symlinks included.
+
+Write rule: every file or directory nationmap writes appears whole or not at all. It is written
+under :func:`temporary_name` (``.<name>.part-<pid>``, beside the target, so the rename stays on one
+filesystem), flushed to disk where a crash must not leave an empty file (records, manifests,
+checkpoints), then renamed over the target; on failure the temporary is removed and the target
+is left as it was. :func:`atomic_file` writes one file, :func:`staged_dir` one directory.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +17,8 @@ import json
 import os
 import shutil
 import tomllib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from nationmap.errors import InputError
@@ -24,25 +36,105 @@ def safe_child(root: str | Path, *parts: str) -> Path:
     return path
 
 
+def temporary_name(path: str | Path) -> Path:
+    """The temporary sibling of ``path`` a writer fills before renaming it to ``path``: hidden (so
+    globs and listings of finished outputs skip it) and unique per process."""
+    path = Path(path)
+    return path.with_name(f".{path.name}.part-{os.getpid()}")
+
+
+def is_temporary(path: str | Path) -> bool:
+    """Whether ``path`` is a temporary name of :func:`temporary_name` (a writer's leftover)."""
+    name = Path(path).name
+    return name.startswith(".") and ".part-" in name
+
+
+def _fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+@contextmanager
+def atomic_file(path: str | Path, mode: str = "w", durable: bool = False, **open_kwargs) -> Iterator:
+    """``with atomic_file(path) as f:`` write ``f``; on success it replaces ``path`` by a rename,
+    on an exception it is removed and ``path`` is unchanged. ``durable``: fsync the file and its
+    directory (records other runs trust: a crash leaves the old or the new file, never an empty one)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = temporary_name(path)
+    try:
+        with open(tmp, mode, **open_kwargs) as f:
+            yield f
+            if durable:
+                f.flush()
+                os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    if durable:
+        _fsync_dir(path.parent)
+
+
+@contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """``with atomic_path(path) as tmp:`` a library writes the file ``tmp`` (GDAL, Arrow, matplotlib);
+    on success ``tmp`` replaces ``path``, on an exception it is removed and ``path`` is unchanged.
+    The directory must exist (a writer that makes its own is told so by the failure)."""
+    path = Path(path)
+    tmp = temporary_name(path)
+    tmp.unlink(missing_ok=True)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+@contextmanager
+def staged_dir(target: str | Path, durable: bool = False) -> Iterator[Path]:
+    """``with staged_dir(target) as stage:`` fill the empty directory ``stage``; on success it
+    replaces ``target`` (see :func:`replace_dir`), on an exception it is removed and ``target`` is
+    unchanged. ``durable``: fsync the parent directory after the rename."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    stage = temporary_name(target)
+    shutil.rmtree(stage, ignore_errors=True)
+    stage.mkdir()
+    try:
+        yield stage
+        replace_dir(stage, target)
+    except BaseException:
+        shutil.rmtree(stage, ignore_errors=True)
+        raise
+    if durable:
+        _fsync_dir(target.parent)
+
+
 def replace_dir(stage: Path, target: Path) -> None:
     """Move the complete directory ``stage`` to ``target``, replacing what was there."""
     old = None
     if target.exists():
-        old = target.with_name(f".{target.name}.old-{os.getpid()}")
+        old = temporary_name(target.with_name(target.name + ".old"))
         target.rename(old)
     stage.rename(target)
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
 
 
-def write_json(path: str | Path, data) -> Path:
-    """Write ``data`` as indented JSON to ``path`` through a temporary name and a rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.part")
-    tmp.write_text(json.dumps(data, indent=1, sort_keys=False, default=str) + "\n")
-    os.replace(tmp, path)
-    return path
+def write_json(path: str | Path, data, durable: bool = False) -> Path:
+    """Write ``data`` (a JSON value or a record with ``to_json``) as indented JSON to ``path``
+    atomically (:func:`atomic_file`)."""
+    if hasattr(data, "to_json"):
+        data = data.to_json()
+    text = json.dumps(data, indent=1, sort_keys=False, default=str) + "\n"
+    with atomic_file(path, durable=durable) as f:
+        f.write(text)
+    return Path(path)
 
 
 def read_json(path: str | Path) -> dict | None:

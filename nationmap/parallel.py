@@ -18,7 +18,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 EXECUTORS = ("ray", "serial")
-_stderr = Console(stderr=True)
+_stderr = Console(stderr=True, markup=False, highlight=False)  # descriptions are plain text
 
 
 def progress_bar(console: Console | None = None) -> Progress:

@@ -8,9 +8,18 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from nationmap.cli.common import console, err_console, run_guarded, start_ray
+from nationmap.cli.common import (console, err_console, outcome_code, refuse_existing, replacing, run_guarded,
+                                  start_ray)
+from nationmap.config import from_dict
 
 app = typer.Typer(help="Readers, catalog, synthetic world and dataset preparation.", no_args_is_help=True)
+
+
+def _given(**options) -> dict:
+    """The options given on the command line: the others take the config's defaults (declared once,
+    in SynthConfig / PrepareConfig, which are not imported here so that the CLI starts fast; hence
+    no defaults in the help texts either)."""
+    return {key: value for key, value in options.items() if value is not None}
 
 ExecutorOpt = typer.Option("ray", help="ray (embedded local Ray, or --address) or serial.")
 AddressOpt = typer.Option(None, help="Ray cluster address (default: RAY_ADDRESS or an embedded local Ray).")
@@ -21,27 +30,31 @@ def synth(
     out: Path = typer.Argument(..., help="Output directory (lulc/, alos2/, synth.json)."),
     region: str = typer.Option("demo", help="Region: demo, japan, cell names, bbox or GeoJSON."),
     months: str = typer.Option("2022-09,2022-10,2022-11", help="Comma-separated YYYY-MM months."),
-    seed: int = typer.Option(0, help="Seed; equal seeds give identical files."),
-    lulc_pixels_per_degree: int = typer.Option(1200, help="LULC tile resolution (JAXA: 12000)."),
-    scene_pixel_m: float = typer.Option(75.0, help="Scene pixel spacing (m)."),
-    scene_length_km: float = typer.Option(60.0, help="Scene along-track length (km)."),
-    scene_width_km: float = typer.Option(50.0, help="Scene swath width (km)."),
-    missing_fraction: float = typer.Option(0.15, help="Share of frames missing in a month."),
+    seed: int = typer.Option(None, help="Seed; equal seeds give identical files."),
+    lulc_pixels_per_degree: int = typer.Option(None, help="LULC tile resolution (JAXA: 12000)."),
+    scene_pixel_m: float = typer.Option(None, help="Scene pixel spacing (m)."),
+    scene_length_km: float = typer.Option(None, help="Scene along-track length (km)."),
+    scene_width_km: float = typer.Option(None, help="Scene swath width (km)."),
+    missing_fraction: float = typer.Option(None, help="Share of frames missing in a month."),
+    overwrite: bool = typer.Option(False, help="Replace an existing world at OUT."),
     executor: str = ExecutorOpt,
     address: str = AddressOpt,
 ):
-    """Write a synthetic ALOS-2 world: JAXA-like LULC tiles and L2.1 HH scenes."""
+    """Write a synthetic ALOS-2 world: JAXA-like LULC tiles and L2.1 HH scenes (OUT appears whole)."""
     from nationmap.data.months import parse_months
     from nationmap.data.regions import resolve_region
-    from nationmap.data.synth.generate import SynthConfig, synthesize
+    from nationmap.data.synth import generate
 
     def go():
         r = resolve_region(region)
-        cfg = SynthConfig.for_region(r, parse_months(months), seed=seed, lulc_pixels_per_degree=lulc_pixels_per_degree,
-                                     scene_pixel_m=scene_pixel_m, scene_length_km=scene_length_km,
-                                     scene_width_km=scene_width_km, missing_fraction=missing_fraction)
+        cfg = from_dict(generate.SynthConfig, _given(
+            cells=tuple(r.cell_names), months=tuple(str(m) for m in parse_months(months)), seed=seed,
+            lulc_pixels_per_degree=lulc_pixels_per_degree, scene_pixel_m=scene_pixel_m,
+            scene_length_km=scene_length_km, scene_width_km=scene_width_km,
+            missing_fraction=missing_fraction), "synth option")
         start_ray(executor, address)
-        summary = synthesize(out, cfg, executor=executor)
+        with replacing(out, overwrite) as stage:
+            summary = generate.synthesize(stage, cfg, executor=executor)
         st = summary["statistics"]
         console.print(f"wrote {len(summary['tiles'])} LULC tiles and {st['scenes']} scenes to {out} "
                       f"(HH mean {st['hh_db_mean']:.2f} dB, std {st['hh_db_std']:.2f} dB)")
@@ -68,9 +81,12 @@ def catalog(
         console.print(f"{target}: {report.total} acquisitions ({report.added} added, {report.kept} unchanged, "
                       f"{report.removed} removed, {len(report.failed)} failed)")
         for f in report.failed:
-            err_console.print(f"  skipped {f['path']}: {f['reason']}", highlight=False)
+            err_console.print(f"  skipped {f['path']}: {f['reason']}", highlight=False, soft_wrap=True)
+        return outcome_code(len(report.failed), report.total)
 
-    run_guarded(go)
+    code = run_guarded(go)
+    if code:
+        raise typer.Exit(code)
 
 
 @app.command("list")
@@ -123,13 +139,13 @@ def prepare(
     region: str = typer.Option("japan", help="Region: japan, demo, cell names, bbox or GeoJSON."),
     pretrain_months: str = typer.Option("2022-10,2022-11", help="Months for pretraining (image-only patches)."),
     finetune_months: str = typer.Option("2022-09", help="Months for finetuning and evaluation pairs."),
-    anchors: int = typer.Option(1_000_000, help="Anchors sampled by inverse class frequency."),
-    patch_size: int = typer.Option(256, help="Patch side in pixels."),
-    split: str = typer.Option("random", help="random (paper) or spatial (blocks with a buffer)."),
-    fractions: str = typer.Option("0.65,0.18,0.17", help="train,val,test fractions of the finetuning pairs."),
-    block_deg: float = typer.Option(0.1, help="Spatial split block size (degrees)."),
-    min_valid: float = typer.Option(0.5, help="Least share of valid pixels in a kept patch."),
-    seed: int = typer.Option(0, help="Seed of every random choice."),
+    anchors: int = typer.Option(None, help="Anchors sampled by inverse class frequency."),
+    patch_size: int = typer.Option(None, help="Patch side in pixels."),
+    split: str = typer.Option(None, help="random (paper) or spatial (blocks with a buffer)."),
+    fractions: str = typer.Option(None, help="train,val,test fractions of the finetuning pairs, e.g. 0.65,0.18,0.17."),
+    block_deg: float = typer.Option(None, help="Spatial split block size (degrees)."),
+    min_valid: float = typer.Option(None, help="Least share of valid pixels in a kept patch."),
+    seed: int = typer.Option(None, help="Seed of every random choice."),
     overwrite: bool = typer.Option(False, help="Replace an existing dataset at --out."),
     executor: str = ExecutorOpt,
     address: str = AddressOpt,
@@ -142,25 +158,28 @@ def prepare(
 
     def go():
         try:
-            fr = tuple(float(x) for x in fractions.split(","))
+            fr = None if fractions is None else tuple(float(x) for x in fractions.split(","))
         except ValueError:
             raise InputError(f"fractions {fractions!r}: expected three numbers like 0.65,0.18,0.17") from None
-        cfg = PrepareConfig(
+        cfg = from_dict(PrepareConfig, _given(
             pretrain_months=tuple(str(m) for m in parse_months(pretrain_months)) if pretrain_months else (),
             finetune_months=tuple(str(m) for m in parse_months(finetune_months)) if finetune_months else (),
             n_anchors=anchors, patch_size=patch_size, split=split, fractions=fr, block_deg=block_deg,
-            min_valid_fraction=min_valid, seed=seed, region=region,
-        )
+            min_valid_fraction=min_valid, seed=seed, region=region), "prepare option")
         r = resolve_region(region, lulc_dir if region == "japan" else None)
+        refuse_existing(out, overwrite)  # the one overwrite rule; prepare_dataset then replaces atomically
         start_ray(executor, address)
-        report = prepare_dataset(catalog_path, lulc_dir, out, cfg, r, overwrite=overwrite, executor=executor)
+        report = prepare_dataset(catalog_path, lulc_dir, out, cfg, r, overwrite=True, executor=executor)
         p = report["patches"]
         console.print(f"{out}: {p['pretrain']} pretraining patches, {p['train']}/{p['val']}/{p['test']} "
                       f"train/val/test pairs in {report['seconds']:.1f} s")
         for f in report["failed"]:
-            err_console.print(f"  scene {f['scene_id']} skipped: {f['reason']}", highlight=False)
+            err_console.print(f"  scene {f['scene_id']} skipped: {f['reason']}", highlight=False, soft_wrap=True)
+        return outcome_code(len(report["failed"]), sum(p.values()))
 
-    run_guarded(go)
+    code = run_guarded(go)
+    if code:
+        raise typer.Exit(code)
 
 
 @app.command()

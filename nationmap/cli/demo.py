@@ -11,7 +11,7 @@ import shutil
 import time
 from pathlib import Path
 
-from nationmap.cli.common import console, start_ray
+from nationmap.cli.common import EXIT_FAILED, EXIT_OK, EXIT_PARTIAL, console, start_ray
 from nationmap.data.catalog import build_catalog
 from nationmap.data.months import parse_months
 from nationmap.data.prepare import PrepareConfig, prepare_dataset
@@ -44,13 +44,8 @@ def _train(task: str, dataset: Path, runs: Path, init: Path | None) -> Path:
     return result.run_dir
 
 
-def run_demo(out: str, seed: int, executor: str, address: str | None, data_only: bool = False) -> None:
-    root = Path(out)
-    raw, catalog, dataset = root / "raw", root / "catalog.parquet", root / "dataset"
-    region = resolve_region("demo")
-    start_ray(executor, address)
-    t0 = time.time()
-    times = {}
+def _data_stages(raw: Path, catalog: Path, dataset: Path, region, seed: int, executor: str) -> tuple[list[str], int]:
+    """Stages 1-3 (world, catalog, dataset): their summary lines and the scenes that failed."""
     _stage(1, "synthetic ALOS-2 world")
     summary = synthesize(raw, SynthConfig.for_region(region, parse_months(DEMO_MONTHS), seed=seed), executor=executor)
     _stage(2, "catalog")
@@ -59,7 +54,6 @@ def run_demo(out: str, seed: int, executor: str, address: str | None, data_only:
     cfg = PrepareConfig(pretrain_months=("2022-10", "2022-11"), finetune_months=("2022-09",), n_anchors=200_000,
                         seed=seed, region="demo")
     prep = prepare_dataset(catalog, raw / "lulc", dataset, cfg, region, overwrite=True, executor=executor)
-    times["data"] = time.time() - t0
     p = prep["patches"]
     st = summary["statistics"]
     lines = [f"synthetic world: {len(summary['tiles'])} LULC tiles, {st['scenes']} scenes in {raw} "
@@ -67,23 +61,14 @@ def run_demo(out: str, seed: int, executor: str, address: str | None, data_only:
              f"catalog:         {catalog} ({report.total} acquisitions)",
              f"dataset:         {dataset} ({p['pretrain']} pretraining patches; "
              f"{p['train']}/{p['val']}/{p['test']} train/val/test pairs)"]
-    if data_only:
-        console.rule("done")
-        console.print("\n".join(lines), highlight=False, soft_wrap=True)
-        console.print(f"total {time.time() - t0:.0f} s (data only)")
-        return
-    if executor != "ray":
-        from nationmap.errors import InputError
+    return lines, len(report.failed) + len(prep["failed"])
 
-        raise InputError("training runs on Ray Train: the full demo needs --executor ray (or use --data-only)")
-    from nationmap.infer.config import InferConfig
-    from nationmap.infer.pipeline import run_inference, summarize
-    from nationmap.products.agreement import map_agreement
+
+def _model_stages(dataset: Path, runs: Path, bundles: Path) -> dict[str, dict]:
+    """Stages 4-5: pretraining, LULC and water finetuning, bundles and their test-split scores."""
     from nationmap.train.checkpoint import find_checkpoint, write_bundle
     from nationmap.train.evaluate import evaluate
 
-    runs, bundles = root / "runs", root / "models"
-    t = time.time()
     _stage(4, "pretraining (SAR-W-MixMAE, tiny preset)")
     pretrain = _train("pretrain", dataset, runs, None)
     _stage(5, "finetuning LULC and water")
@@ -92,6 +77,34 @@ def run_demo(out: str, seed: int, executor: str, address: str | None, data_only:
         run = _train(task, dataset, runs, pretrain)
         write_bundle(bundles / task, find_checkpoint(run, "best"))
         test[task] = evaluate(bundles / task, dataset, "test", bundles / task / "eval-test", task=task)
+    return test
+
+
+def run_demo(out: str, seed: int, executor: str, address: str | None, data_only: bool = False) -> int:
+    """The demo; returns its exit code (3 when scenes failed on the way, 1 when inference failed)."""
+    root = Path(out)
+    raw, catalog, dataset = root / "raw", root / "catalog.parquet", root / "dataset"
+    region = resolve_region("demo")
+    if executor != "ray" and not data_only:  # refused before minutes of data stages
+        from nationmap.errors import InputError
+
+        raise InputError("training runs on Ray Train: the full demo needs --executor ray (or use --data-only)")
+    start_ray(executor, address)
+    t0 = time.time()
+    lines, failed = _data_stages(raw, catalog, dataset, region, seed, executor)
+    times = {"data": time.time() - t0}
+    if data_only:
+        console.rule("done")
+        console.print("\n".join(lines), highlight=False, soft_wrap=True)
+        console.print(f"total {time.time() - t0:.0f} s (data only)")
+        return EXIT_PARTIAL if failed else EXIT_OK
+    from nationmap.infer.config import InferConfig
+    from nationmap.infer.pipeline import run_inference, summarize
+    from nationmap.products.agreement import map_agreement
+
+    runs, bundles = root / "runs", root / "models"
+    t = time.time()
+    test = _model_stages(dataset, runs, bundles)
     times["training"] = time.time() - t
     t = time.time()
     _stage(6, f"inference: {region.name}, {DEMO_MAP_MONTH}")
@@ -102,16 +115,16 @@ def run_demo(out: str, seed: int, executor: str, address: str | None, data_only:
     console.print(summarize(manifest), highlight=False, soft_wrap=True)
     times["inference"] = time.time() - t
     _stage(7, "agreement with the synthetic truth")
-    run_dir = Path(manifest["run_dir"])
+    run_dir = Path(manifest.run_dir)
     agreement = map_agreement(run_dir, raw / "lulc")
     console.print(agreement["table"], highlight=False, soft_wrap=True)
     lt, wt = test["lulc"], test["water"]
     la, wa = agreement["lulc"], agreement["water"]
     console.rule("done")
-    products = manifest["products"]
+    products = manifest.products
     lines += [f"models:          {bundles}/lulc, {bundles}/water (test split: LULC mIoU {lt['miou']:.3f}, "
               f"water IoU {100 * wt['iou']:.1f} %; tables in MODEL/eval-test/table.md)",
-              f"products:        {run_dir}/cells/, mosaics in {run_dir}/mosaic/, STAC {run_dir}/{products['stac']}",
+              f"products:        {run_dir}/cells/, mosaics in {run_dir}/mosaic/, STAC {run_dir}/{products.stac}",
               f"quicklooks:      {run_dir}/quicklooks/",
               f"agreement:       {run_dir}/agreement.md (map vs synthetic truth: LULC mIoU {la['miou']:.3f}, "
               f"water IoU {100 * wa['iou']:.1f} %)",
@@ -119,3 +132,6 @@ def run_demo(out: str, seed: int, executor: str, address: str | None, data_only:
     console.print("\n".join(lines), highlight=False, soft_wrap=True)
     console.print("total {:.0f} s (data {:.0f} s, training {:.0f} s, inference {:.0f} s)".format(
         time.time() - t0, times["data"], times["training"], times["inference"]))
+    if manifest.status != "ok":
+        return EXIT_PARTIAL if manifest.status == "partial" else EXIT_FAILED
+    return EXIT_PARTIAL if failed else EXIT_OK

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from nationmap.cli.common import EXIT_PARTIAL, console, run_guarded, submit_instead
+from nationmap.cli.common import EXIT_FAILED, EXIT_PARTIAL, console, run_guarded, submit_instead
 
 
 
@@ -56,5 +56,5 @@ def infer(
 
     manifest = run_guarded(go)
     console.print(summarize(manifest), highlight=False, soft_wrap=True)
-    if manifest["status"] != "ok":
-        raise typer.Exit(EXIT_PARTIAL)
+    if manifest.status != "ok":  # failed: nothing could be produced (1); partial: some units failed (3)
+        raise typer.Exit(EXIT_PARTIAL if manifest.status == "partial" else EXIT_FAILED)

@@ -1,7 +1,8 @@
 """The ``nationmap`` command line (Typer). Thin: parse, call the core, report.
 
 Bad input (missing path, unknown region, malformed month, invalid option) exits with code 2
-and one line on stderr, never a traceback.
+and one line on stderr, never a traceback; so do read-only or full disks (code 1), through the
+guarded top-level group (:class:`~nationmap.cli.common.GuardedGroup`).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from nationmap.cli import infer as infer_cli
 from nationmap.cli import models as models_cli
 from nationmap.cli import ops as ops_cli
 from nationmap.cli import train as train_cli
-from nationmap.cli.common import err_console, run_guarded
+from nationmap.cli.common import GuardedGroup, err_console, run_guarded
 
 app = typer.Typer(
     name="nationmap",
@@ -24,6 +25,7 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
+    cls=GuardedGroup,
 )
 app.add_typer(data_cli.app, name="data")
 app.add_typer(models_cli.app, name="models")
@@ -61,7 +63,9 @@ def demo(
     pretraining -> LULC and water finetuning -> inference -> products, and their agreement with the truth."""
     from nationmap.cli.demo import run_demo
 
-    run_guarded(lambda: run_demo(out, seed, executor, address, data_only))
+    code = run_guarded(lambda: run_demo(out, seed, executor, address, data_only))
+    if code:
+        raise typer.Exit(code)
 
 
 def main() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import signal
 import sys
 from pathlib import Path
@@ -66,23 +67,24 @@ def refresh(
     except RefreshFailed as exc:
         fail(f"refresh failed: {exc}", EXIT_FAILED)
     except NationmapError as exc:
-        fail(str(exc))
+        fail(str(exc), exc.exit_code)
     except OSError as exc:  # e.g. a products directory that cannot be written
         fail(f"refresh failed: {exc}", EXIT_FAILED)
-    console.print(f"refresh {record['run_id']}: {record['status']}; {record['published']} "
-                  f"(latest -> {record['latest'] or 'none'})", highlight=False, soft_wrap=True)
-    for failure in record["failures"][:20]:
-        console.print(f"failed {failure['what']} {failure['id']}: {failure['reason']}", highlight=False, soft_wrap=True)
-    if record["status"] != "ok":
-        raise typer.Exit(EXIT_PARTIAL)
+    console.print(f"refresh {record.run_id}: {record.status}; {record.published} "
+                  f"(latest -> {record.latest or 'none'})", highlight=False, soft_wrap=True)
+    for failure in record.failures[:20]:
+        console.print(f"failed {failure.what} {failure.id}: {failure.reason}", highlight=False, soft_wrap=True)
+    if record.status != "ok":  # partial: published, latest kept (3); anything else failed (1)
+        raise typer.Exit(EXIT_PARTIAL if record.status == "partial" else EXIT_FAILED)
 
 
 def _roots(roots: list[Path] | None) -> list[str]:
     if roots:
         return [str(r) for r in roots]
-    from nationmap.infer.config import load_infer_defaults
+    from nationmap.config import default_of
+    from nationmap.infer.config import InferConfig, load_infer_defaults
 
-    products = run_guarded(lambda: load_infer_defaults(None)).get("out", "products")
+    products = run_guarded(lambda: load_infer_defaults(None)).get("out", default_of(InferConfig, "out"))
     return list(dict.fromkeys([*DEFAULT_ROOTS[:1], products, *DEFAULT_ROOTS[1:]]))
 
 
@@ -202,30 +204,39 @@ def plan(
 ):
     """Patches, GPU-hours and wall time on N GPUs for a region's month (from the catalog, or the
     paper's numbers), with the throughput measured by the benchmarks."""
+    from nationmap.config import check_types, default_of
     from nationmap.data.months import parse_month
-    from nationmap.data.regions import resolve_region
     from nationmap.errors import InputError
-    from nationmap.infer.config import load_infer_defaults
-    from nationmap.models.presets import get_preset
-    from nationmap.ops.plan import format_plan, make_plan
+    from nationmap.infer.config import InferConfig, load_infer_defaults
 
     def go():
         month = str(parse_month(date))
-        values = load_infer_defaults(config)
+        # the [infer] table by the configs' rule (types, unknown keys), InferConfig's defaults beneath
+        values = check_types(InferConfig, load_infer_defaults(config), InferConfig.WHAT)
+        setting = lambda key: values.get(key, default_of(InferConfig, key))  # noqa: E731
         try:
             counts = [int(n) for n in gpus.split(",") if n.strip()]
         except ValueError:
             raise InputError(f"--gpus must be comma-separated integers, not {gpus!r}") from None
+        if throughput is not None and not (math.isfinite(throughput) and throughput > 0):
+            raise InputError(f"--throughput must be a finite number > 0, not {throughput}")
+        if cpus_per_gpu < 1 or not counts or min(counts) < 1:
+            raise InputError("--gpus and --cpus-per-gpu must be positive")
+        from nationmap.data.regions import resolve_region
+        from nationmap.models.presets import get_preset  # torch: after the options are checked
+        from nationmap.ops.plan import make_plan
+
         size = get_preset(preset).encoder.img_size
-        lulc_dir = values.get("lulc_dir") or None  # the japan cell list; the bundled one when absent here
+        lulc_dir = setting("lulc_dir") or None  # the japan cell list; the bundled one when absent here
         lulc_dir = lulc_dir if lulc_dir and Path(lulc_dir).is_dir() else None
-        return make_plan(resolve_region(region, lulc_dir), month,
-                         str(catalog) if catalog else values.get("catalog"), int(values.get("window") or size),
-                         int(values.get("overlap", 64)), int(values.get("pixels_per_degree", 12000)), preset, counts,
+        return make_plan(resolve_region(region, lulc_dir), month, str(catalog) if catalog else values.get("catalog"),
+                         setting("window") or size, setting("overlap"), setting("pixels_per_degree"), preset, counts,
                          throughput, gpu, cpus_per_gpu, benchmarks)
 
     result = run_guarded(go)
     if as_json:
         console.print_json(json.dumps(result.to_dict()))
     else:
+        from nationmap.ops.plan import format_plan
+
         console.print(format_plan(result), highlight=False, soft_wrap=True)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from nationmap.cli.common import console, run_guarded, submit_instead
+from nationmap.cli.common import EXIT_FAILED, console, fail, refuse_existing, replacing, run_guarded, submit_instead
 
 app = typer.Typer(help="Training runs on Ray Train (embedded local Ray, or a cluster with --address).",
                   no_args_is_help=True)
@@ -53,7 +53,6 @@ def _run(task: str, opts: dict) -> None:
     opts.pop("token_file")
     from nationmap.parallel import use_ray_address
     from nationmap.train.config import resolve_config
-    from nationmap.train.run import load_run_config, run_training
 
     def go():
         use_ray_address(opts.pop("address"))
@@ -66,6 +65,8 @@ def _run(task: str, opts: dict) -> None:
             if opts[key] is not None:
                 opts[key] = str(opts[key])
         if resume is not None:
+            from nationmap.train.run import load_run_config
+
             cfg = load_run_config(resume)
             if cfg.task != task:
                 from nationmap.errors import InputError
@@ -74,11 +75,16 @@ def _run(task: str, opts: dict) -> None:
             if opts["epochs"]:
                 cfg = cfg.replace(epochs=opts["epochs"])
         else:
-            from nationmap.train.run import new_run_name
-
-            opts["name"] = opts["name"] or new_run_name(task)
             cfg = resolve_config(task, spec, opts)
-        result = run_training(cfg, resume=resume is not None)
+        from nationmap.train.run import TrainingError, new_run_name, run_training  # torch, Ray: after the checks
+
+        if not cfg.name:
+            cfg = cfg.replace(name=new_run_name(task))
+
+        try:
+            result = run_training(cfg, resume=resume is not None)
+        except TrainingError as exc:  # the run started and failed: not bad input
+            fail(str(exc), EXIT_FAILED)
         s = result.summary
         best = s.get("best") or {}
         console.print(f"{task} run {result.run_dir}: {s['status']} after {s['epochs']} epochs in {s['seconds']} s; "
@@ -105,6 +111,7 @@ def export(
     run_dir: Path = typer.Argument(..., help="Training run directory."),
     out: Path = typer.Option(..., help="Bundle directory to write."),
     checkpoint: str = typer.Option("best", help="best or last."),
+    overwrite: bool = typer.Option(False, help="Replace an existing bundle at --out."),
 ):
     """Write a self-contained model bundle (safetensors + JSON) from a run's checkpoint."""
     from nationmap.train.checkpoint import find_checkpoint, write_bundle
@@ -114,19 +121,21 @@ def export(
             from nationmap.errors import InputError
 
             raise InputError("--checkpoint must be best or last")
+        refuse_existing(out, overwrite)
         src = find_checkpoint(run_dir, checkpoint)
-        write_bundle(out, src)
+        write_bundle(out, src)  # staged and renamed into place: the old bundle stays until then
         console.print(f"wrote bundle {out} from {src}")
 
     run_guarded(go)
 
 
-def _eval(task: str, model: Path, data: Path, split: str, out: Path | None):
+def _eval(task: str, model: Path, data: Path, split: str, out: Path | None, overwrite: bool):
     from nationmap.train.evaluate import evaluate
 
     def go():
         target = out or Path(model) / f"eval-{split}"
-        result = evaluate(model, data, split, target, task=task)
+        with replacing(target, overwrite) as stage:
+            result = evaluate(model, data, split, stage, task=task)
         typer.echo(result["table"])
         console.print(f"wrote {target}/metrics.json, table.md, confusion.png")
 
@@ -139,9 +148,10 @@ def eval_lulc(
     data: Path = typer.Option(..., help="Prepared dataset."),
     split: str = typer.Option("test", help="train, val or test."),
     out: Path = typer.Option(None, help="Output directory (default MODEL/eval-SPLIT)."),
+    overwrite: bool = typer.Option(False, help="Replace existing results at the output directory."),
 ):
     """mIoU, mAcc, per-class IoU / accuracy (Table II layout), confusion matrix."""
-    _eval("lulc", model, data, split, out)
+    _eval("lulc", model, data, split, out, overwrite)
 
 
 @eval_app.command("water")
@@ -150,9 +160,10 @@ def eval_water(
     data: Path = typer.Option(..., help="Prepared dataset."),
     split: str = typer.Option("test", help="train, val or test."),
     out: Path = typer.Option(None, help="Output directory (default MODEL/eval-SPLIT)."),
+    overwrite: bool = typer.Option(False, help="Replace existing results at the output directory."),
 ):
     """Water IoU, precision, recall (Table III layout), confusion matrix."""
-    _eval("water", model, data, split, out)
+    _eval("water", model, data, split, out, overwrite)
 
 
 def ablate(
@@ -178,7 +189,12 @@ def ablate(
         overrides = dict(data=str(data), preset=preset, epochs=epochs, batch_size=batch_size, workers=workers,
                          gpus_per_worker=gpus_per_worker)
         base = resolve_config("lulc", spec, overrides)
-        typer.echo(run_ablation(base, str(init), out, split))
+        from nationmap.train.run import TrainingError
+
+        try:
+            typer.echo(run_ablation(base, str(init), out, split))
+        except TrainingError as exc:  # a row's training failed: not bad input
+            fail(str(exc), EXIT_FAILED)
         console.print(f"wrote {out}/table.md")
 
     run_guarded(go)

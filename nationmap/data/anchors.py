@@ -71,18 +71,26 @@ def _select_task(args) -> pd.DataFrame:
                          "code": np.concatenate(codes), "cell": cell})
 
 
-def sample_anchors(tiles: dict[str, Path], n: int, seed: int, nodata: int = 0,
+def sample_anchors(tiles: dict[str, Path], n: int, seed: int, nodata: int = 0, codes=None,
                    executor: str = "ray") -> tuple[pd.DataFrame, dict]:
     """Sample ``n`` anchors over ``tiles`` (cell -> path) by inverse class frequency.
 
-    Returns (anchors with lon, lat (pixel centres, degrees), code, cell; summary with the
-    per-class pixel counts and anchor counts). A class with fewer pixels than its share
+    ``codes``: the class table's codes; any other code is no data, never a class of its own
+    (``None``: every code but ``nodata`` is a class). Returns (anchors with lon, lat (pixel
+    centres, degrees), code, cell; summary with the per-class pixel counts and anchor counts, and
+    the pixel counts of the codes outside the table). A class with fewer pixels than its share
     gives all of its pixels.
     """
     cells = sorted(tiles)
     per_tile = np.array(run_tasks(_counts_task, [str(tiles[c]) for c in cells], desc="anchor pass 1/2 (class counts)",
                                   executor=executor)).reshape(len(cells), 256)
     per_tile[:, nodata] = 0
+    outside = np.zeros(256, dtype=bool)
+    if codes is not None:
+        outside[:] = True
+        outside[list(codes)] = False
+    unknown = {int(c): int(per_tile[:, c].sum()) for c in np.flatnonzero(outside & (per_tile.sum(axis=0) > 0))}
+    per_tile[:, outside] = 0
     totals = per_tile.sum(axis=0)
     present = np.flatnonzero(totals)
     rng = np.random.default_rng([seed, 1])
@@ -109,5 +117,6 @@ def sample_anchors(tiles: dict[str, Path], n: int, seed: int, nodata: int = 0,
         "sampled": int(len(anchors)),
         "pixels_per_code": {int(c): int(totals[c]) for c in present},
         "anchors_per_code": {int(c): int(k) for c, k in take.items()},
+        "unknown_codes": unknown,  # code -> pixels: outside the class table, treated as no data
     }
     return anchors, summary

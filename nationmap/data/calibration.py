@@ -15,6 +15,20 @@ CALIBRATION_FACTOR_DB = -83.0
 UNITS = ("dn", "db", "linear")
 """Pixel units a SAR raster may carry: digital numbers, sigma0 in dB, linear power."""
 
+# Why these bounds: natural surfaces lie in about -40..+10 dB at L-band, PALSAR-2's noise floor
+# is about -30 dB, and the brightest targets (corner reflectors, building double bounce) reach
+# +20..+30 dB; the uint16 DN of the products spans -83..+13.3 dB. A value outside [-100, +60] dB
+# cannot be backscatter: it is a fill value (3.4e38 is float32's maximum), a scaling error or
+# corruption, and a single one fed to a model turns a whole window's output into NaN.
+SIGMA0_DB_RANGE = (-100.0, 60.0)
+"""Physically possible sigma0 (dB, inclusive); values outside are no data."""
+
+
+def physical_db(db: np.ndarray) -> np.ndarray:
+    """(same shape) bool: sigma0 dB inside :data:`SIGMA0_DB_RANGE` (NaN and inf: False)."""
+    lo, hi = SIGMA0_DB_RANGE
+    return (db >= lo) & (db <= hi)
+
 
 def dn_to_db(dn: np.ndarray, cf: float = CALIBRATION_FACTOR_DB) -> np.ndarray:
     """Digital numbers (any shape, integer) to sigma0 in dB (float32); DN <= 0 gives NaN."""

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -33,7 +32,7 @@ from nationmap.data.mosaic import MOSAIC_NODATA_DN, is_mosaic_name, parse_mosaic
 from nationmap.data.regions import Region
 from nationmap.data.sar import SarRaster
 from nationmap.errors import InputError, NationmapError, describe, first_line
-from nationmap.files import sha256_file
+from nationmap.files import atomic_path, sha256_file
 from nationmap.parallel import run_tasks
 
 SCHEMA = pa.schema([
@@ -63,6 +62,8 @@ SCHEMA = pa.schema([
     ("mtime_ns", pa.int64()),
     ("sha256", pa.string()),
 ])
+UNREADABLE = "unreadable"
+"""The checksum of a catalogued file that cannot be read any more (its row is kept; see build_catalog)."""
 FOOTPRINT_MAX_PX = 512
 """Long side (px) of the decimated mask the footprint is traced from."""
 
@@ -74,6 +75,7 @@ class CatalogReport:
     removed: int = 0
     failed: list[dict] = field(default_factory=list)  # {"path", "reason"}
     total: int = 0
+    stale: int = 0  # of ``failed``, files the catalog knew: their rows are kept (see build_catalog)
 
     def to_dict(self) -> dict:
         return self.__dict__.copy()
@@ -153,14 +155,81 @@ def _index_task(args) -> dict:
 
 
 def read_catalog(path: str | Path) -> pd.DataFrame:
-    """The catalog as a DataFrame (``geometry`` stays WKB; see :func:`footprints`)."""
+    """The catalog as a DataFrame (``geometry`` stays WKB; see :func:`footprints`), validated:
+    a foreign schema or a bad footprint is one InputError naming the column or row."""
     path = Path(path)
     if not path.exists():
         raise InputError(f"{path}: catalog not found (run `nationmap data catalog RAW_DIR` first)")
     try:
-        return pq.read_table(path).to_pandas()
+        table = pq.read_table(path)
     except (pa.ArrowInvalid, OSError) as exc:
         raise InputError(f"{path}: not a readable catalog ({first_line(exc)})") from None
+    check_catalog_schema(table, path)
+    df = table.to_pandas()
+    check_catalog_rows(df, path)
+    return df
+
+
+# Columns a catalog row may leave empty (mosaic tiles have no orbit or frame; the metadata of
+# some products lacks the mode, look side or pass direction).
+NULLABLE = {"mode", "level", "look_side", "pass_direction", "orbit", "frame", "sha256", "size_bytes", "mtime_ns"}
+
+
+def _type_fits(expected: pa.DataType, actual: pa.DataType) -> bool:
+    """Whether a column of ``actual`` type serves as ``expected`` (any integer width, large
+    strings and binaries written by other Parquet tools, a time-zone-aware timestamp)."""
+    t = pa.types
+    if t.is_string(expected):
+        return t.is_string(actual) or t.is_large_string(actual)
+    if t.is_binary(expected):
+        return t.is_binary(actual) or t.is_large_binary(actual)
+    if t.is_integer(expected):
+        return t.is_integer(actual)
+    if t.is_floating(expected):
+        return t.is_floating(actual) or t.is_integer(actual)
+    if t.is_timestamp(expected):
+        return t.is_timestamp(actual) and actual.tz is not None
+    return actual == expected
+
+
+def check_catalog_schema(table: pa.Table, path: Path) -> None:
+    """Refuse a Parquet file that is not a nationmap catalog: missing columns, wrong types, or
+    empty values in the columns every row needs."""
+    missing = [name for name in SCHEMA.names if name not in table.schema.names]
+    if missing:
+        raise InputError(f"{path}: not a nationmap catalog: missing column(s) {', '.join(missing)}")
+    for field_ in SCHEMA:
+        actual = table.schema.field(field_.name).type
+        if pa.types.is_null(actual) and field_.name in NULLABLE:
+            continue
+        if not _type_fits(field_.type, actual):
+            raise InputError(f"{path}: catalog column {field_.name} is {actual}, expected {field_.type}")
+        if field_.name not in NULLABLE and table[field_.name].null_count:
+            raise InputError(f"{path}: catalog column {field_.name} has {table[field_.name].null_count} empty value(s)")
+
+
+def check_catalog_rows(df: pd.DataFrame, path: Path) -> None:
+    """Refuse rows whose bounds, month or footprint cannot be used (non-finite or out-of-range
+    degrees, a malformed month, a footprint that is not valid WKB of a valid, non-empty geometry)."""
+    bounds = df[["lon_min", "lat_min", "lon_max", "lat_max"]].to_numpy(dtype=np.float64)
+    lon_ok = (bounds[:, 0] >= -180) & (bounds[:, 0] <= bounds[:, 2]) & (bounds[:, 2] <= 180)
+    lat_ok = (bounds[:, 1] >= -90) & (bounds[:, 1] <= bounds[:, 3]) & (bounds[:, 3] <= 90)
+    _refuse_rows(df, ~(lon_ok & lat_ok), path, "bounds are not degrees lon_min <= lon_max, lat_min <= lat_max")
+    _refuse_rows(df, ~df["month"].str.fullmatch(r"\d{4}-(0[1-9]|1[0-2])").to_numpy(dtype=bool), path,
+                 "month is not YYYY-MM")
+    try:
+        geoms = shapely.from_wkb(df["geometry"].to_numpy(), on_invalid="raise")
+    except (shapely.errors.GEOSException, TypeError, ValueError) as exc:
+        raise InputError(f"{path}: catalog geometry is not WKB footprints ({first_line(exc)})") from None
+    _refuse_rows(df, ~shapely.is_valid(geoms) | shapely.is_empty(geoms), path,
+                 "footprint is empty or not a valid geometry (self-intersecting?)")
+
+
+def _refuse_rows(df: pd.DataFrame, bad: np.ndarray, path: Path, what: str) -> None:
+    if bad.any():
+        first = int(np.flatnonzero(bad)[0])
+        raise InputError(f"{path}: {int(bad.sum())} catalog row(s) unusable, e.g. row {first} "
+                         f"(id {df['id'].iloc[first]}): {what}")
 
 
 def footprints(df: pd.DataFrame) -> np.ndarray:
@@ -177,14 +246,17 @@ def write_catalog(df: pd.DataFrame, path: Path) -> None:
            "columns": {"geometry": {"encoding": "WKB", "geometry_types": ["Polygon", "MultiPolygon"], **({"bbox": bbox} if bbox else {})}}}
     table = table.replace_schema_metadata({**(table.schema.metadata or {}), b"geo": json.dumps(geo).encode()})
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.part")
-    pq.write_table(table, tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        pq.write_table(table, tmp)
 
 
 def build_catalog(raw_dir: str | Path, catalog_path: str | Path, *, units: str | None = None,
                   rebuild: bool = False, executor: str = "ray") -> CatalogReport:
-    """Index ``raw_dir`` into ``catalog_path``, reusing unchanged rows of an existing catalog."""
+    """Index ``raw_dir`` into ``catalog_path``, reusing unchanged rows of an existing catalog.
+
+    A catalogued file that changed and cannot be read any more keeps its old row: dropping it
+    would let its month be mapped, and published ``ok``, with one acquisition fewer; kept, the
+    month's inference fails that scene and says so. A file that is gone is removed."""
     raw_dir, catalog_path = Path(raw_dir), Path(catalog_path)
     files = find_sar_files(raw_dir)
     old = read_catalog(catalog_path) if catalog_path.exists() and not rebuild else pd.DataFrame(columns=SCHEMA.names)
@@ -201,14 +273,20 @@ def build_catalog(raw_dir: str | Path, catalog_path: str | Path, *, units: str |
     results = run_tasks(_index_task, todo, desc="cataloguing", executor=executor)
     rows = [r["row"] for r in results if "row" in r]
     report.failed = [{"path": r["path"], "reason": r["error"]} for r in results if "error" in r]
+    by_path = {r.path: i for i, r in enumerate(old.itertuples())}
+    stale = [by_path[p] for f in report.failed if (p := str(Path(f["path"]).resolve())) in by_path]
+    keep, report.stale = keep + stale, len(stale)
     report.kept, report.added = len(keep), len(rows)
     report.removed = len(old) - len(keep)
+    if stale:  # no checksum any more: the scene's unit key changes, so its month reads it again and fails it
+        old = old.copy()
+        old.loc[old.index[stale], "sha256"] = UNREADABLE
     parts = [old.iloc[keep]] if keep else []
     if rows:
         parts.append(pd.DataFrame(rows, columns=SCHEMA.names))
     df = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=SCHEMA.names)
     report.total = len(df)
-    if report.added or report.removed or not catalog_path.exists():  # unchanged: leave the file as it is
+    if report.added or report.removed or stale or not catalog_path.exists():  # unchanged: leave the file as it is
         write_catalog(df, catalog_path)
     return report
 

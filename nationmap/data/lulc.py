@@ -176,6 +176,21 @@ def find_lulc_tiles(directory: str | Path) -> dict[str, Path]:
     return tiles
 
 
+def check_lulc_tile(path: str | Path) -> None:
+    """Refuse a tile nationmap cannot read as JAXA LULC codes: unreadable, not one band, not uint8
+    (codes 0..255; a wider type would be truncated into wrong classes)."""
+    import rasterio
+    from rasterio.errors import RasterioError
+
+    try:
+        with rasterio.open(path) as src:
+            count, dtype = src.count, src.dtypes[0]
+    except RasterioError as exc:
+        raise InputError(f"{path}: not a readable LULC tile ({str(exc).splitlines()[0][:200]})") from None
+    if count != 1 or dtype != "uint8":
+        raise InputError(f"{path}: a LULC tile holds one uint8 band of class codes, not {count} {dtype} band(s)")
+
+
 def class_histogram(labels: np.ndarray, n_bins: int = 15) -> np.ndarray:
     """Counts of source codes 0..n_bins-1 in ``labels`` (int64, shape (n_bins,))."""
     return np.bincount(np.asarray(labels, dtype=np.uint8).ravel(), minlength=256)[:n_bins].astype(np.int64)

@@ -43,6 +43,10 @@ class Month:
         return cls(when.year, when.month)
 
 
+# The months whose first and exclusive last instant Python's datetime can represent (years 1..9999).
+FIRST, LAST = Month(1, 1), Month(9999, 11)
+
+
 def parse_month(text: str) -> Month:
     """``"2022-09"`` -> Month(2022, 9); raises InputError for e.g. ``"2022-13"``."""
     m = _MONTH.match(text.strip())
@@ -51,6 +55,8 @@ def parse_month(text: str) -> Month:
     year, month = int(m["y"]), int(m["m"])
     if not 1 <= month <= 12:
         raise InputError(f"malformed month {text!r}: month must be 01..12")
+    if not FIRST <= Month(year, month) <= LAST:
+        raise InputError(f"month {text!r} is outside the calendar: months run {FIRST}..{LAST}")
     return Month(year, month)
 
 

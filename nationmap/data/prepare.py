@@ -7,6 +7,13 @@ onto the patch grid with nearest resampling (from every tile the patch touches, 
 strip of patch rows). Pretraining months give image-only patches; finetuning months give
 image-label pairs split into train/val/test, either at random (as in the paper) or by spatial
 blocks with a buffer so no two patches of different splits overlap on the ground.
+
+Bad values are no data, as mature tools treat them (TorchGeo's and Raster Vision's
+``ignore_index``): SAR values that are non-finite or outside the physical sigma0 range (the
+reader, :mod:`nationmap.data.sar`), and LULC codes outside the class table, which are neither
+sampled as anchors nor kept in labels; their pixel counts are reported (``dataset.json``
+``anchors.unknown_codes``, ``report.json`` ``unknown_code_pixels``). Tiles holding no code of the
+table at all (another product, or the wrong table) are refused.
 """
 
 from __future__ import annotations
@@ -14,8 +21,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
-import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -35,14 +40,14 @@ from rasterio.windows import Window
 from nationmap import __version__
 from nationmap.data.anchors import sample_anchors
 from nationmap.data.catalog import filter_catalog, read_catalog
-from nationmap.data.dataset import encode_label, encode_sar, write_shard
+from nationmap.data.dataset import DATASET_FORMAT, encode_label, encode_sar, write_shard
 from nationmap.data.grid import parse_cell
-from nationmap.data.lulc import DEFAULT_TABLE, class_histogram, find_lulc_tiles, load_class_table
+from nationmap.data.lulc import DEFAULT_TABLE, check_lulc_tile, class_histogram, find_lulc_tiles, load_class_table
 from nationmap.data.months import parse_month
 from nationmap.data.regions import Region
 from nationmap.data.sar import SarRaster
 from nationmap.errors import InputError, NationmapError, RasterError, describe
-from nationmap.files import replace_dir
+from nationmap.files import staged_dir
 from nationmap.parallel import run_tasks
 
 SPLIT_METHODS = ("random", "spatial")
@@ -321,6 +326,7 @@ def _process_scene(job: SceneJob) -> SceneResult:
                 else:
                     counts["kept"] += 1
                     result.rows.append(outcome)
+            counts["unknown_code_pixels"] = cutter.unknown_pixels
             if not any_valid:
                 return SceneResult(scene_id, path, "failed", "all pixels are no data", counts=counts)
             cutter.write_shards()
@@ -339,6 +345,10 @@ class PatchCutter:
         self.to_ll = Transformer.from_crs(raster.crs, "EPSG:4326", always_xy=True)
         self.crs = raster.crs.to_string()
         self.shards: dict[str, tuple[list, list, list]] = {}
+        table = load_class_table(job.cfg.table)
+        self.known = np.zeros(256, dtype=bool)  # source code -> in the class table or the no-data code
+        self.known[[*table.codes, table.nodata]] = True
+        self.unknown_pixels = 0
 
     def cut(self, cand: Candidate) -> tuple[dict | str, bool]:
         """(index row of the kept patch, or the counter naming why not; whether it held data)."""
@@ -353,6 +363,10 @@ class PatchCutter:
             return "too_little_valid", any_valid
         label = self.labels.patch(cand.row, cand.col)
         label[~sigma.valid] = 0
+        unknown = ~self.known[label]  # codes outside the class table: no data (ignore_index), counted
+        if unknown.any():
+            self.unknown_pixels += int(unknown.sum())
+            label[unknown] = 0
         hist = class_histogram(label, N_HIST)
         if hist[1:].sum() == 0:
             return "no_label", any_valid
@@ -426,6 +440,43 @@ def _frequencies(index: pd.DataFrame, table) -> dict:
     return out
 
 
+def region_tiles(lulc_dir: str | Path, region: Region | None) -> dict[str, Path]:
+    """Cell -> LULC tile of the region under ``lulc_dir``, each checked readable as uint8 codes."""
+    tiles = find_lulc_tiles(lulc_dir)
+    if region is not None:
+        tiles = {c: p for c, p in tiles.items() if c in set(region.cell_names)}
+    if not tiles:
+        raise InputError(f"no LULC tile (LC_*.tif) of the region under {lulc_dir}")
+    for path in tiles.values():
+        check_lulc_tile(path)
+    return tiles
+
+
+def anchors_of(tiles: dict[str, Path], cfg: PrepareConfig, table, lulc_dir, executor: str) -> tuple[pd.DataFrame, dict]:
+    """The anchors over the tiles' class-table codes; tiles without any such code are refused."""
+    anchors, summary = sample_anchors(tiles, cfg.n_anchors, cfg.seed, nodata=table.nodata, codes=table.codes,
+                                      executor=executor)
+    if not summary["anchors_per_code"]:
+        found = ", ".join(map(str, summary["unknown_codes"])) or "none"
+        raise InputError(f"the LULC tiles under {lulc_dir} hold no code of the class table {table.name} "
+                         f"(codes found: {found}): another product or the wrong class table")
+    return anchors, summary
+
+
+def scene_jobs(scenes: pd.DataFrame, anchors: pd.DataFrame, tiles: dict[str, Path], cfg: PrepareConfig,
+               stage: Path) -> list[SceneJob]:
+    """One job per catalogued scene, with the anchors inside its bounds (+0.01 degree)."""
+    a_lon, a_lat = anchors.lon.to_numpy(), anchors.lat.to_numpy()
+    jobs = []
+    for row in scenes.itertuples():
+        pad = 0.01
+        sel = (a_lon >= row.lon_min - pad) & (a_lon <= row.lon_max + pad) & (a_lat >= row.lat_min - pad) & (a_lat <= row.lat_max + pad)
+        scene = {"id": row.id, "path": row.path, "month": row.month, "datetime": row.datetime, "units": row.units,
+                 "bounds": (row.lon_min, row.lat_min, row.lon_max, row.lat_max)}
+        jobs.append(SceneJob(scene, cfg.role(row.month), a_lon[sel], a_lat[sel], {k: str(v) for k, v in tiles.items()}, cfg, str(stage)))
+    return jobs
+
+
 def prepare_dataset(catalog: str | Path, lulc_dir: str | Path, out: str | Path, cfg: PrepareConfig,
                     region: Region | None = None, overwrite: bool = False, executor: str = "ray") -> dict:
     """Build the dataset at ``out``; returns the report. Nothing is written at ``out`` until
@@ -435,30 +486,16 @@ def prepare_dataset(catalog: str | Path, lulc_dir: str | Path, out: str | Path, 
     if out.exists() and not overwrite:
         raise InputError(f"{out} exists; pass --overwrite to replace it")
     table = load_class_table(cfg.table)
-    tiles = find_lulc_tiles(lulc_dir)
-    if region is not None:
-        tiles = {c: p for c, p in tiles.items() if c in set(region.cell_names)}
-    if not tiles:
-        raise InputError(f"no LULC tile (LC_*.tif) of the region under {lulc_dir}")
+    tiles = region_tiles(lulc_dir, region)
     months = sorted(set(cfg.pretrain_months) | set(cfg.finetune_months))
     scenes = filter_catalog(read_catalog(catalog), region, [parse_month(m) for m in months])
     if scenes.empty:
         raise InputError(f"the catalog holds no HH scene of {', '.join(months)} in the region")
 
-    stage = out.with_name(f".{out.name}.partial-{os.getpid()}")
-    shutil.rmtree(stage, ignore_errors=True)
-    stage.mkdir(parents=True)
-    try:
-        anchors, anchor_summary = sample_anchors(tiles, cfg.n_anchors, cfg.seed, nodata=table.nodata, executor=executor)
+    with staged_dir(out) as stage:  # a dataset appears whole or not at all
+        anchors, anchor_summary = anchors_of(tiles, cfg, table, lulc_dir, executor)
         pq.write_table(pa.Table.from_pandas(anchors, preserve_index=False), stage / "anchors.parquet")
-        a_lon, a_lat = anchors.lon.to_numpy(), anchors.lat.to_numpy()
-        jobs = []
-        for row in scenes.itertuples():
-            pad = 0.01
-            sel = (a_lon >= row.lon_min - pad) & (a_lon <= row.lon_max + pad) & (a_lat >= row.lat_min - pad) & (a_lat <= row.lat_max + pad)
-            scene = {"id": row.id, "path": row.path, "month": row.month, "datetime": row.datetime, "units": row.units,
-                     "bounds": (row.lon_min, row.lat_min, row.lon_max, row.lat_max)}
-            jobs.append(SceneJob(scene, cfg.role(row.month), a_lon[sel], a_lat[sel], {k: str(v) for k, v in tiles.items()}, cfg, str(stage)))
+        jobs = scene_jobs(scenes, anchors, tiles, cfg, stage)
         results: list[SceneResult] = run_tasks(process_scene, jobs, desc="preparing scenes", executor=executor)
 
         rows = [r for res in results for r in res.rows]
@@ -467,7 +504,7 @@ def prepare_dataset(catalog: str | Path, lulc_dir: str | Path, out: str | Path, 
         split_counts = {s: int((index.split == s).sum()) for s in ("pretrain", "train", "val", "test")}
         train = index[index.split == "train"]
         meta = {
-            "format": "nationmap-dataset/1",
+            "format": DATASET_FORMAT,
             "nationmap_version": __version__,
             "config": cfg.to_dict(),
             "region": region.name if region is not None else None,
@@ -488,10 +525,4 @@ def prepare_dataset(catalog: str | Path, lulc_dir: str | Path, out: str | Path, 
             "seconds": round(time.time() - t0, 2),
         }
         (stage / "report.json").write_text(json.dumps(report, indent=2))
-        replace_dir(stage, out)
-    except BaseException:
-        shutil.rmtree(stage, ignore_errors=True)
-        raise
     return report
-
-

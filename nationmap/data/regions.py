@@ -11,10 +11,13 @@ A region spec is one of:
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
+
+import shapely
 
 from shapely.geometry import box, shape
 from shapely.geometry.base import BaseGeometry
@@ -38,11 +41,23 @@ class Region:
         cells: sorted cells covering ``geometry``.
         geometry: the area itself in EPSG:4326 (a bbox or GeoJSON area may cover cells
             only partly; named cells stand for whole cells).
+        from_file: read from a GeoJSON file (named by the file's stem, which may be anything).
     """
 
     name: str
     cells: tuple[Cell, ...]
     geometry: BaseGeometry
+    from_file: bool = False
+
+    @property
+    def slug(self) -> str:
+        """The region's directory under a products root. A GeoJSON region's also carries a hash of
+        its geometry: a file named like a cell, a bbox or another file elsewhere must never share
+        that region's directory (and overwrite its products)."""
+        if not self.from_file:
+            return region_slug(self.name)
+        digest = hashlib.sha256(shapely.to_wkb(shapely.normalize(self.geometry))).hexdigest()[:8]
+        return f"{region_slug(self.name)[:71]}-{digest}"
 
     @property
     def cell_names(self) -> list[str]:
@@ -125,7 +140,7 @@ def resolve_region(spec: str, lulc_dir: str | Path | None = None) -> Region:
         path = Path(spec)
         if not path.is_file():
             raise InputError(f"region file {spec} not found")
-        return _from_geometry(path.stem, _read_geojson(path))
+        return replace(_from_geometry(path.stem, _read_geojson(path)), from_file=True)
     bbox = _parse_bbox(spec)
     if bbox is not None:
         return _from_geometry(spec, bbox)

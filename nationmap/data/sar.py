@@ -4,6 +4,11 @@ One reader for every SAR GeoTIFF nationmap uses: ALOS-2 L1.5/L2.1 scenes and JAX
 tiles (uint16 DN, calibrated with :mod:`nationmap.data.calibration`) and rasters that are
 already calibrated (float, dB or linear power, declared by the caller or by the band's unit
 tag). A scene is never read whole unless the caller asks for it (``window=None``).
+
+Every reader of SAR values goes through :meth:`SarRaster.read` (or :meth:`SarRaster.valid_mask`):
+a pixel is valid only when it is finite, not a no-data value, and calibrates into the physical
+range :data:`~nationmap.data.calibration.SIGMA0_DB_RANGE`; anything else is no data, so neither
+inference nor dataset preparation ever feeds a model a non-finite or unphysical value.
 """
 
 from __future__ import annotations
@@ -17,8 +22,10 @@ from affine import Affine
 from rasterio.errors import RasterioError
 from rasterio.windows import Window
 
-from nationmap.data.calibration import UNITS, db_to_linear, dn_to_db, linear_to_db
+from nationmap.data.calibration import SIGMA0_DB_RANGE, UNITS, db_to_linear, dn_to_db, linear_to_db, physical_db
 from nationmap.errors import InputError, RasterError, first_line
+
+__all__ = ["SIGMA0_DB_RANGE", "SarRaster", "Sigma0", "read_sigma0"]
 
 _UNIT_TAGS = {"db": "db", "decibel": "db", "decibels": "db", "linear": "linear", "power": "linear"}
 
@@ -108,7 +115,13 @@ class SarRaster:
             raise RasterError(f"{self.path.name}: read failed ({first_line(exc)})") from None
 
     def valid_mask(self, raw: np.ndarray) -> np.ndarray:
-        """(H, W) bool: pixels of ``raw`` that hold data under this raster's conventions."""
+        """(H, W) bool: pixels of ``raw`` that hold data under this raster's conventions and
+        calibrate into the physical sigma0 range."""
+        return self.calibrate(raw)[1]
+
+    def _convention_mask(self, raw: np.ndarray) -> np.ndarray:
+        """(H, W) bool: pixels that are not no data by the raster's conventions (DN > 0, finite
+        float, positive linear power, not a declared no-data value)."""
         if self.units == "dn":
             valid = raw > 0
         else:
@@ -120,16 +133,26 @@ class SarRaster:
                 valid &= raw != value
         return valid
 
-    def read(self, window: Window | None = None, out_shape=None) -> Sigma0:
-        """Read a window (``None``: the whole raster) and calibrate it to sigma0."""
-        raw = self.read_raw(window, out_shape)
-        valid = self.valid_mask(raw)
+    def calibrate(self, raw: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Band values as stored -> ((H, W) float32 sigma0 dB, NaN where no data; (H, W) bool
+        validity). Values outside :data:`SIGMA0_DB_RANGE` after calibration are no data."""
+        valid = self._convention_mask(raw)
         if self.units == "dn":
             db = dn_to_db(np.where(valid, raw, 0))
         elif self.units == "db":
-            db = np.where(valid, raw, np.nan).astype(np.float32)
+            with np.errstate(over="ignore"):  # a float64 beyond float32 becomes inf: checked below
+                db = np.where(valid, raw, np.nan).astype(np.float32)
         else:
             db = linear_to_db(np.where(valid, raw, np.nan))
+        unphysical = valid & ~physical_db(db)
+        if unphysical.any():  # rare: normal rasters leave db and valid untouched (same bytes out)
+            valid &= ~unphysical
+            db[unphysical] = np.nan
+        return db, valid
+
+    def read(self, window: Window | None = None, out_shape=None) -> Sigma0:
+        """Read a window (``None``: the whole raster) and calibrate it to sigma0."""
+        db, valid = self.calibrate(self.read_raw(window, out_shape))
         transform = self._ds.transform if window is None else self._ds.window_transform(window)
         if out_shape is not None:
             h = window.height if window is not None else self.height

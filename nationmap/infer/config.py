@@ -11,6 +11,7 @@ import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
+from nationmap.config import Config, default_of
 from nationmap.data.months import parse_month
 from nationmap.errors import InputError
 from nationmap.files import read_defaults_table
@@ -23,7 +24,7 @@ EXECUTORS = ("ray", "serial")
 
 
 @dataclass(frozen=True)
-class InferConfig:
+class InferConfig(Config):
     """One inference run: a region and month, its inputs, models, outputs and settings.
 
     Attributes:
@@ -43,7 +44,13 @@ class InferConfig:
         keep_scenes: keep the per-scene probability rasters after a complete run.
         compile: ``torch.compile`` the models in each predictor (GPU: faster after a warm-up of
             about a minute; off by default).
+
+    The window and cell settings keep their flat names (the ``[infer]`` keys of ``jobs/infer.toml``)
+    and take their defaults from :class:`WindowSettings` and :class:`CellSettings`, which declare
+    them and check their ranges (:meth:`window_settings`, :meth:`cell_settings`).
     """
+
+    WHAT = "inference setting"
 
     region: str = ""
     month: str = ""
@@ -52,15 +59,15 @@ class InferConfig:
     water_model: str = ""
     out: str = "products"
     lulc_dir: str = ""
-    pixels_per_degree: int = 12000
+    pixels_per_degree: int = default_of(CellSettings, "pixels_per_degree")
     window: int = 0
-    overlap: int = 64
-    blend: str = "cosine"
-    batch_size: int = 16
-    resampling: str = "bilinear"
-    min_validity: float = 0.5
-    water_threshold: float = 0.5
-    cell_block: int = 2048
+    overlap: int = default_of(WindowSettings, "overlap")
+    blend: str = default_of(WindowSettings, "blend")
+    batch_size: int = default_of(WindowSettings, "batch_size")
+    resampling: str = default_of(CellSettings, "resampling")
+    min_validity: float = default_of(CellSettings, "min_validity")
+    water_threshold: float = default_of(CellSettings, "water_threshold")
+    cell_block: int = default_of(CellSettings, "block")
     executor: str = "ray"
     concurrency: int = 0
     gpus_per_actor: float = 0.0
@@ -69,6 +76,7 @@ class InferConfig:
     compile: bool = False
 
     def __post_init__(self):
+        self.check_fields()  # types and finite numbers first: a nan never reaches a range check
         if not self.region:
             raise InputError("no region given (--region, e.g. japan)")
         if not self.month:
@@ -95,22 +103,7 @@ class InferConfig:
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
-    @classmethod
-    def from_dict(cls, values: dict) -> "InferConfig":
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - names)
-        if unknown:
-            raise InputError(f"unknown inference setting(s): {', '.join(unknown)}")
-        types = {f.name: f.type for f in dataclasses.fields(cls)}
-        clean = {}
-        for key, value in values.items():
-            kind = {"int": int, "float": float, "bool": bool, "str": str}[types[key]]
-            if kind is float and isinstance(value, int) and not isinstance(value, bool):
-                value = float(value)
-            if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-                raise InputError(f"inference setting {key} must be {types[key]}, not {value!r}")
-            clean[key] = value
-        return cls(**clean)
+    # from_dict (Config): types checked, unknown keys refused, by the one rule of nationmap.config
 
 
 def load_infer_defaults(path: str | Path | None) -> dict:

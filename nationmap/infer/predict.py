@@ -14,6 +14,7 @@ from nationmap.errors import describe
 from nationmap.files import sha256_file, write_json
 from nationmap.infer.scene import SceneModels, WindowSettings, head_from_bundle, predict_scene
 from nationmap.parallel import node_id
+from nationmap.records import SceneJob, SceneRecord
 
 
 def load_scene_models(paths: dict[str, str], device: str = "cpu", compile: bool = False) -> SceneModels:
@@ -23,26 +24,26 @@ def load_scene_models(paths: dict[str, str], device: str = "cpu", compile: bool 
     return SceneModels(heads, device=device, compile=compile)
 
 
-def run_scene(job: dict, models: SceneModels, settings: WindowSettings) -> dict:
+def run_scene(job: SceneJob, models: SceneModels, settings: WindowSettings) -> SceneRecord:
     """Predict one scene and write its record; errors become a ``failed`` record."""
-    # started (Unix seconds) and worker (node:pid) let a profile find each worker's idle gaps
-    record = {"id": job["id"], "key": job["key"], "path": job["path"], "started": round(time.time(), 3)}
+    started = round(time.time(), 3)  # with the worker, lets a profile find each worker's idle gaps
     t0 = time.perf_counter()
     try:
-        result = predict_scene(job["path"], job["output"], models, settings, units=job.get("units") or None)
-        record.update(status="ok", windows=result.windows, valid_pixels=result.valid_pixels,
-                      height=result.height, width=result.width, model_seconds=round(result.model_seconds, 3),
-                      sha256=sha256_file(job["output"]))
+        result = predict_scene(job.path, job.output, models, settings, units=job.units or None)
+        outcome = dict(status="ok", windows=result.windows, valid_pixels=result.valid_pixels, height=result.height,
+                       width=result.width, model_seconds=round(result.model_seconds, 3), sha256=sha256_file(job.output))
     except Exception as exc:  # one unreadable scene must not stop the month
-        record.update(status="failed", error=describe(exc))
-    record["seconds"] = round(time.perf_counter() - t0, 3)
-    record["node"] = node_id()
-    record["worker"] = f"{record['node']}:{os.getpid()}"
-    write_json(job["record"], record)
+        outcome = dict(status="failed", error=describe(exc))
+    node = node_id()
+    record = SceneRecord(id=job.id, key=job.key, path=job.path, started=started,
+                         seconds=round(time.perf_counter() - t0, 3), node=node, worker=f"{node}:{os.getpid()}",
+                         **outcome)
+    write_json(job.record, record, durable=True)
     return record
 
 
-def predict_serial(jobs: list[dict], paths: dict[str, str], settings: WindowSettings, on_done, compile: bool) -> list[dict]:
+def predict_serial(jobs: list[SceneJob], paths: dict[str, str], settings: WindowSettings, on_done,
+                   compile: bool) -> list[SceneRecord]:
     """The scene stage in this process: models loaded once, scenes one after the other."""
     if not jobs:
         return []

@@ -15,6 +15,7 @@ import numpy as np
 from nationmap.errors import InputError
 from nationmap.infer.windows import WindowSettings
 from nationmap.parallel import WORKER_ENV, init_ray
+from nationmap.records import SceneJob, SceneRecord
 
 
 class ScenePredictor:
@@ -33,11 +34,14 @@ class ScenePredictor:
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, list]:
         from nationmap.infer.predict import run_scene
 
-        records = [run_scene(json.loads(job), self.models, self.settings) for job in batch["job"]]
-        return {"record": [json.dumps(r) for r in records]}
+        jobs = [SceneJob.from_json(json.loads(job), "scene job") for job in batch["job"]]
+        return {"record": [json.dumps(run_scene(job, self.models, self.settings).to_json()) for job in jobs]}
 
 
-def predict_scenes_ray(jobs: list[dict], cfg, models, settings: WindowSettings, on_done) -> list[dict]:
+def predict_scenes_ray(jobs: list[SceneJob], cfg, model_paths: dict[str, str], settings: WindowSettings,
+                       on_done) -> list[SceneRecord]:
+    """The scene stage on a Ray Data actor pool (one scene per block); ``on_done`` is called with
+    each record as it arrives."""
     import ray
     import ray.data
 
@@ -56,15 +60,15 @@ def predict_scenes_ray(jobs: list[dict], cfg, models, settings: WindowSettings, 
     else:
         actors = max(1, int(resources.get("CPU", 1) // cfg.cpus_per_actor))
     actors = min(actors, len(jobs))
-    ds = ray.data.from_items([{"job": json.dumps(j)} for j in jobs], override_num_blocks=len(jobs))
+    ds = ray.data.from_items([{"job": json.dumps(j.to_json())} for j in jobs], override_num_blocks=len(jobs))
     ds = ds.map_batches(
         ScenePredictor, batch_size=1, concurrency=actors, num_cpus=cfg.cpus_per_actor,
         num_gpus=cfg.gpus_per_actor or None, runtime_env={"env_vars": WORKER_ENV},
-        fn_constructor_kwargs={"model_paths": models.paths, "settings": settings.__dict__,
+        fn_constructor_kwargs={"model_paths": model_paths, "settings": settings.__dict__,
                                "threads": int(cfg.cpus_per_actor), "compile": cfg.compile},
     )
     records = []
     for row in ds.iter_rows():
-        records.append(json.loads(row["record"]))
+        records.append(SceneRecord.from_json(json.loads(row["record"]), "scene record from a predictor"))
         on_done(records[-1])
     return records

@@ -16,6 +16,11 @@ Output, one GeoTIFF on the scene grid (CRS, transform, size of the input), uint8
 Storing validity-premultiplied probabilities makes any later resampling a weighted average
 that ignores no-data pixels: ``resampled(v * p) / resampled(v)``.
 
+Values: the reader makes every non-finite or unphysical SAR value no data (NaN), and the models'
+inputs and outputs are checked at this boundary (:class:`ModelValueError`): a value outside the
+physical sigma0 range never reaches a model, and a NaN or inf probability fails the scene instead
+of being written as a valid zero.
+
 Speed: windows without any valid pixel are not predicted (their pixels are no data whatever the
 model says); the next strip is read and calibrated in a background thread while the models run,
 and finished rows are compressed and written by another, so the models never wait for I/O.
@@ -37,8 +42,10 @@ import torch
 from rasterio.windows import Window
 from torch import nn
 
+from nationmap.data.calibration import SIGMA0_DB_RANGE, physical_db
 from nationmap.data.sar import SarRaster
-from nationmap.errors import InputError
+from nationmap.errors import InputError, NationmapError
+from nationmap.files import temporary_name
 from nationmap.infer.windows import ColumnBlock, WindowSettings, blend_weight, column_blocks, window_starts
 
 VALID_BAND = "validity"
@@ -46,6 +53,36 @@ SCENE_GDAL_CACHE_MB = 64
 FLUSH_COLUMNS = 2048
 SCENE_PROFILE = dict(driver="GTiff", dtype="uint8", tiled=True, blockxsize=256, blockysize=256,
                      compress="deflate", interleave="pixel")
+
+
+class ModelValueError(NationmapError):
+    """A value that must never enter or leave a model: sigma0 outside the physical range in a
+    model's input, or a NaN or inf probability in its output. The scene fails with the reason."""
+
+
+def check_model_input(db: np.ndarray) -> None:
+    """Refuse (N, H, W) sigma0 dB holding anything but NaN (no data) or physical values."""
+    bad = ~np.isnan(db) & ~physical_db(db)
+    if bad.any():
+        raise ModelValueError(f"{int(bad.sum())} input value(s) outside the physical sigma0 range "
+                              f"{SIGMA0_DB_RANGE[0]:g}..{SIGMA0_DB_RANGE[1]:g} dB reached the models")
+
+
+def check_model_output(probs: torch.Tensor, heads: list["Head"]) -> None:
+    """Refuse (N, bands, H, W) probabilities holding NaN or inf; names the model that gave them."""
+    # probabilities are <= 1, so their sum is finite unless one is NaN or inf: one reduction, far
+    # cheaper on CPU than an element-wise isfinite (32 windows x 10 bands: 40 ms vs 530 ms, 2 cores)
+    if bool(torch.isfinite(probs.sum())):
+        return
+    start = 0
+    for h in heads:
+        part = probs[:, start:start + len(h.bands)]
+        start += len(h.bands)
+        n = int((~torch.isfinite(part)).sum())
+        if n:
+            raise ModelValueError(f"the {h.task} model gave non-finite probabilities (NaN or inf) at {n} of "
+                                  f"{part.numel()} values of a batch of {probs.shape[0]} windows (a diverged "
+                                  f"model or a numerical fault); nothing of the scene is written")
 
 
 @dataclass
@@ -92,11 +129,14 @@ class SceneModels:
 
     @torch.inference_mode()
     def probabilities(self, db: np.ndarray) -> np.ndarray:
-        """(N, H, W) float32 sigma0 dB -> (N, len(bands), H, W) float32 probabilities."""
+        """(N, H, W) float32 sigma0 dB (NaN = no data) -> (N, len(bands), H, W) float32
+        probabilities; raises :class:`ModelValueError` for a non-finite output. The inputs are
+        checked where they are read (:meth:`_SceneStream.read_strip`, off the models' path)."""
         x = torch.from_numpy(db).to(self.device, non_blocking=True)
         use_amp = self.autocast and self.device.startswith("cuda")
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=use_amp):
             out = torch.cat([h.probabilities(x) for h in self.heads], dim=1)
+        check_model_output(out, self.heads)
         return out.float().cpu().numpy()
 
 
@@ -111,7 +151,7 @@ def head_from_bundle(bundle) -> Head:
     if bundle.task == "water":
         kind, bands = "sigmoid", ("water",)
     else:
-        scheme = class_table_from_dict(meta["class_table"]).scheme(meta["scheme"])
+        scheme = class_table_from_dict(meta.class_table).scheme(meta.scheme)
         kind, bands = "softmax", tuple(scheme.names)
     return Head(bundle.task, bundle.model, kind, float(norm["mean_db"]), float(norm["std_db"]), bands)
 
@@ -134,7 +174,7 @@ def predict_scene(src: str | Path, dst: str | Path, models: SceneModels, setting
     """
     t0 = time.perf_counter()
     dst = Path(dst)
-    tmp = dst.with_name(f".{dst.name}.{os.getpid()}.part")
+    tmp = temporary_name(dst)
     dst.parent.mkdir(parents=True, exist_ok=True)
     try:
         # GDAL keeps written and read blocks in its cache (5 % of RAM by default): bounded here,
@@ -201,6 +241,7 @@ class _SceneStream:
         sigma0 = self.raster.read(Window(block.left, r, cols, min(size, h - r)))
         strip = np.full((size, bw), np.nan, dtype=np.float32)
         strip[: sigma0.valid.shape[0], :cols] = np.where(sigma0.valid, sigma0.db, np.nan)
+        check_model_input(strip)  # in the reader thread: free while the models run
         return strip, sigma0.valid
 
     def _start(self, block: ColumnBlock) -> None:

@@ -11,11 +11,12 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
+from nationmap.config import Config, from_dict
 from nationmap.errors import InputError
 
 
 @dataclass(frozen=True)
-class EncoderConfig:
+class EncoderConfig(Config):
     """A Swin Transformer encoder for single-channel SAR patches.
 
     embed_dim: channels C of stage 1 (stage i has C * 2**i).
@@ -25,6 +26,8 @@ class EncoderConfig:
     in_chans: input channels (1: HH).
     img_size: input height and width in pixels.
     """
+
+    WHAT = "encoder setting"
 
     embed_dim: int = 128
     depths: tuple[int, ...] = (2, 2, 18, 2)
@@ -37,8 +40,7 @@ class EncoderConfig:
     drop_path_rate: float = 0.1
 
     def __post_init__(self):
-        object.__setattr__(self, "depths", tuple(int(d) for d in self.depths))
-        object.__setattr__(self, "num_heads", tuple(int(h) for h in self.num_heads))
+        self.check_fields()  # lists from JSON become tuples; wrong types and nan are refused
         if len(self.depths) != len(self.num_heads) or not self.depths:
             raise InputError("encoder depths and num_heads must have the same, non-zero length")
         if min(self.depths) < 1 or min(self.num_heads) < 1 or self.embed_dim < 1:
@@ -75,10 +77,6 @@ class EncoderConfig:
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
-    @classmethod
-    def from_dict(cls, d: dict) -> "EncoderConfig":
-        return cls(**{f.name: d[f.name] for f in dataclasses.fields(cls) if f.name in d})
-
 
 def config_to_dict(cfg) -> dict:
     """JSON-ready dict of a model config dataclass that holds an ``encoder: EncoderConfig``."""
@@ -88,10 +86,10 @@ def config_to_dict(cfg) -> dict:
 
 
 def config_from_dict(cls, d: dict):
-    """Inverse of ``config_to_dict`` for ``cls``; keys ``cls`` does not know are ignored."""
-    d = dict(d)
-    d["encoder"] = EncoderConfig.from_dict(d["encoder"])
-    return cls(**{f.name: d[f.name] for f in dataclasses.fields(cls) if f.name in d})
+    """Inverse of ``config_to_dict`` for ``cls`` by the one rule of :mod:`nationmap.config`: keys
+    ``cls`` does not know and values of the wrong type are refused (a bundle written by another
+    version or edited by hand is a clear refusal, not a silently different model)."""
+    return from_dict(cls, d, f"{cls.__name__} setting")
 
 
 @dataclass(frozen=True)

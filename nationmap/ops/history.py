@@ -1,9 +1,12 @@
 """Run history read from the files runs leave behind (no database, no service).
 
 * training: ``<runs>/<name>/summary.json`` beside ``config.json`` (``nationmap train``);
-* inference: ``manifest.json`` of format ``nationmap-run/1`` (``nationmap infer``, and the
-  staging run of a refresh);
-* refresh: ``<products>/<region>/<YYYY-MM>/refreshes/<run_id>.json``.
+* inference: ``manifest.json`` (:class:`~nationmap.records.RunManifest`; ``nationmap infer``, and
+  the staging run of a refresh);
+* refresh: ``<products>/<region>/<YYYY-MM>/refreshes/<run_id>.json``
+  (:class:`~nationmap.records.RefreshRecord`) and its log beside it.
+
+Records of another format or damaged ones are not runs of this version and are left out.
 
 A refresh record still marked ``running`` whose month lock is free belongs to a process that
 died; it is shown as ``interrupted``.
@@ -20,6 +23,7 @@ from pathlib import Path
 from nationmap.errors import InputError
 from nationmap.files import read_json
 from nationmap.ops.lock import is_locked
+from nationmap.records import RefreshRecord, RunManifest
 
 # directories that hold products or checkpoints, never run records
 _PRUNE = re.compile(r"^(\.work|v\d+|cells|mosaic|quicklooks|stac|checkpoint_.*|best|latest|models?)$")
@@ -79,35 +83,36 @@ def _training(run_dir: Path, summary: dict) -> RunInfo:
                    reports, failures, details)
 
 
-def _inference(path: Path, manifest: dict) -> RunInfo:
+def _inference(path: Path, manifest: RunManifest) -> RunInfo:
     root = path.parent
-    products = manifest.get("products", {})
-    outputs = [str(root / e["path"]) for group in ("mosaic", "vrt") for e in products.get(group, {}).values()]
-    outputs += sorted({str(root / "cells" / c["cell"]) for c in manifest.get("cell_results", []) if c.get("status") == "ok"})
-    reports = [str(root / e["path"]) for e in products.get("quicklooks", {}).values()]
+    products = manifest.products
+    outputs = [str(root / e.path) for group in ("mosaic", "vrt") for e in getattr(products, group).values()]
+    outputs += sorted({str(root / "cells" / c.cell) for c in manifest.ok_cells()})
+    reports = [str(root / e.path) for e in products.quicklooks.values()]
     reports += _existing(root, ["stac/catalog.json"])
-    scenes = manifest.get("scenes", [])
-    details = {"run_dir": str(root), "region": manifest.get("region"), "month": manifest.get("month"),
-               "scenes": f"{sum(s.get('status') == 'ok' for s in scenes)}/{len(scenes)} ok",
-               "empty_cells": manifest.get("empty_cells", []), "models": manifest.get("models", {})}
-    return RunInfo(manifest["run_id"], "infer", manifest.get("status", "unknown"), manifest.get("started"),
-                   manifest.get("finished"), (manifest.get("timings") or {}).get("total_s"), str(path),
-                   [i["path"] for i in manifest.get("inputs", [])], outputs, reports, manifest.get("failures", []),
-                   details)
+    details = {"run_dir": str(root), "region": manifest.region, "month": manifest.month,
+               "scenes": f"{sum(s.ok for s in manifest.scenes)}/{len(manifest.scenes)} ok",
+               "empty_cells": manifest.empty_cells, "models": {t: m.to_json() for t, m in manifest.models.items()}}
+    return RunInfo(manifest.run_id, "infer", manifest.status, manifest.started, manifest.finished,
+                   manifest.timings.get("total_s"), str(path), [i.path for i in manifest.inputs], outputs, reports,
+                   [f.to_json() for f in manifest.failures], details)
 
 
-def _refresh(path: Path, record: dict) -> RunInfo:
-    status = record.get("status", "unknown")
+def _refresh(path: Path, record: RefreshRecord) -> RunInfo:
+    status = record.status
     if status == "running" and not is_locked(path.parent.parent / ".lock"):
         status = "interrupted"
-    inputs = [v for v in (record.get("raw_dir"), record.get("catalog")) if v]
-    outputs = [record["published"]] if record.get("published") else []
-    reports = [p for p in (record.get("log"),) if p and Path(p).exists()]
-    details = {k: record[k] for k in ("region", "month", "version", "new_version", "latest", "infer_run_id",
-                                      "staging", "catalog_update", "error", "host", "pid") if record.get(k) is not None}
-    return RunInfo(record["run_id"], "refresh", status, record.get("started"), record.get("finished"),
-                   record.get("seconds") or _duration(record.get("started"), record.get("finished")), str(path),
-                   inputs, outputs, reports, record.get("failures", []), details)
+    inputs = [v for v in (record.raw_dir, record.catalog) if v]
+    outputs = [record.published] if record.published else []
+    log = path.with_suffix(".log")  # the log is the file beside the record, whatever the record says
+    reports = [str(log)] if log.is_file() else []
+    details = {k: getattr(record, k) for k in ("region", "month", "version", "new_version", "latest", "infer_run_id",
+                                               "staging", "error", "host", "pid") if getattr(record, k) is not None}
+    if record.catalog_update is not None:
+        details["catalog_update"] = record.catalog_update.to_json()
+    return RunInfo(record.run_id, "refresh", status, record.started, record.finished,
+                   record.seconds or _duration(record.started, record.finished), str(path),
+                   inputs, outputs, reports, [f.to_json() for f in record.failures], details)
 
 
 def discover(roots: list[str | Path]) -> list[RunInfo]:
@@ -126,13 +131,13 @@ def discover(roots: list[str | Path]) -> list[RunInfo]:
                 if summary is not None:
                     found.append(_training(here, summary))
             if "manifest.json" in filenames:
-                manifest = read_json(here / "manifest.json")
-                if manifest and manifest.get("format") == "nationmap-run/1" and manifest.get("run_id"):
+                manifest = RunManifest.read_or_none(here / "manifest.json")
+                if manifest is not None:
                     found.append(_inference(here / "manifest.json", manifest))
             if here.name == "refreshes":
                 for name in filenames:
-                    record = read_json(here / name) if name.endswith(".json") else None
-                    if record and record.get("kind") == "refresh" and record.get("run_id"):
+                    record = RefreshRecord.read_or_none(here / name) if name.endswith(".json") else None
+                    if record is not None:
                         found.append(_refresh(here / name, record))
             for info in found:
                 runs.setdefault(info.run_id, info)

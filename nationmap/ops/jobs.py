@@ -15,11 +15,18 @@ which command it is; an optional ``[job]`` table says how to run it::
     entrypoint_num_cpus = 1
     entrypoint_num_gpus = 0
     runtime_env = { env_vars = { OMP_NUM_THREADS = "8" } }
+
+Every table's types are checked here, before anything is sent: a wrong type is one line naming the
+key and the type expected. Every request to the job API has a timeout (``NATIONMAP_JOB_API_TIMEOUT``
+seconds, default 30; Ray's SDK sets none), so a head that accepts connections and never answers
+is one line and exit code 1, not a hang.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
+import math
 import os
 import re
 import shlex
@@ -27,16 +34,36 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from nationmap.errors import InputError, NationmapError
+from nationmap.config import Config, check_types
+from nationmap.errors import FailedError, InputError, NationmapError
 from nationmap.files import read_toml
 
 DEFAULT_API = "http://127.0.0.1:8265"
 TERMINAL = ("SUCCEEDED", "FAILED", "STOPPED")
-_JOB_KEYS = {"workdir", "python", "entrypoint_num_cpus", "entrypoint_num_gpus", "runtime_env"}
+TIMEOUT_ENV = "NATIONMAP_JOB_API_TIMEOUT"
+DEFAULT_TIMEOUT = 30.0  # seconds per connect or read; generous for a head under load
 
 
 class ClusterError(NationmapError):
-    """The cluster could not be reached or refused the request."""
+    """The cluster refused the request (bad input: a missing or wrong token, exit code 2)."""
+
+
+class ClusterUnreachable(ClusterError, FailedError):
+    """No job API answered at the address, or not in time (exit code 1)."""
+
+
+def api_timeout() -> float:
+    """Seconds any one request to the job API may wait: ``NATIONMAP_JOB_API_TIMEOUT`` or 30."""
+    text = os.environ.get(TIMEOUT_ENV, "").strip()
+    if not text:
+        return DEFAULT_TIMEOUT
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        raise InputError(f"{TIMEOUT_ENV}={text!r}: expected seconds, a finite number > 0")
+    return value
 
 
 def resolve_token(token_file: str | Path | None = None) -> str | None:
@@ -78,20 +105,47 @@ def api_address(address: str | None) -> str:
     return DEFAULT_API
 
 
-def client(address: str | None = None, token_file: str | Path | None = None):
-    """A JobSubmissionClient for the cluster, with the bearer token when there is one."""
+@functools.cache
+def _timed_client_class():
     from ray.job_submission import JobSubmissionClient
 
+    class TimedJobClient(JobSubmissionClient):
+        """Ray's job client with a timeout on every HTTP request (its own requests have none)."""
+
+        def __init__(self, address: str, timeout: float, **kwargs):
+            self._timeout = timeout  # before __init__, whose version check is the first request
+            super().__init__(address, **kwargs)
+
+        def _do_request(self, method, endpoint, **kwargs):
+            kwargs.setdefault("timeout", self._timeout)
+            return super()._do_request(method, endpoint, **kwargs)
+
+    return TimedJobClient
+
+
+def client(address: str | None = None, token_file: str | Path | None = None):
+    """A job client for the cluster, with the bearer token when there is one and a timeout on
+    every request."""
     url = api_address(address)
+    timeout = api_timeout()
     token = resolve_token(token_file)
     headers = {"Authorization": f"Bearer {token}"} if token else None
     try:
-        return JobSubmissionClient(url, headers=headers)
+        return _timed_client_class()(url, timeout, headers=headers)
     except Exception as exc:
         raise _cluster_error(url, exc, token is not None) from None
 
 
+def _is_timeout(exc: BaseException) -> bool:
+    import requests
+
+    return isinstance(exc, (requests.exceptions.Timeout, TimeoutError, asyncio.TimeoutError))
+
+
 def _cluster_error(url: str, exc: Exception, had_token: bool) -> ClusterError:
+    if _is_timeout(exc):
+        return ClusterUnreachable(f"no answer from the Ray job API at {url} within {api_timeout():g} s "
+                                  f"(is this the dashboard address? {TIMEOUT_ENV} sets the wait)")
     text = str(exc)
     if "Authentication required" in text or "401" in text:
         return ClusterError(f"the Ray cluster at {url} requires a token: set RAY_AUTH_TOKEN or RAY_AUTH_TOKEN_PATH "
@@ -99,9 +153,58 @@ def _cluster_error(url: str, exc: Exception, had_token: bool) -> ClusterError:
     if "Authentication failed" in text or "403" in text:
         return ClusterError(f"the Ray cluster at {url} refused the token (it is not the cluster's token)")
     if isinstance(exc, ConnectionError) or "Failed to connect" in text:
-        return ClusterError(f"no Ray job API at {url} (is the cluster up, and is this its dashboard address?)")
+        return ClusterUnreachable(f"no Ray job API at {url} (is the cluster up, and is this its dashboard address?)")
     first = text.splitlines()[0] if text else type(exc).__name__
     return ClusterError(f"Ray job API at {url}: {first[:200]}")
+
+
+@dataclass(frozen=True)
+class JobTable(Config):
+    """The ``[job]`` table of a job spec: how the command runs on the cluster."""
+
+    WHAT = "[job] setting"
+    workdir: str = ""  # default: the directory submit is run in
+    python: str = "python"
+    entrypoint_num_cpus: float = 0.0
+    entrypoint_num_gpus: float = 0.0
+    runtime_env: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        self.check_fields()
+        for key in ("entrypoint_num_cpus", "entrypoint_num_gpus"):
+            if getattr(self, key) < 0:
+                raise InputError(f"[job] {key} must be a number >= 0, not {getattr(self, key)!r}")
+
+
+def _spec_path(path: Path) -> Path:
+    if path.is_file():
+        return path
+    from nationmap.files import JOBS_DIR
+
+    named = JOBS_DIR / f"{path}.toml" if path.suffix != ".toml" else JOBS_DIR / path.name
+    if not named.is_file():
+        raise InputError(f"job spec {path} not found (a TOML file or a name in jobs/)")
+    return named
+
+
+def _command(raw: dict, spec_arg: str) -> list[str]:
+    """The nationmap command a spec stands for, its table's types checked by the configs' rule
+    (a wrong type is refused here, not on the cluster minutes later)."""
+    from nationmap.infer.config import InferConfig
+    from nationmap.ops.refresh import RefreshSpec
+    from nationmap.train.config import TrainConfig
+
+    for table, cls, what in (("train", TrainConfig, "[train] option"), ("refresh", RefreshSpec, "[refresh] setting"),
+                             ("infer", InferConfig, "[infer] setting")):
+        if table in raw:
+            check_types(cls, raw[table], what)
+            if table == "train":
+                task = raw["train"].get("task")
+                if task not in ("pretrain", "lulc", "water"):
+                    raise InputError(f"[train] task must be pretrain, lulc or water, not {task!r}")
+                return ["train", task, "--spec", spec_arg]
+            return [table, "--config", spec_arg]
+    raise InputError("a job spec needs a [train], [infer] or [refresh] table")
 
 
 @dataclass(frozen=True)
@@ -118,47 +221,20 @@ class JobSpec:
 
     @classmethod
     def load(cls, path: str | Path, extra_args: list[str] | None = None) -> "JobSpec":
-        path = Path(path)
-        if not path.is_file():
-            from nationmap.files import JOBS_DIR
-
-            named = JOBS_DIR / f"{path}.toml" if path.suffix != ".toml" else JOBS_DIR / path.name
-            if not named.is_file():
-                raise InputError(f"job spec {path} not found (a TOML file or a name in jobs/)")
-            path = named
+        path = _spec_path(Path(path))
         raw = read_toml(path)
-        job = raw.get("job", {})
-        if not isinstance(job, dict):
-            raise InputError(f"{path}: [job] must be a table")
-        workdir = str(job.get("workdir") or os.getcwd())
         # the spec as the job sees it: a spec under this directory has the same relative path under
         # the job's workdir (the cluster's copy of the checkout); any other is passed as it is
         resolved, here = path.resolve(), Path.cwd().resolve()
         spec_arg = str(resolved.relative_to(here)) if here in resolved.parents else str(resolved)
-        if "train" in raw:
-            task = raw["train"].get("task") if isinstance(raw["train"], dict) else None
-            if task not in ("pretrain", "lulc", "water"):
-                raise InputError(f"{path}: [train] task must be pretrain, lulc or water, not {task!r}")
-            command = ["train", task, "--spec", spec_arg]
-        elif "refresh" in raw:
-            command = ["refresh", "--config", spec_arg]
-        elif "infer" in raw:
-            command = ["infer", "--config", spec_arg]
-        else:
-            raise InputError(f"{path}: a job spec needs a [train], [infer] or [refresh] table")
-        unknown = sorted(set(job) - _JOB_KEYS)
-        if unknown:
-            raise InputError(f"{path}: unknown [job] setting(s): {', '.join(unknown)}")
-        if not isinstance(job.get("runtime_env", {}), dict):
-            raise InputError(f"{path}: [job] runtime_env must be a table")
-        resources = {}
-        for key in ("entrypoint_num_cpus", "entrypoint_num_gpus"):
-            value = job.get(key, 0)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
-                raise InputError(f"{path}: [job] {key} must be a number >= 0, not {value!r}")
-            resources[key] = float(value)
-        return cls(path=path, command=command + list(extra_args or []), workdir=workdir,
-                   python=str(job.get("python", "python")), runtime_env=dict(job.get("runtime_env", {})), **resources)
+        try:
+            job = JobTable.from_dict(raw.get("job", {}))
+            command = _command(raw, spec_arg)
+        except InputError as exc:
+            raise InputError(f"{path}: {exc}") from None
+        return cls(path=path, command=command + list(extra_args or []), workdir=job.workdir or os.getcwd(),
+                   python=job.python, entrypoint_num_cpus=job.entrypoint_num_cpus,
+                   entrypoint_num_gpus=job.entrypoint_num_gpus, runtime_env=dict(job.runtime_env))
 
     @property
     def entrypoint(self) -> str:
@@ -196,7 +272,8 @@ def follow(job_id: str, *, address: str | None = None, token_file: str | Path | 
     logging.getLogger("ray.dashboard.modules.job.sdk").setLevel(logging.WARNING)  # "WebSocket closed" noise
     jobs = client(address, token_file)
     try:
-        if follow_logs:
+        jobs.get_job_info(job_id)  # an HTTP request with a timeout: the API answers before the tail
+        if follow_logs:  # the tail may rightly stay quiet for long (a job between log lines)
             async def tail():
                 async for chunk in jobs.tail_job_logs(job_id):
                     out.write(chunk)

@@ -18,7 +18,9 @@ from nationmap.errors import NationmapError
 
 
 class LockedError(NationmapError):
-    """Another process holds the lock (the CLI exits with its own code)."""
+    """Another process holds the lock (exit code 4: already running)."""
+
+    exit_code = 4
 
 
 class RunLock:

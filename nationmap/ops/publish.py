@@ -29,28 +29,33 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from nationmap.errors import InputError
-from nationmap.files import read_json, sha256_json, write_json
+from nationmap.files import is_temporary, safe_child, read_json, sha256_json, staged_dir, temporary_name, write_json
+from nationmap.records import RunManifest
 
 _VERSION = re.compile(r"^v(\d+)$")
 
 
 @dataclass(frozen=True)
 class MonthDir:
-    """``<products>/<region>/<YYYY-MM>``: the versions, staging run, lock and records of a month."""
+    """``<products>/<region>/<YYYY-MM>``: the versions, staging run, lock and records of a month.
+
+    Every path below the month goes through the path rule (:func:`nationmap.files.safe_child`):
+    a symlink planted inside the month cannot lead a write out of it. The ``latest`` pointers are
+    the exception by design: they are symlinks nationmap itself replaces, never written through."""
 
     root: Path
 
     @property
     def staging(self) -> Path:
-        return self.root / ".staging"
+        return safe_child(self.root, ".staging")
 
     @property
     def lock(self) -> Path:
-        return self.root / ".lock"
+        return safe_child(self.root, ".lock")
 
     @property
     def refreshes(self) -> Path:
-        return self.root / "refreshes"
+        return safe_child(self.root, "refreshes")
 
     @property
     def latest(self) -> Path:
@@ -61,7 +66,7 @@ class MonthDir:
         return self.root.parent / "latest"
 
     def version(self, n: int) -> Path:
-        return self.root / f"v{n}"
+        return safe_child(self.root, f"v{n}")
 
     def versions(self) -> list[int]:
         if not self.root.is_dir():
@@ -82,19 +87,18 @@ def point(link: Path, target: str) -> None:
     """Make symlink ``link`` point at ``target`` (relative) in one atomic rename."""
     if link.exists() and not link.is_symlink():
         raise InputError(f"{link} exists and is not a symlink; refusing to replace it")
-    tmp = link.with_name(f".{link.name}.{os.getpid()}.tmp")
+    tmp = temporary_name(link)
     tmp.unlink(missing_ok=True)
     os.symlink(target, tmp)
     os.replace(tmp, link)
 
 
-def content_key(manifest: dict) -> str:
+def content_key(manifest: RunManifest) -> str:
     """What a version holds: the checksums of every product file and the run's status."""
-    cells = {c["cell"]: {p: e["sha256"] for p, e in c.get("files", {}).items()}
-             for c in manifest["cell_results"] if c["status"] == "ok"}
-    products = {group: {p: e["sha256"] for p, e in entries.items()}
-                for group, entries in manifest.get("products", {}).items() if isinstance(entries, dict)}
-    return sha256_json({"cells": cells, "products": products, "status": manifest["status"]})
+    cells = {c.cell: {p: e.sha256 for p, e in c.files.items()} for c in manifest.ok_cells()}
+    products = {group: {p: e.sha256 for p, e in getattr(manifest.products, group).items()}
+                for group in manifest.products.GROUPS}
+    return sha256_json({"cells": cells, "products": products, "status": manifest.status})
 
 
 def _link_or_copy(src: Path, dst: Path) -> None:
@@ -106,37 +110,41 @@ def _link_or_copy(src: Path, dst: Path) -> None:
     os.chmod(dst, mode & ~(stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH))
 
 
-def published_files(run_dir: Path, manifest: dict) -> list[Path]:
+def published_files(run_dir: Path, manifest: RunManifest) -> list[Path]:
     """What a version holds, relative to the run: the manifest, the files of the cells it lists as
     ok, its national layers (COG, VRT) and quicklooks, and the STAC tree (stale files of the reused staging
     directory, e.g. of a cell that is empty this time, are left out)."""
     files = [Path("manifest.json")]
-    for cell in manifest["cell_results"]:
-        if cell["status"] == "ok":
-            files += [Path("cells") / cell["cell"] / e["path"] for e in cell.get("files", {}).values()]
-    for group in ("mosaic", "vrt", "quicklooks"):
-        files += [Path(e["path"]) for e in manifest.get("products", {}).get(group, {}).values()]
+    for cell in manifest.ok_cells():
+        files += [Path("cells") / cell.cell / e.path for e in cell.files.values()]
+    files += [Path(e.path) for e in manifest.products.files()]
     stac = run_dir / "stac"
     if stac.is_dir():
         files += sorted(p.relative_to(run_dir) for p in stac.rglob("*") if p.is_file() and not p.name.startswith("."))
     return files
 
 
-def _assemble(run_dir: Path, manifest: dict, stage: Path) -> None:
+def _assemble(run_dir: Path, manifest: RunManifest, stage: Path) -> None:
+    """Hard-link (or copy) the version's files into ``stage``; a file that resolves outside the
+    run directory (a symlink planted in it) is refused, never followed."""
     for rel in published_files(run_dir, manifest):
+        src = safe_child(run_dir, str(rel))
+        if not src.is_file():
+            raise InputError(f"{run_dir / rel}: listed in the manifest but not a file")
         dst = stage / rel
         dst.parent.mkdir(parents=True, exist_ok=True)
-        _link_or_copy(run_dir / rel, dst)
+        _link_or_copy(src, dst)
 
 
 def clean_stale(month: MonthDir) -> None:
     """Remove half-assembled versions left by a refresh that was killed while publishing."""
     if month.root.is_dir():
-        for path in month.root.glob(".v*.part-*"):
-            shutil.rmtree(path, ignore_errors=True)
+        for path in month.root.glob(".v*"):
+            if is_temporary(path) and path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path, ignore_errors=True)
 
 
-def publish(month: MonthDir, run_dir: Path, manifest: dict, refresh_run_id: str) -> dict:
+def publish(month: MonthDir, run_dir: Path, manifest: RunManifest, refresh_run_id: str) -> dict:
     """Publish the products of ``run_dir`` as the month's next version (or reuse the newest one
     if it holds the same products), and move ``latest`` if the run is complete (status ok).
 
@@ -150,21 +158,18 @@ def publish(month: MonthDir, run_dir: Path, manifest: dict, refresh_run_id: str)
         n, new = newest, False
     else:
         n, new = (newest or 0) + 1, True
-        stage = month.root / f".v{n}.part-{os.getpid()}"
-        shutil.rmtree(stage, ignore_errors=True)
-        stage.mkdir(parents=True)
-        _assemble(run_dir, manifest, stage)
-        write_json(stage / "version.json", {
-            "version": n, "region": manifest["region"], "month": manifest["month"], "status": manifest["status"],
-            "published": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-            "refresh_run_id": refresh_run_id, "infer_run_id": manifest["run_id"], "content_key": key,
-            "failures": manifest["failures"]})
-        os.rename(stage, month.version(n))
+        with staged_dir(month.version(n), durable=True) as stage:
+            _assemble(run_dir, manifest, stage)
+            write_json(stage / "version.json", {
+                "version": n, "region": manifest.region, "month": manifest.month, "status": manifest.status,
+                "published": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+                "refresh_run_id": refresh_run_id, "infer_run_id": manifest.run_id, "content_key": key,
+                "failures": [f.to_json() for f in manifest.failures]})
     moved = False
-    if manifest["status"] == "ok" and month.latest_version() != n:
+    if manifest.status == "ok" and month.latest_version() != n:
         point(month.latest, f"v{n}")
         moved = True
-    if manifest["status"] == "ok":
+    if manifest.status == "ok":
         _advance_region_latest(month, n)
     return {"version": n, "new": new, "latest_moved": moved, "path": str(month.version(n))}
 

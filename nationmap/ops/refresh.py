@@ -17,18 +17,19 @@ import datetime as dt
 import os
 import socket
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
+from nationmap.config import from_dict
 from nationmap.data.months import Month, parse_month
 from nationmap.data.regions import region_slug, resolve_region
 from nationmap.errors import NationmapError, describe
-from nationmap.files import JOBS_DIR, read_defaults_table, read_json, safe_child, write_json
+from nationmap.files import JOBS_DIR, read_defaults_table, safe_child, write_json
 from nationmap.infer.config import InferConfig
 from nationmap.ops.lock import RunLock
 from nationmap.ops.publish import MonthDir, clean_stale, publish, read_pointer
+from nationmap.records import CatalogUpdate, RefreshRecord
 
-RECORD_FORMAT = "nationmap-run/1"
 DEFAULT_SPEC = JOBS_DIR / "refresh.toml"
 
 
@@ -52,13 +53,10 @@ class RefreshSpec:
     @classmethod
     def load(cls, path: str | Path | None) -> "RefreshSpec":
         path, values = read_defaults_table(path, DEFAULT_SPEC, "refresh", "refresh spec")
-        unknown = sorted(set(values) - {"raw_dir", "infer"})
-        if unknown:
-            raise NationmapError(f"{path}: unknown [refresh] setting(s): {', '.join(unknown)}")
-        values = {k: str(v) for k, v in values.items()}
+        spec = from_dict(cls, values, f"{path}: [refresh] setting")
         if "infer" in values:
-            values["infer"] = str(path.parent / values["infer"])  # absolute stays absolute
-        return cls(**values)
+            spec = replace(spec, infer=str(path.parent / spec.infer))  # absolute stays absolute
+        return spec
 
 
 def previous_month(today: dt.date | None = None) -> Month:
@@ -71,7 +69,7 @@ def previous_month(today: dt.date | None = None) -> Month:
 
 def month_dir(cfg: InferConfig) -> MonthDir:
     region = resolve_region(cfg.region, cfg.lulc_dir or None)
-    return MonthDir(safe_child(cfg.out, region_slug(region.name), str(parse_month(cfg.month))))
+    return MonthDir(safe_child(cfg.out, region.slug, str(parse_month(cfg.month))))
 
 
 def mark_interrupted(month: MonthDir) -> None:
@@ -80,13 +78,12 @@ def mark_interrupted(month: MonthDir) -> None:
     if not month.refreshes.is_dir():
         return
     for path in month.refreshes.glob("*.json"):
-        record = read_json(path)
-        if record and record.get("status") == "running":
-            record["status"] = "interrupted"
-            write_json(path, record)
+        record = RefreshRecord.read_or_none(path)
+        if record is not None and record.status == "running":
+            write_json(path, record.replace(status="interrupted"), durable=True)
 
 
-def run_refresh(cfg: InferConfig, spec: RefreshSpec, force: bool = False, log=print) -> dict:
+def run_refresh(cfg: InferConfig, spec: RefreshSpec, force: bool = False, log=print) -> RefreshRecord:
     """Run one refresh of ``cfg.region`` / ``cfg.month``; returns its record.
 
     Raises LockedError if another refresh of the month runs, RefreshFailed if nothing could be
@@ -99,50 +96,72 @@ def run_refresh(cfg: InferConfig, spec: RefreshSpec, force: bool = False, log=pr
     with RunLock(month.lock, holder, what=f"a refresh of {cfg.region} {cfg.month}"):
         clean_stale(month)
         mark_interrupted(month)
-        record_path = month.refreshes / f"{run_id}.json"
-        log_path = record_path.with_suffix(".log")
-        record = {"format": RECORD_FORMAT, "kind": "refresh", "run_id": run_id, "status": "running",
-                  "started": holder["started"], "finished": None, "region": cfg.region, "month": cfg.month,
-                  "pid": os.getpid(), "host": socket.gethostname(), "raw_dir": spec.raw_dir,
-                  "catalog": cfg.catalog, "config": cfg.to_dict(), "log": str(log_path), "failures": []}
-        write_json(record_path, record)
-        t0 = time.time()
-
-        def say(message: str) -> None:
-            log(message)
-            with open(log_path, "a") as f:
-                f.write(f"{dt.datetime.now(dt.timezone.utc):%Y-%m-%dT%H:%M:%SZ} {message}\n")
-
+        path = month.refreshes / f"{run_id}.json"
+        attempt = _Attempt(path, RefreshRecord(
+            run_id=run_id, status="running", region=cfg.region, month=cfg.month, started=holder["started"],
+            pid=os.getpid(), host=socket.gethostname(), raw_dir=spec.raw_dir, catalog=cfg.catalog,
+            config=cfg.to_dict(), log=str(path.with_suffix(".log"))), log)
         try:
-            say(f"refresh {run_id}: {cfg.region} {cfg.month} -> {month.root}")
+            attempt.say(f"refresh {run_id}: {cfg.region} {cfg.month} -> {month.root}")
             if spec.raw_dir:
-                from nationmap.data.catalog import build_catalog
-
-                report = build_catalog(spec.raw_dir, cfg.catalog, executor=cfg.executor)
-                record["catalog_update"] = {"added": report.added, "kept": report.kept, "removed": report.removed,
-                                            "total": report.total, "failed": report.failed}
-                say(f"catalog {cfg.catalog}: {report.added} added, {report.removed} removed, "
-                    f"{report.total} files, {len(report.failed)} unreadable")
-            from nationmap.infer.pipeline import run_inference
-
-            manifest = run_inference(cfg, force=force, log=say, run_dir=month.staging)
-            record.update(infer_run_id=manifest["run_id"], staging=str(month.staging),
-                          failures=manifest["failures"], empty_cells=manifest["empty_cells"])
-            if manifest["status"] == "failed":
-                raise RefreshFailed(f"no cell of {cfg.region} {cfg.month} could be mapped; nothing published")
-            published = publish(month, month.staging, manifest, run_id)
-            record.update(status=manifest["status"], version=published["version"], published=published["path"],
-                          new_version=published["new"], latest=read_pointer(month.latest))
-            say(f"{'published' if published['new'] else 'unchanged, already published as'} v{published['version']}"
-                f" ({manifest['status']}); latest -> {record['latest'] or 'none'}")
+                _update_catalog(cfg, spec, attempt)
+            _infer_and_publish(cfg, month, attempt, force)
         except Exception as exc:
-            record.update(status="failed", error=str(exc) if isinstance(exc, NationmapError) else describe(exc))
-            say(f"failed: {record['error']}")
-            raise RefreshFailed(record["error"]) from None
+            attempt.update(status="failed", error=str(exc) if isinstance(exc, NationmapError) else describe(exc))
+            attempt.say(f"failed: {attempt.record.error}")
+            raise RefreshFailed(attempt.record.error) from None
         finally:
-            if record["status"] == "running":  # Ctrl-C or SIGTERM
-                record["status"] = "interrupted"
-            record.update(finished=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-                          seconds=round(time.time() - t0, 1))
-            write_json(record_path, record)
-    return record
+            attempt.finish()
+    return attempt.record
+
+
+class _Attempt:
+    """One refresh attempt's record (rewritten as it advances) and its log beside it."""
+
+    def __init__(self, path, record: RefreshRecord, log):
+        self.path, self.record, self.log = path, record, log
+        self.t0 = time.time()
+        write_json(path, record, durable=True)
+
+    def update(self, **changes) -> None:
+        self.record = self.record.replace(**changes)
+
+    def say(self, message: str) -> None:
+        self.log(message)
+        with open(self.record.log, "a") as f:
+            f.write(f"{dt.datetime.now(dt.timezone.utc):%Y-%m-%dT%H:%M:%SZ} {message}\n")
+
+    def finish(self) -> None:
+        if self.record.status == "running":  # Ctrl-C or SIGTERM
+            self.update(status="interrupted")
+        self.update(finished=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+                    seconds=round(time.time() - self.t0, 1))
+        write_json(self.path, self.record, durable=True)
+
+
+def _update_catalog(cfg: InferConfig, spec: RefreshSpec, attempt: _Attempt) -> None:
+    """Update the catalog from the raw directory. A catalogued file that cannot be read any more
+    keeps its row (:func:`~nationmap.data.catalog.build_catalog`), so its month's inference fails
+    that scene and the month is ``partial``, never ``ok`` with an acquisition fewer."""
+    from nationmap.data.catalog import build_catalog
+
+    report = build_catalog(spec.raw_dir, cfg.catalog, executor=cfg.executor)
+    attempt.update(catalog_update=CatalogUpdate(report.added, report.kept, report.removed, report.total,
+                                                [dict(f) for f in report.failed], report.stale))
+    attempt.say(f"catalog {cfg.catalog}: {report.added} added, {report.removed} removed, "
+                f"{report.total} files, {len(report.failed)} unreadable ({report.stale} catalogued before)")
+
+
+def _infer_and_publish(cfg: InferConfig, month: MonthDir, attempt: _Attempt, force: bool) -> None:
+    from nationmap.infer.pipeline import run_inference
+
+    manifest = run_inference(cfg, force=force, log=attempt.say, run_dir=month.staging)
+    attempt.update(infer_run_id=manifest.run_id, staging=str(month.staging), failures=manifest.failures,
+                   empty_cells=manifest.empty_cells)
+    if manifest.status == "failed":
+        raise RefreshFailed(f"no cell of {cfg.region} {cfg.month} could be mapped; nothing published")
+    published = publish(month, month.staging, manifest, attempt.record.run_id)
+    attempt.update(status=manifest.status, version=published["version"], published=published["path"],
+                   new_version=published["new"], latest=read_pointer(month.latest))
+    attempt.say(f"{'published' if published['new'] else 'unchanged, already published as'} v{published['version']}"
+                f" ({manifest.status}); latest -> {attempt.record.latest or 'none'}")

@@ -15,33 +15,34 @@ import rasterio
 
 from nationmap.data.lulc import find_lulc_tiles, load_class_table
 from nationmap.errors import InputError
-from nationmap.files import read_json, write_json
+from nationmap.files import atomic_file, write_json
+from nationmap.records import RunManifest
 from nationmap.metrics import ConfusionMatrix, render_class_table, render_water_table
 
 
 def map_agreement(run_dir: str | Path, reference_dir: str | Path, write: bool = True) -> dict:
     """Per-class IoU / accuracy (LULC) and water IoU / precision / recall of a run's products."""
     run_dir = Path(run_dir)
-    manifest = read_json(run_dir / "manifest.json")
-    if manifest is None:
+    if not (run_dir / "manifest.json").is_file():
         raise InputError(f"{run_dir}: no run manifest (not an inference run directory)")
+    manifest = RunManifest.read(run_dir / "manifest.json")
     tiles = find_lulc_tiles(reference_dir)
     table = load_class_table()
     lulc9, water = table.scheme("lulc9"), table.scheme("water")
     cm_lulc, cm_water = ConfusionMatrix(len(lulc9.classes)), ConfusionMatrix(2)
     cells = []
-    for rec in manifest["cell_results"]:
-        if rec["status"] != "ok" or rec["cell"] not in tiles:
+    for rec in manifest.ok_cells():
+        if rec.cell not in tiles:
             continue
-        with rasterio.open(tiles[rec["cell"]]) as ref:
+        with rasterio.open(tiles[rec.cell]) as ref:
             truth = ref.read(1)
             grid = (ref.transform, ref.shape, ref.crs)
-        for product, entry in rec["files"].items():
+        for product, entry in rec.files.items():
             if product not in ("lulc", "water"):
                 continue
-            with rasterio.open(run_dir / "cells" / rec["cell"] / entry["path"]) as ds:
+            with rasterio.open(run_dir / "cells" / rec.cell / entry.path) as ds:
                 if (ds.transform, ds.shape, ds.crs) != grid:
-                    raise InputError(f"{entry['path']} does not line up with {tiles[rec['cell']].name}")
+                    raise InputError(f"{entry.path} does not line up with {tiles[rec.cell].name}")
                 pred = ds.read(1)
             scheme, cm, nodata = (lulc9, cm_lulc, 0) if product == "lulc" else (water, cm_water, 255)
             target = scheme.to_targets(truth)  # class index, 255 = no data
@@ -50,7 +51,7 @@ def map_agreement(run_dir: str | Path, reference_dir: str | Path, write: bool = 
                 index[code] = i
             valid = (pred != nodata) & (target != 255)
             cm.update(index[pred[valid]], target[valid])
-        cells.append(rec["cell"])
+        cells.append(rec.cell)
     if not cells:
         raise InputError(f"{run_dir}: no written cell has a reference tile in {reference_dir}")
     result = {"run": str(run_dir), "reference": str(reference_dir), "cells": cells}
@@ -67,5 +68,6 @@ def map_agreement(run_dir: str | Path, reference_dir: str | Path, write: bool = 
     result["table"] = text
     if write:
         write_json(run_dir / "agreement.json", {k: v for k, v in result.items() if k != "table"})
-        (run_dir / "agreement.md").write_text(text)
+        with atomic_file(run_dir / "agreement.md") as f:
+            f.write(text)
     return result

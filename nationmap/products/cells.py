@@ -32,6 +32,7 @@ from nationmap.files import sha256_file, write_json
 from nationmap.parallel import node_id
 from nationmap.products.cog import discard_staging, open_staging, part_path, translate_to_cog
 from nationmap.products.layers import Layer
+from nationmap.records import CellJob, CellRecord, FileEntry
 
 RESAMPLINGS = ("bilinear", "nearest", "average", "cubic")
 
@@ -210,27 +211,26 @@ def combine_cell(cell: Cell, month: str, scenes: list[str], out_dir: str | Path,
             discard_staging(ds)
 
 
-def run_cell(job: dict) -> dict:
+def run_cell(job: CellJob) -> CellRecord:
     """Combine one cell job of the pipeline and write its record (``ok``, ``empty`` or ``failed``).
 
     Torch-free, so the Ray tasks that run it start without importing the models.
     """
     t0 = time.perf_counter()
-    base = {"cell": job["cell"].name, "key": job["key"]}
     try:
-        if not job["scenes"]:
-            record = {**base, "status": "empty", "reason": "no acquisition of the month covers the cell", "files": {}}
+        if not job.scenes:
+            outcome = dict(status="empty", reason="no acquisition of the month covers the cell")
         else:
-            record = combine_cell(job["cell"], job["month"], job["scenes"], job["out_dir"], job["layout"],
-                                  job["layers"], job["settings"], job["tags"], job.get("threads", 1))
-            record = {**base, **record}
-            if record["status"] == "empty":
-                record["reason"] = "no valid pixel in the month's acquisitions"
-            record["files"] = {p: {"path": name, "sha256": sha256_file(Path(job["out_dir"]) / name)}
-                               for p, name in record["files"].items()}
+            outcome = combine_cell(job.cell, job.month, list(job.scenes), job.out_dir, job.layout, job.layers,
+                                   job.settings, job.tags, job.threads)
+            outcome.pop("cell")
+            outcome["files"] = {p: FileEntry(name, sha256_file(Path(job.out_dir) / name))
+                                for p, name in outcome["files"].items()}
+            if outcome["status"] == "empty":
+                outcome["reason"] = "no valid pixel in the month's acquisitions"
     except Exception as exc:
-        record = {**base, "status": "failed", "error": describe(exc), "files": {}}
-    record["seconds"] = round(time.perf_counter() - t0, 3)
-    record["node"] = node_id()
-    write_json(job["record"], record)
+        outcome = dict(status="failed", error=describe(exc))
+    outcome["seconds"] = round(time.perf_counter() - t0, 3)
+    record = CellRecord(cell=job.cell.name, key=job.key, node=node_id(), **outcome)
+    write_json(job.record, record, durable=True)
     return record

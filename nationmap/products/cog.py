@@ -12,7 +12,6 @@ the same rasters at 2-3x the driver's time; rio-cogeo still validates (:func:`is
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +19,7 @@ import rasterio
 import rasterio.shutil
 from rio_cogeo.cogeo import cog_validate
 
+from nationmap.files import atomic_path, temporary_name
 from nationmap.products.layers import Layer
 
 COG_OPTIONS = dict(driver="COG", COMPRESS="DEFLATE", BLOCKSIZE=512, NUM_THREADS=1)
@@ -31,8 +31,8 @@ MEMORY_STAGING_BYTES = 512 * 2**20
 
 
 def part_path(path: Path) -> Path:
-    """A sibling temporary name for ``path`` (hidden, unique per process)."""
-    return path.with_name(f".{path.name}.{os.getpid()}.part")
+    """The staging raster's name for ``path`` (the write rule's temporary name)."""
+    return temporary_name(path)
 
 
 def open_staging(path: Path, layer: Layer, width: int, height: int, crs, transform):
@@ -69,19 +69,17 @@ def describe_band(dst, layer: Layer) -> None:
 def translate_to_cog(staging, dst: Path, layer: Layer, tags: dict | None = None) -> Path:
     """An open staging dataset (from :func:`open_staging`) -> COG at ``dst`` (atomic); the
     staging dataset is closed and its file, if any, removed."""
-    tmp = part_path(dst)
     options = {**COG_OPTIONS, "OVERVIEW_RESAMPLING": layer.overview_resampling.upper()}
     try:
-        if tags:
-            staging.update_tags(**tags)
-        if staging.driver == "MEM":
-            rasterio.shutil.copy(staging, tmp, **options)
-        else:
-            staging.close()  # flushes the last blocks
-            rasterio.shutil.copy(staging.name, tmp, **options)
-        os.replace(tmp, dst)
+        with atomic_path(dst) as tmp:
+            if tags:
+                staging.update_tags(**tags)
+            if staging.driver == "MEM":
+                rasterio.shutil.copy(staging, tmp, **options)
+            else:
+                staging.close()  # flushes the last blocks
+                rasterio.shutil.copy(staging.name, tmp, **options)
     finally:
-        tmp.unlink(missing_ok=True)
         discard_staging(staging)
     return dst
 

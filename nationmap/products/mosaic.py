@@ -27,7 +27,8 @@ from affine import Affine
 from rasterio.errors import RasterBlockError
 
 from nationmap.data.grid import Cell
-from nationmap.products.cog import COG_OPTIONS, part_path
+from nationmap.files import atomic_file, atomic_path
+from nationmap.products.cog import COG_OPTIONS
 from nationmap.products.layers import Layer
 
 NATIONAL_COG_OPTIONS = {**COG_OPTIONS, "SPARSE_OK": "TRUE", "OVERVIEWS": "FORCE_USE_EXISTING", "BIGTIFF": "IF_SAFER"}
@@ -78,13 +79,9 @@ def build_mosaic(cell_files: dict[Cell, Path | None], layer: Layer, pixels_per_d
     _, width, height, _, _ = mosaic_grid(sorted(cell_files), pixels_per_degree)
     write_vrt(cell_files, layer, pixels_per_degree, vrt, tags)
     dst.parent.mkdir(parents=True, exist_ok=True)
-    tmp = part_path(dst)
     options = {**NATIONAL_COG_OPTIONS, "OVERVIEW_RESAMPLING": layer.overview_resampling.upper()}
-    try:
+    with atomic_path(dst) as tmp:
         rasterio.shutil.copy(str(vrt), str(tmp), **options)
-        os.replace(tmp, dst)
-    finally:
-        tmp.unlink(missing_ok=True)
     with_data = sum(path is not None for path in cell_files.values())
     return NationalLayer(vrt, dst, width, height, with_data)
 
@@ -122,9 +119,8 @@ def write_vrt(cell_files: dict[Cell, Path | None], layer: Layer, pixels_per_degr
         ET.SubElement(root, "OverviewList", resampling=layer.overview_resampling).text = " ".join(map(str, factors))
     ET.indent(root)
     dst.parent.mkdir(parents=True, exist_ok=True)
-    tmp = part_path(dst)
-    tmp.write_bytes(ET.tostring(root, encoding="utf-8") + b"\n")
-    os.replace(tmp, dst)
+    with atomic_file(dst, "wb") as f:
+        f.write(ET.tostring(root, encoding="utf-8") + b"\n")
     return dst
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +10,7 @@ from matplotlib import colormaps
 from PIL import Image
 from rasterio.enums import Resampling
 
+from nationmap.files import atomic_path
 from nationmap.products.layers import Layer
 
 MAX_SIDE = 1024
@@ -40,7 +40,6 @@ def write_quicklook(cog: str | Path, dst: str | Path, layer: Layer, max_side: in
         shape = (ds.height, ds.width) if scale <= 1 else (max(1, round(ds.height / scale)), max(1, round(ds.width / scale)))
         data = ds.read(1, out_shape=shape, resampling=Resampling.nearest)
     dst.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dst.with_name(f".{dst.name}.{os.getpid()}.part")
-    Image.fromarray(render(data, layer), mode="RGBA").save(tmp, format="PNG", optimize=False)
-    os.replace(tmp, dst)
+    with atomic_path(dst) as tmp:
+        Image.fromarray(render(data, layer), mode="RGBA").save(tmp, format="PNG", optimize=False)
     return dst

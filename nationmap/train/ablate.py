@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from nationmap.errors import InputError
+from nationmap.files import atomic_file
 from nationmap.train.checkpoint import find_checkpoint, write_bundle
 from nationmap.train.config import TrainConfig
 from nationmap.train.evaluate import evaluate
@@ -69,7 +70,9 @@ def run_ablation(base: TrainConfig, init: str, out: Path, split: str = "val") ->
         scores = evaluate(bundle, base.data, split, out / "eval" / row.name)
         results.append((row, scores))
     table = render_table_i(results)
-    (out / "table.md").write_text(f"Table I on the {split} split (%), {base.preset}, {base.epochs} epochs\n\n" + table)
-    (out / "table.json").write_text(json.dumps(
-        [{**row.__dict__, "run": row.name, "miou": s["miou"], "macc": s["macc"]} for row, s in results], indent=2))
+    with atomic_file(out / "table.md") as f:
+        f.write(f"Table I on the {split} split (%), {base.preset}, {base.epochs} epochs\n\n" + table)
+    with atomic_file(out / "table.json") as f:
+        f.write(json.dumps([{**row.__dict__, "run": row.name, "miou": s["miou"], "macc": s["macc"]}
+                            for row, s in results], indent=2))
     return table

@@ -18,7 +18,6 @@ never code execution.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,12 +29,12 @@ from torch import nn
 
 from nationmap import __version__
 from nationmap.errors import InputError
-from nationmap.files import replace_dir
+from nationmap.files import atomic_file, staged_dir
 from nationmap.models import MixMAE, MixMAEConfig, SegmentationConfig, SegmentationModel, SimMIM, SimMIMConfig
 from nationmap.models.swin import encoder_state
+from nationmap.records import BundleMeta, Normalisation, RecordError
 
 CHECKPOINT_FORMAT = "nationmap-checkpoint/1"
-BUNDLE_FORMAT = "nationmap-bundle/1"
 MODEL_KINDS = {
     "segmentation": (SegmentationConfig, SegmentationModel),
     "mixmae": (MixMAEConfig, MixMAE),
@@ -91,20 +90,11 @@ def _read_tensors(path: Path, what: str) -> dict[str, torch.Tensor]:
         raise CheckpointError(f"{path}: corrupt or foreign weights ({str(exc).splitlines()[0][:120]})") from None
 
 
-def _stage_path(target: Path) -> Path:
-    """A fresh sibling of ``target`` to build it in before ``replace_dir``."""
-    tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    return tmp
-
-
 def copy_checkpoint(src: str | Path, dst: str | Path) -> Path:
     """Replace ``dst`` by a copy of ``src``; readers see the old or the new copy, never a partial one."""
-    dst = Path(dst)
-    tmp = _stage_path(dst)
-    shutil.copytree(src, tmp)
-    replace_dir(tmp, dst)
-    return dst
+    with staged_dir(dst) as stage:
+        shutil.copytree(src, stage, dirs_exist_ok=True)
+    return Path(dst)
 
 
 # ---------------------------------------------------------------------------- training state
@@ -131,7 +121,9 @@ def save_training_state(directory: str | Path, model: nn.Module, optimizer: torc
         "optimizer": {"param_groups": opt["param_groups"], "scalars": scalars},
         **meta,
     }
-    (directory / "state.json").write_text(json.dumps(state, indent=1, default=_json_default))
+    text = json.dumps(state, indent=1, default=_json_default)
+    with atomic_file(directory / "state.json", durable=True) as f:  # written last: it marks the checkpoint whole
+        f.write(text)
     return directory
 
 
@@ -188,49 +180,42 @@ def load_model_weights(model: nn.Module, weights: dict[str, torch.Tensor], sourc
 @dataclass
 class Bundle:
     model: nn.Module  # in eval mode, on the CPU
-    meta: dict
+    meta: BundleMeta
 
     @property
     def task(self) -> str:
-        return self.meta["task"]
+        return self.meta.task
 
     @property
-    def normalisation(self) -> dict:
-        return self.meta["normalisation"]
+    def normalisation(self) -> dict[str, float]:
+        """``{"mean_db", "std_db"}`` of the model input (dB)."""
+        return self.meta.normalisation.to_json()
+
+
+def bundle_meta(meta: dict) -> BundleMeta:
+    """The bundle metadata of a training checkpoint's ``meta`` (from ``state.json``)."""
+    try:
+        return BundleMeta(
+            task=meta["task"], model_kind=meta["model_kind"], model_config=meta["model_config"],
+            normalisation=Normalisation.from_fields(meta["normalisation"], "checkpoint normalisation"),
+            nationmap_version=__version__, class_table=meta.get("class_table"), scheme=meta.get("scheme"),
+            threshold=meta.get("threshold"),
+            training={"run": meta.get("run"), "epoch": meta["epoch"], "metrics": meta.get("metrics", {}),
+                      "config": meta.get("train_config")})
+    except KeyError as exc:
+        raise CheckpointError(f"checkpoint state has no {exc.args[0]!r}") from None
+    except (TypeError, ValueError) as exc:
+        raise CheckpointError(f"checkpoint state: {exc}") from None
 
 
 def write_bundle(out: str | Path, checkpoint_dir: str | Path) -> Path:
     """Export a training checkpoint as a self-contained model bundle (atomically)."""
-    out = Path(out)
     state = load_training_state(checkpoint_dir)
-    meta = state.meta
-    tmp = _stage_path(out)
-    tmp.mkdir(parents=True)
-    try:
-        save_file(_tensors_for_file(state.model), str(tmp / "model.safetensors"))
-        bundle = {
-            "format": BUNDLE_FORMAT,
-            "nationmap_version": __version__,
-            "task": meta["task"],
-            "model_kind": meta["model_kind"],
-            "model_config": meta["model_config"],
-            "class_table": meta.get("class_table"),
-            "scheme": meta.get("scheme"),
-            "normalisation": meta["normalisation"],
-            "threshold": meta.get("threshold"),
-            "training": {
-                "run": meta.get("run"),
-                "epoch": meta["epoch"],
-                "metrics": meta.get("metrics", {}),
-                "config": meta.get("train_config"),
-            },
-        }
-        (tmp / "model.json").write_text(json.dumps(bundle, indent=1))
-        replace_dir(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return out
+    meta = bundle_meta(state.meta)
+    with staged_dir(out, durable=True) as stage:
+        save_file(_tensors_for_file(state.model), str(stage / "model.safetensors"))
+        (stage / "model.json").write_text(json.dumps(meta.to_json(), indent=1))
+    return Path(out)
 
 
 def load_bundle(path: str | Path, device: str = "cpu") -> Bundle:
@@ -238,10 +223,11 @@ def load_bundle(path: str | Path, device: str = "cpu") -> Bundle:
     path = Path(path)
     if not path.is_dir():
         raise CheckpointError(f"model bundle {path} not found")
-    meta = _read_json(path / "model.json", "model bundle")
-    if meta.get("format") != BUNDLE_FORMAT:
-        raise CheckpointError(f"{path}: not a {BUNDLE_FORMAT} bundle (format {meta.get('format')!r})")
-    model = build_model(meta["model_kind"], meta["model_config"])
+    try:
+        meta = BundleMeta.read(path / "model.json")
+    except RecordError as exc:
+        raise CheckpointError(str(exc)) from None
+    model = build_model(meta.model_kind, meta.model_config)
     load_model_weights(model, _read_tensors(path / "model.safetensors", "model bundle"), str(path))
     return Bundle(model=model.to(device).eval(), meta=meta)
 

@@ -12,16 +12,20 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from nationmap.config import Config
 from nationmap.errors import InputError
-from nationmap.files import JOBS_DIR, read_toml_table
-from nationmap.models.presets import PRESETS
+from nationmap.files import JOBS_DIR, atomic_file, read_toml_table
 
 TASKS = ("pretrain", "lulc", "water")
 METHODS = ("mixmae", "simmim")
 
 
 @dataclass(frozen=True)
-class TrainConfig:
+class TrainConfig(Config):
+    """Every option of a training run (``[train]`` table of a job spec, options of the CLI);
+    built by ``from_dict`` (:class:`~nationmap.config.Config`): types, finite numbers, no unknown keys."""
+
+    WHAT = "training option"
     task: str
     data: str = ""  # prepared dataset directory
     out: str = "runs"  # runs are written to OUT/NAME
@@ -66,9 +70,11 @@ class TrainConfig:
     extra: dict = field(default_factory=dict)  # free-form notes carried into the run record
 
     def __post_init__(self):
-        object.__setattr__(self, "betas", tuple(float(b) for b in self.betas))
+        self.check_fields()  # types and finite numbers (a nan lr would cost minutes of Ray retries)
         if self.task not in TASKS:
             raise InputError(f"unknown task {self.task!r} (choose from {', '.join(TASKS)})")
+        from nationmap.models.presets import PRESETS  # here: nationmap.models imports torch
+
         if self.preset not in PRESETS:
             raise InputError(f"unknown model preset {self.preset!r} (choose from {', '.join(PRESETS)})")
         if self.method not in METHODS:
@@ -114,16 +120,9 @@ class TrainConfig:
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
-    @classmethod
-    def from_dict(cls, d: dict) -> "TrainConfig":
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - names)
-        if unknown:
-            raise InputError(f"unknown training option {unknown[0]!r}")
-        return cls(**d)
-
     def write(self, path: Path) -> None:
-        path.write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+        with atomic_file(path) as f:
+            f.write(json.dumps(self.to_dict(), indent=2) + "\n")
 
 
 def load_job_spec(spec: str | Path) -> dict:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from nationmap.data.dataset import PreparedDataset, decode_label, decode_sar
+from nationmap.data.dataset import PreparedDataset, decode_label, decode_sar, read_shard
 from nationmap.data.lulc import class_table_from_dict
 from nationmap.errors import InputError
 from nationmap.losses import IGNORE_INDEX
@@ -97,11 +97,9 @@ def to_torch(arrays: dict[str, np.ndarray], device) -> dict:
 
 def iter_batches(dataset: PreparedDataset, split: str, decoder: PatchDecoder, batch_size: int):
     """In-process batches (numpy dicts) of a split, for evaluation without Ray."""
-    import pyarrow.parquet as pq
-
     columns = decoder.columns
     for path in dataset.shard_paths(split):
-        table = pq.read_table(path, columns=columns)
+        table = read_shard(path, columns)
         for start in range(0, table.num_rows, batch_size):
             chunk = table.slice(start, batch_size)
             yield decoder({c: chunk[c].to_pylist() for c in columns})

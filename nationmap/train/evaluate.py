@@ -15,6 +15,7 @@ import torch
 from nationmap.data.dataset import PreparedDataset
 from nationmap.data.lulc import class_table_from_dict
 from nationmap.errors import InputError
+from nationmap.files import atomic_file
 from nationmap.losses import water_mask
 from nationmap.metrics import ConfusionMatrix, render_class_table, render_water_table
 from nationmap.parallel import progress_bar
@@ -28,7 +29,7 @@ def predict(bundle: Bundle, x: torch.Tensor) -> torch.Tensor:
     with torch.inference_mode():
         logits = bundle.model(x)
     if bundle.task == "water":
-        return water_mask(logits, bundle.meta.get("threshold", 0.5))
+        return water_mask(logits, 0.5 if bundle.meta.threshold is None else bundle.meta.threshold)
     return logits.argmax(1)
 
 
@@ -43,13 +44,13 @@ def evaluate(bundle_path: str | Path, data: str | Path, split: str = "test", out
     dataset = PreparedDataset(data)
     if not dataset.shard_paths(split):
         raise InputError(f"{data}: split {split!r} has no patches")
-    table = class_table_from_dict(bundle.meta["class_table"])
-    scheme = table.scheme(bundle.meta["scheme"])
+    table = class_table_from_dict(bundle.meta.class_table)
+    scheme = table.scheme(bundle.meta.scheme)
     norm = bundle.normalisation
     decoder = PatchDecoder(dataset.patch_size, norm["mean_db"], norm["std_db"], scheme.index_lut())
     k = len(scheme.classes)
     cm, majority = ConfusionMatrix(k), ConfusionMatrix(k)
-    freq = np.asarray(dataset.meta["class_frequencies"]["train"][bundle.meta["scheme"]]["pixels"])
+    freq = np.asarray(dataset.meta["class_frequencies"]["train"][bundle.meta.scheme]["pixels"])
     majority_class = int(freq.argmax())
     total = int(dataset.meta["patches"][split])
     with progress_bar() as progress:
@@ -77,9 +78,10 @@ def evaluate(bundle_path: str | Path, data: str | Path, split: str = "test", out
                                   title=f"Water detection on the {split} split, % (layout of Table III)")
     if out is not None:
         out = Path(out)
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "metrics.json").write_text(json.dumps(result, indent=2))
-        (out / "table.md").write_text(text)
+        with atomic_file(out / "metrics.json") as f:
+            f.write(json.dumps(result, indent=2))
+        with atomic_file(out / "table.md") as f:
+            f.write(text)
         confusion_png(cm.counts, names, out / "confusion.png", f"{bundle.task} {split}: row-normalised confusion")
     result["table"] = text
     return result

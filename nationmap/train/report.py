@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import csv
-import os
 from pathlib import Path
 
 import numpy as np
+
+from nationmap.files import atomic_file, atomic_path
 
 
 def _pyplot():
@@ -22,12 +23,10 @@ def write_curves(run_dir: Path, history: list[dict], monitor: str) -> None:
     """RUN_DIR/curves.csv (one row per epoch) and curves.png (losses, the monitored metric, lr)."""
     run_dir = Path(run_dir)
     keys = [k for k in history[0] if isinstance(history[0][k], (int, float)) and not isinstance(history[0][k], bool)]
-    tmp = run_dir / ".curves.csv.tmp"
-    with open(tmp, "w", newline="") as f:
+    with atomic_file(run_dir / "curves.csv", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=keys, extrasaction="ignore")
         writer.writeheader()
         writer.writerows(history)
-    os.replace(tmp, run_dir / "curves.csv")
 
     plt = _pyplot()
     epochs = [h["epoch"] for h in history]
@@ -44,10 +43,11 @@ def write_curves(run_dir: Path, history: list[dict], monitor: str) -> None:
         ax.set_xlabel("epoch")
         ax.grid(alpha=0.3)
     fig.tight_layout()
-    tmp_png = run_dir / ".curves.png.tmp"
-    fig.savefig(tmp_png, dpi=90, format="png")
-    plt.close(fig)
-    os.replace(tmp_png, run_dir / "curves.png")
+    try:
+        with atomic_path(run_dir / "curves.png") as tmp:
+            fig.savefig(tmp, dpi=90, format="png")
+    finally:
+        plt.close(fig)
 
 
 def confusion_png(counts: np.ndarray, names: list[str], path: Path, title: str) -> None:
@@ -69,5 +69,8 @@ def confusion_png(counts: np.ndarray, names: list[str], path: Path, title: str) 
     ax.set_ylabel("truth")
     ax.set_title(title, fontsize=9)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    try:
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, dpi=100, format="png")
+    finally:
+        plt.close(fig)

@@ -14,14 +14,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from nationmap.data.dataset import PreparedDataset
-from nationmap.errors import InputError, NationmapError
+from nationmap.errors import FailedError, InputError
+from nationmap.files import atomic_file, safe_child
+from nationmap.records import RUN_FORMAT
 from nationmap.train.checkpoint import load_encoder_weights
 from nationmap.train.config import TrainConfig
 from nationmap.train.data import decoder_for, normalisation_for, ray_dataset, split_for
 from nationmap.train.loop import MONITOR, train_loop_per_worker
 
 
-class TrainingError(NationmapError):
+class TrainingError(FailedError):
     """A run that started but could not finish (non-finite loss, too many failures)."""
 
 
@@ -55,7 +57,7 @@ def prepare_run(cfg: TrainConfig, resume: bool = False) -> tuple[Path, PreparedD
     if cfg.init:
         load_encoder_weights(cfg.init)  # fail early on a missing or foreign file
     steps_per_epoch(cfg, dataset)
-    run_dir = Path(cfg.out) / cfg.name
+    run_dir = safe_child(cfg.out, cfg.name)  # a name such as ../../x must not leave --out
     if not resume:
         if run_dir.exists():
             raise InputError(f"run directory {run_dir} exists; continue it with --resume {run_dir} or pick another --name")
@@ -73,12 +75,36 @@ def load_run_config(run_dir: str | Path) -> TrainConfig:
 
 def run_training(cfg: TrainConfig, resume: bool = False) -> RunResult:
     """Run (or with ``resume`` continue) a training run to completion; returns its summary."""
+    run_dir, dataset = prepare_run(cfg, resume)
+    trainer = _trainer(cfg, run_dir, dataset)
+    t0 = time.time()
+    # what `nationmap runs list|show` reads: identity, times, inputs
+    record = {"format": RUN_FORMAT, "kind": "train", "run_id": run_dir.name, "task": cfg.task,
+              "started": _now(), "inputs": {"data": cfg.data, "init": cfg.init or None}}
+    _write_summary(run_dir, {**record, "status": "running"})
+    try:
+        result = trainer.fit()
+    except Exception as exc:  # Ray wraps worker failures; keep the first line
+        from nationmap.errors import describe
+
+        _write_summary(run_dir, {**record, "status": "failed", "error": describe(exc), "finished": _now(),
+                                 "seconds": round(time.time() - t0, 1)})
+        raise TrainingError(f"training failed: {describe(exc)}") from None
+    summary = _final_summary(cfg, run_dir, record, dict(result.metrics or {}), t0)
+    _write_summary(run_dir, summary)
+    if summary["status"] == "non-finite":
+        raise TrainingError(f"stopped: {summary['final'].get('message')}")
+    return RunResult(run_dir, summary)
+
+
+def _trainer(cfg: TrainConfig, run_dir: Path, dataset: PreparedDataset):
+    """Ray up (embedded or the cluster), the request checked against it, and the ``TorchTrainer``
+    of the run: one :func:`train_loop_per_worker` per worker, the two splits as Ray Datasets."""
     import ray.train
     from ray.train.torch import TorchTrainer
 
     from nationmap.parallel import WORKER_ENV, init_ray
 
-    run_dir, dataset = prepare_run(cfg, resume)
     # Worker prints reach the driver once (not also through Ray Train's print-to-log patch).
     os.environ.setdefault("RAY_TRAIN_ENABLE_PRINT_PATCH", "0")
     os.environ.setdefault("RAY_TRAIN_ENABLE_WORKER_STRUCTURED_LOGGING", "0")
@@ -92,18 +118,9 @@ def run_training(cfg: TrainConfig, resume: bool = False) -> RunResult:
     resources = {"CPU": cfg.cpus_per_worker}
     if cfg.gpus_per_worker:
         resources["GPU"] = cfg.gpus_per_worker
-    meta = dataset.meta
-    loop_config = {
-        "train": cfg.to_dict(),
-        "run_dir": str(run_dir),
-        "steps_per_epoch": steps_per_epoch(cfg, dataset),
-        "normalisation": normalisation_for(dataset, cfg.task),
-        "decoder": decoder,
-        "dataset_meta": {k: meta[k] for k in ("class_frequencies", "class_table", "patches")},
-    }
-    trainer = TorchTrainer(
+    return TorchTrainer(
         train_loop_per_worker,
-        train_loop_config=loop_config,
+        train_loop_config=_loop_config(cfg, run_dir, dataset, decoder),
         scaling_config=ray.train.ScalingConfig(
             num_workers=cfg.workers, use_gpu=cfg.gpus_per_worker > 0, resources_per_worker=resources,
             placement_strategy=cfg.placement),
@@ -116,24 +133,28 @@ def run_training(cfg: TrainConfig, resume: bool = False) -> RunResult:
         ),
         datasets=datasets,
     )
-    t0 = time.time()
-    # what `nationmap runs list|show` reads: identity, times, inputs
-    record = {"format": "nationmap-run/1", "kind": "train", "run_id": run_dir.name, "task": cfg.task,
-              "started": _now(), "inputs": {"data": cfg.data, "init": cfg.init or None}}
-    _write_summary(run_dir, {**record, "status": "running"})
-    try:
-        result = trainer.fit()
-    except Exception as exc:  # Ray wraps worker failures; keep the first line
-        from nationmap.errors import describe
 
-        _write_summary(run_dir, {**record, "status": "failed", "error": describe(exc), "finished": _now(),
-                                 "seconds": round(time.time() - t0, 1)})
-        raise TrainingError(f"training failed: {describe(exc)}") from None
-    metrics = dict(result.metrics or {})
+
+def _loop_config(cfg: TrainConfig, run_dir: Path, dataset: PreparedDataset, decoder) -> dict:
+    """What every worker's :func:`train_loop_per_worker` gets (plain data, pickled by Ray)."""
+    meta = dataset.meta
+    return {
+        "train": cfg.to_dict(),
+        "run_dir": str(run_dir),
+        "steps_per_epoch": steps_per_epoch(cfg, dataset),
+        "normalisation": normalisation_for(dataset, cfg.task),
+        "decoder": decoder,
+        "dataset_meta": {k: meta[k] for k in ("class_frequencies", "class_table", "patches")},
+    }
+
+
+def _final_summary(cfg: TrainConfig, run_dir: Path, record: dict, metrics: dict, t0: float) -> dict:
+    """summary.json of a launch that ended: status (a non-finite stop logged by rank 0 wins),
+    epochs, the best epoch, the last metrics."""
     stopped = _non_finite_event(run_dir, t0)
     if stopped:
         metrics.update(status="non-finite", message=stopped)
-    summary = {
+    return {
         **record,
         "status": metrics.get("status", "unknown"),
         "finished": _now(),
@@ -144,10 +165,6 @@ def run_training(cfg: TrainConfig, resume: bool = False) -> RunResult:
         "final": metrics,
         "seconds": round(time.time() - t0, 1),
     }
-    _write_summary(run_dir, summary)
-    if summary["status"] == "non-finite":
-        raise TrainingError(f"stopped: {metrics.get('message')}")
-    return RunResult(run_dir, summary)
 
 
 def _check_resources(cfg: TrainConfig) -> None:
@@ -187,6 +204,6 @@ def _now() -> str:
 
 
 def _write_summary(run_dir: Path, summary: dict) -> None:
-    tmp = run_dir / ".summary.json.tmp"
-    tmp.write_text(json.dumps(summary, indent=2, default=str))
-    tmp.replace(run_dir / "summary.json")
+    """RUN_DIR/summary.json, replaced whole (``runs list`` may read it while the run goes on)."""
+    with atomic_file(run_dir / "summary.json", durable=True) as f:
+        f.write(json.dumps(summary, indent=2, default=str))

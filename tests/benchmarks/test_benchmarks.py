@@ -11,6 +11,7 @@ import pytest
 
 from benchmarks import data_prep, gpu, infer_memory, infer_overhead, national_layer, scale, training
 from benchmarks.__main__ import main as bench_main
+from nationmap.records import SceneRecord
 
 
 def _check(result, name):
@@ -31,6 +32,7 @@ def test_products_runner_writes_results(tmp_path):
     assert bench_main(["nope", "--results", str(out)]) == 2
 
 
+@pytest.mark.slow  # 110 s; `make bench` runs the benchmark itself
 def test_infer_memory(tmp_path):
     r = infer_memory.run("tiny", tmp_path)
     _check(r, "infer_memory")
@@ -43,6 +45,7 @@ def test_gpu_benchmark_runs_without_a_gpu(tmp_path):
     assert r.data["available"] is False and "No GPU" in r.notes[0]
 
 
+@pytest.mark.slow  # 90 s; `make bench` runs the benchmark itself
 @pytest.mark.ray
 def test_infer_overhead(tmp_path, ray_local):
     r = infer_overhead.run("tiny", tmp_path)
@@ -90,7 +93,9 @@ def test_scale_on_a_two_node_cluster(tmp_path):
 
 def test_worker_spans_split_idle_time_between_scenes():
     """Two workers: A runs scenes at 0-2 s and 3-4 s (1 s idle between), B one scene 1-3 s."""
-    records = [{"worker": "a", "started": 100.0, "seconds": 2.0}, {"worker": "b", "started": 101.0, "seconds": 2.0},
-               {"worker": "a", "started": 103.0, "seconds": 1.0}]
+    def record(worker, started, seconds):
+        return SceneRecord(id=f"{worker}{started}", key="k", status="ok", worker=worker, started=started, seconds=seconds)
+
+    records = [record("a", 100.0, 2.0), record("b", 101.0, 2.0), record("a", 103.0, 1.0)]
     assert scale.worker_spans(records) == {"workers": 2, "span_s": 4.0 + 2.0, "idle_s": 1.0}
-    assert scale.worker_spans([{"seconds": 1.0}]) is None  # records of an older run
+    assert scale.worker_spans([SceneRecord(id="x", key="k", status="ok", seconds=1.0)]) is None  # no start time

@@ -10,7 +10,7 @@ import rasterio
 from rasterio.windows import Window
 
 from nationmap.data.alos2 import format_alos2_name, parse_alos2_name, read_summary, scene_datetime
-from nationmap.data.calibration import db_to_dn, db_to_linear, dn_to_db
+from nationmap.data.calibration import SIGMA0_DB_RANGE, db_to_dn, db_to_linear, dn_to_db, physical_db
 from nationmap.data.lulc import find_lulc_tiles, load_class_table, parse_lulc_tile_name
 from nationmap.data.mosaic import parse_mosaic_name
 from nationmap.data.sar import SarRaster, read_sigma0
@@ -27,6 +27,14 @@ def test_calibration_matches_jaxa_formula():
     assert db_to_linear(np.array([-23.0]))[0] == pytest.approx(10 ** -2.3, rel=1e-5)
     back = db_to_dn(db[1:])
     assert np.array_equal(back, dn[1:])
+
+
+def test_every_product_dn_is_physical_sigma0():
+    """The physical range that makes extreme values no data never drops a pixel of a uint16
+    product (DN 1..65535 is -83..+13.3 dB), so normal scenes read, and predict, byte-identically."""
+    db = dn_to_db(np.arange(1, 65536, dtype=np.uint16))
+    assert physical_db(db).all()
+    assert not physical_db(np.array([np.nan, np.inf, -np.inf, 3.4e38, SIGMA0_DB_RANGE[1] + 1], np.float32)).any()
 
 
 def test_alos2_name_roundtrip():

@@ -46,9 +46,11 @@ def test_geojson_region(tmp_path):
 def test_months():
     assert str(parse_month("2022-09")) == "2022-09" and parse_month("2022-12").next() == parse_month("2023-01")
     assert [str(m) for m in parse_months("2022-11,2022-09,2022-11")] == ["2022-09", "2022-11"]
-    for bad in ("2022-13", "2022-00", "22-09", "2022/09", ""):
+    for bad in ("2022-13", "2022-00", "22-09", "2022/09", "", "0000-01", "9999-12"):
         with pytest.raises(InputError):
             parse_months(bad)
+    last = parse_month("9999-11")  # the last month whose end datetime can represent
+    assert last.end.year == 9999 and parse_month("0001-01").start.year == 1
 
 
 def test_catalog_rows(tiny_world, tiny_catalog):
@@ -106,3 +108,20 @@ def test_catalog_real_mosaic(real_dir, tmp_path):
     assert hh.kind == "mosaic" and hh["mode"] == "FBD" and hh.month == "2020-09" and hh.pass_direction == "ascending"
     # valid data is a small strip in the south of the tile
     assert -161 <= hh.lon_min and hh.lon_max <= -160 and hh.lat_min == pytest.approx(22.0, abs=0.01) and hh.lat_max < 22.2
+
+
+def test_a_catalogued_file_that_became_unreadable_keeps_its_row_without_checksum(world_copy, tmp_path):
+    cat = tmp_path / "cat.parquet"
+    build_catalog(world_copy, cat, executor="serial")
+    before = read_catalog(cat)
+    victim = Path(before.path.iloc[0])
+    victim.write_bytes(victim.read_bytes()[:4096])  # truncated in place: size and mtime change
+    report = build_catalog(world_copy, cat, executor="serial")
+    after = read_catalog(cat)
+    assert report.stale == 1 and [Path(f["path"]).resolve() for f in report.failed] == [victim.resolve()]
+    assert len(after) == len(before) and report.removed == 0
+    row = after[after.id == before.id.iloc[0]].iloc[0]
+    assert row.sha256 == "unreadable" and row.sha256 != before.sha256.iloc[0]
+    victim.unlink()  # gone for good: removed
+    gone = build_catalog(world_copy, cat, executor="serial")
+    assert gone.removed == 1 and before.id.iloc[0] not in set(read_catalog(cat).id)

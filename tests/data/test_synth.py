@@ -131,3 +131,27 @@ def test_scenes_are_planned_only_where_they_touch_the_cells():
     for cell in cells:
         covered = shapely.union_all([plan_footprint(p) for p in kept]).intersection(cell.polygon).area
         assert covered > 0.99 * cell.polygon.area
+
+
+def test_synth_months_are_those_alos2_can_fly():
+    """Months before ALOS-2's first whole month of positive orbit numbers (it was launched in
+    2014-05) or past the five-digit orbit numbers of product names are refused, in one line."""
+    import datetime as dt
+
+    import pytest
+
+    from nationmap.data.months import Month
+    from nationmap.data.synth.scenes import ALOS2_LAUNCH, MAX_ORBIT, MAX_PATHS, orbit_number, synth_months
+    from nationmap.errors import InputError
+
+    cfg = tiny_synth_config()
+    first, last = synth_months()
+    assert first >= Month.of(ALOS2_LAUNCH)
+    assert orbit_number(first.start.date()) >= 1
+    assert orbit_number((last.end - dt.timedelta(days=1)).date(), MAX_PATHS) <= MAX_ORBIT
+    before = Month(first.year - (first.month == 1), (first.month - 2) % 12 + 1)
+    for ok in (first, last):
+        type(cfg)(**{**cfg.to_dict(), "months": (str(ok),), "world": None})
+    for bad in (before, last.next(), Month(1, 1)):
+        with pytest.raises(InputError, match=f"month {bad}: the synthetic ALOS-2"):
+            type(cfg)(**{**cfg.to_dict(), "months": (str(bad),), "world": None})

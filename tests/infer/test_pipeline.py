@@ -20,6 +20,7 @@ from nationmap.data.catalog import build_catalog
 from nationmap.data.lulc import find_lulc_tiles
 from nationmap.infer.config import InferConfig
 from nationmap.infer.pipeline import run_inference
+from nationmap.records import RunManifest
 from nationmap.products.cog import is_valid_cog
 from tests.conftest import TINY_CELLS
 
@@ -45,12 +46,12 @@ def product_bytes(run_dir: Path) -> dict[str, bytes]:
 def first_run(tiny_catalog, tiny_world, tiny_bundles, tmp_path_factory):
     out = tmp_path_factory.mktemp("products")
     manifest = run_inference(config(tiny_catalog, tiny_world, tiny_bundles, out))
-    return Path(manifest["run_dir"]), manifest
+    return Path(manifest.run_dir), manifest
 
 
 def test_products_are_valid_cogs_on_the_label_grid(first_run, tiny_world):
     run_dir, manifest = first_run
-    assert manifest["status"] == "ok" and manifest["failures"] == []
+    assert manifest.status == "ok" and manifest.failures == []
     assert run_dir.name == "2022-09" and run_dir.parent.name == "N35E137_N35E138"
     tiles = find_lulc_tiles(tiny_world / "lulc")
     for cell in TINY_CELLS:
@@ -95,7 +96,7 @@ def test_mosaic_quicklooks_stac_and_manifest(first_run, tiny_catalog):
         with rasterio.open(mosaic.with_suffix(".vrt")) as vrt, rasterio.open(mosaic) as ds:
             assert vrt.shape == ds.shape and vrt.transform == ds.transform and (vrt.read(1) == ds.read(1)).all()
             assert vrt.overviews(1) == ds.overviews(1) == [2, 4]  # 1200 -> 600 -> 300 px
-        assert manifest["products"]["vrt"][product]["path"] == f"mosaic/N35E137_N35E138_2022-09_{product}.vrt"
+        assert manifest.products.vrt[product].path == f"mosaic/N35E137_N35E138_2022-09_{product}.vrt"
         png = Image.open(run_dir / "quicklooks" / f"N35E137_N35E138_2022-09_{product}.png")
         assert png.mode == "RGBA" and png.size == (1024, 512)  # long side capped at 1024 px
     catalog = pystac.Catalog.from_file(str(run_dir / "stac" / "catalog.json"))
@@ -113,11 +114,11 @@ def test_mosaic_quicklooks_stac_and_manifest(first_run, tiny_catalog):
     assert lulc.assets["mosaic"].extra_fields["proj:shape"] == [PPD, 2 * PPD]
     assert Path(lulc.assets["vrt"].get_absolute_href()) == run_dir / "mosaic" / "N35E137_N35E138_2022-09_lulc.vrt"
     # manifest: inputs with checksums, model hashes, code version, config, timings, per-unit status
-    assert {"inputs", "models", "code", "config", "timings", "scenes", "cell_results"} <= set(manifest)
-    assert all(len(i["sha256"]) == 64 for i in manifest["inputs"])
-    assert len(manifest["models"]["lulc"]["sha256"]["model.safetensors"]) == 64
-    assert all(s["status"] == "ok" and not s["skipped"] for s in manifest["scenes"])
-    assert json.loads((run_dir / "manifest.json").read_text())["run_id"] == manifest["run_id"]
+    assert {"inputs", "models", "code", "config", "timings", "scenes", "cell_results"} <= set(manifest.to_json())
+    assert all(len(i.sha256) == 64 for i in manifest.inputs)
+    assert len(manifest.models["lulc"].sha256["model.safetensors"]) == 64
+    assert all(s.status == "ok" and not s.skipped for s in manifest.scenes)
+    assert json.loads((run_dir / "manifest.json").read_text())["run_id"] == manifest.run_id
 
 
 def test_rerun_skips_verified_work_and_force_redoes_it_identically(first_run, tiny_catalog, tiny_world, tiny_bundles):
@@ -126,16 +127,16 @@ def test_rerun_skips_verified_work_and_force_redoes_it_identically(first_run, ti
     mtimes = {p: (run_dir / p).stat().st_mtime_ns for p in before}
     out = run_dir.parents[1]
     again = run_inference(config(tiny_catalog, tiny_world, tiny_bundles, out))
-    assert all(s["skipped"] for s in again["scenes"]) and all(c["skipped"] for c in again["cell_results"])
+    assert all(s.skipped for s in again.scenes) and all(c.skipped for c in again.cell_results)
     assert {p: (run_dir / p).stat().st_mtime_ns for p in before} == mtimes  # nothing rewritten
     forced = run_inference(config(tiny_catalog, tiny_world, tiny_bundles, out), force=True)
-    assert not any(s["skipped"] for s in forced["scenes"]) and not any(c["skipped"] for c in forced["cell_results"])
+    assert not any(s.skipped for s in forced.scenes) and not any(c.skipped for c in forced.cell_results)
     assert product_bytes(run_dir) == before  # byte-identical products
     # a damaged product is detected by its checksum and rebuilt
     victim = run_dir / "cells" / "N35E138" / "N35E138_2022-09_water.tif"
     victim.write_bytes(b"damaged")
     repaired = run_inference(config(tiny_catalog, tiny_world, tiny_bundles, out))
-    assert [c["cell"] for c in repaired["cell_results"] if not c["skipped"]] == ["N35E138"]
+    assert [c.cell for c in repaired.cell_results if not c.skipped] == ["N35E138"]
     assert product_bytes(run_dir) == before
 
 
@@ -150,10 +151,10 @@ def test_unreadable_scene_is_reported_and_count_shows_the_gap(first_run, world_c
     data = victim.read_bytes()
     victim.write_bytes(data[: len(data) // 3])  # truncated after cataloguing
     manifest = run_inference(config(catalog, world_copy, tiny_bundles, tmp_path / "out"))
-    assert manifest["status"] == "partial"
-    failed = [f for f in manifest["failures"] if f["what"] == "scene"]
-    assert [f["id"] for f in failed] == [sep.id.iloc[0]] and failed[0]["reason"]
-    run_dir = Path(manifest["run_dir"])
+    assert manifest.status == "partial"
+    failed = [f for f in manifest.failures if f.what == "scene"]
+    assert [f.id for f in failed] == [sep.id.iloc[0]] and failed[0].reason
+    run_dir = Path(manifest.run_dir)
     healthy_dir, _ = first_run
     total = healthy = 0
     for cell in TINY_CELLS:
@@ -164,8 +165,8 @@ def test_unreadable_scene_is_reported_and_count_shows_the_gap(first_run, world_c
 
 def test_cell_without_data_is_reported_not_written(tiny_catalog, tiny_world, tiny_bundles, tmp_path):
     manifest = run_inference(config(tiny_catalog, tiny_world, tiny_bundles, tmp_path, region="N33E138,N35E138"))
-    assert manifest["status"] == "ok" and manifest["empty_cells"] == ["N33E138"]
-    run_dir = Path(manifest["run_dir"])
+    assert manifest.status == "ok" and manifest.empty_cells == ["N33E138"]
+    run_dir = Path(manifest.run_dir)
     assert not (run_dir / "cells" / "N33E138").exists()
     with rasterio.open(run_dir / "mosaic" / "N33E138_N35E138_2022-09_lulc.tif") as ds:
         assert ds.shape == (3 * PPD, PPD)
@@ -199,9 +200,9 @@ def test_killed_run_resumes_and_matches_an_uninterrupted_run(tiny_catalog, tiny_
     assert not (run_dir / "manifest.json").exists()
     resumed = subprocess.run(_cli(spec, "--out", str(out)), capture_output=True, text=True, env=env)
     assert resumed.returncode == 0, resumed.stderr
-    manifest = json.loads((run_dir / "manifest.json").read_text())
-    assert all(s["skipped"] for s in manifest["scenes"])  # every scene was done before the kill
-    redone = [c["cell"] for c in manifest["cell_results"] if not c["skipped"]]
+    manifest = RunManifest.read(run_dir / "manifest.json")
+    assert all(s.skipped for s in manifest.scenes)  # every scene was done before the kill
+    redone = [c.cell for c in manifest.cell_results if not c.skipped]
     assert redone == ["N35E138"]  # only the missing cell
     assert product_bytes(run_dir) == product_bytes(tmp_path / "clean" / "N35E137_N35E138" / "2022-09")
 
@@ -209,8 +210,8 @@ def test_killed_run_resumes_and_matches_an_uninterrupted_run(tiny_catalog, tiny_
 @pytest.mark.ray
 def test_ray_data_pipeline(ray_local, tiny_catalog, tiny_world, tiny_bundles, tmp_path):
     manifest = run_inference(config(tiny_catalog, tiny_world, tiny_bundles, tmp_path, executor="ray", concurrency=2))
-    assert manifest["status"] == "ok" and len(manifest["scenes"]) >= 3
-    run_dir = Path(manifest["run_dir"])
+    assert manifest.status == "ok" and len(manifest.scenes) >= 3
+    run_dir = Path(manifest.run_dir)
     for cell in TINY_CELLS:
         assert is_valid_cog(run_dir / "cells" / cell / f"{cell}_2022-09_lulc.tif")
 

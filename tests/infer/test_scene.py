@@ -16,7 +16,7 @@ from affine import Affine
 from torch import nn
 
 from nationmap.data.calibration import db_to_dn
-from nationmap.infer.scene import Head, SceneModels, WindowSettings, predict_scene
+from nationmap.infer.scene import Head, ModelValueError, SceneModels, WindowSettings, check_model_input, predict_scene
 from nationmap.infer.windows import blend_weight, column_blocks, ramp, window_starts
 
 WATER_DB = -18.0
@@ -135,7 +135,7 @@ def test_streamed_prediction_matches_in_memory_reference(tmp_path, shape, max_bl
     assert np.abs(out[:2].astype(float) - np.where(valid, np.rint(ref * 255), 0)).max() <= 1
     assert (out[2] == np.where(valid, 255, 0)).all()
     assert result.valid_pixels == valid.sum()
-    assert not list(tmp_path.glob(".*.part"))
+    assert not list(tmp_path.glob(".*.part-*"))
 
 
 def _border_mask(length: int, starts: list[int], size: int, width: int) -> np.ndarray:
@@ -196,3 +196,46 @@ def test_peak_memory_flat_in_scene_area(tmp_path):
     ratio = peaks[1536] / peaks[768]
     print(f"peak RSS {peaks[768] / 1024:.0f} MiB (768 px) -> {peaks[1536] / 1024:.0f} MiB (1536 px): x{ratio:.3f}")
     assert ratio < 1.5
+
+
+class Diverged(nn.Module):
+    """A model whose weights went NaN: every logit is NaN."""
+
+    def forward(self, x):
+        return torch.full((x.shape[0], 2, *x.shape[2:]), float("nan"))
+
+
+def test_non_finite_model_output_fails_the_scene_and_writes_nothing(tmp_path):
+    """A NaN probability is never written as a valid zero: the scene raises with the reason."""
+    write_scene(tmp_path / "scene.tif", smooth_field((100, 90), seed=2))
+    with pytest.raises(ModelValueError, match="lulc model gave non-finite probabilities"):
+        predict_scene(tmp_path / "scene.tif", tmp_path / "out.tif", models_for(Diverged()), WindowSettings(size=64, overlap=16))
+    assert not (tmp_path / "out.tif").exists() and not list(tmp_path.glob(".*.part-*"))
+
+
+def test_unphysical_input_never_reaches_the_models(tmp_path, monkeypatch):
+    """Whatever a reader returns, a strip holding a value outside the physical sigma0 range is
+    refused before the models see it (NaN, no data, passes)."""
+    db = np.full((2, 64, 64), -12.0, np.float32)
+    db[0, 0, 0] = np.nan
+    check_model_input(db)
+    for value in (np.inf, 3.4e38, 1e4, -1e3):
+        bad = db.copy()
+        bad[1, 5, 5] = value
+        with pytest.raises(ModelValueError, match="outside the physical sigma0 range"):
+            check_model_input(bad)
+    from nationmap.data.sar import SarRaster
+
+    read = SarRaster.read
+
+    def lax_read(self, window=None, out_shape=None):  # a reader that lets an extreme value through
+        sigma = read(self, window, out_shape)
+        sigma.db[0, 0], sigma.valid[0, 0] = 3.4e38, True
+        return sigma
+
+    monkeypatch.setattr(SarRaster, "read", lax_read)
+    write_scene(tmp_path / "scene.tif", smooth_field((100, 90), seed=3))
+    module = ZeroPaddedWater(-12.0, 6.0)
+    with pytest.raises(ModelValueError, match="outside the physical sigma0 range"):
+        predict_scene(tmp_path / "scene.tif", tmp_path / "out.tif", models_for(module), WindowSettings(size=64, overlap=16))
+    assert not (tmp_path / "out.tif").exists()

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from nationmap.data.catalog import read_catalog
 from nationmap.ops.lock import RunLock
 from nationmap.ops.publish import MonthDir
 from tests.conftest import TINY_CELLS
@@ -169,3 +170,21 @@ def test_partial_month_is_published_but_latest_stays(ops_world, first_refresh):
     assert os.readlink(month.latest) == latest  # ... but latest stays on the complete version
     info = json.loads((month.version(versions[-1] + 1) / "version.json").read_text())
     assert info["status"] == "partial" and info["failures"][0]["what"] == "scene"
+
+
+def test_a_catalogued_scene_that_became_unreadable_is_a_failure_of_its_month(ops_world, first_refresh):
+    """The catalog update re-reads a changed file; one it knew and cannot read any more keeps its
+    row, so the month is partial (latest stays), never ok with an acquisition fewer."""
+    month: MonthDir = ops_world["month"]
+    latest = os.readlink(month.latest)
+    inputs = json.loads((month.latest / "manifest.json").read_text())["inputs"]  # the month's acquisitions
+    victim = Path(inputs[-1]["path"])
+    victim.write_bytes(victim.read_bytes()[:4096])
+    done = run(refresh_cmd(ops_world["spec"]))
+    assert done.returncode == EXIT_PARTIAL, done.stdout + done.stderr
+    assert os.readlink(month.latest) == latest  # the month is incomplete: latest stays where it was
+    record = json.loads(max(month.refreshes.glob("*.json"), key=os.path.getmtime).read_text())
+    assert record["status"] == "partial" and record["catalog_update"]["stale"] >= 1
+    catalog = read_catalog(ops_world["root"] / "catalog.parquet")
+    assert inputs[-1]["id"] in set(catalog.id)  # the update kept its row ...
+    assert inputs[-1]["id"] in {f["id"] for f in record["failures"] if f["what"] == "scene"}  # ... and it failed

@@ -17,9 +17,10 @@ from nationmap.ops.jobs import JobSpec, api_address, entrypoint, resolve_token, 
 from nationmap.ops.lock import LockedError, RunLock, is_locked
 from nationmap.ops.publish import MonthDir, publish
 from nationmap.ops.refresh import previous_month
+from nationmap.records import CellRecord, Failure, FileEntry, Products, RefreshRecord, RunManifest
 
 
-def fake_run(root: Path, content: bytes, status: str = "ok") -> dict:
+def fake_run(root: Path, content: bytes, status: str = "ok") -> RunManifest:
     """A run directory with one cell COG, a mosaic and a manifest, as run_inference leaves it."""
     (root / "cells" / "N35E137").mkdir(parents=True, exist_ok=True)
     (root / "mosaic").mkdir(exist_ok=True)
@@ -30,10 +31,11 @@ def fake_run(root: Path, content: bytes, status: str = "ok") -> dict:
         tmp.write_bytes(content)
         os.replace(tmp, root / rel)  # as the pipeline writes: a new file, renamed
     sha = hashlib.sha256(content).hexdigest()
-    manifest = {"format": "nationmap-run/1", "kind": "infer", "run_id": f"infer-demo-{sha[:6]}", "status": status,
-                "region": "demo", "month": "2022-09", "failures": [] if status == "ok" else [{"what": "scene"}],
-                "cell_results": [{"cell": "N35E137", "status": "ok", "files": {"lulc": {"path": "lulc.tif", "sha256": sha}}}],
-                "products": {"mosaic": {"lulc": {"path": "mosaic/demo_lulc.tif", "sha256": sha}}}}
+    manifest = RunManifest(
+        run_id=f"infer-demo-{sha[:6]}", status=status, region="demo", month="2022-09",
+        failures=[] if status == "ok" else [Failure("scene", "s1", "unreadable")],
+        cell_results=[CellRecord(cell="N35E137", key="k", status="ok", files={"lulc": FileEntry("lulc.tif", sha)})],
+        products=Products(mosaic={"lulc": FileEntry("mosaic/demo_lulc.tif", sha)}))
     write_json(root / "manifest.json", manifest)
     return manifest
 
@@ -128,8 +130,8 @@ def test_history_reads_training_inference_and_refresh_records(tmp_path):
                                       "seconds": 3600.0, "best": {"metric": "val/miou", "value": 0.5, "epoch": 3}})
     month = MonthDir(tmp_path / "products" / "demo" / "2022-09")
     fake_run(month.staging, b"x")
-    write_json(month.refreshes / "refresh-demo-1.json", {
-        "kind": "refresh", "run_id": "refresh-demo-1", "status": "running", "started": "2026-02-01T00:00:00+00:00"})
+    write_json(month.refreshes / "refresh-demo-1.json", RefreshRecord(
+        run_id="refresh-demo-1", status="running", region="demo", month="2022-09", started="2026-02-01T00:00:00+00:00"))
     runs = {r.run_id: r for r in discover([tmp_path / "runs", tmp_path / "products"])}
     assert runs["lulc-1"].kind == "train-lulc" and runs["lulc-1"].inputs == ["data/ds"]
     assert runs["refresh-demo-1"].status == "interrupted"  # running, but nobody holds the lock

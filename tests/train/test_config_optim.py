@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import pytest
@@ -103,3 +104,67 @@ def test_ablation_rows_are_table_i():
     assert configs[3].no_pretrain and len({c.name for c in configs}) == 5
     table = render_table_i([(row, {"miou": 0.5026, "macc": 0.6112}) for row in TABLE_I])
     assert table.splitlines()[-1] == "| ✓ | ✓ | ✓ | ✓ | 50.26 | 61.12 |"
+
+
+@pytest.mark.parametrize("overrides, message", [
+    ({"lr": float("nan")}, "training option lr must be a finite number, not nan"),
+    ({"alpha_scale": float("inf")}, "alpha_scale must be a finite number"),
+    ({"epochs": "ten"}, "training option epochs must be an integer, not 'ten'"),
+    ({"epochs": 2.0}, "epochs must be an integer"),
+    ({"highres": 1}, "highres must be true or false"),
+    ({"betas": [0.9]}, "betas must be a list of 2"),
+    ({"epoch": 3}, "unknown training option 'epoch' (did you mean 'epochs'?)"),
+])
+def test_options_are_checked_by_the_one_rule(overrides, message):
+    with pytest.raises(InputError) as info:
+        resolve_config("lulc", None, overrides)
+    assert message in str(info.value)
+
+
+def test_a_config_built_in_code_is_checked_too():
+    cfg = TrainConfig(task="lulc", preset="tiny", betas=[0.8, 0.9], warmup_epochs=2)
+    assert cfg.betas == (0.8, 0.9) and isinstance(cfg.warmup_epochs, float)
+    with pytest.raises(InputError, match="lr must be a finite number"):
+        cfg.replace(lr=float("nan"))
+
+
+@dataclasses.dataclass(frozen=True)
+class Inner:
+    a: int = 1
+
+
+@dataclasses.dataclass(frozen=True)
+class Outer:
+    name: str
+    share: float = 0.5
+    sizes: tuple[int, ...] = (1,)
+    note: str | None = None
+    inner: Inner = dataclasses.field(default_factory=Inner)
+
+
+def test_the_one_rule_on_a_plain_dataclass():
+    from nationmap.config import check_types, default_of, from_dict
+
+    assert from_dict(Outer, {"name": "x", "share": 1, "sizes": [2, 3], "inner": {"a": 4}}) == Outer(
+        "x", 1.0, (2, 3), None, Inner(4))
+    for values, message in (({}, "setting 'name' is required"), ({"name": 3}, "name must be a string, not 3"),
+                            ({"name": "x", "note": 1}, "note must be a string or none"),
+                            ({"name": "x", "inner": {"b": 1}}, "unknown inner 'b'")):
+        with pytest.raises(InputError, match=message.replace("(", r"\(").replace(")", r"\)")):
+            from_dict(Outer, values)
+    assert check_types(Outer, {"share": 2}) == {"share": 2.0}  # partial tables (job specs) are checked
+    assert default_of(Outer, "sizes") == (1,) and default_of(Outer, "inner") == Inner()
+
+
+def test_infer_config_takes_window_and_cell_defaults_from_their_settings():
+    from nationmap.config import default_of
+    from nationmap.infer.config import InferConfig
+    from nationmap.infer.windows import WindowSettings
+    from nationmap.products.cells import CellSettings
+
+    cfg = InferConfig.from_dict({"region": "demo", "month": "2022-09", "lulc_model": "m"})
+    assert cfg.window_settings(256) == WindowSettings(size=256)
+    assert cfg.cell_settings() == CellSettings()
+    assert cfg.overlap == default_of(WindowSettings, "overlap") and cfg.cell_block == default_of(CellSettings, "block")
+    with pytest.raises(InputError, match="cpus_per_actor must be a finite number, not nan"):
+        InferConfig.from_dict({"region": "demo", "month": "2022-09", "lulc_model": "m", "cpus_per_actor": float("nan")})

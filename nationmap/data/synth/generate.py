@@ -24,10 +24,11 @@ from nationmap.data.lulc import class_histogram, load_class_table, lulc_tile_nam
 from nationmap.data.months import Month, parse_month
 from nationmap.data.regions import Region
 from nationmap.data.synth.noise import lonlat_to_km
-from nationmap.data.synth.scenes import (ScenePlan, plan_scenes, plan_to_dict, render_scene, touches_cells,
-                                         write_scene)
+from nationmap.data.synth.scenes import (ALOS2_LAUNCH, ScenePlan, plan_scenes, plan_to_dict, render_scene,
+                                         synth_months, touches_cells, write_scene)
 from nationmap.data.synth.world import WorldConfig, landscape
 from nationmap.errors import InputError
+from nationmap.files import atomic_file, atomic_path
 from nationmap.parallel import run_tasks
 
 
@@ -64,8 +65,11 @@ class SynthConfig:
             parse_cell(c)
         if not self.months:
             raise InputError("synth needs at least one month")
+        first, last = synth_months()
         for m in self.months:
-            parse_month(m)
+            if not first <= parse_month(m) <= last:
+                raise InputError(f"month {m}: the synthetic ALOS-2 (launched {ALOS2_LAUNCH:%Y-%m-%d}) flies "
+                                 f"{first}..{last}, the months its orbit numbers fit the product names")
         if not 12 <= self.lulc_pixels_per_degree <= 12000:
             raise InputError("lulc_pixels_per_degree must be 12..12000")
         if not 3.0 <= self.scene_pixel_m <= 1000.0:
@@ -107,16 +111,14 @@ def _tile_task(args) -> dict:
     codes = lulc_tile(cell, cfg)
     path = Path(out_dir) / lulc_tile_name(cell_name)
     table = load_class_table()
-    tmp = path.with_name(path.name + ".part")
     profile = dict(driver="GTiff", dtype="uint8", count=1, width=codes.shape[1], height=codes.shape[0],
                    crs="EPSG:4326", transform=cell.transform(cfg.lulc_pixels_per_degree), nodata=0,
                    compress="deflate", tiled=True, blockxsize=256, blockysize=256)
-    with rasterio.open(tmp, "w", **profile) as dst:
+    with atomic_path(path) as tmp, rasterio.open(tmp, "w", **profile) as dst:
         dst.write(codes, 1)
         dst.write_colormap(1, {c.code: c.rgb + (255,) for c in table.classes} | {0: (0, 0, 0, 0)})
         dst.colorinterp = [ColorInterp.palette]
         dst.update_tags(1, **{f"CLASS_{c.code}": c.name for c in table.classes})
-    tmp.replace(path)
     return {"cell": cell_name, "path": str(path), "counts": class_histogram(codes).tolist()}
 
 
@@ -153,9 +155,8 @@ def synthesize(out: Path, cfg: SynthConfig, executor: str = "ray") -> dict:
                "tiles": [{"cell": t["cell"], "path": str(Path(t["path"]).relative_to(out))} for t in tiles],
                "scenes": [{**s["plan"], "path": str(Path(s["path"]).relative_to(out)), "width": s["width"],
                            "height": s["height"]} for s in scenes]}
-    tmp = out / "synth.json.part"
-    tmp.write_text(json.dumps(summary, indent=2))
-    tmp.replace(out / "synth.json")
+    with atomic_file(out / "synth.json") as f:
+        f.write(json.dumps(summary, indent=2))
     return summary
 
 

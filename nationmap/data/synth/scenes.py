@@ -26,10 +26,35 @@ from nationmap.data.months import Month
 from nationmap.data.synth import backscatter as B
 from nationmap.data.synth.noise import fbm, lonlat_to_km
 from nationmap.data.synth.world import WATER, Landscape, WorldConfig, landscape
+from nationmap.errors import InputError
+from nationmap.files import atomic_path
 
 # Reference orbit from a real product name (IMG-HH-ALOS2237752900-181018-...): orbit 23775 on
 # 2018-10-18; ALOS-2 flies about 15.214 revolutions a day (14-day repeat, 213 revolutions).
 _REF_ORBIT, _REF_DATE, _REVS_PER_DAY = 23775, dt.date(2018, 10, 18), 213 / 14
+ALOS2_LAUNCH = dt.date(2014, 5, 24)
+MAX_ORBIT = 99_999  # product names carry the orbit number in five digits
+MAX_PATHS = 1000  # orbit offsets of a month's paths: a region 400 degrees wide would need more
+
+
+def orbit_number(date: dt.date, path: int = 0) -> int:
+    """The synthetic orbit number of path ``path`` flown on ``date`` (the reference orbit, advanced
+    by ALOS-2's revolutions per day, plus the path offset)."""
+    return _REF_ORBIT + round((date - _REF_DATE).days * _REVS_PER_DAY) + path
+
+
+def synth_months() -> tuple[Month, Month]:
+    """(first, last) month the synthetic ALOS-2 can fly: not before launch, every day with an
+    orbit number >= 1, and every path of the last day within the five digits of product names."""
+    first = Month.of(ALOS2_LAUNCH)
+    while orbit_number(first.start.date()) < 1:
+        first = first.next()
+    # the last day whose orbit numbers all fit (rounding a number below an integer stays below it)
+    last_day = _REF_DATE + dt.timedelta(days=math.floor((MAX_ORBIT - MAX_PATHS - _REF_ORBIT) / _REVS_PER_DAY))
+    last = Month.of(last_day)
+    if (last_day + dt.timedelta(days=1)).month == last_day.month:  # the month is not whole
+        last = Month(last.year - (last.month == 1), (last.month - 2) % 12 + 1)
+    return first, last
 
 
 @dataclass(frozen=True)
@@ -88,7 +113,10 @@ def plan_scenes(
             ascending = (p + m_i) % 2 == 1
             heading = -10.0 if ascending else 190.0
             lon = 0.5 * (lon0 + lon1) + (p - 0.5 * (n_paths - 1)) * path_step + jitter_lon
-            orbit = _REF_ORBIT + round((date - _REF_DATE).days * _REVS_PER_DAY) + p
+            orbit = orbit_number(date, p)
+            if not 1 <= orbit <= MAX_ORBIT:
+                raise InputError(f"month {month}: synthetic orbit {orbit} does not fit the five digits of "
+                                 f"ALOS-2 product names (a region of {n_paths} paths is too wide)")
             wind = float(rng.uniform(0.0, 1.0))
             for f in range(n_frames):
                 missing = rng.uniform() < missing_fraction
@@ -234,13 +262,11 @@ def write_scene(plan: ScenePlan, grid: SceneGrid, dn: np.ndarray, directory: Pat
     """Write ``IMG-HH-...tif`` (uint16 DN, no data 0, uncompressed like JAXA's) + summary.txt."""
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / plan.filename
-    tmp = path.with_name(path.name + ".part")
     profile = dict(driver="GTiff", dtype="uint16", count=1, width=grid.width, height=grid.height,
                    crs=grid.crs, transform=grid.transform, nodata=0)
-    with rasterio.open(tmp, "w", **profile) as dst:
+    with atomic_path(path) as tmp, rasterio.open(tmp, "w", **profile) as dst:
         dst.write(dn, 1)
         dst.update_tags(AREA_OR_POINT="Area", SENSOR="PALSAR-2 (synthetic)")
-    tmp.replace(path)
     summary = {
         "Scs_SceneID": f"ALOS2{plan.orbit:05d}{plan.frame:04d}-{plan.date:%y%m%d}",
         "Pdi_ProductID": plan.scene_id.split("-")[-1],

@@ -115,6 +115,9 @@ class _Points:
 
 def landscape(x: np.ndarray, y: np.ndarray, cfg: WorldConfig) -> Landscape:
     """Evaluate the world at points ``(x, y)`` in km (any equal shapes)."""
+    # long: on purpose, one recipe read top to bottom (terrain, water, then each
+    # land use painted over the last), where every layer's seed and mask depend on the layers
+    # before; split into functions it would pass a dozen arrays around and hide that order.
     shape = np.shape(x)
     p = _Points(np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64))
     s = cfg.seed * 1000

@@ -1,0 +1,389 @@
+"""The stages of an inference run: scenes, cells, national layers, STAC.
+
+Every stage is a unit of the data flow with one small interface (:class:`Stage`): ``plan()``
+lists the units that are not done and verified (their record's key matches the inputs, models
+and settings, and the files they wrote still have their SHA-256), ``run(units)`` runs those and
+keeps their records, which the manifest then gathers. A rerun of a complete month plans nothing
+and runs nothing; an interrupted one runs only what is missing. Stages hand each other typed
+records (:mod:`nationmap.records`), never dicts read by key.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Protocol
+
+import shapely
+
+from nationmap.data.catalog import footprints
+from nationmap.data.grid import Cell
+from nationmap.data.months import Month
+from nationmap.data.regions import Region
+from nationmap.files import safe_child, sha256_file, sha256_json, write_json
+from nationmap.infer.config import InferConfig
+from nationmap.parallel import progress_bar, run_tasks
+from nationmap.products.cells import BandLayout, run_cell
+from nationmap.products.layers import Layer
+from nationmap.products.mosaic import build_mosaic
+from nationmap.products.quicklook import write_quicklook
+from nationmap.products.stac import ProductFile, write_stac
+from nationmap.records import (CellJob, CellRecord, FileEntry, NationalRecord, Products, SceneJob, SceneRecord,
+                               StacRecord)
+
+
+class Stage(Protocol):
+    """A stage of the run: ``plan`` what is left to do, ``run`` it."""
+
+    name: str
+
+    def plan(self) -> list[str]:
+        """The units (ids) that are not done and verified."""
+
+    def run(self, units: list[str]) -> None:
+        """Run ``units`` and keep their records."""
+
+
+@dataclass(frozen=True)
+class RunPaths:
+    """Where a run keeps what: every path below the run directory goes through the path rule
+    (:func:`nationmap.files.safe_child`), so a symlink inside the run cannot lead writes out of it."""
+
+    root: Path
+
+    def _child(self, *parts: str) -> Path:
+        return safe_child(self.root, *parts)
+
+    @property
+    def manifest(self) -> Path:
+        return self._child("manifest.json")
+
+    @property
+    def work(self) -> Path:
+        return self._child(".work")
+
+    def scene_raster(self, scene_id: str) -> Path:
+        return self._child(".work", "scenes", f"{scene_id}.tif")
+
+    def scene_record(self, scene_id: str) -> Path:
+        return self._child(".work", "state", "scenes", f"{scene_id}.json")
+
+    def cell_dir(self, cell: str) -> Path:
+        return self._child("cells", cell)
+
+    def cell_record(self, cell: str) -> Path:
+        return self._child(".work", "state", "cells", f"{cell}.json")
+
+    @property
+    def national_record(self) -> Path:
+        return self._child(".work", "state", "mosaic.json")
+
+    @property
+    def stac_record(self) -> Path:
+        return self._child(".work", "state", "stac.json")
+
+    def national_file(self, group: str, name: str) -> Path:
+        return self._child(group, name)
+
+
+@dataclass(frozen=True)
+class ModelSet:
+    """The bundles of a run (paths and hashes) and what they imply for the products."""
+
+    paths: dict[str, str]  # task -> bundle dir
+    hashes: dict[str, dict[str, str]]  # task -> {file: sha256}
+    window: int
+    layout: BandLayout
+    layers: dict[str, Layer]
+
+    @property
+    def key(self) -> str:
+        return sha256_json(self.hashes)
+
+
+@dataclass(frozen=True)
+class RunContext:
+    """What every stage of one run shares."""
+
+    cfg: InferConfig
+    region: Region
+    month: Month
+    models: ModelSet
+    paths: RunPaths
+    force: bool
+    log: Callable[[str], None]
+
+    @property
+    def tag(self) -> str:
+        """``<region>_<YYYY-MM>``: the prefix of the national files."""
+        return f"{self.region.slug}_{self.cfg.month}"
+
+
+def file_verifies(path: Path, entry: FileEntry | None) -> bool:
+    return entry is not None and path.exists() and sha256_file(path) == entry.sha256
+
+
+def files_verify(directory: Path, files: dict[str, FileEntry]) -> bool:
+    return all(file_verifies(directory / e.path, e) for e in files.values())
+
+
+# ---------------------------------------------------------------------------- scenes
+
+
+class SceneStage:
+    """Acquisitions -> probability rasters on their own grid (Ray Data actor pool, or serially).
+
+    A scene's key hashes its input checksum, calibration units, the models and the window
+    settings. The rasters are removed after a complete run, so a scene counts as done from its
+    record alone; :meth:`rasters_needed` finds those the cells still to combine must read again."""
+
+    name = "scenes"
+
+    def __init__(self, ctx: RunContext, catalog):
+        self.ctx = ctx
+        self.rows = {r.id: r for r in catalog.itertuples()}
+        self.settings = ctx.cfg.window_settings(ctx.models.window)
+        self.keys = {r.id: sha256_json({"input": r.sha256, "models": ctx.models.key,
+                                        "window": self.settings.__dict__, "units": r.units})
+                     for r in self.rows.values()}
+        self.records: dict[str, SceneRecord | None] = {
+            sid: SceneRecord.read_or_none(ctx.paths.scene_record(sid)) for sid in self.rows}
+        self.footprints = dict(zip(catalog.id, footprints(catalog)))
+        self.ran: set[str] = set()
+
+    def _done(self, sid: str, verify_raster: bool) -> bool:
+        rec = self.records[sid]
+        if rec is None or rec.key != self.keys[sid] or not rec.ok:
+            return False
+        return not verify_raster or file_verifies(self.ctx.paths.scene_raster(sid), FileEntry("", rec.sha256 or ""))
+
+    def plan(self) -> list[str]:
+        return [sid for sid in self.rows if not self._done(sid, verify_raster=False)]
+
+    def rasters_needed(self, scene_ids: set[str]) -> list[str]:
+        """Of ``scene_ids`` (read by cells still to combine), those not run now whose raster is
+        missing or damaged (removed after an earlier complete run, or since)."""
+        return [s for s in sorted(scene_ids - self.ran) if not self._done(s, verify_raster=True)]
+
+    def job(self, sid: str) -> SceneJob:
+        r, paths = self.rows[sid], self.ctx.paths
+        return SceneJob(id=sid, path=r.path, units=r.units or "", key=self.keys[sid],
+                        output=str(paths.scene_raster(sid)), record=str(paths.scene_record(sid)))
+
+    def run(self, units: list[str]) -> None:
+        if not units:  # a verified rerun: no models to load, no Ray to reach
+            return
+        self.ran |= set(units)
+        for rec in predict_scenes([self.job(s) for s in units], self.ctx.cfg, self.ctx.models, self.settings):
+            self.records[rec.id] = rec
+
+    def ok(self) -> list[str]:
+        return sorted(s for s, r in self.records.items() if r is not None and r.ok)
+
+    def entries(self) -> list[SceneRecord]:
+        """The manifest's scene list: every acquisition in catalog order, reused ones marked."""
+        return [(self.records[s] or SceneRecord(id=s, key=self.keys[s], status="not run", path=self.rows[s].path))
+                .replace(skipped=s not in self.ran) for s in self.rows]
+
+
+def predict_scenes(jobs: list[SceneJob], cfg: InferConfig, models: ModelSet, settings) -> list[SceneRecord]:
+    """Predict ``jobs`` with a progress bar (per scene): Ray Data actors or this process."""
+    with progress_bar() as progress:
+        bar = progress.add_task("scenes", total=len(jobs))
+
+        def on_done(record: SceneRecord) -> None:
+            progress.advance(bar)
+
+        if cfg.executor == "serial":
+            from nationmap.infer.predict import predict_serial
+
+            return predict_serial(jobs, models.paths, settings, on_done, cfg.compile)
+        from nationmap.infer.ray_data import predict_scenes_ray
+
+        return predict_scenes_ray(jobs, cfg, models.paths, settings, on_done)
+
+
+# ---------------------------------------------------------------------------- cells
+
+
+class CellStage:
+    """Scene rasters -> per-cell COGs (lulc, water, confidence, count), one Ray task per cell.
+
+    A cell's key hashes the keys of the scenes that cover it, the models, the cell settings and
+    the month; it is done when its record has that key and its COGs verify."""
+
+    name = "cells"
+
+    def __init__(self, ctx: RunContext, scenes: SceneStage):
+        self.ctx, self.scenes = ctx, scenes
+        self.cells: dict[str, Cell] = {c.name: c for c in ctx.region.cells}
+        self.records: dict[str, CellRecord | None] = {
+            c: CellRecord.read_or_none(ctx.paths.cell_record(c)) for c in self.cells}
+        self.jobs: dict[str, CellJob] = {}
+        self.todo: list[str] = []
+
+    def plan(self) -> list[str]:
+        ctx, ok = self.ctx, self.scenes.ok()
+        settings = ctx.cfg.cell_settings()
+        tree = shapely.STRtree([self.scenes.footprints[s] for s in ok])  # cells x scenes grow fast nationally
+        for name, cell in self.cells.items():
+            covering = [ok[i] for i in sorted(tree.query(cell.polygon, predicate="intersects"))]
+            key = sha256_json({"scenes": [self.scenes.keys[s] for s in covering], "models": ctx.models.key,
+                               "cell": settings.__dict__, "month": ctx.cfg.month})
+            self.jobs[name] = CellJob(
+                cell=cell, month=ctx.cfg.month, key=key, scene_ids=tuple(covering),
+                scenes=tuple(str(ctx.paths.scene_raster(s)) for s in covering), out_dir=str(ctx.paths.cell_dir(name)),
+                layout=ctx.models.layout, layers=ctx.models.layers, settings=settings,
+                record=str(ctx.paths.cell_record(name)), tags={"MODELS": ctx.models.key[:16]},
+                # a Ray cell task holds one CPU; serially the cores are the cell's
+                threads=1 if ctx.cfg.executor == "ray" else os.cpu_count() or 1)
+        self.todo = [c for c in self.cells if not self._done(c)]
+        return self.todo
+
+    def _done(self, name: str) -> bool:
+        rec = self.records[name]
+        return (rec is not None and rec.key == self.jobs[name].key and rec.done
+                and files_verify(self.ctx.paths.cell_dir(name), rec.files))
+
+    def scenes_read_by(self, names: list[str]) -> set[str]:
+        return {s for c in names for s in self.jobs[c].scene_ids}
+
+    def run(self, units: list[str]) -> None:
+        for rec in run_tasks(run_cell, [self.jobs[c] for c in units], desc="cells", executor=self.ctx.cfg.executor):
+            self.records[rec.cell] = rec
+
+    def ok(self) -> dict[Cell, CellRecord]:
+        return {cell: self.records[name] for name, cell in self.cells.items()
+                if self.records[name] is not None and self.records[name].status == "ok"}
+
+    def entries(self) -> list[CellRecord]:
+        return [self.records[c].replace(skipped=c not in self.todo) for c in self.cells]
+
+
+# ---------------------------------------------------------------------------- national layers
+
+
+@dataclass(frozen=True)
+class NationalJob:
+    """One product's national layer: VRT over the cell COGs, sparse COG, quicklook (paths absolute)."""
+
+    layer: Layer
+    cell_files: dict  # Cell -> Path of the cell COG, None for a cell without data
+    pixels_per_degree: int
+    cog: Path
+    vrt: Path
+    quicklook: Path
+    tags: dict
+
+
+def national_layer(job: NationalJob) -> dict[str, FileEntry]:
+    """Build one product's national layer and quicklook (a Ray task on a cluster); returns
+    ``{"mosaic"|"vrt"|"quicklooks": FileEntry}`` with absolute paths."""
+    national = build_mosaic(job.cell_files, job.layer, job.pixels_per_degree, job.cog, job.tags, vrt=job.vrt)
+    png = write_quicklook(national.cog, job.quicklook, job.layer)
+    return {group: FileEntry(str(path), sha256_file(path))
+            for group, path in (("mosaic", national.cog), ("vrt", national.vrt), ("quicklooks", png))}
+
+
+class NationalStage:
+    """Cell COGs -> a national layer per product (VRT + sparse COG) and its quicklook, one task
+    each; one unit for all products, keyed by the checksums of the cells' COGs."""
+
+    name = "national"
+
+    def __init__(self, ctx: RunContext, cells: CellStage):
+        self.ctx, self.cells = ctx, cells
+        self.ok_cells = cells.ok()
+        self.key = sha256_json({"cells": {c.name: {p: e.sha256 for p, e in r.files.items()}
+                                          for c, r in self.ok_cells.items()},
+                                "region": [c.name for c in ctx.region.cells], "format": "vrt+sparse-cog/1"})
+        self.record = NationalRecord.read_or_none(ctx.paths.national_record)
+
+    def plan(self) -> list[str]:
+        if not self.ok_cells:
+            return []
+        rec, root = self.record, self.ctx.paths.root
+        if (not self.ctx.force and rec is not None and rec.key == self.key
+                and all(files_verify(root, getattr(rec.products, g)) for g in Products.GROUPS)):
+            return []
+        return list(self.ctx.models.layout.products)
+
+    def run(self, units: list[str]) -> None:
+        if not units:
+            return
+        ctx, paths = self.ctx, self.ctx.paths
+        jobs = [NationalJob(ctx.models.layers[p], self._cell_files(p), ctx.cfg.pixels_per_degree,
+                            paths.national_file("mosaic", f"{ctx.tag}_{p}.tif"),
+                            paths.national_file("mosaic", f"{ctx.tag}_{p}.vrt"),
+                            paths.national_file("quicklooks", f"{ctx.tag}_{p}.png"),
+                            {"REGION": ctx.region.name, "MONTH": ctx.cfg.month, "PRODUCT": p,
+                             "MODELS": ctx.models.key[:16]}) for p in units]
+        results = run_tasks(national_layer, jobs, desc="national layers", executor=ctx.cfg.executor)
+        groups = {g: {p: FileEntry(str(Path(r[g].path).relative_to(paths.root)), r[g].sha256)
+                      for p, r in zip(units, results)} for g in Products.GROUPS}
+        self.record = NationalRecord(self.key, Products(**groups))
+        write_json(paths.national_record, self.record)
+
+    def _cell_files(self, product: str) -> dict:
+        return {c: (self.ctx.paths.cell_dir(c.name) / self.ok_cells[c].files[product].path) if c in self.ok_cells
+                else None for c in self.ctx.region.cells}
+
+    def products(self) -> Products:
+        return self.record.products if self.ok_cells and self.record is not None else Products()
+
+
+# ---------------------------------------------------------------------------- STAC
+
+
+class StacStage:
+    """The run's STAC tree (a collection per product, an item per cell, the national layers),
+    rewritten when a file it describes changed or one of its own files is missing or damaged."""
+
+    name = "stac"
+    CATALOG = "stac/catalog.json"
+
+    def __init__(self, ctx: RunContext, cells: CellStage, national: NationalStage):
+        self.ctx, self.ok_cells, self.national = ctx, cells.ok(), national
+        products = national.products()
+        self.key = sha256_json({"cells": {c.name: {p: e.to_json() for p, e in r.files.items()}
+                                          for c, r in self.ok_cells.items()},
+                                "models": ctx.models.key, "national": {"mosaic": _plain(products.mosaic),
+                                                                       "vrt": _plain(products.vrt)},
+                                "format": "stac/2"})
+        self.record = StacRecord.read_or_none(ctx.paths.stac_record)
+
+    def plan(self) -> list[str]:
+        rec = self.record
+        if not self.ok_cells or (not self.ctx.force and rec is not None and rec.key == self.key
+                                 and files_verify(self.ctx.paths.root, rec.files)):
+            return []
+        return ["catalog"]
+
+    def run(self, units: list[str]) -> None:
+        if not units:
+            return
+        ctx, root = self.ctx, self.ctx.paths.root
+        cell_files = {p: {c: _product_file(ctx.paths.cell_dir(c.name) / r.files[p].path, r.files[p])
+                          for c, r in self.ok_cells.items()} for p in ctx.models.layout.products}
+        products = self.national.products()
+        national = {g: {p: _product_file(root / e.path, e) for p, e in getattr(products, g).items()}
+                    for g in ("mosaic", "vrt")}
+        write_stac(root / "stac", ctx.region.slug, ctx.month, ctx.models.layers, cell_files,
+                   national["mosaic"], ctx.cfg.pixels_per_degree, {"nationmap:models": ctx.models.key[:16]},
+                   vrts=national["vrt"])
+        files = {str(p.relative_to(root)): FileEntry(str(p.relative_to(root)), sha256_file(p))
+                 for p in sorted((root / "stac").rglob("*.json"))}
+        self.record = StacRecord(self.key, files)
+        write_json(ctx.paths.stac_record, self.record)
+
+    def catalog(self) -> str:
+        return self.CATALOG if self.ok_cells else ""
+
+
+def _plain(entries: dict[str, FileEntry]) -> dict:
+    return {p: e.to_json() for p, e in entries.items()}
+
+
+def _product_file(path: Path, entry: FileEntry) -> ProductFile:
+    return ProductFile(path, entry.sha256, path.stat().st_size)

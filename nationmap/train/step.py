@@ -1,0 +1,151 @@
+"""The training step and epoch, free of Ray: what the Ray Train loop runs on each worker and what
+``benchmarks/training.py`` times against Ray.
+
+A batch is the dict of ``nationmap.train.data`` as torch tensors on the worker's device:
+``x`` (N, 1, P, P) float32, ``db`` (N, 1, P, P) float32, ``valid`` (N, 1, P, P) bool and, when
+finetuning, ``target`` (N, P, P) uint8. Under several workers the collectives below
+(``all_sum``, the non-finite vote) run on every worker in the same order; with one worker or no
+process group they are local.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Protocol
+
+import torch
+import torch.distributed as dist
+
+
+class LossTask(Protocol):
+    """What a step needs of a task (``nationmap.train.tasks.TrainTask`` is one)."""
+
+    def loss(self, model: torch.nn.Module, batch: dict) -> torch.Tensor:
+        """The scalar training loss of ``batch`` through ``model``."""
+
+
+class NonFiniteLoss(Exception):
+    """The loss of a step was NaN or infinite on some worker; raised before any weight changed."""
+
+    def __init__(self, loss: float, step: int):
+        super().__init__(f"loss became {loss} at step {step}")
+        self.loss, self.step = loss, step  # ``step``: the 1-based number of the failed step
+
+
+@dataclass
+class Optimisation:
+    """The model being trained with its optimiser, per-step schedule and step count."""
+
+    model: torch.nn.Module  # as trained: wrapped in DDP by Ray Train when there are several workers
+    optimizer: torch.optim.Optimizer
+    scheduler: object  # timm CosineLRScheduler (``step_update(step)``)
+    clip_grad: float = 0.0  # max gradient norm; 0 = off
+    step: int = 0  # optimiser steps done
+
+    @property
+    def core(self) -> torch.nn.Module:
+        """The bare model (what is checkpointed and validated, without the DDP wrapper)."""
+        return self.model.module if hasattr(self.model, "module") else self.model
+
+    @property
+    def lr(self) -> float:
+        return max(g["lr"] for g in self.optimizer.param_groups)
+
+
+@dataclass
+class EpochStats:
+    """One worker's training epoch (before merging across workers)."""
+
+    started: float = 0.0  # unix time, to line the epoch up with outside measurements
+    loss_sum: float = 0.0  # sum of batch loss x batch size
+    samples: int = 0
+    seconds: float = 0.0  # the training steps, data streaming included
+    data_wait: float = 0.0  # of which waiting for the next decoded batch
+
+
+def autocast(device: torch.device):
+    """bf16 autocast on CUDA; a no-op context on the CPU (CPU training stays float32)."""
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
+
+
+def distributed() -> bool:
+    """More than one worker (Ray Train sets up a process group even for one)."""
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+
+def all_sum(t: torch.Tensor) -> torch.Tensor:
+    """``t`` summed over the workers, in place."""
+    if distributed():
+        dist.all_reduce(t, op=dist.ReduceOp.SUM)
+    return t
+
+
+def all_finite(loss: torch.Tensor) -> bool:
+    """Whether the loss is finite on every worker: all stop together, none waits in a collective."""
+    flag = torch.tensor([1.0 if bool(torch.isfinite(loss.detach())) else 0.0], device=loss.device)
+    if distributed():
+        dist.all_reduce(flag, op=dist.ReduceOp.MIN)
+    return bool(flag.item() > 0)
+
+
+def augment(batch: dict, generator: torch.Generator) -> dict:
+    """The same random 90-degree rotation and flip for every tensor of the batch (over the last
+    two axes, so (N, 1, P, P) inputs and (N, P, P) targets turn together)."""
+    k = int(torch.randint(0, 4, (1,), generator=generator))
+    flip = bool(torch.randint(0, 2, (1,), generator=generator))
+    out = {}
+    for name, t in batch.items():
+        t = torch.rot90(t, k, dims=(-2, -1))
+        out[name] = torch.flip(t, dims=(-1,)) if flip else t
+    return out
+
+
+def train_step(task: LossTask, opt: Optimisation, batch: dict, device: torch.device) -> float:
+    """One optimiser step on ``batch``: forward and loss (bf16 autocast on CUDA), the non-finite
+    check, backward, gradient clipping, optimiser step and the per-step learning rate.
+
+    Returns the batch's mean loss. Raises :class:`NonFiniteLoss` before the backward pass (the
+    weights and the step count unchanged) when the loss is not finite on any worker.
+    """
+    with autocast(device):
+        loss = task.loss(opt.model, batch)
+    if not all_finite(loss):
+        raise NonFiniteLoss(float(loss.detach()), opt.step + 1)
+    opt.optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    if opt.clip_grad:
+        torch.nn.utils.clip_grad_norm_(opt.model.parameters(), opt.clip_grad)
+    opt.optimizer.step()
+    opt.step += 1
+    opt.scheduler.step_update(opt.step)
+    return float(loss.detach())
+
+
+def train_epoch(task: LossTask, opt: Optimisation, raw_batches: Iterable, steps: int,
+                decode: Callable[[object], dict], device: torch.device,
+                generator: torch.Generator | None = None) -> EpochStats:
+    """Up to ``steps`` training steps over ``raw_batches``; ``decode`` turns one raw batch into the
+    batch dict on ``device``. ``generator``: augment each batch (rotations and flips) with it.
+
+    Batches after ``steps`` are drained undecoded, so that every worker of a Ray Train group
+    ends its epoch together. Raises :class:`NonFiniteLoss` from :func:`train_step`.
+    """
+    stats = EpochStats(started=time.time())
+    opt.model.train()
+    t_batch = stats.started
+    for i, raw in enumerate(raw_batches):
+        if i >= steps:
+            continue  # drain the stream (nothing decoded)
+        batch = decode(raw)
+        stats.data_wait += time.time() - t_batch
+        if generator is not None:
+            batch = augment(batch, generator)
+        loss = train_step(task, opt, batch, device)
+        n = batch["x"].shape[0]
+        stats.loss_sum += loss * n
+        stats.samples += n
+        t_batch = time.time()
+    stats.seconds = time.time() - stats.started
+    return stats
