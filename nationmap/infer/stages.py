@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Protocol
+from typing import Protocol
 
 import shapely
 
@@ -112,7 +112,6 @@ class RunContext:
     models: ModelSet
     paths: RunPaths
     force: bool
-    log: Callable[[str], None]
 
     @property
     def tag(self) -> str:
@@ -120,12 +119,12 @@ class RunContext:
         return f"{self.region.slug}_{self.cfg.month}"
 
 
-def file_verifies(path: Path, entry: FileEntry | None) -> bool:
-    return entry is not None and path.exists() and sha256_file(path) == entry.sha256
+def file_verifies(path: Path, sha256: str | None) -> bool:
+    return sha256 is not None and path.exists() and sha256_file(path) == sha256
 
 
 def files_verify(directory: Path, files: dict[str, FileEntry]) -> bool:
-    return all(file_verifies(directory / e.path, e) for e in files.values())
+    return all(file_verifies(directory / e.path, e.sha256) for e in files.values())
 
 
 # ---------------------------------------------------------------------------- scenes
@@ -156,7 +155,7 @@ class SceneStage:
         rec = self.records[sid]
         if rec is None or rec.key != self.keys[sid] or not rec.ok:
             return False
-        return not verify_raster or file_verifies(self.ctx.paths.scene_raster(sid), FileEntry("", rec.sha256 or ""))
+        return not verify_raster or file_verifies(self.ctx.paths.scene_raster(sid), rec.sha256)
 
     def plan(self) -> list[str]:
         return [sid for sid in self.rows if not self._done(sid, verify_raster=False)]
@@ -346,8 +345,7 @@ class StacStage:
     def __init__(self, ctx: RunContext, cells: CellStage, national: NationalStage):
         self.ctx, self.ok_cells, self.national = ctx, cells.ok(), national
         products = national.products()
-        self.key = sha256_json({"cells": {c.name: {p: e.to_json() for p, e in r.files.items()}
-                                          for c, r in self.ok_cells.items()},
+        self.key = sha256_json({"cells": {c.name: _plain(r.files) for c, r in self.ok_cells.items()},
                                 "models": ctx.models.key, "national": {"mosaic": _plain(products.mosaic),
                                                                        "vrt": _plain(products.vrt)},
                                 "format": "stac/2"})
