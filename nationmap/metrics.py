@@ -231,3 +231,189 @@ def render_water_table(rows: Mapping[str, BinaryScores], digits: int = 2, title:
     for method, s in rows.items():
         lines.append(f"| {method} | {_cell(s.iou, digits, 100)} | {_cell(s.precision, digits, 100)} | {_cell(s.recall, digits, 100)} |")
     return "\n".join(lines) + "\n"
+
+
+# ---------------------------------------------------------------------------- boundaries and thin structures
+#
+# Boundary F-score (Csurka et al., BMVC 2013) per class at a tolerance of ``tolerance`` pixels:
+# the boundary of class k is its pixels with an 8-neighbour of another class (no-data pixels
+# neither make nor hold boundaries); precision is the share of predicted boundary pixels within
+# ``tolerance`` (Euclidean, pixel centres) of a reference boundary pixel, recall the reverse,
+# BF = 2PR / (P + R). Thin water: reference water pixels outside every
+# (max_width + 1) x (max_width + 1) all-water square, i.e. rivers and channels at most
+# ``max_width`` px wide along rows or columns; its recall is the share of them mapped as water.
+
+BOUNDARY_TOLERANCE = 2  # px
+THIN_WIDTH = 3  # px
+
+
+def class_boundaries(labels: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """(H, W) labels and validity -> (H, W) bool: valid pixels with a valid 8-neighbour of another label."""
+    labels = np.asarray(labels)
+    h, w = labels.shape
+    pad = np.pad(labels.astype(np.int32), 1, constant_values=-1)
+    vpad = np.pad(np.asarray(valid, bool), 1, constant_values=False)
+    edge = np.zeros((h, w), bool)
+    for dy in (-1, 0, 1):
+        for dx in (-1, 0, 1):
+            if dy or dx:
+                nb = pad[1 + dy:1 + dy + h, 1 + dx:1 + dx + w]
+                nv = vpad[1 + dy:1 + dy + h, 1 + dx:1 + dx + w]
+                edge |= nv & (nb != labels)
+    return edge & np.asarray(valid, bool)
+
+
+def thin_mask(mask: np.ndarray, max_width: int = THIN_WIDTH) -> np.ndarray:
+    """(H, W) bool -> pixels of ``mask`` that no (max_width + 1)-square inside ``mask`` covers."""
+    from scipy.ndimage import binary_opening
+
+    mask = np.asarray(mask, bool)
+    k = max_width + 1
+    return mask & ~binary_opening(mask, structure=np.ones((k, k), bool), border_value=0)
+
+
+class StructureMeter:
+    """Boundary F-score counts per class and thin-water recall counts, added up image by image
+    (cells, patches) so the scores of many images are those of their sum.
+
+    ``counts[k]`` = (predicted boundary pixels near a reference boundary, predicted boundary
+    pixels, reference boundary pixels near a predicted boundary, reference boundary pixels).
+    """
+
+    def __init__(self, num_classes: int, water_class: int | None, tolerance: float = BOUNDARY_TOLERANCE,
+                 max_width: int = THIN_WIDTH, ignore_index: int = 255):
+        self.num_classes, self.water_class = num_classes, water_class
+        self.tolerance, self.max_width, self.ignore_index = tolerance, max_width, ignore_index
+        self.counts = np.zeros((num_classes, 4), dtype=np.int64)
+        self.thin = np.zeros(2, dtype=np.int64)  # thin reference water pixels mapped as water, all of them
+
+    def update(self, prediction, truth) -> "StructureMeter":
+        """Add one image or a batch: (H, W) or (N, H, W) class indices, truth == ignore_index skipped."""
+        pred, true = np.asarray(prediction), np.asarray(truth)
+        if pred.shape != true.shape:
+            raise ValueError(f"prediction {pred.shape} and truth {true.shape} differ in size")
+        if pred.ndim == 2:
+            pred, true = pred[None], true[None]
+        for p, t in zip(pred, true):
+            self._add(p.astype(np.int64), t.astype(np.int64))
+        return self
+
+    def _add(self, pred: np.ndarray, true: np.ndarray) -> None:
+        from scipy.ndimage import distance_transform_edt
+
+        valid = true != self.ignore_index
+        pb, tb = class_boundaries(pred, valid), class_boundaries(true, valid)
+        for k in range(self.num_classes):
+            pk, tk = pb & (pred == k), tb & (true == k)
+            n_p, n_t = int(pk.sum()), int(tk.sum())
+            if not n_p and not n_t:
+                continue
+            near_t = distance_transform_edt(~tk) <= self.tolerance if n_t else np.zeros_like(tk)
+            near_p = distance_transform_edt(~pk) <= self.tolerance if n_p else np.zeros_like(pk)
+            self.counts[k] += (int((pk & near_t).sum()), n_p, int((tk & near_p).sum()), n_t)
+        if self.water_class is not None:
+            thin = thin_mask(valid & (true == self.water_class), self.max_width)
+            self.thin += (int((thin & (pred == self.water_class)).sum()), int(thin.sum()))
+
+    def merge(self, other: "StructureMeter") -> "StructureMeter":
+        self.counts += other.counts
+        self.thin += other.thin
+        return self
+
+    def scores(self, class_names: Sequence[str] | None = None) -> "StructureScores":
+        names = list(class_names) if class_names is not None else [str(i) for i in range(self.num_classes)]
+        per_class = {}
+        for name, (pm, pn, tm, tn) in zip(names, self.counts):
+            if not pn and not tn:
+                per_class[name] = None  # no boundary of this class in either map
+                continue
+            precision, recall = (float(pm / pn) if pn else 0.0), (float(tm / tn) if tn else 0.0)
+            per_class[name] = float(2 * precision * recall / (precision + recall)) if precision + recall else 0.0
+        thin_recall = float(self.thin[0] / self.thin[1]) if self.thin[1] else None
+        return StructureScores(per_class, _mean(per_class.values()), thin_recall, int(self.thin[1]),
+                               self.tolerance, self.max_width)
+
+
+@dataclass(frozen=True)
+class StructureScores:
+    boundary_f: dict  # class name -> boundary F-score, None where neither map has its boundary
+    mean_boundary_f: float  # over the classes with a boundary in either map
+    thin_water_recall: float | None  # None: no thin water in the reference
+    thin_water_pixels: int
+    tolerance: float
+    max_width: int
+
+    def to_dict(self) -> dict:
+        return {"boundary_f": self.boundary_f, "mean_boundary_f": self.mean_boundary_f,
+                "thin_water_recall": self.thin_water_recall, "thin_water_pixels": self.thin_water_pixels,
+                "boundary_tolerance_px": self.tolerance, "thin_max_width_px": self.max_width}
+
+
+def render_structure_table(headline: Mapping[str, float], structures: Mapping[str, StructureScores],
+                           headline_name: str, boundary_class: str | None = None, title: str | None = None) -> str:
+    """Markdown table: per method, its headline score (mIoU or IoU_Water), the boundary F-score
+    (mean over classes, or of ``boundary_class``) and the thin-water recall."""
+    first = next(iter(structures.values()))
+    bf_name = f"boundary F ({first.tolerance:g} px{'' if boundary_class is None else ', ' + boundary_class})"
+    lines = [title, ""] if title else []
+    lines.append(f"| Method | {headline_name} | {bf_name} | thin-water recall (<= {first.max_width} px) |")
+    lines.append("|---|---|---|---|")
+    for method, s in structures.items():
+        bf = s.mean_boundary_f if boundary_class is None else s.boundary_f.get(boundary_class)
+        lines.append(f"| {method} | {_cell(headline.get(method), 3)} | {_cell(bf, 3)} | {_cell(s.thin_water_recall, 3)} |")
+    return "\n".join(lines) + "\n"
+
+
+# ---------------------------------------------------------------------------- methods side by side
+
+
+@dataclass
+class MapCounts:
+    """One method's confusion matrix and boundary / thin-water counts, over the same pixels as
+    the other methods it is reported beside (model, per-pixel baseline, majority class)."""
+
+    cm: ConfusionMatrix
+    structures: StructureMeter
+
+    @classmethod
+    def new(cls, num_classes: int, water_class: int | None) -> "MapCounts":
+        return cls(ConfusionMatrix(num_classes), StructureMeter(num_classes, water_class))
+
+    def update(self, prediction, truth) -> "MapCounts":
+        """(N, H, W) or (H, W) class indices; truth 255 = not scored."""
+        self.cm.update(prediction, truth)
+        self.structures.update(np.asarray(prediction), np.asarray(truth))
+        return self
+
+    def constant(self, k: int) -> "MapCounts":
+        """The counts of a map of class ``k`` everywhere on the same pixels, derived exactly from
+        this one's truth totals: every truth pixel in column k, no predicted boundary, thin water
+        found only if k is water."""
+        counts = np.zeros_like(self.cm.counts)
+        counts[:, k] = self.cm.counts.sum(axis=1)
+        meter = StructureMeter(self.cm.num_classes, self.structures.water_class, self.structures.tolerance,
+                               self.structures.max_width)
+        meter.counts[:, 3] = self.structures.counts[:, 3]
+        thin_total = self.structures.thin[1]
+        meter.thin[:] = (thin_total if k == self.structures.water_class else 0, thin_total)
+        return MapCounts(ConfusionMatrix(self.cm.num_classes, counts=counts), meter)
+
+
+def report_methods(methods: Mapping[str, MapCounts], names: Sequence[str], task: str, where: str) -> tuple[dict, str]:
+    """Scores per method (``{method: {scores..., "structures": {...}}}``) and the markdown
+    tables: Table II layout (IoU, accuracy) for ``task`` lulc, Table III for water, then mIoU /
+    IoU_Water with the boundary F-score and thin-water recall."""
+    if task == "lulc":
+        scores = {m: c.cm.scores(names) for m, c in methods.items()}
+        text = render_class_table(scores, title=f"Per-class IoU {where} (layout of Table II)")
+        text += "\n" + render_class_table(scores, metric="accuracy", title="Per-class accuracy")
+        headline = {m: s.miou for m, s in scores.items()}
+    else:
+        scores = {m: c.cm.binary_scores() for m, c in methods.items()}
+        text = render_water_table(scores, title=f"Water detection {where}, % (layout of Table III)")
+        headline = {m: s.iou for m, s in scores.items()}
+    structures = {m: c.structures.scores(names) for m, c in methods.items()}
+    text += "\n" + render_structure_table(headline, structures, "mIoU" if task == "lulc" else "IoU_Water",
+                                          boundary_class=None if task == "lulc" else names[-1],
+                                          title=f"Boundaries and thin water {where}")
+    return {m: {**scores[m].to_dict(), "structures": structures[m].to_dict()} for m in methods}, text

@@ -436,6 +436,9 @@ class Normalisation(Record):
             raise ValueError(f"std_db must be > 0, not {self.std_db}")
 
 
+PIXEL_MODEL_KIND = "pixel-gbt"  # the per-pixel baseline (nationmap.baseline)
+
+
 @dataclass(frozen=True)
 class BundleMeta(Record):
     """``model.json`` of a model bundle (``nationmap export``): what the weights in
@@ -457,8 +460,16 @@ class BundleMeta(Record):
         _one_of(self.task, ("lulc", "water", "pretrain"), "bundle task")
 
     @property
-    def img_size(self) -> int:
-        """The models' input size (px), from the encoder config."""
+    def weights_file(self) -> str:
+        """The bundle's file holding the model: fitted trees for the baseline, tensors otherwise."""
+        return "model.skops" if self.model_kind == PIXEL_MODEL_KIND else "model.safetensors"
+
+    @property
+    def img_size(self) -> int | None:
+        """The models' input size (px), from the encoder config; None for a per-pixel model
+        (the baseline), which takes windows of any size."""
+        if self.model_kind == PIXEL_MODEL_KIND:
+            return None
         size = (self.model_config.get("encoder") or {}).get("img_size")
         if not isinstance(size, int) or isinstance(size, bool) or size <= 0:
             raise RecordError(f"bundle model_config.encoder.img_size must be a positive int, not {size!r}")

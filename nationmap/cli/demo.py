@@ -1,8 +1,12 @@
-"""``nationmap demo``: the whole mission on the embedded default, tiny preset, CPU.
+"""``nationmap demo``: the whole mission on the embedded default, tiny preset, CPU, judged on
+land the models never saw.
 
-synthetic world -> catalog -> prepared dataset -> pretraining -> LULC and water finetuning ->
-test-split evaluation -> inference of the finetuning month over the demo region -> products,
-then the products' agreement with the synthetic truth, per class.
+synthetic world (the demo region with three months; the held-out region, four cells further
+east, with the map month) -> catalog -> prepared dataset of the demo region -> pretraining ->
+LULC and water finetuning -> the per-pixel baselines and the test-split evaluation -> inference
+of the map month over the held-out region with the models and with the baselines -> the maps'
+agreement with the synthetic truth there: model, per-pixel baseline and majority class on the
+same pixels, with per-class IoU, boundary F-score and thin-water recall.
 """
 
 from __future__ import annotations
@@ -21,7 +25,8 @@ from nationmap.data.synth.generate import SynthConfig, synthesize
 DEMO_MONTHS = "2022-09,2022-10,2022-11"
 DEMO_MAP_MONTH = "2022-09"
 DEMO_PIXELS_PER_DEGREE = 1200  # the synthetic LULC tiles' grid, so products line up with the truth
-STAGES = 7
+BASELINE_PIXELS = 200_000  # training pixels of the per-pixel baselines
+STAGES = 8
 
 
 def _stage(i: int, title: str) -> None:
@@ -44,94 +49,143 @@ def _train(task: str, dataset: Path, runs: Path, init: Path | None) -> Path:
     return result.run_dir
 
 
-def _data_stages(raw: Path, catalog: Path, dataset: Path, region, seed: int, executor: str) -> tuple[list[str], int]:
-    """Stages 1-3 (world, catalog, dataset): their summary lines and the scenes that failed."""
-    _stage(1, "synthetic ALOS-2 world")
-    summary = synthesize(raw, SynthConfig.for_region(region, parse_months(DEMO_MONTHS), seed=seed), executor=executor)
-    _stage(2, "catalog")
-    report = build_catalog(raw, catalog, executor=executor)
-    _stage(3, "dataset preparation")
+def _world(root: Path, seed: int, executor: str) -> tuple[list[str], int]:
+    """Stages 1-2: the demo region's and the held-out region's worlds and catalogs."""
+    _stage(1, "synthetic ALOS-2 world: the demo region and the held-out region")
+    region, heldout = resolve_region("demo"), resolve_region("demo-heldout")
+    summary = synthesize(root / "raw", SynthConfig.for_region(region, parse_months(DEMO_MONTHS), seed=seed),
+                         executor=executor)
+    synthesize(root / "heldout" / "raw", SynthConfig.for_region(heldout, parse_months(DEMO_MAP_MONTH), seed=seed),
+               executor=executor)
+    _stage(2, "catalogs")
+    report = build_catalog(root / "raw", root / "catalog.parquet", executor=executor)
+    held = build_catalog(root / "heldout" / "raw", root / "heldout" / "catalog.parquet", executor=executor)
+    st = summary["statistics"]
+    lines = [f"synthetic world: {len(summary['tiles'])} LULC tiles, {st['scenes']} scenes in {root / 'raw'} "
+             f"(HH {st['hh_db_mean']:.2f} +- {st['hh_db_std']:.2f} dB); held-out region "
+             f"{', '.join(heldout.cell_names)}: {held.total} scenes of {DEMO_MAP_MONTH} in {root / 'heldout'}",
+             f"catalogs:        {root / 'catalog.parquet'} ({report.total} acquisitions), "
+             f"{root / 'heldout' / 'catalog.parquet'} ({held.total})"]
+    return lines, len(report.failed) + len(held.failed)
+
+
+def _dataset(root: Path, seed: int, executor: str) -> tuple[str, int]:
+    """Stage 3: the demo region's prepared dataset (the held-out region is never prepared)."""
+    _stage(3, "dataset preparation (demo region only)")
     cfg = PrepareConfig(pretrain_months=("2022-10", "2022-11"), finetune_months=("2022-09",), n_anchors=200_000,
                         seed=seed, region="demo")
-    prep = prepare_dataset(catalog, raw / "lulc", dataset, cfg, region, overwrite=True, executor=executor)
+    prep = prepare_dataset(root / "catalog.parquet", root / "raw" / "lulc", root / "dataset", cfg,
+                           resolve_region("demo"), overwrite=True, executor=executor)
     p = prep["patches"]
-    st = summary["statistics"]
-    lines = [f"synthetic world: {len(summary['tiles'])} LULC tiles, {st['scenes']} scenes in {raw} "
-             f"(HH {st['hh_db_mean']:.2f} +- {st['hh_db_std']:.2f} dB)",
-             f"catalog:         {catalog} ({report.total} acquisitions)",
-             f"dataset:         {dataset} ({p['pretrain']} pretraining patches; "
-             f"{p['train']}/{p['val']}/{p['test']} train/val/test pairs)"]
-    return lines, len(report.failed) + len(prep["failed"])
+    return (f"dataset:         {root / 'dataset'} ({p['pretrain']} pretraining patches; "
+            f"{p['train']}/{p['val']}/{p['test']} train/val/test pairs)", len(prep["failed"]))
 
 
-def _model_stages(dataset: Path, runs: Path, bundles: Path) -> dict[str, dict]:
-    """Stages 4-5: pretraining, LULC and water finetuning, bundles and their test-split scores."""
+def _models(root: Path) -> dict[str, dict]:
+    """Stages 4-6: pretraining, finetuning, the per-pixel baselines, test-split scores of both."""
+    from nationmap.baseline.bundle import fit_baseline
     from nationmap.train.checkpoint import find_checkpoint, write_bundle
     from nationmap.train.evaluate import evaluate
 
+    dataset, runs, bundles = root / "dataset", root / "runs", root / "models"
     _stage(4, "pretraining (SAR-W-MixMAE, tiny preset)")
     pretrain = _train("pretrain", dataset, runs, None)
     _stage(5, "finetuning LULC and water")
+    for task in ("lulc", "water"):
+        write_bundle(bundles / task, find_checkpoint(_train(task, dataset, runs, pretrain), "best"))
+    _stage(6, "per-pixel baselines (gradient-boosted trees) and the test split")
     test = {}
     for task in ("lulc", "water"):
-        run = _train(task, dataset, runs, pretrain)
-        write_bundle(bundles / task, find_checkpoint(run, "best"))
-        test[task] = evaluate(bundles / task, dataset, "test", bundles / task / "eval-test", task=task)
+        fit_baseline(dataset, task, bundles / f"baseline-{task}", max_pixels=BASELINE_PIXELS, log=console.print)
+        test[task] = evaluate(bundles / task, dataset, "test", bundles / task / "eval-test", task=task,
+                              baseline=bundles / f"baseline-{task}")
     return test
+
+
+def _infer(root: Path, name: str, lulc: Path, water: Path, executor: str):
+    from nationmap.infer.config import InferConfig
+    from nationmap.infer.pipeline import run_inference, summarize
+
+    cfg = InferConfig(region="demo-heldout", month=DEMO_MAP_MONTH, catalog=str(root / "heldout" / "catalog.parquet"),
+                      lulc_model=str(lulc), water_model=str(water), out=str(root / name),
+                      lulc_dir=str(root / "heldout" / "raw" / "lulc"), pixels_per_degree=DEMO_PIXELS_PER_DEGREE,
+                      batch_size=8, executor=executor, gpus_per_actor=0.0)
+    manifest = run_inference(cfg, log=console.print)
+    console.print(summarize(manifest), highlight=False, soft_wrap=True)
+    return manifest
+
+
+def _headline(scores: dict, task: str) -> str:
+    """'0.512 (boundary F 0.61, thin water 0.78)' of one method's scores."""
+    s = scores["structures"]
+    value = scores["miou"] if task == "lulc" else scores["iou"]
+    bf = s["mean_boundary_f"] if task == "lulc" else s["boundary_f"].get("Water")
+    thin = s["thin_water_recall"]
+    return f"{value:.3f} (boundary F {bf or 0:.2f}, thin water {thin or 0:.2f})"
+
+
+def _summary(root: Path, test: dict, agreement: dict, manifest) -> list[str]:
+    from nationmap.products.agreement import BASELINE_ROW, MODEL_ROW
+
+    run_dir = Path(manifest.run_dir)
+    lt, wt = test["lulc"], test["water"]
+    la, wa = agreement["lulc"]["methods"], agreement["water"]["methods"]
+    majority = next(m for m in la if m not in (MODEL_ROW, BASELINE_ROW))
+    return [
+        f"models:          {root}/models/lulc, {root}/models/water; per-pixel baselines in {root}/models/baseline-*",
+        f"test split:      LULC mIoU {lt['miou']:.3f} (baseline {lt['baseline']['miou']:.3f}), water IoU "
+        f"{100 * wt['iou']:.1f} % (baseline {100 * wt['baseline']['iou']:.1f} %); patches of the training scenes, "
+        "tables in MODEL/eval-test/table.md",
+        f"held-out maps:   {run_dir}/ (mosaics, quicklooks, STAC {manifest.products.stac})",
+        f"held-out agreement with the synthetic truth ({', '.join(agreement['cells'])}, never trained on; "
+        f"{run_dir}/agreement.md):",
+        f"  LULC mIoU      nationmap {_headline(la[MODEL_ROW], 'lulc')}",
+        f"                 per-pixel baseline {_headline(la[BASELINE_ROW], 'lulc')}",
+        f"                 {majority} {la[majority]['miou']:.3f}",
+        f"  water IoU      nationmap {_headline(wa[MODEL_ROW], 'water')}",
+        f"                 per-pixel baseline {_headline(wa[BASELINE_ROW], 'water')}",
+    ]
 
 
 def run_demo(out: str, seed: int, executor: str, address: str | None, data_only: bool = False) -> int:
     """The demo; returns its exit code (3 when scenes failed on the way, 1 when inference failed)."""
-    root = Path(out)
-    raw, catalog, dataset = root / "raw", root / "catalog.parquet", root / "dataset"
-    region = resolve_region("demo")
-    if executor != "ray" and not data_only:  # refused before minutes of data stages
-        from nationmap.errors import InputError
+    from nationmap.errors import InputError
 
+    root = Path(out)
+    if executor != "ray" and not data_only:  # refused before minutes of data stages
         raise InputError("training runs on Ray Train: the full demo needs --executor ray (or use --data-only)")
     start_ray(executor, address)
     t0 = time.time()
-    lines, failed = _data_stages(raw, catalog, dataset, region, seed, executor)
+    lines, failed = _world(root, seed, executor)
+    line, failed_prep = _dataset(root, seed, executor)
+    lines.append(line)
+    failed += failed_prep
     times = {"data": time.time() - t0}
     if data_only:
         console.rule("done")
         console.print("\n".join(lines), highlight=False, soft_wrap=True)
         console.print(f"total {time.time() - t0:.0f} s (data only)")
         return EXIT_PARTIAL if failed else EXIT_OK
-    from nationmap.infer.config import InferConfig
-    from nationmap.infer.pipeline import run_inference, summarize
     from nationmap.products.agreement import map_agreement
 
-    runs, bundles = root / "runs", root / "models"
     t = time.time()
-    test = _model_stages(dataset, runs, bundles)
+    test = _models(root)
     times["training"] = time.time() - t
     t = time.time()
-    _stage(6, f"inference: {region.name}, {DEMO_MAP_MONTH}")
-    infer_cfg = InferConfig(region="demo", month=DEMO_MAP_MONTH, catalog=str(catalog), lulc_model=str(bundles / "lulc"),
-                            water_model=str(bundles / "water"), out=str(root / "products"), lulc_dir=str(raw / "lulc"),
-                            pixels_per_degree=DEMO_PIXELS_PER_DEGREE, batch_size=8, executor=executor, gpus_per_actor=0.0)
-    manifest = run_inference(infer_cfg, log=console.print)
-    console.print(summarize(manifest), highlight=False, soft_wrap=True)
+    _stage(7, f"inference of {DEMO_MAP_MONTH} over the held-out region: models, then baselines")
+    models = root / "models"
+    manifest = _infer(root, "products", models / "lulc", models / "water", executor)
+    base = _infer(root, "baseline-products", models / "baseline-lulc", models / "baseline-water", executor)
     times["inference"] = time.time() - t
-    _stage(7, "agreement with the synthetic truth")
-    run_dir = Path(manifest.run_dir)
-    agreement = map_agreement(run_dir, raw / "lulc")
+    _stage(8, "held-out agreement with the synthetic truth")
+    agreement = map_agreement(manifest.run_dir, root / "heldout" / "raw" / "lulc", baseline_run=base.run_dir)
     console.print(agreement["table"], highlight=False, soft_wrap=True)
-    lt, wt = test["lulc"], test["water"]
-    la, wa = agreement["lulc"], agreement["water"]
     console.rule("done")
-    products = manifest.products
-    lines += [f"models:          {bundles}/lulc, {bundles}/water (test split: LULC mIoU {lt['miou']:.3f}, "
-              f"water IoU {100 * wt['iou']:.1f} %; tables in MODEL/eval-test/table.md)",
-              f"products:        {run_dir}/cells/, mosaics in {run_dir}/mosaic/, STAC {run_dir}/{products.stac}",
-              f"quicklooks:      {run_dir}/quicklooks/",
-              f"agreement:       {run_dir}/agreement.md (map vs synthetic truth: LULC mIoU {la['miou']:.3f}, "
-              f"water IoU {100 * wa['iou']:.1f} %)",
-              f"manifest:        {run_dir}/manifest.json"]
+    lines += _summary(root, test, agreement, manifest)
     console.print("\n".join(lines), highlight=False, soft_wrap=True)
-    console.print("total {:.0f} s (data {:.0f} s, training {:.0f} s, inference {:.0f} s)".format(
+    console.print("total {:.0f} s (data {:.0f} s, training and baselines {:.0f} s, inference {:.0f} s)".format(
         time.time() - t0, times["data"], times["training"], times["inference"]))
-    if manifest.status != "ok":
-        return EXIT_PARTIAL if manifest.status == "partial" else EXIT_FAILED
+    status = {manifest.status, base.status}
+    if status != {"ok"}:
+        return EXIT_FAILED if "failed" in status else EXIT_PARTIAL
     return EXIT_PARTIAL if failed else EXIT_OK

@@ -23,6 +23,7 @@ def infer(
     batch_size: int = typer.Option(None, help="Windows per forward pass."),
     overlap: int = typer.Option(None, help="Overlap of neighbouring windows, px."),
     blend: str = typer.Option(None, help="Blending of overlapping windows: cosine or none."),
+    tta: str = typer.Option(None, help="Test-time augmentation: none, flips (4 passes) or d4 (8 passes)."),
     concurrency: int = typer.Option(None, help="Predictor actors (0: one per GPU, or per cpus-per-actor CPUs)."),
     gpus_per_actor: float = typer.Option(None, help="GPUs per predictor actor (0: CPU)."),
     cpus_per_actor: float = typer.Option(None, help="CPUs per predictor actor (also its torch threads)."),
@@ -44,7 +45,7 @@ def infer(
     from nationmap.parallel import use_ray_address
 
     def go():
-        overrides = {"region": region, "month": date, "batch_size": batch_size, "overlap": overlap, "blend": blend,
+        overrides = {"region": region, "month": date, "batch_size": batch_size, "overlap": overlap, "blend": blend, "tta": tta,
                      "concurrency": concurrency, "gpus_per_actor": gpus_per_actor, "cpus_per_actor": cpus_per_actor,
                      "executor": executor, "keep_scenes": keep_scenes, "compile": compile, "pixels_per_degree": pixels_per_degree}
         for key, value in (("catalog", catalog), ("lulc_model", lulc_model), ("water_model", water_model),

@@ -129,17 +129,24 @@ def export(
     run_guarded(go)
 
 
-def _eval(task: str, model: Path, data: Path, split: str, out: Path | None, overwrite: bool):
+def _eval(task: str, model: Path, data: Path, split: str, out: Path | None, overwrite: bool, baseline: Path | None):
     from nationmap.train.evaluate import evaluate
 
     def go():
         target = out or Path(model) / f"eval-{split}"
-        with replacing(target, overwrite) as stage:
-            result = evaluate(model, data, split, stage, task=task)
+        with replacing(target, overwrite) as stage:  # a baseline fitted on the same training split is kept beside
+            result = evaluate(model, data, split, stage, task=task, baseline=baseline,
+                              fit_baseline_to=None if baseline else stage / "baseline", log=console.print)
         typer.echo(result["table"])
-        console.print(f"wrote {target}/metrics.json, table.md, confusion.png")
+        kept = "" if baseline else ", baseline/ (the per-pixel baseline's bundle)"
+        console.print(f"wrote {target}/metrics.json, table.md, confusion.png{kept}")
 
     run_guarded(go)
+
+
+def _baseline_option():
+    return typer.Option(None, help="Per-pixel baseline bundle to score beside the model (default: fit one on "
+                                   "DATA's training split and keep it in OUT/baseline).")
 
 
 @eval_app.command("lulc")
@@ -148,10 +155,12 @@ def eval_lulc(
     data: Path = typer.Option(..., help="Prepared dataset."),
     split: str = typer.Option("test", help="train, val or test."),
     out: Path = typer.Option(None, help="Output directory (default MODEL/eval-SPLIT)."),
+    baseline: Path = _baseline_option(),
     overwrite: bool = typer.Option(False, help="Replace existing results at the output directory."),
 ):
-    """mIoU, mAcc, per-class IoU / accuracy (Table II layout), confusion matrix."""
-    _eval("lulc", model, data, split, out, overwrite)
+    """mIoU, mAcc, per-class IoU / accuracy (Table II layout), boundary F-score, thin-water
+    recall, confusion matrix; beside the per-pixel baseline and the majority class."""
+    _eval("lulc", model, data, split, out, overwrite, baseline)
 
 
 @eval_app.command("water")
@@ -160,10 +169,32 @@ def eval_water(
     data: Path = typer.Option(..., help="Prepared dataset."),
     split: str = typer.Option("test", help="train, val or test."),
     out: Path = typer.Option(None, help="Output directory (default MODEL/eval-SPLIT)."),
+    baseline: Path = _baseline_option(),
     overwrite: bool = typer.Option(False, help="Replace existing results at the output directory."),
 ):
-    """Water IoU, precision, recall (Table III layout), confusion matrix."""
-    _eval("water", model, data, split, out, overwrite)
+    """Water IoU, precision, recall (Table III layout), boundary F-score, thin-water recall,
+    confusion matrix; beside the per-pixel baseline and the majority class."""
+    _eval("water", model, data, split, out, overwrite, baseline)
+
+
+@eval_app.command("products")
+def eval_products(
+    run: Path = typer.Argument(..., help="Inference run directory (holds manifest.json)."),
+    reference: Path = typer.Option(..., help="Reference LULC tiles (LC_N35E137.tif, ...) on the products' grid."),
+    baseline_run: Path = typer.Option(None, help="A run of the same region and month mapped with the per-pixel "
+                                                  "baseline's bundles, scored on the same pixels."),
+):
+    """Agreement of a run's LULC and water maps with reference tiles: per-class IoU, boundary
+    F-score, thin-water recall; beside the baseline run and the majority class. Writes
+    RUN/agreement.json and RUN/agreement.md."""
+    from nationmap.products.agreement import map_agreement
+
+    def go():
+        result = map_agreement(run, reference, baseline_run=baseline_run)
+        typer.echo(result["table"])
+        console.print(f"wrote {run}/agreement.json, {run}/agreement.md")
+
+    run_guarded(go)
 
 
 def ablate(
@@ -177,9 +208,12 @@ def ablate(
     workers: int = typer.Option(None, help="Ray Train workers."),
     gpus_per_worker: float = typer.Option(None, help="GPUs per worker."),
     split: str = typer.Option("val", help="Split the rows are scored on (the paper: val)."),
+    eval_data: Path = typer.Option(None, help="Dataset the rows are scored on (default DATA), e.g. one prepared "
+                                               "from a held-out region."),
     address: str = typer.Option(None, help="Ray cluster address."),
 ):
-    """Run the five rows of the paper's Table I and write the table (mIoU, mAcc per row)."""
+    """Run the five rows of the paper's Table I and write the table (mIoU, mAcc, boundary F-score,
+    thin-water recall per row, and the per-pixel baseline fitted on DATA's training split)."""
     from nationmap.parallel import use_ray_address
     from nationmap.train.ablate import run_ablation
     from nationmap.train.config import resolve_config
@@ -192,7 +226,7 @@ def ablate(
         from nationmap.train.run import TrainingError
 
         try:
-            typer.echo(run_ablation(base, str(init), out, split))
+            typer.echo(run_ablation(base, str(init), out, split, None if eval_data is None else str(eval_data)))
         except TrainingError as exc:  # a row's training failed: not bad input
             fail(str(exc), EXIT_FAILED)
         console.print(f"wrote {out}/table.md")

@@ -35,8 +35,8 @@ class InferConfig(Config):
         out: products root; this run writes ``OUT/<region>/<YYYY-MM>/``.
         lulc_dir: LULC tiles directory (the ``japan`` cell list when present); optional.
         pixels_per_degree: national grid resolution.
-        window / overlap / blend / batch_size: sliding-window prediction (window 0: the models'
-            input size).
+        window / overlap / blend / batch_size / tta: sliding-window prediction (window 0: the
+            models' input size; tta: test-time flips and rotations, :class:`WindowSettings`).
         resampling / min_validity / water_threshold / cell_block: scene -> cell combination.
         executor: ``ray`` (Ray Data + Ray tasks) or ``serial`` (in-process, for debugging).
         concurrency: predictor actors (0: one per GPU, or per ``cpus_per_actor`` CPUs).
@@ -64,6 +64,7 @@ class InferConfig(Config):
     overlap: int = default_of(WindowSettings, "overlap")
     blend: str = default_of(WindowSettings, "blend")
     batch_size: int = default_of(WindowSettings, "batch_size")
+    tta: str = default_of(WindowSettings, "tta")
     resampling: str = default_of(CellSettings, "resampling")
     min_validity: float = default_of(CellSettings, "min_validity")
     water_threshold: float = default_of(CellSettings, "water_threshold")
@@ -94,7 +95,8 @@ class InferConfig(Config):
         self.cell_settings()
 
     def window_settings(self, size: int) -> WindowSettings:
-        return WindowSettings(size=size, overlap=self.overlap, blend=self.blend, batch_size=self.batch_size)
+        return WindowSettings(size=size, overlap=self.overlap, blend=self.blend, batch_size=self.batch_size,
+                              tta=self.tta)
 
     def cell_settings(self) -> CellSettings:
         return CellSettings(pixels_per_degree=self.pixels_per_degree, block=self.cell_block, resampling=self.resampling,

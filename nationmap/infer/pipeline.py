@@ -48,7 +48,7 @@ from nationmap.products.cells import BandLayout
 from nationmap.products.layers import product_layers
 from nationmap.records import BundleMeta, Failure, InputEntry, ModelEntry, RunManifest
 
-BUNDLE_FILES = ("model.json", "model.safetensors")
+PIXEL_MODEL_WINDOW = 1024  # window of a run whose models are all per-pixel (the baseline): big, as no input size binds it
 
 
 def run_paths(cfg: InferConfig, region: Region) -> RunPaths:
@@ -61,21 +61,24 @@ def describe_models(cfg: InferConfig) -> ModelSet:
     for task, path in (("lulc", cfg.lulc_model), ("water", cfg.water_model)):
         if not path:
             continue
-        if not (Path(path) / "model.json").exists() or not (Path(path) / "model.safetensors").exists():
+        if not (Path(path) / "model.json").exists():
             raise InputError(f"{task} model {path}: not a model bundle (nationmap export writes one)")
         meta = BundleMeta.read(Path(path) / "model.json")
+        files = ("model.json", meta.weights_file)
+        if not (Path(path) / files[1]).exists():
+            raise InputError(f"{task} model {path}: not a model bundle (no {files[1]})")
         if meta.task != task:
             raise InputError(f"{path} is a {meta.task} model, not {task}")
         if meta.class_table is None or meta.scheme is None:
             raise InputError(f"{path}: the bundle names no class table and scheme; it cannot make maps")
         paths[task], metas[task] = str(Path(path).resolve()), meta
-        hashes[task] = {f: sha256_file(Path(path) / f) for f in BUNDLE_FILES}
-    sizes = {t: m.img_size for t, m in metas.items()}
+        hashes[task] = {f: sha256_file(Path(path) / f) for f in files}
+    sizes = {t: m.img_size for t, m in metas.items() if m.img_size is not None}  # per-pixel models take any
     if len(set(sizes.values())) > 1:
         raise InputError(f"the models take different input sizes {sizes}; they must share one")
-    size = next(iter(sizes.values()))
-    window = cfg.window or size
-    if window != size:
+    size = next(iter(sizes.values()), None)
+    window = cfg.window or size or PIXEL_MODEL_WINDOW
+    if size is not None and window != size:
         raise InputError(f"window {window} px differs from the models' input size {size} px")
     classes = {t: class_table_from_dict(m.class_table).scheme(m.scheme).classes for t, m in metas.items()}
     layout = BandLayout(tuple(c.code for c in classes.get("lulc", ())), "water" in metas)

@@ -108,6 +108,11 @@ class Head:
         return logits.softmax(1) if self.kind == "softmax" else logits.sigmoid()
 
 
+# test-time augmentation: (quarter turns, horizontal flip first) per pass
+TTA_TRANSFORMS = {"none": ((0, False),), "flips": ((0, False), (0, True), (2, True), (2, False)),
+                  "d4": tuple((k, f) for f in (False, True) for k in range(4))}
+
+
 @dataclass
 class SceneModels:
     """The heads applied to every window; output bands are their bands, concatenated."""
@@ -128,16 +133,25 @@ class SceneModels:
                 h.model = torch.compile(h.model)
 
     @torch.inference_mode()
-    def probabilities(self, db: np.ndarray) -> np.ndarray:
+    def probabilities(self, db: np.ndarray, tta: str = "none") -> np.ndarray:
         """(N, H, W) float32 sigma0 dB (NaN = no data) -> (N, len(bands), H, W) float32
-        probabilities; raises :class:`ModelValueError` for a non-finite output. The inputs are
-        checked where they are read (:meth:`_SceneStream.read_strip`, off the models' path)."""
+        probabilities, the mean over the ``tta`` transforms (:data:`TTA_TRANSFORMS`); raises
+        :class:`ModelValueError` for a non-finite output. The inputs are checked where they are
+        read (:meth:`_SceneStream.read_strip`, off the models' path)."""
         x = torch.from_numpy(db).to(self.device, non_blocking=True)
         use_amp = self.autocast and self.device.startswith("cuda")
+        transforms = TTA_TRANSFORMS[tta]
+        out = None
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=use_amp):
-            out = torch.cat([h.probabilities(x) for h in self.heads], dim=1)
+            for k, flip in transforms:  # rotate k quarter turns after flipping; undone in reverse
+                xt = torch.rot90(x.flip(-1) if flip else x, k, (-2, -1))
+                y = torch.cat([h.probabilities(xt) for h in self.heads], dim=1).float()
+                y = torch.rot90(y, -k, (-2, -1))
+                y = y.flip(-1) if flip else y
+                out = y if out is None else out + y
+        out = out / len(transforms)
         check_model_output(out, self.heads)
-        return out.float().cpu().numpy()
+        return out.cpu().numpy()
 
 
 def head_from_bundle(bundle) -> Head:
@@ -281,7 +295,7 @@ class _SceneStream:
             return
         batch, self.pending = self.pending[:n], self.pending[n:]
         t0 = time.perf_counter()
-        probs = self.models.probabilities(np.stack([p[2] for p in batch]))
+        probs = self.models.probabilities(np.stack([p[2] for p in batch]), self.settings.tta)
         self.model_s += time.perf_counter() - t0
         size = self.size
         for j, (r, x, _) in enumerate(batch):

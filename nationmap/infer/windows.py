@@ -25,6 +25,9 @@ def check_blend(blend: str) -> None:
         raise InputError(f"blend must be one of {', '.join(BLENDS)}, not {blend!r}")
 
 
+TTA_MODES = ("none", "flips", "d4")
+
+
 @dataclass(frozen=True)
 class WindowSettings:
     """How a scene is cut and predicted.
@@ -37,6 +40,9 @@ class WindowSettings:
         max_block: widest column block predicted at once (px). A wider scene is cut into column
             blocks that share the window columns at their seams, so the scene's width, like its
             length, does not change the memory needed; the shared windows are predicted twice.
+        tta: test-time augmentation: ``none``, ``flips`` (the mean over the window and its
+            horizontal, vertical and double flips: 4 passes) or ``d4`` (the 8 flips and 90-degree
+            rotations: 8 passes).
     """
 
     size: int = 256
@@ -44,6 +50,7 @@ class WindowSettings:
     blend: str = "cosine"
     batch_size: int = 16
     max_block: int = 8192
+    tta: str = "none"
 
     def __post_init__(self):
         if self.size < 32 or self.size % 32:
@@ -53,6 +60,8 @@ class WindowSettings:
         check_blend(self.blend)
         if self.batch_size < 1:
             raise InputError("batch size must be >= 1")
+        if self.tta not in TTA_MODES:
+            raise InputError(f"tta must be one of {', '.join(TTA_MODES)}, not {self.tta!r}")
         if self.max_block < 4 * self.size:
             raise InputError(f"max block must be >= 4 windows ({4 * self.size} px), not {self.max_block}")
 

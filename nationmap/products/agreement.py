@@ -1,70 +1,136 @@
 """Agreement of a run's cell products with reference LULC tiles on the same grid.
 
-Used by the demo against the synthetic truth (and usable against JAXA's tiles for a real
-month): every written cell's ``lulc`` layer is compared pixel for pixel with the reference tile
-remapped to the model's scheme (9 classes), and ``water`` with water / non-water. A product
-that does not line up with its reference tile (grid, size) is an error, not a resampling.
+Used by the demo against the synthetic truth, by ``nationmap eval products`` and the quality
+benchmark (and usable against JAXA's tiles for a real month): every written cell's ``lulc``
+layer is compared pixel for pixel with the reference tile remapped to the model's scheme
+(9 classes), and ``water`` with water / non-water. Beside IoU: the boundary F-score and the
+recall of thin water (:class:`nationmap.metrics.StructureMeter`). With a baseline run (the same
+region and month mapped by the per-pixel baseline's bundles) both are scored on the pixels
+that both mapped, with the training split's majority class as a third row. A product that does
+not line up with its reference tile (grid, size) is an error, not a resampling.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import rasterio
 
-from nationmap.data.lulc import find_lulc_tiles, load_class_table
+from nationmap.data.lulc import LabelScheme, find_lulc_tiles, load_class_table
 from nationmap.errors import InputError
 from nationmap.files import atomic_file, write_json
-from nationmap.records import RunManifest
-from nationmap.metrics import ConfusionMatrix, render_class_table, render_water_table
+from nationmap.metrics import MapCounts, report_methods
+from nationmap.records import BundleMeta, RecordError, RunManifest
+
+MODEL_ROW, BASELINE_ROW = "nationmap", "per-pixel baseline (GBT)"
 
 
-def map_agreement(run_dir: str | Path, reference_dir: str | Path, write: bool = True) -> dict:
-    """Per-class IoU / accuracy (LULC) and water IoU / precision / recall of a run's products."""
-    run_dir = Path(run_dir)
+@dataclass(frozen=True)
+class _Product:
+    scheme: LabelScheme
+    index: np.ndarray  # (256,) product code -> class index, 255 = no data / unknown
+
+    @classmethod
+    def of(cls, scheme: LabelScheme) -> "_Product":
+        index = np.full(256, 255, dtype=np.uint8)
+        for i, code in enumerate(scheme.codes):
+            index[code] = i
+        return cls(scheme, index)
+
+
+def _read_run(run_dir: Path) -> RunManifest:
     if not (run_dir / "manifest.json").is_file():
         raise InputError(f"{run_dir}: no run manifest (not an inference run directory)")
-    manifest = RunManifest.read(run_dir / "manifest.json")
+    return RunManifest.read(run_dir / "manifest.json")
+
+
+def _majority(baseline: RunManifest | None) -> str | None:
+    """The training split's majority class, as the baseline's LULC bundle recorded it."""
+    entry = baseline.models.get("lulc") if baseline is not None else None
+    if entry is None:
+        return None
+    try:
+        return BundleMeta.read(Path(entry.path) / "model.json").training.get("majority_class")
+    except (RecordError, OSError):
+        return None
+
+
+def _layer(run_dir: Path, cell: str, entry, grid, reference: Path) -> np.ndarray:
+    with rasterio.open(run_dir / "cells" / cell / entry.path) as ds:
+        if (ds.transform, ds.shape, ds.crs) != grid:
+            raise InputError(f"{entry.path} does not line up with {reference.name}")
+        return ds.read(1)
+
+
+def map_agreement(run_dir: str | Path, reference_dir: str | Path, baseline_run: str | Path | None = None,
+                  write: bool = True) -> dict:
+    """Per-class IoU / accuracy (LULC), water IoU / precision / recall, boundary F-score and
+    thin-water recall of a run's products, beside the baseline run's and the majority class's."""
+    run_dir = Path(run_dir)
+    manifest = _read_run(run_dir)
+    runs = {MODEL_ROW: (run_dir, {r.cell: r for r in manifest.ok_cells()})}
+    base = None
+    if baseline_run is not None:
+        base = _read_run(Path(baseline_run))
+        if (base.region, base.month) != (manifest.region, manifest.month):
+            raise InputError(f"baseline run {baseline_run} maps {base.region} {base.month}, "
+                             f"not {manifest.region} {manifest.month}")
+        runs[BASELINE_ROW] = (Path(baseline_run), {r.cell: r for r in base.ok_cells()})
     tiles = find_lulc_tiles(reference_dir)
     table = load_class_table()
-    lulc9, water = table.scheme("lulc9"), table.scheme("water")
-    cm_lulc, cm_water = ConfusionMatrix(len(lulc9.classes)), ConfusionMatrix(2)
-    cells = []
-    for rec in manifest.ok_cells():
-        if rec.cell not in tiles:
-            continue
-        with rasterio.open(tiles[rec.cell]) as ref:
-            truth = ref.read(1)
-            grid = (ref.transform, ref.shape, ref.crs)
-        for product, entry in rec.files.items():
-            if product not in ("lulc", "water"):
-                continue
-            with rasterio.open(run_dir / "cells" / rec.cell / entry.path) as ds:
-                if (ds.transform, ds.shape, ds.crs) != grid:
-                    raise InputError(f"{entry.path} does not line up with {tiles[rec.cell].name}")
-                pred = ds.read(1)
-            scheme, cm, nodata = (lulc9, cm_lulc, 0) if product == "lulc" else (water, cm_water, 255)
-            target = scheme.to_targets(truth)  # class index, 255 = no data
-            index = np.full(256, 255, dtype=np.uint8)
-            for i, code in enumerate(scheme.codes):
-                index[code] = i
-            valid = (pred != nodata) & (target != 255)
-            cm.update(index[pred[valid]], target[valid])
-        cells.append(rec.cell)
+    products = {"lulc": _Product.of(table.scheme("lulc9")), "water": _Product.of(table.scheme("water"))}
+    counts = {p: {row: MapCounts.new(len(prod.scheme.classes), prod.scheme.names.index("Water")) for row in runs}
+              for p, prod in products.items()}
+    cells = [c for c in manifest.cells if c in tiles and all(c in recs for _, recs in runs.values())]
     if not cells:
         raise InputError(f"{run_dir}: no written cell has a reference tile in {reference_dir}")
-    result = {"run": str(run_dir), "reference": str(reference_dir), "cells": cells}
+    for cell in cells:
+        _score_cell(cell, tiles[cell], runs, products, counts)
+    return _report(run_dir, reference_dir, cells, base, counts, products, write)
+
+
+def _score_cell(cell: str, tile: Path, runs: dict, products: dict, counts: dict) -> None:
+    """Add one cell's layers of every run to ``counts``, on the pixels all of them mapped."""
+    with rasterio.open(tile) as ref:
+        truth = ref.read(1)
+        grid = (ref.transform, ref.shape, ref.crs)
+    for product, prod in products.items():
+        entries = {row: (d, recs[cell].files.get(product)) for row, (d, recs) in runs.items()}
+        if any(e is None for _, e in entries.values()):
+            continue
+        preds = {row: _layer(d, cell, e, grid, tile) for row, (d, e) in entries.items()}
+        target = prod.scheme.to_targets(truth)  # class index, 255 = no data
+        for pred in preds.values():
+            target = np.where(prod.index[pred] == 255, 255, target)
+        for row, pred in preds.items():
+            index = prod.index[pred]
+            counts[product][row].update(np.where(index == 255, 0, index), target)
+
+
+def _report(run_dir: Path, reference_dir, cells: list[str], base: RunManifest | None, counts: dict, products: dict,
+            write: bool) -> dict:
+    result = {"run": str(run_dir), "reference": str(reference_dir), "cells": cells,
+              "baseline_run": base.run_dir if base is not None else None}
+    majority = _majority(base)
     text = ""
-    if cm_lulc.total:
-        scores = cm_lulc.scores(lulc9.names)
-        result["lulc"] = {**scores.to_dict(), "pixels": cm_lulc.total, "confusion_matrix": cm_lulc.counts.tolist()}
-        text += render_class_table({"map vs reference": scores}, title="LULC map agreement, per-class IoU")
-        text += "\n" + render_class_table({"map vs reference": scores}, metric="accuracy", title="Per-class accuracy")
-    if cm_water.total:
-        ws = cm_water.binary_scores()
-        result["water"] = {**ws.to_dict(), "pixels": cm_water.total}
-        text += "\n" + render_water_table({"map vs reference": ws}, title="Water map agreement, %")
+    for product, methods in counts.items():
+        model = methods[MODEL_ROW]
+        if not model.cm.total:
+            continue
+        names = products[product].scheme.names
+        if product == "lulc":
+            k = names.index(majority) if majority in names else int(model.cm.counts.sum(axis=1).argmax())
+            label = f"majority class ({names[k]})" if majority in names else f"reference's majority class ({names[k]})"
+        else:
+            k = 0 if majority not in (None, "Water") else names.index("Water")
+            label = f"majority class ({names[k]})"
+        rows = {**methods, label: model.constant(k)}
+        scores, tables = report_methods(rows, names, product, "of the maps vs the reference")
+        result[product] = {**scores[MODEL_ROW], "pixels": model.cm.total, "confusion_matrix": model.cm.counts.tolist(),
+                           "methods": scores}
+        text += ("\n" if text else "") + tables
     result["table"] = text
     if write:
         write_json(run_dir / "agreement.json", {k: v for k, v in result.items() if k != "table"})

@@ -11,7 +11,8 @@ Model bundle (``nationmap export``), what inference loads:
     model.json              format, task, model kind + config, class table, scheme, normalisation,
                             threshold (water), training summary
 
-Nothing is ever unpickled, so a corrupt or foreign file gives a ``CheckpointError`` (one line),
+A baseline bundle (``nationmap.baseline``) holds ``model.skops`` (fitted trees) instead of
+``model.safetensors``. Nothing is ever unpickled, so a corrupt or foreign file gives a ``CheckpointError`` (one line),
 never code execution.
 """
 
@@ -32,7 +33,7 @@ from nationmap.errors import InputError
 from nationmap.files import atomic_file, staged_dir
 from nationmap.models import MixMAE, MixMAEConfig, SegmentationConfig, SegmentationModel, SimMIM, SimMIMConfig
 from nationmap.models.swin import encoder_state
-from nationmap.records import BundleMeta, Normalisation, RecordError
+from nationmap.records import PIXEL_MODEL_KIND, BundleMeta, Normalisation, RecordError
 
 CHECKPOINT_FORMAT = "nationmap-checkpoint/1"
 MODEL_KINDS = {
@@ -227,6 +228,10 @@ def load_bundle(path: str | Path, device: str = "cpu") -> Bundle:
         meta = BundleMeta.read(path / "model.json")
     except RecordError as exc:
         raise CheckpointError(str(exc)) from None
+    if meta.model_kind == PIXEL_MODEL_KIND:  # the per-pixel baseline: trees, not tensors
+        from nationmap.baseline.bundle import load_baseline
+
+        return Bundle(model=load_baseline(path, meta), meta=meta)
     model = build_model(meta.model_kind, meta.model_config)
     load_model_weights(model, _read_tensors(path / "model.safetensors", "model bundle"), str(path))
     return Bundle(model=model.to(device).eval(), meta=meta)

@@ -1,12 +1,18 @@
 """Evaluate a model bundle on a prepared dataset split (in-process; no Ray needed).
 
+Every score comes with two references scored on the same pixels: the majority class of the
+training split and the per-pixel baseline (:mod:`nationmap.baseline`, gradient-boosted trees
+fitted on the same training split). Beside IoU: the boundary F-score and the recall of thin
+water (:class:`nationmap.metrics.StructureMeter`).
+
 Writes OUT/metrics.json, OUT/table.md (the paper's Table II layout for LULC, Table III for
-water, with the majority-class baseline as a reference row) and OUT/confusion.png.
+water, then boundaries and thin water) and OUT/confusion.png.
 """
 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -17,11 +23,13 @@ from nationmap.data.lulc import class_table_from_dict
 from nationmap.errors import InputError
 from nationmap.files import atomic_file
 from nationmap.losses import water_mask
-from nationmap.metrics import ConfusionMatrix, render_class_table, render_water_table
+from nationmap.metrics import MapCounts, report_methods
 from nationmap.parallel import progress_bar
 from nationmap.train.checkpoint import Bundle, load_bundle
 from nationmap.train.data import PatchDecoder, iter_batches
 from nationmap.train.report import confusion_png
+
+MODEL_ROW, BASELINE_ROW = "nationmap", "per-pixel baseline (GBT)"
 
 
 def predict(bundle: Bundle, x: torch.Tensor) -> torch.Tensor:
@@ -33,9 +41,17 @@ def predict(bundle: Bundle, x: torch.Tensor) -> torch.Tensor:
     return logits.argmax(1)
 
 
-def evaluate(bundle_path: str | Path, data: str | Path, split: str = "test", out: str | Path | None = None,
-             batch_size: int = 8, task: str | None = None) -> dict:
-    """``task``, when given, is the task the caller expects the bundle to be (checked first)."""
+@dataclass
+class _Setup:
+    bundle: Bundle
+    dataset: PreparedDataset
+    decoder: PatchDecoder
+    names: list[str]
+    majority: int
+    methods: dict[str, MapCounts] = field(default_factory=dict)
+
+
+def _setup(bundle_path, data, split: str, task: str | None) -> _Setup:
     bundle = load_bundle(bundle_path)
     if task is not None and bundle.task != task:
         raise InputError(f"{bundle_path} is a {bundle.task} model, not {task}")
@@ -44,44 +60,68 @@ def evaluate(bundle_path: str | Path, data: str | Path, split: str = "test", out
     dataset = PreparedDataset(data)
     if not dataset.shard_paths(split):
         raise InputError(f"{data}: split {split!r} has no patches")
-    table = class_table_from_dict(bundle.meta.class_table)
-    scheme = table.scheme(bundle.meta.scheme)
+    scheme = class_table_from_dict(bundle.meta.class_table).scheme(bundle.meta.scheme)
     norm = bundle.normalisation
     decoder = PatchDecoder(dataset.patch_size, norm["mean_db"], norm["std_db"], scheme.index_lut())
-    k = len(scheme.classes)
-    cm, majority = ConfusionMatrix(k), ConfusionMatrix(k)
     freq = np.asarray(dataset.meta["class_frequencies"]["train"][bundle.meta.scheme]["pixels"])
-    majority_class = int(freq.argmax())
-    total = int(dataset.meta["patches"][split])
+    return _Setup(bundle, dataset, decoder, scheme.names, int(freq.argmax()))
+
+
+def _load_baseline(path, setup: _Setup) -> Bundle:
+    baseline = load_bundle(path)
+    if baseline.task != setup.bundle.task or baseline.meta.scheme != setup.bundle.meta.scheme:
+        raise InputError(f"baseline {path} is a {baseline.task} model ({baseline.meta.scheme}), "
+                         f"not {setup.bundle.task} ({setup.bundle.meta.scheme})")
+    return baseline
+
+
+def evaluate(bundle_path: str | Path, data: str | Path, split: str = "test", out: str | Path | None = None,
+             batch_size: int = 8, task: str | None = None, baseline: str | Path | None = None,
+             fit_baseline_to: str | Path | None = None, log=print) -> dict:
+    """Scores of the bundle, the majority class and (with ``baseline``, a baseline bundle, or
+    ``fit_baseline_to``, where to write one fitted on ``data``'s training split) the per-pixel
+    baseline on ``split``. ``task``, when given, is the task the caller expects the bundle to be
+    (checked first, before any fitting)."""
+    s = _setup(bundle_path, data, split, task)
+    if baseline is None and fit_baseline_to is not None:
+        from nationmap.baseline.bundle import fit_baseline
+
+        baseline = fit_baseline(data, s.bundle.task, fit_baseline_to, log=log)
+    k = len(s.names)
+    predictors = {MODEL_ROW: s.bundle}
+    if baseline is not None:
+        predictors[BASELINE_ROW] = _load_baseline(baseline, s)
+    water = s.names.index("Water")
+    s.methods = {row: MapCounts.new(k, water) for row in predictors}
+    total = int(s.dataset.meta["patches"][split])
     with progress_bar() as progress:
-        task = progress.add_task(f"evaluating {split}", total=total)
-        for batch in iter_batches(dataset, split, decoder, batch_size):
-            pred = predict(bundle, torch.from_numpy(batch["x"]))
-            target = torch.from_numpy(batch["target"])
-            cm.update(pred, target)
-            majority.update(torch.full_like(target, majority_class), target)
-            progress.advance(task, len(batch["x"]))
-    names = scheme.names
-    result = {"bundle": str(bundle_path), "data": str(data), "split": split, "task": bundle.task,
-              "patches": total, "confusion_matrix": cm.counts.tolist(), "class_names": names}
-    if bundle.task == "lulc":
-        scores, base = cm.scores(names), majority.scores(names)
-        result.update(scores.to_dict(), majority_baseline=base.to_dict(), majority_class=names[majority_class])
-        text = render_class_table({"nationmap": scores, f"majority class ({names[majority_class]})": base},
-                                  title=f"Per-class IoU on the {split} split (layout of Table II)")
-        text += "\n" + render_class_table({"nationmap": scores, "majority class": base}, metric="accuracy",
-                                          title="Per-class accuracy")
-    else:
-        scores, base = cm.binary_scores(), majority.binary_scores()
-        result.update(scores.to_dict(), majority_baseline=base.to_dict())
-        text = render_water_table({"nationmap": scores, f"majority class ({names[majority_class]})": base},
-                                  title=f"Water detection on the {split} split, % (layout of Table III)")
+        bar = progress.add_task(f"evaluating {split}", total=total)
+        for batch in iter_batches(s.dataset, split, s.decoder, batch_size):
+            x = torch.from_numpy(batch["x"])
+            for row, b in predictors.items():
+                s.methods[row].update(predict(b, x).numpy(), batch["target"])
+            progress.advance(bar, len(batch["x"]))
+    s.methods[f"majority class ({s.names[s.majority]})"] = s.methods[MODEL_ROW].constant(s.majority)
+    result = _result(s, bundle_path, data, split, total, baseline)
     if out is not None:
-        out = Path(out)
-        with atomic_file(out / "metrics.json") as f:
-            f.write(json.dumps(result, indent=2))
-        with atomic_file(out / "table.md") as f:
-            f.write(text)
-        confusion_png(cm.counts, names, out / "confusion.png", f"{bundle.task} {split}: row-normalised confusion")
-    result["table"] = text
+        _write(Path(out), result, s)
     return result
+
+
+def _result(s: _Setup, bundle_path, data, split: str, total: int, baseline) -> dict:
+    scores, text = report_methods(s.methods, s.names, s.bundle.task, f"on the {split} split")
+    majority_row = next(r for r in s.methods if r.startswith("majority"))
+    return {"bundle": str(bundle_path), "data": str(data), "split": split, "task": s.bundle.task, "patches": total,
+            "confusion_matrix": s.methods[MODEL_ROW].cm.counts.tolist(), "class_names": s.names,
+            **scores[MODEL_ROW], "majority_baseline": scores[majority_row], "majority_class": s.names[s.majority],
+            "baseline": {"bundle": str(baseline), **scores[BASELINE_ROW]} if baseline is not None else None,
+            "table": text}
+
+
+def _write(out: Path, result: dict, s: _Setup) -> None:
+    with atomic_file(out / "metrics.json") as f:
+        f.write(json.dumps({k: v for k, v in result.items() if k != "table"}, indent=2))
+    with atomic_file(out / "table.md") as f:
+        f.write(result["table"])
+    confusion_png(s.methods[MODEL_ROW].cm.counts, s.names, out / "confusion.png",
+                  f"{s.bundle.task} {result['split']}: row-normalised confusion")

@@ -239,3 +239,29 @@ def test_unphysical_input_never_reaches_the_models(tmp_path, monkeypatch):
     with pytest.raises(ModelValueError, match="outside the physical sigma0 range"):
         predict_scene(tmp_path / "scene.tif", tmp_path / "out.tif", models_for(module), WindowSettings(size=64, overlap=16))
     assert not (tmp_path / "out.tif").exists()
+
+
+@pytest.mark.parametrize("tta, views", [("flips", 4), ("d4", 8)])
+def test_test_time_augmentation_is_the_mean_over_the_transformed_windows(tta, views):
+    torch.manual_seed(0)
+    conv = nn.Conv2d(1, 3, 5, padding=2)  # a random kernel: no symmetry, so every view differs
+    models = SceneModels([Head("lulc", conv, "softmax", -10.0, 5.0, ("a", "b", "c"))])
+    db = np.random.default_rng(0).normal(-10, 5, size=(2, 32, 32)).astype(np.float32)
+
+    def plain(a: np.ndarray) -> np.ndarray:
+        return models.probabilities(np.ascontiguousarray(a))
+
+    expected = []
+    for k in range(4 if tta == "d4" else 1):
+        for flip in (False, True):
+            view = np.rot90(db[..., ::-1] if flip else db, k, axes=(-2, -1))
+            back = np.rot90(plain(view), -k, axes=(-2, -1))
+            expected.append(back[..., ::-1] if flip else back)
+    if tta == "flips":  # identity, horizontal, vertical and both
+        expected += [plain(db[..., ::-1, :])[..., ::-1, :], plain(db[..., ::-1, ::-1])[..., ::-1, ::-1]]
+    got = models.probabilities(db, tta)
+    assert len(expected) == views
+    np.testing.assert_allclose(got, np.mean(expected, axis=0), atol=1e-6)
+    assert not np.allclose(got, plain(db), atol=1e-3)  # the views did change the result
+    with pytest.raises(Exception, match="tta must be one of"):
+        WindowSettings(tta="rot")

@@ -102,8 +102,15 @@ def test_ablation_rows_are_table_i():
         (True, False, False, 1.0), (True, True, False, 1.0), (True, True, True, 1.0),
         (False, True, True, 2.25), (True, True, True, 2.25)]
     assert configs[3].no_pretrain and len({c.name for c in configs}) == 5
-    table = render_table_i([(row, {"miou": 0.5026, "macc": 0.6112}) for row in TABLE_I])
-    assert table.splitlines()[-1] == "| ✓ | ✓ | ✓ | ✓ | 50.26 | 61.12 |"
+    structures = {"mean_boundary_f": 0.4, "thin_water_recall": 0.25}
+    scores = {"miou": 0.5026, "macc": 0.6112, "structures": structures}
+    baseline = {"miou": 0.41, "macc": 0.5, "structures": {"mean_boundary_f": 0.3, "thin_water_recall": None},
+                "majority_row": "majority class (Forest)",
+                "majority_baseline": {"miou": 0.07, "macc": 0.11, "structures": structures}}
+    lines = render_table_i([(row, scores) for row in TABLE_I], baseline).splitlines()
+    assert lines[-3] == "| ✓ | ✓ | ✓ | ✓ | 50.26 | 61.12 | 40.00 | 25.00 |"
+    assert lines[-2] == "| per-pixel baseline (GBT) | | | | 41.00 | 50.00 | 30.00 | - |"
+    assert lines[-1].startswith("| majority class (Forest) | | | | 7.00 | 11.00 |")
 
 
 @pytest.mark.parametrize("overrides, message", [

@@ -1,0 +1,185 @@
+"""Map quality on land and a world the models never saw, beside the per-pixel baseline.
+
+Training data: the demo's (its world, seed 0, the demo region; pretraining on Oct-Nov 2022,
+finetuning on Sep 2022). Held-out: the ``demo-heldout`` cells of a world generated with
+``HELDOUT_SEED``, a seed no test or demo world uses (other land cover, other scenes), mapped
+for Sep 2022. Each CPU recipe (``jobs/<recipe>/``: pretraining, LULC and water finetuning)
+trains its models, maps the held-out region, and is scored against the held-out world's LULC
+tiles by :func:`nationmap.products.agreement.map_agreement` on the same pixels as the per-pixel
+baseline (gradient-boosted trees fitted on the same training split, mapped by the same
+pipeline) and the majority class. The figures: LULC mIoU, per-class IoU, boundary F-score (2 px),
+thin-water recall, water IoU, the classes of the training split mapped with IoU 0, and the
+wall time of each recipe's training.
+
+``tiny`` (the test suite's smoke run) trains 1 epoch on a small world; ``full`` writes the
+figures of ``benchmarks/RESULTS.md``.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from pathlib import Path
+
+from benchmarks.common import Result, fmt, main
+
+HELDOUT_SEED = 20261  # the held-out world: no test (0, 1) or demo (0) world has this seed
+MONTH = "2022-09"
+FULL_RECIPES = ("cpu-demo", "cpu-long")
+TRAIN_CELLS = {"tiny": ("N35E137",), "full": None}  # None: the demo region
+HELDOUT_CELLS = {"tiny": ("N35E140",), "full": None}  # None: the demo-heldout region
+
+
+def _synth(root: Path, cells, months, seed: int, size: str) -> tuple[Path, Path]:
+    """World and catalog at ``root`` (reused when complete); returns (raw dir, catalog)."""
+    from nationmap.data.catalog import build_catalog
+    from nationmap.data.synth.generate import SynthConfig, synthesize
+
+    raw, catalog = root / "raw", root / "catalog.parquet"
+    if not catalog.exists():
+        shutil.rmtree(root, ignore_errors=True)
+        small = dict(lulc_pixels_per_degree=600, scene_pixel_m=150.0) if size == "tiny" else {}
+        synthesize(raw, SynthConfig(cells=tuple(cells), months=tuple(months), seed=seed, **small), executor="serial")
+        build_catalog(raw, catalog, executor="serial")
+    return raw, catalog
+
+
+def training_data(workdir: Path, size: str) -> tuple[Path, Path]:
+    """The demo's world and prepared dataset (tiny: one cell, 64 px patches); (raw dir, dataset)."""
+    from nationmap.data.prepare import PrepareConfig, prepare_dataset
+    from nationmap.data.regions import DEMO_CELLS, resolve_region
+
+    cells = TRAIN_CELLS[size] or DEMO_CELLS
+    raw, catalog = _synth(workdir / f"train-world-{size}", cells, ("2022-09", "2022-10", "2022-11"), 0, size)
+    dataset = workdir / f"train-world-{size}" / "dataset"
+    if not (dataset / "dataset.json").exists():
+        cfg = PrepareConfig(pretrain_months=("2022-10", "2022-11"), finetune_months=(MONTH,), seed=0,
+                            n_anchors=200_000 if size == "full" else 4000, patch_size=256 if size == "full" else 64)
+        prepare_dataset(catalog, raw / "lulc", dataset, cfg, resolve_region(",".join(cells)), overwrite=True,
+                        executor="serial")
+    return raw, dataset
+
+
+def heldout_world(workdir: Path, size: str) -> tuple[Path, Path, str]:
+    """The held-out world (seed ``HELDOUT_SEED``), map month only; (raw dir, catalog, region)."""
+    from nationmap.data.regions import DEMO_HELDOUT_CELLS
+
+    cells = HELDOUT_CELLS[size] or DEMO_HELDOUT_CELLS
+    raw, catalog = _synth(workdir / f"heldout-world-{size}", cells, (MONTH,), HELDOUT_SEED, size)
+    return raw, catalog, ",".join(cells)
+
+
+def _train_recipe(recipe: str, dataset: Path, out: Path, size: str) -> tuple[dict[str, Path], float]:
+    """Pretraining, LULC and water finetuning with ``jobs/<recipe>/``; (bundles, training seconds)."""
+    from nationmap.train.checkpoint import find_checkpoint, write_bundle
+    from nationmap.train.config import resolve_config
+    from nationmap.train.run import run_training
+
+    shutil.rmtree(out, ignore_errors=True)
+    tiny = dict(epochs=1, preset="tiny", batch_size=4) if size == "tiny" else {}
+    t0 = time.time()
+    pretrain = run_training(resolve_config("pretrain", f"{recipe}/pretrain", dict(
+        data=str(dataset), out=str(out / "runs"), name="pretrain", **tiny))).run_dir
+    bundles = {}
+    for task in ("lulc", "water"):
+        run = run_training(resolve_config(task, f"{recipe}/{task}", dict(
+            data=str(dataset), out=str(out / "runs"), name=task, init=str(pretrain), **tiny))).run_dir
+        bundles[task] = write_bundle(out / "models" / task, find_checkpoint(run, "best"))
+    return bundles, time.time() - t0
+
+
+def _map(bundles: dict[str, Path], heldout: tuple[Path, Path, str], out: Path, batch_size: int = 8):
+    """The held-out month mapped with ``bundles`` (in process); (run dir, seconds)."""
+    from nationmap.infer.config import InferConfig
+    from nationmap.infer.pipeline import run_inference
+
+    raw, catalog, region = heldout
+    cfg = InferConfig(region=region, month=MONTH, catalog=str(catalog), lulc_model=str(bundles["lulc"]),
+                      water_model=str(bundles["water"]), out=str(out), lulc_dir=str(raw / "lulc"),
+                      pixels_per_degree=_ppd(raw), batch_size=batch_size, executor="serial")
+    t0 = time.time()
+    manifest = run_inference(cfg, log=lambda *_: None)
+    return Path(manifest.run_dir), time.time() - t0
+
+
+def _ppd(raw: Path) -> int:
+    import json
+
+    return int(json.loads((raw / "synth.json").read_text())["config"]["lulc_pixels_per_degree"])
+
+
+def _row(name: str, lulc: dict, water: dict, train_s: float | None, classes: list[str]) -> dict:
+    s, ws = lulc["structures"], water["structures"]
+    zero = [c for c in classes if (lulc["classes"][c]["iou"] == 0.0 and lulc["classes"][c]["truth_pixels"])]
+    return {"method": name, "LULC mIoU": fmt(lulc["miou"]), "mAcc": fmt(lulc["macc"]),
+            "boundary F (2 px)": fmt(s["mean_boundary_f"]), "thin-water recall": fmt(s["thin_water_recall"]),
+            "water IoU": fmt(water["iou"]), "water boundary F": fmt(ws["boundary_f"].get("Water")),
+            "classes at IoU 0": ", ".join(zero) or "none",
+            "training (s)": "-" if train_s is None else f"{train_s:.0f}"}
+
+
+def run(size: str, workdir: Path) -> Result:
+    from nationmap.baseline.bundle import fit_baseline
+    from nationmap.products.agreement import BASELINE_ROW, MODEL_ROW, map_agreement
+
+    workdir.mkdir(parents=True, exist_ok=True)
+    _, dataset = training_data(workdir, size)
+    heldout = heldout_world(workdir, size)
+    out = workdir / f"quality-{size}"
+    shutil.rmtree(out, ignore_errors=True)
+    t0 = time.time()
+    baselines = {t: fit_baseline(dataset, t, out / f"baseline-{t}", log=lambda *_: None) for t in ("lulc", "water")}
+    baseline_fit_s = time.time() - t0
+    base_run, base_map_s = _map(baselines, heldout, out / "baseline-products", batch_size=2)
+    res = Result("quality", "Map quality on a held-out region of another world, beside the per-pixel baseline")
+    train_classes = _training_classes(dataset)
+    for recipe in (FULL_RECIPES if size == "full" else ("cpu-demo",)):
+        bundles, train_s = _train_recipe(recipe, dataset, out / recipe, size)
+        run_dir, map_s = _map(bundles, heldout, out / f"{recipe}-products")
+        a = map_agreement(run_dir, heldout[0] / "lulc", baseline_run=base_run)
+        lulc, water = a["lulc"]["methods"], a["water"]["methods"]
+        if not res.rows:
+            majority = next(m for m in lulc if m not in (MODEL_ROW, BASELINE_ROW))
+            res.rows += [_row(BASELINE_ROW, lulc[BASELINE_ROW], water[BASELINE_ROW], None, train_classes),
+                         _row(majority, lulc[majority], water[majority], None, train_classes)]
+            res.data["baseline"] = {"lulc": lulc[BASELINE_ROW], "water": water[BASELINE_ROW],
+                                    "fit_s": round(baseline_fit_s, 1), "map_s": round(base_map_s, 1)}
+            res.data["pixels"], res.data["cells"] = a["lulc"]["pixels"], a["cells"]
+        res.rows.append(_row(f"nationmap, jobs/{recipe}", lulc[MODEL_ROW], water[MODEL_ROW], train_s, train_classes))
+        res.data[recipe] = {"lulc": lulc[MODEL_ROW], "water": water[MODEL_ROW], "train_s": round(train_s, 1),
+                            "map_s": round(map_s, 1)}
+        key = recipe.removeprefix("cpu-")
+        res.ratios[f"{key}_miou_minus_baseline"] = lulc[MODEL_ROW]["miou"] - lulc[BASELINE_ROW]["miou"]
+        res.ratios[f"{key}_classes_at_iou_0"] = float(len([c for c in train_classes
+                                                          if lulc[MODEL_ROW]["classes"][c]["iou"] == 0.0]))
+    res.notes += _notes(res, heldout, train_classes)
+    return res
+
+
+def _training_classes(dataset: Path) -> list[str]:
+    """The LULC classes with pixels in the training split."""
+    from nationmap.data.dataset import PreparedDataset
+    from nationmap.data.lulc import class_table_from_dict
+
+    ds = PreparedDataset(dataset)
+    names = class_table_from_dict(ds.meta["class_table"]).scheme("lulc9").names
+    pixels = ds.meta["class_frequencies"]["train"]["lulc9"]["pixels"]
+    return [n for n, p in zip(names, pixels) if p > 0]
+
+
+def _notes(res: Result, heldout, train_classes: list[str]) -> list[str]:
+    from nationmap.products.agreement import BASELINE_ROW
+
+    per_class = lambda d: ", ".join(f"{c} {fmt(v['iou'], 2)}" for c, v in d["classes"].items())  # noqa: E731
+    notes = [f"Held-out: cells {heldout[2]} of the world of seed {HELDOUT_SEED}, {MONTH}; "
+             f"{res.data['pixels']:,} LULC pixels scored, the same for every row.",
+             f"Per-class IoU, {BASELINE_ROW}: {per_class(res.data['baseline']['lulc'])}."]
+    for recipe in FULL_RECIPES:
+        if recipe in res.data:
+            notes.append(f"Per-class IoU, jobs/{recipe}: {per_class(res.data[recipe]['lulc'])}.")
+    notes.append(f"Classes of the training split: {', '.join(train_classes)}.")
+    return notes
+
+
+if __name__ == "__main__":
+    main(run, __doc__)
