@@ -16,7 +16,8 @@ from pathlib import Path
 
 from benchmarks.common import ROOT, SIZES, WORKDIR, machine, run_child
 
-BENCHMARKS = ("infer_overhead", "infer_memory", "products", "national_layer", "scale", "training", "data_prep", "gpu")
+BENCHMARKS = ("infer_overhead", "infer_memory", "products", "national_layer", "scale", "training", "data_prep", "gpu",
+              "quality")
 # ratio -> (target, "min" (ratio must be >= target) or "max" (<=), what it means)
 TARGETS = {
     ("infer_overhead", "scene_stage_vs_bare"): (0.90, "min", "scene stage throughput / bare forward"),
@@ -37,6 +38,11 @@ TARGETS = {
     ("data_prep", "prepare_serial_vs_bare"): (None, "min", "prepare patches/s / bare windowed reads"),
     ("data_prep", "national_prepare_vs_bare"): (None, "min", "national prepare (3 months, Ray) patches/s / bare windowed reads"),
     ("gpu", "inference_fraction_of_peak"): (None, "min", "GPU inference FLOP/s / peak bf16"),
+    ("quality", "long_miou_minus_baseline"):
+        (0.10, "min", "held-out LULC mIoU, jobs/cpu-long minus the per-pixel baseline (difference, not ratio)"),
+    ("quality", "demo_miou_minus_baseline"):
+        (0.0, "min", "held-out LULC mIoU, jobs/cpu-demo minus the per-pixel baseline (difference, not ratio)"),
+    ("quality", "long_classes_at_iou_0"): (0.0, "max", "training classes mapped at IoU 0 by jobs/cpu-long"),
 }
 DEFAULT_RESULTS = ROOT / "benchmarks" / "RESULTS.md"
 

@@ -22,10 +22,11 @@ import time
 from pathlib import Path
 
 from benchmarks.common import Result, fmt, main
+from nationmap.files import JOBS_DIR
 
 HELDOUT_SEED = 20261  # the held-out world: no test (0, 1) or demo (0) world has this seed
 MONTH = "2022-09"
-FULL_RECIPES = ("cpu-demo", "cpu-long")
+FULL_RECIPES = ("cpu-demo",)  # the recipes the full size trains, each from jobs/<recipe>/
 TRAIN_CELLS = {"tiny": ("N35E137",), "full": None}  # None: the demo region
 HELDOUT_CELLS = {"tiny": ("N35E140",), "full": None}  # None: the demo-heldout region
 
@@ -108,9 +109,14 @@ def _ppd(raw: Path) -> int:
     return int(json.loads((raw / "synth.json").read_text())["config"]["lulc_pixels_per_degree"])
 
 
+def _zero_classes(lulc: dict, classes: list[str]) -> list[str]:
+    """The training split's classes present in the held-out reference that the map got at IoU 0."""
+    return [c for c in classes if lulc["classes"][c]["iou"] == 0.0 and lulc["classes"][c]["truth_pixels"]]
+
+
 def _row(name: str, lulc: dict, water: dict, train_s: float | None, classes: list[str]) -> dict:
     s, ws = lulc["structures"], water["structures"]
-    zero = [c for c in classes if (lulc["classes"][c]["iou"] == 0.0 and lulc["classes"][c]["truth_pixels"])]
+    zero = _zero_classes(lulc, classes)
     return {"method": name, "LULC mIoU": fmt(lulc["miou"]), "mAcc": fmt(lulc["macc"]),
             "boundary F (2 px)": fmt(s["mean_boundary_f"]), "thin-water recall": fmt(s["thin_water_recall"]),
             "water IoU": fmt(water["iou"]), "water boundary F": fmt(ws["boundary_f"].get("Water")),
@@ -120,8 +126,14 @@ def _row(name: str, lulc: dict, water: dict, train_s: float | None, classes: lis
 
 def run(size: str, workdir: Path) -> Result:
     from nationmap.baseline.bundle import fit_baseline
-    from nationmap.products.agreement import BASELINE_ROW, MODEL_ROW, map_agreement
+    from nationmap.metrics import BASELINE_ROW, MODEL_ROW
+    from nationmap.products.agreement import map_agreement
 
+    recipes = FULL_RECIPES if size == "full" else ("cpu-demo",)
+    for recipe in recipes:  # before hours of work, not after
+        for task in ("pretrain", "lulc", "water"):
+            if not (JOBS_DIR / recipe / f"{task}.toml").is_file():
+                raise FileNotFoundError(f"no job spec jobs/{recipe}/{task}.toml")
     workdir.mkdir(parents=True, exist_ok=True)
     _, dataset = training_data(workdir, size)
     heldout = heldout_world(workdir, size)
@@ -133,7 +145,7 @@ def run(size: str, workdir: Path) -> Result:
     base_run, base_map_s = _map(baselines, heldout, out / "baseline-products", batch_size=2)
     res = Result("quality", "Map quality on a held-out region of another world, beside the per-pixel baseline")
     train_classes = _training_classes(dataset)
-    for recipe in (FULL_RECIPES if size == "full" else ("cpu-demo",)):
+    for recipe in recipes:
         bundles, train_s = _train_recipe(recipe, dataset, out / recipe, size)
         run_dir, map_s = _map(bundles, heldout, out / f"{recipe}-products")
         a = map_agreement(run_dir, heldout[0] / "lulc", baseline_run=base_run)
@@ -150,8 +162,7 @@ def run(size: str, workdir: Path) -> Result:
                             "map_s": round(map_s, 1)}
         key = recipe.removeprefix("cpu-")
         res.ratios[f"{key}_miou_minus_baseline"] = lulc[MODEL_ROW]["miou"] - lulc[BASELINE_ROW]["miou"]
-        res.ratios[f"{key}_classes_at_iou_0"] = float(len([c for c in train_classes
-                                                          if lulc[MODEL_ROW]["classes"][c]["iou"] == 0.0]))
+        res.ratios[f"{key}_classes_at_iou_0"] = float(len(_zero_classes(lulc[MODEL_ROW], train_classes)))
     res.notes += _notes(res, heldout, train_classes)
     return res
 
@@ -168,7 +179,7 @@ def _training_classes(dataset: Path) -> list[str]:
 
 
 def _notes(res: Result, heldout, train_classes: list[str]) -> list[str]:
-    from nationmap.products.agreement import BASELINE_ROW
+    from nationmap.metrics import BASELINE_ROW
 
     per_class = lambda d: ", ".join(f"{c} {fmt(v['iou'], 2)}" for c, v in d["classes"].items())  # noqa: E731
     notes = [f"Held-out: cells {heldout[2]} of the world of seed {HELDOUT_SEED}, {MONTH}; "

@@ -437,6 +437,7 @@ class Normalisation(Record):
 
 
 PIXEL_MODEL_KIND = "pixel-gbt"  # the per-pixel baseline (nationmap.baseline)
+PIXEL_MODEL_FILE = "model.skops"  # its fitted trees, in place of model.safetensors
 
 
 @dataclass(frozen=True)
@@ -462,7 +463,7 @@ class BundleMeta(Record):
     @property
     def weights_file(self) -> str:
         """The bundle's file holding the model: fitted trees for the baseline, tensors otherwise."""
-        return "model.skops" if self.model_kind == PIXEL_MODEL_KIND else "model.safetensors"
+        return PIXEL_MODEL_FILE if self.model_kind == PIXEL_MODEL_KIND else "model.safetensors"
 
     @property
     def img_size(self) -> int | None:

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from nationmap import __version__
+from nationmap.baseline.features import feature_names
 from nationmap.baseline.classifier import (MODEL_KIND, WEIGHTS_FILE, PixelClassifier, PixelClassifierConfig,
                                            fit_pixel_classifier, load_estimator, save_estimator)
 from nationmap.data.dataset import PreparedDataset
@@ -20,9 +21,7 @@ from nationmap.data.lulc import class_table_from_dict
 from nationmap.errors import InputError
 from nationmap.files import staged_dir
 from nationmap.records import BundleMeta, Normalisation
-
-SCHEMES = {"lulc": "lulc9", "water": "water"}
-
+from nationmap.train.data import SCHEMES
 
 def fit_baseline(data: str | Path, task: str, out: str | Path, max_pixels: int = 400_000, seed: int = 0,
                  log=print) -> Path:
@@ -56,6 +55,12 @@ def fit_baseline(data: str | Path, task: str, out: str | Path, max_pixels: int =
     return Path(out)
 
 
+def training_majority(meta: BundleMeta) -> str | None:
+    """The majority class of the training split a baseline bundle recorded (None: not recorded)."""
+    value = meta.training.get("majority_class") if meta.model_kind == MODEL_KIND else None
+    return value if isinstance(value, str) else None
+
+
 def write_baseline(out: str | Path, model: PixelClassifier, meta: BundleMeta) -> Path:
     with staged_dir(out, durable=True) as stage:
         save_estimator(model, stage / WEIGHTS_FILE)
@@ -64,6 +69,16 @@ def write_baseline(out: str | Path, model: PixelClassifier, meta: BundleMeta) ->
 
 
 def load_baseline(path: Path, meta: BundleMeta) -> PixelClassifier:
-    """The classifier of a baseline bundle whose ``model.json`` is ``meta``."""
+    """The classifier of a baseline bundle whose ``model.json`` is ``meta``, checked against it."""
     config = PixelClassifierConfig.from_dict(meta.model_config)
-    return PixelClassifier(config, load_estimator(path / WEIGHTS_FILE)).eval()
+    estimator = load_estimator(path / WEIGHTS_FILE)
+    expected = 1 if meta.task == "water" else len(class_table_from_dict(meta.class_table).scheme(meta.scheme).classes)
+    if config.num_classes != expected:
+        raise InputError(f"{path}: the baseline predicts {config.num_classes} classes, its scheme {meta.scheme} has {expected}")
+    if estimator.n_features_in_ != len(feature_names(config.windows)):
+        raise InputError(f"{path}: the trees take {estimator.n_features_in_} features, the config names "
+                         f"{len(feature_names(config.windows))}")
+    top = int(estimator.classes_.max())
+    if top >= max(config.num_classes, 2):
+        raise InputError(f"{path}: the trees predict class {top}, beyond the {config.num_classes} of the config")
+    return PixelClassifier(config, estimator).eval()

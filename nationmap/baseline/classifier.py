@@ -23,11 +23,11 @@ from torch import nn
 
 from nationmap.baseline.features import WINDOWS, feature_names, feature_rows
 from nationmap.errors import InputError
-from nationmap.records import PIXEL_MODEL_KIND
+from nationmap.records import PIXEL_MODEL_FILE, PIXEL_MODEL_KIND
 
-MODEL_KIND = PIXEL_MODEL_KIND
-WEIGHTS_FILE = "model.skops"
+MODEL_KIND, WEIGHTS_FILE = PIXEL_MODEL_KIND, PIXEL_MODEL_FILE
 _EPS = 1e-6
+MIN_CLASS_PIXELS = 10  # a class with fewer drawn pixels is left out of the fit (predicted with p = 0)
 
 
 @dataclass(frozen=True)
@@ -89,10 +89,14 @@ class PixelClassifier(nn.Module):
         k = self.config.num_classes
         full = np.full((rows.shape[0], max(k, 2)), 1.0 / max(k, 2), dtype=np.float32)
         # no-data pixels are exactly 0 in the standardised input: skipped (their output is
-        # weighted by validity 0 in maps and ignored in scores) to save half a swath's trees
+        # weighted by validity 0 in maps and ignored in scores) to save half a swath's trees; a
+        # real pixel exactly at the mean dB (a float32 tie) gets the uniform output too
         data = np.flatnonzero(rows[:, 0] != 0)
         if data.size:
-            proba = self.estimator.predict_proba(rows[data])
+            from threadpoolctl import threadpool_limits
+
+            with threadpool_limits(limits=torch.get_num_threads()):  # an actor's share of the cores
+                proba = self.estimator.predict_proba(rows[data])
             seen = np.zeros((data.size, full.shape[1]), dtype=np.float32)
             seen[:, self.estimator.classes_.astype(int)] = proba  # classes never seen in training: p = 0
             full[data] = seen
@@ -101,7 +105,8 @@ class PixelClassifier(nn.Module):
             out = np.log(p / (1 - p))[:, None]
         else:
             out = np.log(np.clip(full, _EPS, 1.0))
-        return torch.from_numpy(out.astype(np.float32)).reshape(n, h, w, -1).permute(0, 3, 1, 2).contiguous()
+        out = torch.from_numpy(out.astype(np.float32)).reshape(n, h, w, -1).permute(0, 3, 1, 2).contiguous()
+        return out.to(x.device)
 
 
 def fit_pixel_classifier(config: PixelClassifierConfig, batches) -> PixelClassifier:
@@ -110,6 +115,11 @@ def fit_pixel_classifier(config: PixelClassifierConfig, batches) -> PixelClassif
     from sklearn.ensemble import HistGradientBoostingClassifier
 
     rows, labels = _sample_pixels(config, batches)
+    classes, counts = np.unique(labels, return_counts=True)
+    rare = classes[counts < MIN_CLASS_PIXELS]  # too few for early stopping's stratified split: not learnt
+    if rare.size:
+        keep = ~np.isin(labels, rare)
+        rows, labels = rows[keep], labels[keep]
     if len(np.unique(labels)) < 2:
         raise InputError("the baseline's training pixels hold a single class; nothing to learn")
     gbt = HistGradientBoostingClassifier(max_iter=config.max_iter, learning_rate=config.learning_rate,
@@ -151,15 +161,30 @@ def save_estimator(model: PixelClassifier, path: str | Path) -> None:
     sio.dump(model.estimator, str(path))
 
 
+# The one type beyond skops' defaults that a fitted HistGradientBoostingClassifier holds; any
+# other type in a file (a function, a foreign class) is refused before anything is built.
+TRUSTED_TYPES = ("sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",)
+
+
 def load_estimator(path: str | Path):
-    """The fitted trees of ``model.skops``; only scikit-learn and numpy types are built."""
+    """The fitted trees of ``model.skops``; refused unless every type in it is skops' default
+    trusted set or :data:`TRUSTED_TYPES` (the file is read once, checked and loaded from memory)."""
     import skops.io as sio
 
     try:
-        untrusted = sio.get_untrusted_types(file=str(path))
-    except Exception as exc:  # corrupt or foreign file
+        data = Path(path).read_bytes()
+        untrusted = sio.get_untrusted_types(data=data)
+    except Exception as exc:  # unreadable, corrupt or foreign file
         raise InputError(f"{path}: not a skops model file ({exc})") from None
-    foreign = [t for t in untrusted if not t.startswith(("sklearn.", "numpy.", "builtins."))]
+    foreign = [t for t in untrusted if t not in TRUSTED_TYPES]
     if foreign:
-        raise InputError(f"{path}: holds types other than scikit-learn's ({', '.join(foreign[:3])}); refused")
-    return sio.load(str(path), trusted=untrusted)
+        raise InputError(f"{path}: holds types a baseline model does not ({', '.join(foreign[:3])}); refused")
+    try:
+        estimator = sio.loads(data, trusted=list(untrusted))
+    except Exception as exc:
+        raise InputError(f"{path}: not a skops model file ({exc})") from None
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    if not isinstance(estimator, HistGradientBoostingClassifier):
+        raise InputError(f"{path}: holds a {type(estimator).__name__}, not the baseline's trees")
+    return estimator

@@ -60,7 +60,8 @@ def demo(
     data_only: bool = typer.Option(False, "--data-only", help="Stop after the dataset (no training or inference)."),
 ):
     """The whole mission on the embedded default, tiny preset: synthetic world -> catalog -> dataset ->
-    pretraining -> LULC and water finetuning -> inference -> products, and their agreement with the truth."""
+    pretraining -> LULC and water finetuning -> per-pixel baselines -> inference of a held-out region ->
+    products, and their agreement with the truth there beside the baseline's and the majority class's."""
     from nationmap.cli.demo import run_demo
 
     code = run_guarded(lambda: run_demo(out, seed, executor, address, data_only))

@@ -15,7 +15,7 @@ from nationmap.config import Config, default_of
 from nationmap.data.months import parse_month
 from nationmap.errors import InputError
 from nationmap.files import read_defaults_table
-from nationmap.infer.windows import WindowSettings, check_blend
+from nationmap.infer.windows import WindowSettings, check_blend, check_tta
 from nationmap.products.cells import CellSettings
 from nationmap.files import JOBS_DIR
 
@@ -90,6 +90,7 @@ class InferConfig(Config):
         if self.concurrency < 0 or self.gpus_per_actor < 0 or self.cpus_per_actor <= 0:
             raise InputError("concurrency and gpus_per_actor must be >= 0, cpus_per_actor > 0")
         check_blend(self.blend)  # the window size, hence the overlap check, waits for the models
+        check_tta(self.tta)
         if self.window:
             self.window_settings(self.window)
         self.cell_settings()

@@ -143,8 +143,10 @@ class SceneStage:
         self.ctx = ctx
         self.rows = {r.id: r for r in catalog.itertuples()}
         self.settings = ctx.cfg.window_settings(ctx.models.window)
-        self.keys = {r.id: sha256_json({"input": r.sha256, "models": ctx.models.key,
-                                        "window": self.settings.__dict__, "units": r.units})
+        window = {k: v for k, v in self.settings.__dict__.items() if not (k == "tta" and v == "none")}
+        # (without test-time augmentation the key is what it was before the option existed)
+        self.keys = {r.id: sha256_json({"input": r.sha256, "models": ctx.models.key, "window": window,
+                                        "units": r.units})
                      for r in self.rows.values()}
         self.records: dict[str, SceneRecord | None] = {
             sid: SceneRecord.read_or_none(ctx.paths.scene_record(sid)) for sid in self.rows}

@@ -28,6 +28,11 @@ def check_blend(blend: str) -> None:
 TTA_MODES = ("none", "flips", "d4")
 
 
+def check_tta(tta: str) -> None:
+    if tta not in TTA_MODES:
+        raise InputError(f"tta must be one of {', '.join(TTA_MODES)}, not {tta!r}")
+
+
 @dataclass(frozen=True)
 class WindowSettings:
     """How a scene is cut and predicted.
@@ -60,8 +65,7 @@ class WindowSettings:
         check_blend(self.blend)
         if self.batch_size < 1:
             raise InputError("batch size must be >= 1")
-        if self.tta not in TTA_MODES:
-            raise InputError(f"tta must be one of {', '.join(TTA_MODES)}, not {self.tta!r}")
+        check_tta(self.tta)
         if self.max_block < 4 * self.size:
             raise InputError(f"max block must be >= 4 windows ({4 * self.size} px), not {self.max_block}")
 

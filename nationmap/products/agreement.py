@@ -21,10 +21,9 @@ import rasterio
 from nationmap.data.lulc import LabelScheme, find_lulc_tiles, load_class_table
 from nationmap.errors import InputError
 from nationmap.files import atomic_file, write_json
-from nationmap.metrics import MapCounts, report_methods
+from nationmap.metrics import BASELINE_ROW, MODEL_ROW, MapCounts, report_methods, water_index
 from nationmap.records import BundleMeta, RecordError, RunManifest
 
-MODEL_ROW, BASELINE_ROW = "nationmap", "per-pixel baseline (GBT)"
 
 
 @dataclass(frozen=True)
@@ -46,15 +45,19 @@ def _read_run(run_dir: Path) -> RunManifest:
     return RunManifest.read(run_dir / "manifest.json")
 
 
-def _majority(baseline: RunManifest | None) -> str | None:
-    """The training split's majority class, as the baseline's LULC bundle recorded it."""
-    entry = baseline.models.get("lulc") if baseline is not None else None
-    if entry is None:
-        return None
-    try:
-        return BundleMeta.read(Path(entry.path) / "model.json").training.get("majority_class")
-    except (RecordError, OSError):
-        return None
+def _majorities(baseline: RunManifest | None) -> dict[str, str | None]:
+    """Per product, the training split's majority class as the baseline run's bundles recorded it
+    (None without a baseline run, or when a bundle records none or cannot be read)."""
+    from nationmap.baseline.bundle import training_majority
+
+    out = {}
+    for product in ("lulc", "water"):
+        entry = baseline.models.get(product) if baseline is not None else None
+        try:
+            out[product] = None if entry is None else training_majority(BundleMeta.read(Path(entry.path) / "model.json"))
+        except (RecordError, OSError):
+            out[product] = None
+    return out
 
 
 def _layer(run_dir: Path, cell: str, entry, grid, reference: Path) -> np.ndarray:
@@ -81,11 +84,14 @@ def map_agreement(run_dir: str | Path, reference_dir: str | Path, baseline_run: 
     tiles = find_lulc_tiles(reference_dir)
     table = load_class_table()
     products = {"lulc": _Product.of(table.scheme("lulc9")), "water": _Product.of(table.scheme("water"))}
-    counts = {p: {row: MapCounts.new(len(prod.scheme.classes), prod.scheme.names.index("Water")) for row in runs}
+    counts = {p: {row: MapCounts.new(len(prod.scheme.classes), water_index(prod.scheme.names)) for row in runs}
               for p, prod in products.items()}
-    cells = [c for c in manifest.cells if c in tiles and all(c in recs for _, recs in runs.values())]
+    cells = [c for c in manifest.cells if c in tiles and c in runs[MODEL_ROW][1]]
     if not cells:
         raise InputError(f"{run_dir}: no written cell has a reference tile in {reference_dir}")
+    cells = [c for c in cells if all(c in recs for _, recs in runs.values())]
+    if not cells:
+        raise InputError(f"baseline run {baseline_run} wrote none of the cells of {run_dir}")
     for cell in cells:
         _score_cell(cell, tiles[cell], runs, products, counts)
     return _report(run_dir, reference_dir, cells, base, counts, products, write)
@@ -97,8 +103,9 @@ def _score_cell(cell: str, tile: Path, runs: dict, products: dict, counts: dict)
         truth = ref.read(1)
         grid = (ref.transform, ref.shape, ref.crs)
     for product, prod in products.items():
-        entries = {row: (d, recs[cell].files.get(product)) for row, (d, recs) in runs.items()}
-        if any(e is None for _, e in entries.values()):
+        entries = {row: (d, recs[cell].files[product]) for row, (d, recs) in runs.items()
+                   if product in recs[cell].files}  # a run may map one product only
+        if MODEL_ROW not in entries:
             continue
         preds = {row: _layer(d, cell, e, grid, tile) for row, (d, e) in entries.items()}
         target = prod.scheme.to_targets(truth)  # class index, 255 = no data
@@ -113,19 +120,20 @@ def _report(run_dir: Path, reference_dir, cells: list[str], base: RunManifest | 
             write: bool) -> dict:
     result = {"run": str(run_dir), "reference": str(reference_dir), "cells": cells,
               "baseline_run": base.run_dir if base is not None else None}
-    majority = _majority(base)
+    majorities = _majorities(base)
     text = ""
     for product, methods in counts.items():
         model = methods[MODEL_ROW]
         if not model.cm.total:
             continue
+        methods = {row: c for row, c in methods.items() if c.cm.total}  # the runs that mapped it
         names = products[product].scheme.names
-        if product == "lulc":
-            k = names.index(majority) if majority in names else int(model.cm.counts.sum(axis=1).argmax())
-            label = f"majority class ({names[k]})" if majority in names else f"reference's majority class ({names[k]})"
-        else:
-            k = 0 if majority not in (None, "Water") else names.index("Water")
+        if majorities[product] in names:
+            k = names.index(majorities[product])
             label = f"majority class ({names[k]})"
+        else:  # no baseline run to say what the training split's majority was
+            k = int(model.cm.counts.sum(axis=1).argmax())
+            label = f"reference's majority class ({names[k]})"
         rows = {**methods, label: model.constant(k)}
         scores, tables = report_methods(rows, names, product, "of the maps vs the reference")
         result[product] = {**scores[MODEL_ROW], "pixels": model.cm.total, "confusion_matrix": model.cm.counts.tolist(),

@@ -12,8 +12,8 @@ Model bundle (``nationmap export``), what inference loads:
                             threshold (water), training summary
 
 A baseline bundle (``nationmap.baseline``) holds ``model.skops`` (fitted trees) instead of
-``model.safetensors``. Nothing is ever unpickled, so a corrupt or foreign file gives a ``CheckpointError`` (one line),
-never code execution.
+``model.safetensors``. Nothing is ever unpickled, so a corrupt or foreign file gives a ``CheckpointError`` (an
+``InputError`` for the baseline's trees; one line), never code execution.
 """
 
 from __future__ import annotations

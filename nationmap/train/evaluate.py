@@ -1,8 +1,9 @@
 """Evaluate a model bundle on a prepared dataset split (in-process; no Ray needed).
 
-Every score comes with two references scored on the same pixels: the majority class of the
-training split and the per-pixel baseline (:mod:`nationmap.baseline`, gradient-boosted trees
-fitted on the same training split). Beside IoU: the boundary F-score and the recall of thin
+A score comes with references scored on the same pixels: the majority class of the model's
+training split and, when asked (``baseline`` / ``fit_baseline_to``; the CLI always does), the
+per-pixel baseline (:mod:`nationmap.baseline`, gradient-boosted trees fitted on the model's
+training split, fed with its own normalisation). Beside IoU: the boundary F-score and the recall of thin
 water (:class:`nationmap.metrics.StructureMeter`).
 
 Writes OUT/metrics.json, OUT/table.md (the paper's Table II layout for LULC, Table III for
@@ -23,14 +24,12 @@ from nationmap.data.lulc import class_table_from_dict
 from nationmap.errors import InputError
 from nationmap.files import atomic_file
 from nationmap.losses import water_mask
-from nationmap.metrics import MapCounts, report_methods
+from nationmap.metrics import BASELINE_ROW, MODEL_ROW, MapCounts, report_methods, water_index
+from nationmap.records import PIXEL_MODEL_KIND
 from nationmap.parallel import progress_bar
 from nationmap.train.checkpoint import Bundle, load_bundle
 from nationmap.train.data import PatchDecoder, iter_batches
 from nationmap.train.report import confusion_png
-
-MODEL_ROW, BASELINE_ROW = "nationmap", "per-pixel baseline (GBT)"
-
 
 def predict(bundle: Bundle, x: torch.Tensor) -> torch.Tensor:
     """Class indices (N, H, W) from standardised input (N, 1, H, W)."""
@@ -47,8 +46,19 @@ class _Setup:
     dataset: PreparedDataset
     decoder: PatchDecoder
     names: list[str]
+    training_data: Path  # the model's training dataset: the baseline's fit and the majority class
     majority: int
     methods: dict[str, MapCounts] = field(default_factory=dict)
+
+
+def training_data_of(bundle: Bundle, fallback: str | Path) -> Path:
+    """The dataset the bundle was trained on (its training config), if it is still there; else
+    ``fallback``."""
+    config = bundle.meta.training.get("config")
+    data = config.get("data") if isinstance(config, dict) else None
+    if isinstance(data, str) and data and (Path(data) / "dataset.json").is_file():
+        return Path(data)
+    return Path(fallback)
 
 
 def _setup(bundle_path, data, split: str, task: str | None) -> _Setup:
@@ -63,16 +73,28 @@ def _setup(bundle_path, data, split: str, task: str | None) -> _Setup:
     scheme = class_table_from_dict(bundle.meta.class_table).scheme(bundle.meta.scheme)
     norm = bundle.normalisation
     decoder = PatchDecoder(dataset.patch_size, norm["mean_db"], norm["std_db"], scheme.index_lut())
-    freq = np.asarray(dataset.meta["class_frequencies"]["train"][bundle.meta.scheme]["pixels"])
-    return _Setup(bundle, dataset, decoder, scheme.names, int(freq.argmax()))
+    train = training_data_of(bundle, data)
+    freq = np.asarray(PreparedDataset(train).meta["class_frequencies"]["train"][bundle.meta.scheme]["pixels"])
+    if not freq.any():
+        raise InputError(f"{train}: the training split has no labelled pixel (no majority class)")
+    return _Setup(bundle, dataset, decoder, scheme.names, train, int(freq.argmax()))
 
 
 def _load_baseline(path, setup: _Setup) -> Bundle:
     baseline = load_bundle(path)
+    if baseline.meta.model_kind != PIXEL_MODEL_KIND:
+        raise InputError(f"baseline {path} is a {baseline.meta.model_kind} model, not the per-pixel baseline")
     if baseline.task != setup.bundle.task or baseline.meta.scheme != setup.bundle.meta.scheme:
         raise InputError(f"baseline {path} is a {baseline.task} model ({baseline.meta.scheme}), "
                          f"not {setup.bundle.task} ({setup.bundle.meta.scheme})")
     return baseline
+
+
+def _input(bundle: Bundle, batch: dict) -> torch.Tensor:
+    """The batch standardised with ``bundle``'s own normalisation, no data 0 (as in training)."""
+    norm = bundle.normalisation
+    db, valid = batch["db"], batch["valid"]
+    return torch.from_numpy(np.where(valid, (db - norm["mean_db"]) / norm["std_db"], 0.0).astype(np.float32))
 
 
 def evaluate(bundle_path: str | Path, data: str | Path, split: str = "test", out: str | Path | None = None,
@@ -83,22 +105,20 @@ def evaluate(bundle_path: str | Path, data: str | Path, split: str = "test", out
     baseline on ``split``. ``task``, when given, is the task the caller expects the bundle to be
     (checked first, before any fitting)."""
     s = _setup(bundle_path, data, split, task)
-    if baseline is None and fit_baseline_to is not None:
+    if baseline is None and fit_baseline_to is not None:  # on the model's own training split
         from nationmap.baseline.bundle import fit_baseline
 
-        baseline = fit_baseline(data, s.bundle.task, fit_baseline_to, log=log)
-    k = len(s.names)
+        baseline = fit_baseline(s.training_data, s.bundle.task, fit_baseline_to, log=log)
     predictors = {MODEL_ROW: s.bundle}
     if baseline is not None:
         predictors[BASELINE_ROW] = _load_baseline(baseline, s)
-    water = s.names.index("Water")
-    s.methods = {row: MapCounts.new(k, water) for row in predictors}
+    s.methods = {row: MapCounts.new(len(s.names), water_index(s.names)) for row in predictors}
     total = int(s.dataset.meta["patches"][split])
     with progress_bar() as progress:
         bar = progress.add_task(f"evaluating {split}", total=total)
         for batch in iter_batches(s.dataset, split, s.decoder, batch_size):
-            x = torch.from_numpy(batch["x"])
             for row, b in predictors.items():
+                x = torch.from_numpy(batch["x"]) if b is s.bundle else _input(b, batch)
                 s.methods[row].update(predict(b, x).numpy(), batch["target"])
             progress.advance(bar, len(batch["x"]))
     s.methods[f"majority class ({s.names[s.majority]})"] = s.methods[MODEL_ROW].constant(s.majority)

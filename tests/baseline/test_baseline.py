@@ -88,7 +88,7 @@ def test_single_class_training_is_refused():
         fit_pixel_classifier(PixelClassifierConfig(num_classes=3, max_pixels=1000), [batch])
 
 
-def test_bundle_round_trip_and_evaluation(train_dataset, tmp_path):
+def test_bundle_round_trip_and_evaluation(train_dataset, tiny_bundles, tmp_path):
     from nationmap.train.evaluate import evaluate
 
     path = fit_baseline(train_dataset, "lulc", tmp_path / "baseline", max_pixels=20_000, log=lambda *_: None)
@@ -96,15 +96,40 @@ def test_bundle_round_trip_and_evaluation(train_dataset, tmp_path):
     assert meta["model_kind"] == "pixel-gbt" and meta["training"]["majority_class"] == "Forest"
     bundle = load_bundle(path)
     assert bundle.task == "lulc" and bundle.meta.img_size is None
-    result = evaluate(path, train_dataset, "test", tmp_path / "eval", baseline=path)
-    # the baseline scored as the model and as the baseline row: the same pixels, the same numbers
-    assert result["baseline"]["miou"] == pytest.approx(result["miou"])
-    assert result["miou"] > result["majority_baseline"]["miou"]
-    assert "per-pixel baseline (GBT)" in result["table"] and "thin-water recall" in result["table"]
+    alone = evaluate(path, train_dataset, "test", log=lambda *_: None)
+    beside = evaluate(tiny_bundles["lulc"], train_dataset, "test", tmp_path / "eval", baseline=path)
+    # the baseline row beside a network (inputs standardised with the baseline's own statistics)
+    # is the baseline scored alone as the model: the same pixels, the same numbers
+    assert beside["baseline"]["miou"] == pytest.approx(alone["miou"])
+    assert beside["baseline"]["structures"] == alone["structures"]
+    assert alone["miou"] > max(beside["miou"], beside["majority_baseline"]["miou"])  # trees beat random weights
+    assert "per-pixel baseline (GBT)" in beside["table"] and "thin-water recall" in beside["table"]
+    with pytest.raises(InputError, match="not the per-pixel baseline"):
+        evaluate(path, train_dataset, "test", baseline=tiny_bundles["lulc"])
 
 
-def test_foreign_or_corrupt_trees_are_refused(tmp_path):
+def test_corrupt_trees_are_refused(tmp_path):
     bad = tmp_path / "model.skops"
     bad.write_bytes(b"not a zip")
     with pytest.raises(InputError, match="not a skops model file"):
         load_estimator(bad)
+
+
+def test_trees_file_with_a_foreign_type_is_refused_before_loading(tmp_path):
+    import operator
+
+    import skops.io as sio
+
+    bad = tmp_path / "model.skops"
+    sio.dump({"f": operator.add}, str(bad))  # would build a function on load
+    with pytest.raises(InputError, match="holds types a baseline model does not .*add.*refused"):
+        load_estimator(bad)
+
+
+def test_a_class_too_rare_to_split_is_left_out_of_the_fit():
+    batch = _textures(0)
+    batch["target"][0, 5, 5] = 3  # one pixel of a fourth class: early stopping could not stratify it
+    cfg = PixelClassifierConfig(num_classes=4, max_pixels=100_000, max_iter=20)
+    model = fit_pixel_classifier(cfg, [batch])
+    assert list(model.estimator.classes_) == [0, 1, 2]
+    assert model(torch.from_numpy(batch["x"][:1])).shape == (1, 4, 48, 48)

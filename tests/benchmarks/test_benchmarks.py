@@ -99,3 +99,17 @@ def test_worker_spans_split_idle_time_between_scenes():
     records = [record("a", 100.0, 2.0), record("b", 101.0, 2.0), record("a", 103.0, 1.0)]
     assert scale.worker_spans(records) == {"workers": 2, "span_s": 4.0 + 2.0, "idle_s": 1.0}
     assert scale.worker_spans([SceneRecord(id="x", key="k", status="ok", seconds=1.0)]) is None  # no start time
+
+
+@pytest.mark.slow  # about 5 min: three Ray Train runs, two baselines, two inference runs
+@pytest.mark.ray
+def test_quality_benchmark(tmp_path, ray_local):
+    from benchmarks import quality
+
+    r = quality.run("tiny", tmp_path)
+    assert [row["method"] for row in r.rows][0] == "per-pixel baseline (GBT)"
+    assert r.rows[-1]["method"] == "nationmap, jobs/cpu-demo"
+    for key, value in r.ratios.items():
+        assert math.isfinite(value), (key, value)
+    assert 0.0 <= r.data["baseline"]["lulc"]["miou"] <= 1.0 and r.data["pixels"] > 0
+    json.dumps(r.to_dict(), default=str)

@@ -125,3 +125,10 @@ def test_a_catalogued_file_that_became_unreadable_keeps_its_row_without_checksum
     victim.unlink()  # gone for good: removed
     gone = build_catalog(world_copy, cat, executor="serial")
     assert gone.removed == 1 and before.id.iloc[0] not in set(read_catalog(cat).id)
+
+
+def test_the_demo_heldout_region_is_apart_from_the_demo_region():
+    demo, heldout = resolve_region("demo"), resolve_region("demo-heldout")
+    assert heldout.cell_names == ["N35E140", "N35E141"]
+    # a full cell column between them: wider than a 60 x 50 km scene, so no scene touches both
+    assert heldout.bounds[0] - demo.bounds[2] >= 1.0 and heldout.bounds[1] == demo.bounds[1]

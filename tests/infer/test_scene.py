@@ -265,3 +265,12 @@ def test_test_time_augmentation_is_the_mean_over_the_transformed_windows(tta, vi
     assert not np.allclose(got, plain(db), atol=1e-3)  # the views did change the result
     with pytest.raises(Exception, match="tta must be one of"):
         WindowSettings(tta="rot")
+
+
+def test_tta_is_checked_with_the_config():
+    from nationmap.errors import InputError
+    from nationmap.infer.config import InferConfig
+
+    with pytest.raises(InputError, match="tta must be one of none, flips, d4, not 'rot'"):
+        InferConfig(region="demo", month="2022-09", lulc_model="m", tta="rot")
+    assert InferConfig(region="demo", month="2022-09", lulc_model="m", tta="d4").window_settings(256).tta == "d4"

@@ -14,17 +14,18 @@ from nationmap.baseline.bundle import fit_baseline
 from nationmap.data.lulc import find_lulc_tiles, load_class_table
 from nationmap.errors import InputError
 from nationmap.infer.pipeline import run_inference
-from nationmap.products.agreement import BASELINE_ROW, MODEL_ROW, map_agreement
+from nationmap.metrics import BASELINE_ROW, MODEL_ROW
+from nationmap.products.agreement import map_agreement
 from tests.infer.test_pipeline import config
 
 
 @pytest.fixture(scope="module")
 def runs(tiny_catalog, tiny_world, tiny_bundles, train_dataset, tmp_path_factory):
     root = tmp_path_factory.mktemp("agreement")
-    baselines = {t: fit_baseline(train_dataset, t, root / f"baseline-{t}", max_pixels=20_000, log=lambda *_: None)
-                 for t in ("lulc", "water")}
+    baseline = fit_baseline(train_dataset, "lulc", root / "baseline-lulc", max_pixels=20_000, log=lambda *_: None)
     model = run_inference(config(tiny_catalog, tiny_world, tiny_bundles, root / "model"))
-    base = run_inference(config(tiny_catalog, tiny_world, baselines, root / "base"))
+    # the baseline maps LULC only (as in the demo): its water rows are left out, not faked
+    base = run_inference(config(tiny_catalog, tiny_world, {"lulc": baseline, "water": ""}, root / "base"))
     return Path(model.run_dir), Path(base.run_dir)
 
 
@@ -56,7 +57,8 @@ def test_agreement_counts_match_a_direct_count(runs, tiny_world):
         s = row["structures"]
         assert 0.0 <= s["mean_boundary_f"] <= 1.0 and s["boundary_tolerance_px"] == 2
     written = json.loads((run_dir / "agreement.json").read_text())
-    assert written["baseline_run"] == str(base_dir) and "water" in written
+    assert written["baseline_run"] == str(base_dir)
+    assert list(written["water"]["methods"]) == [MODEL_ROW, "reference's majority class (Non-water)"]
     table = (run_dir / "agreement.md").read_text()
     assert "per-pixel baseline (GBT)" in table and "thin-water recall" in table
 
@@ -80,3 +82,12 @@ def test_eval_products_cli(runs, tiny_world):
     assert "Boundaries and thin water" in outcome.output and "majority class (Forest)" in outcome.output
     outcome = run_cli(["eval", "products", tiny_world, "--reference", tiny_world / "lulc"])
     assert outcome.code == 2 and "no run manifest" in outcome.output
+
+
+def test_without_a_baseline_run_the_majority_is_the_references(runs, tiny_world):
+    run_dir, _ = runs
+    result = map_agreement(run_dir, tiny_world / "lulc", write=False)
+    assert list(result["lulc"]["methods"]) == [MODEL_ROW, "reference's majority class (Forest)"]
+    water = result["water"]["methods"]
+    assert list(water) == [MODEL_ROW, "reference's majority class (Non-water)"]  # the tiny world is mostly land
+    assert water["reference's majority class (Non-water)"]["structures"]["thin_water_recall"] in (0.0, None)
