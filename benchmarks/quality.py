@@ -89,7 +89,8 @@ def _train_recipe(recipe: str, dataset: Path, out: Path, size: str) -> tuple[dic
     return bundles, time.time() - t0
 
 
-def _map(bundles: dict[str, Path], heldout: tuple[Path, Path, str], out: Path, batch_size: int = 8):
+def _map(bundles: dict[str, Path], heldout: tuple[Path, Path, str], out: Path, batch_size: int = 8,
+         overlap: int = 64):
     """The held-out month mapped with ``bundles`` (in process); (run dir, seconds)."""
     from nationmap.infer.config import InferConfig
     from nationmap.infer.pipeline import run_inference
@@ -97,7 +98,7 @@ def _map(bundles: dict[str, Path], heldout: tuple[Path, Path, str], out: Path, b
     raw, catalog, region = heldout
     cfg = InferConfig(region=region, month=MONTH, catalog=str(catalog), lulc_model=str(bundles["lulc"]),
                       water_model=str(bundles["water"]), out=str(out), lulc_dir=str(raw / "lulc"),
-                      pixels_per_degree=_ppd(raw), batch_size=batch_size, executor="serial")
+                      pixels_per_degree=_ppd(raw), batch_size=batch_size, overlap=overlap, executor="serial")
     t0 = time.time()
     manifest = run_inference(cfg, log=lambda *_: None)
     return Path(manifest.run_dir), time.time() - t0
@@ -147,7 +148,7 @@ def run(size: str, workdir: Path) -> Result:
     train_classes = _training_classes(dataset)
     for recipe in recipes:
         bundles, train_s = _train_recipe(recipe, dataset, out / recipe, size)
-        run_dir, map_s = _map(bundles, heldout, out / f"{recipe}-products")
+        run_dir, map_s = _map(bundles, heldout, out / f"{recipe}-products", overlap=64 if size == "full" else 16)
         a = map_agreement(run_dir, heldout[0] / "lulc", baseline_run=base_run)
         lulc, water = a["lulc"]["methods"], a["water"]["methods"]
         if not res.rows:
