@@ -59,13 +59,18 @@ class LabelScheme:
         """Source-code labels (any shape, uint8) to this scheme's codes (same shape, uint8)."""
         return self.lut[np.asarray(labels, dtype=np.uint8)]
 
-    def index_lut(self, ignore_index: int = 255) -> np.ndarray:
-        """(256,) uint8: source code -> class index 0..K-1 in ``classes`` order (the model's output
-        channel; for ``water`` 0 = non-water, 1 = water), no data -> ``ignore_index``."""
+    def code_index(self, ignore_index: int = 255) -> np.ndarray:
+        """(256,) uint8: this scheme's code (a product's value) -> class index 0..K-1 in
+        ``classes`` order, any other value -> ``ignore_index``."""
         position = np.full(256, ignore_index, dtype=np.uint8)
         for i, code in enumerate(self.codes):
             position[code] = i
-        return position[self.lut]
+        return position
+
+    def index_lut(self, ignore_index: int = 255) -> np.ndarray:
+        """(256,) uint8: source code -> class index 0..K-1 in ``classes`` order (the model's output
+        channel; for ``water`` 0 = non-water, 1 = water), no data -> ``ignore_index``."""
+        return self.code_index(ignore_index)[self.lut]
 
     def to_targets(self, source_labels: np.ndarray, ignore_index: int = 255) -> np.ndarray:
         """Source-code labels -> training targets (class indices, ``ignore_index`` for no data)."""

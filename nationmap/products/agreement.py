@@ -33,10 +33,7 @@ class _Product:
 
     @classmethod
     def of(cls, scheme: LabelScheme) -> "_Product":
-        index = np.full(256, 255, dtype=np.uint8)
-        for i, code in enumerate(scheme.codes):
-            index[code] = i
-        return cls(scheme, index)
+        return cls(scheme, scheme.code_index())
 
 
 def _read_run(run_dir: Path) -> RunManifest:

@@ -39,12 +39,17 @@ class PatchDecoder:
     def __call__(self, batch: dict) -> dict[str, np.ndarray]:
         db = decode_sar(batch["sar_db"], self.patch_size)
         valid = np.isfinite(db)
-        x = np.where(valid, (db - self.mean_db) / self.std_db, 0.0).astype(np.float32)
+        x = standardise(db, valid, self.mean_db, self.std_db)
         out = {"x": x[:, None], "db": db[:, None], "valid": valid[:, None]}
         if self.target_lut is not None:
             target = self.target_lut[decode_label(batch["label"], self.patch_size)]
             out["target"] = np.where(valid, target, IGNORE_INDEX).astype(np.uint8)
         return out
+
+
+def standardise(db: np.ndarray, valid: np.ndarray, mean_db: float, std_db: float) -> np.ndarray:
+    """Sigma0 dB -> the models' input ``(dB - mean_db) / std_db``, float32, 0 where not ``valid``."""
+    return np.where(valid, (db - mean_db) / std_db, 0.0).astype(np.float32)
 
 
 def normalisation_for(dataset: PreparedDataset, task: str) -> dict:

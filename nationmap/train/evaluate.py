@@ -28,7 +28,7 @@ from nationmap.metrics import BASELINE_ROW, MODEL_ROW, MapCounts, report_methods
 from nationmap.records import PIXEL_MODEL_KIND
 from nationmap.parallel import progress_bar
 from nationmap.train.checkpoint import Bundle, load_bundle
-from nationmap.train.data import PatchDecoder, iter_batches
+from nationmap.train.data import PatchDecoder, iter_batches, standardise
 from nationmap.train.report import confusion_png
 
 def predict(bundle: Bundle, x: torch.Tensor) -> torch.Tensor:
@@ -93,8 +93,7 @@ def _load_baseline(path, setup: _Setup) -> Bundle:
 def _input(bundle: Bundle, batch: dict) -> torch.Tensor:
     """The batch standardised with ``bundle``'s own normalisation, no data 0 (as in training)."""
     norm = bundle.normalisation
-    db, valid = batch["db"], batch["valid"]
-    return torch.from_numpy(np.where(valid, (db - norm["mean_db"]) / norm["std_db"], 0.0).astype(np.float32))
+    return torch.from_numpy(standardise(batch["db"], batch["valid"], norm["mean_db"], norm["std_db"]))
 
 
 def evaluate(bundle_path: str | Path, data: str | Path, split: str = "test", out: str | Path | None = None,
