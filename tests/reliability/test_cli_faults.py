@@ -356,3 +356,25 @@ def test_hashes_helper_sees_changes(tmp_path):
     before = tree_hashes(tmp_path)
     _write(tmp_path / "a", "2")
     assert tree_hashes(tmp_path) != before
+
+
+@pytest.mark.parametrize("trees", [b"not a zip", None])
+def test_a_baseline_bundle_with_bad_trees_is_one_line(tmp_path, trees):
+    """A per-pixel baseline bundle whose model.skops is corrupt or missing: one line, exit 2."""
+    import json
+
+    from nationmap.data.lulc import load_class_table
+    from nationmap.records import BundleMeta, Normalisation
+
+    bundle = tmp_path / "baseline"
+    bundle.mkdir()
+    meta = BundleMeta(task="lulc", model_kind="pixel-gbt", model_config={
+        "num_classes": 9, "windows": [3, 7, 15, 31], "max_pixels": 1000, "max_iter": 10, "learning_rate": 0.1,
+        "max_leaf_nodes": 31, "seed": 0}, normalisation=Normalisation(mean_db=-12.0, std_db=6.0),
+        class_table=load_class_table().to_dict(), scheme="lulc9")
+    (bundle / "model.json").write_text(json.dumps(meta.to_json()))
+    if trees is not None:
+        (bundle / "model.skops").write_bytes(trees)
+    outcome = run_cli(["eval", "lulc", "--model", bundle, "--data", tmp_path / "no-dataset", "--out", tmp_path / "ev"])
+    assert_refused(outcome, 2, "model.skops")
+    assert not (tmp_path / "ev").exists()
