@@ -21,8 +21,13 @@ import shutil
 import time
 from pathlib import Path
 
+from typing import TYPE_CHECKING
+
 from benchmarks.common import Result, fmt, main
 from nationmap.files import JOBS_DIR
+
+if TYPE_CHECKING:
+    from nationmap.metrics import MethodScores
 
 HELDOUT_SEED = 20261  # the held-out world: no test (0, 1) or demo (0) world has this seed
 MONTH = "2022-09"
@@ -110,24 +115,25 @@ def _ppd(raw: Path) -> int:
     return int(json.loads((raw / "synth.json").read_text())["config"]["lulc_pixels_per_degree"])
 
 
-def _zero_classes(lulc: dict, classes: list[str]) -> list[str]:
+def _zero_classes(lulc: "MethodScores", classes: list[str]) -> list[str]:
     """The training split's classes present in the held-out reference that the map got at IoU 0."""
-    return [c for c in classes if lulc["classes"][c]["iou"] == 0.0 and lulc["classes"][c]["truth_pixels"]]
+    return [c.name for c in lulc.scores.classes if c.name in classes and c.iou == 0.0 and c.truth_pixels]
 
 
-def _row(name: str, lulc: dict, water: dict, train_s: float | None, classes: list[str]) -> dict:
-    s, ws = lulc["structures"], water["structures"]
+def _row(name: str, lulc: "MethodScores", water: "MethodScores | None", train_s: float | None,
+         classes: list[str]) -> dict:
     zero = _zero_classes(lulc, classes)
-    return {"method": name, "LULC mIoU": fmt(lulc["miou"]), "mAcc": fmt(lulc["macc"]),
-            "boundary F (2 px)": fmt(s["mean_boundary_f"]), "thin-water recall": fmt(s["thin_water_recall"]),
-            "water IoU": fmt(water["iou"]), "water boundary F": fmt(ws["boundary_f"].get("Water")),
+    return {"method": name, "LULC mIoU": fmt(lulc.headline), "mAcc": fmt(lulc.scores.macc),
+            "boundary F (2 px)": fmt(lulc.boundary_f), "thin-water recall": fmt(lulc.thin_water_recall),
+            "water IoU": fmt(water.headline if water else None),
+            "water boundary F": fmt(water.boundary_f if water else None),
             "classes at IoU 0": ", ".join(zero) or "none",
             "training (s)": "-" if train_s is None else f"{train_s:.0f}"}
 
 
 def run(size: str, workdir: Path) -> Result:
     from nationmap.baseline.bundle import fit_baseline
-    from nationmap.metrics import BASELINE_ROW, MODEL_ROW
+    from nationmap.metrics import BASELINE_ROW
     from nationmap.products.agreement import map_agreement
 
     recipes = FULL_RECIPES if size == "full" else ("cpu-demo",)
@@ -150,20 +156,19 @@ def run(size: str, workdir: Path) -> Result:
         bundles, train_s = _train_recipe(recipe, dataset, out / recipe, size)
         run_dir, map_s = _map(bundles, heldout, out / f"{recipe}-products", overlap=64 if size == "full" else 16)
         a = map_agreement(run_dir, heldout[0] / "lulc", baseline_run=base_run)
-        lulc, water = a["lulc"]["methods"], a["water"]["methods"]
+        lulc, water = a.products["lulc"].report, a.products["water"].report
         if not res.rows:
-            majority = next(m for m in lulc if m not in (MODEL_ROW, BASELINE_ROW))
-            res.rows += [_row(BASELINE_ROW, lulc[BASELINE_ROW], water[BASELINE_ROW], None, train_classes),
-                         _row(majority, lulc[majority], water[majority], None, train_classes)]
-            res.data["baseline"] = {"lulc": lulc[BASELINE_ROW], "water": water[BASELINE_ROW],
+            res.rows += [_row(BASELINE_ROW, lulc.baseline, water.baseline, None, train_classes),
+                         _row(lulc.majority.name, lulc.majority, water.majority, None, train_classes)]
+            res.data["baseline"] = {"lulc": lulc.baseline.to_dict(), "water": water.baseline.to_dict(),
                                     "fit_s": round(baseline_fit_s, 1), "map_s": round(base_map_s, 1)}
-            res.data["pixels"], res.data["cells"] = a["lulc"]["pixels"], a["cells"]
-        res.rows.append(_row(f"nationmap, jobs/{recipe}", lulc[MODEL_ROW], water[MODEL_ROW], train_s, train_classes))
-        res.data[recipe] = {"lulc": lulc[MODEL_ROW], "water": water[MODEL_ROW], "train_s": round(train_s, 1),
-                            "map_s": round(map_s, 1)}
+            res.data["pixels"], res.data["cells"] = a.products["lulc"].pixels, list(a.cells)
+        res.rows.append(_row(f"nationmap, jobs/{recipe}", lulc.model, water.model, train_s, train_classes))
+        res.data[recipe] = {"lulc": lulc.model.to_dict(), "water": water.model.to_dict(),
+                            "train_s": round(train_s, 1), "map_s": round(map_s, 1)}
         key = recipe.removeprefix("cpu-")
-        res.ratios[f"{key}_miou_minus_baseline"] = lulc[MODEL_ROW]["miou"] - lulc[BASELINE_ROW]["miou"]
-        res.ratios[f"{key}_classes_at_iou_0"] = float(len(_zero_classes(lulc[MODEL_ROW], train_classes)))
+        res.ratios[f"{key}_miou_minus_baseline"] = lulc.model.headline - lulc.baseline.headline
+        res.ratios[f"{key}_classes_at_iou_0"] = float(len(_zero_classes(lulc.model, train_classes)))
     res.notes += _notes(res, heldout, train_classes)
     return res
 

@@ -12,7 +12,7 @@ of the means. A class absent from truth only has IoU 0 (counted) and no accuracy
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -358,18 +358,19 @@ class StructureScores:
                 "boundary_tolerance_px": self.tolerance, "thin_max_width_px": self.max_width}
 
 
-def render_structure_table(headline: Mapping[str, float], structures: Mapping[str, StructureScores],
-                           headline_name: str, boundary_class: str | None = None, title: str | None = None) -> str:
+def render_structure_table(rows: Iterable["MethodScores"], headline_name: str, title: str | None = None) -> str:
     """Markdown table: per method, its headline score (mIoU or IoU_Water), the boundary F-score
-    (mean over classes, or of ``boundary_class``) and the thin-water recall."""
-    first = next(iter(structures.values()))
-    bf_name = f"boundary F ({first.tolerance:g} px{'' if boundary_class is None else ', ' + boundary_class})"
+    (mean over classes, or of its ``boundary_class``) and the thin-water recall."""
+    rows = list(rows)
+    first = rows[0]
+    s = first.structures
+    where = "" if first.boundary_class is None else ", " + first.boundary_class
     lines = [title, ""] if title else []
-    lines.append(f"| Method | {headline_name} (0-1) | {bf_name} | thin-water recall (<= {first.max_width} px) |")
+    lines.append(f"| Method | {headline_name} (0-1) | boundary F ({s.tolerance:g} px{where}) "
+                 f"| thin-water recall (<= {s.max_width} px) |")
     lines.append("|---|---|---|---|")
-    for method, s in structures.items():
-        bf = s.mean_boundary_f if boundary_class is None else s.boundary_f.get(boundary_class)
-        lines.append(f"| {method} | {_cell(headline.get(method), 3)} | {_cell(bf, 3)} | {_cell(s.thin_water_recall, 3)} |")
+    for m in rows:
+        lines.append(f"| {m.name} | {_cell(m.headline, 3)} | {_cell(m.boundary_f, 3)} | {_cell(m.thin_water_recall, 3)} |")
     return "\n".join(lines) + "\n"
 
 
@@ -411,21 +412,68 @@ class MapCounts:
         return MapCounts(ConfusionMatrix(self.cm.num_classes, counts=counts), meter)
 
 
-def report_methods(methods: Mapping[str, MapCounts], names: Sequence[str], task: str, where: str) -> tuple[dict, str]:
-    """Scores per method (``{method: {scores..., "structures": {...}}}``) and the markdown
-    tables: Table II layout (IoU, accuracy) for ``task`` lulc, Table III for water, then mIoU /
-    IoU_Water with the boundary F-score and thin-water recall."""
+@dataclass(frozen=True)
+class MethodScores:
+    """One method's scores on the pixels it shares with the methods reported beside it: Table
+    II's (LULC, ``SegmentationScores``) or Table III's (water, ``BinaryScores``), and the
+    boundary / thin-water scores."""
+
+    name: str
+    scores: SegmentationScores | BinaryScores
+    structures: StructureScores
+    boundary_class: str | None = None  # water: the boundary F of this class; LULC: the mean over classes
+
+    @property
+    def headline(self) -> float:
+        """mIoU (LULC) or IoU_Water (water), 0-1."""
+        return self.scores.miou if isinstance(self.scores, SegmentationScores) else self.scores.iou
+
+    @property
+    def boundary_f(self) -> float | None:
+        s = self.structures
+        return s.mean_boundary_f if self.boundary_class is None else s.boundary_f.get(self.boundary_class)
+
+    @property
+    def thin_water_recall(self) -> float | None:
+        return self.structures.thin_water_recall
+
+    def to_dict(self) -> dict:
+        return {**self.scores.to_dict(), "structures": self.structures.to_dict()}
+
+
+@dataclass(frozen=True)
+class MethodReport:
+    """The methods scored on the same pixels for one task, by role, and their markdown tables."""
+
+    task: str  # lulc or water
+    model: MethodScores
+    majority: MethodScores
+    baseline: MethodScores | None
+    text: str
+
+    @property
+    def methods(self) -> tuple[MethodScores, ...]:
+        """In the tables' order: model, baseline (when there is one), majority class."""
+        return tuple(m for m in (self.model, self.baseline, self.majority) if m is not None)
+
+    def to_dict(self) -> dict:
+        return {m.name: m.to_dict() for m in self.methods}
+
+
+def report_methods(methods: Mapping[str, MapCounts], names: Sequence[str], task: str, where: str,
+                   majority: str) -> MethodReport:
+    """``methods`` (``MODEL_ROW``, optionally ``BASELINE_ROW``, and the row named ``majority``)
+    scored and rendered: Table II layout (IoU, accuracy) for ``task`` lulc, Table III for water,
+    then mIoU / IoU_Water with the boundary F-score and thin-water recall."""
     if task == "lulc":
         scores = {m: c.cm.scores(names) for m, c in methods.items()}
         text = render_class_table(scores, title=f"Per-class IoU {where} (layout of Table II)")
         text += "\n" + render_class_table(scores, metric="accuracy", title="Per-class accuracy")
-        headline = {m: s.miou for m, s in scores.items()}
     else:
         scores = {m: c.cm.binary_scores() for m, c in methods.items()}
         text = render_water_table(scores, title=f"Water detection {where}, % (layout of Table III)")
-        headline = {m: s.iou for m, s in scores.items()}
-    structures = {m: c.structures.scores(names) for m, c in methods.items()}
-    text += "\n" + render_structure_table(headline, structures, "mIoU" if task == "lulc" else "IoU_Water",
-                                          boundary_class=None if task == "lulc" else names[-1],
+    boundary_class = None if task == "lulc" else names[-1]
+    rows = {m: MethodScores(m, scores[m], c.structures.scores(names), boundary_class) for m, c in methods.items()}
+    text += "\n" + render_structure_table(rows.values(), "mIoU" if task == "lulc" else "IoU_Water",
                                           title=f"Boundaries and thin water {where}")
-    return {m: {**scores[m].to_dict(), "structures": structures[m].to_dict()} for m in methods}, text
+    return MethodReport(task, rows[MODEL_ROW], rows[majority], rows.get(BASELINE_ROW), text)

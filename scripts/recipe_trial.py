@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from nationmap.data.dataset import PreparedDataset
-from nationmap.metrics import ConfusionMatrix
+from nationmap.metrics import ConfusionMatrix, StructureMeter
 from nationmap.train.config import TrainConfig
 from nationmap.train.data import decoder_for, iter_batches, to_torch
 from nationmap.train.optim import build_optimizer, build_scheduler
@@ -47,6 +47,7 @@ def _args():
     ap.add_argument("--layer-decay", type=float, default=1.0)
     ap.add_argument("--no-refine-up", action="store_true")
     ap.add_argument("--no-highres", action="store_true")
+    ap.add_argument("--guide", action="store_true", help="image-guided full-resolution refinement")
     ap.add_argument("--alpha-scale", type=float, default=2.25)
     ap.add_argument("--init", default="", help="pretrained encoder (pretraining run, bundle or checkpoint)")
     ap.add_argument("--threads", type=int, default=1)
@@ -54,12 +55,22 @@ def _args():
     return ap.parse_args()
 
 
-def _score(predict, dataset: PreparedDataset, split: str, decoder) -> float:
-    cm = ConfusionMatrix(9)
+def _score(predict, dataset: PreparedDataset, split: str, decoder, structure: bool = False):
+    """Scores of ``predict`` on a split, and with ``structure`` its boundary F and thin-water recall."""
+    cm, meter = ConfusionMatrix(9), StructureMeter(9, water_class=0)
     with torch.inference_mode():
         for b in iter_batches(dataset, split, decoder, 8):
-            cm.update(predict(torch.from_numpy(b["x"])), torch.from_numpy(b["target"]))
-    return cm.scores()
+            pred = predict(torch.from_numpy(b["x"]))
+            cm.update(pred, torch.from_numpy(b["target"]))
+            if structure:
+                meter.update(pred.numpy(), b["target"])
+    return (cm.scores(), meter.scores()) if structure else cm.scores()
+
+
+def _heldout_line(name: str, scores, structure) -> str:
+    return (f"{name}_miou {scores.miou:.4f} boundary_f {structure.mean_boundary_f:.3f} "
+            f"thin_water {structure.thin_water_recall:.3f} "
+            + " ".join(f"{c.name}={c.iou or 0:.2f}" for c in scores.classes))
 
 
 def main() -> None:
@@ -71,7 +82,7 @@ def main() -> None:
     train = list(iter_batches(data, "train", decoder, 1000))
     x, t = np.concatenate([b["x"] for b in train]), np.concatenate([b["target"] for b in train])
     steps = len(x) // a.batch
-    cfg = TrainConfig(task="lulc", data=a.data, preset="tiny", highres=not a.no_highres, refine_up=not a.no_refine_up,
+    cfg = TrainConfig(task="lulc", data=a.data, preset="tiny", highres=not a.no_highres, refine_up=not a.no_refine_up, guide=a.guide,
                       alpha_scale=a.alpha_scale, epochs=a.epochs, batch_size=a.batch, lr=a.lr, min_lr=1e-6,
                       warmup_epochs=1, layer_decay=a.layer_decay, clip_grad=5.0, drop_path=0.0,
                       no_pretrain=not a.init, init=a.init)
@@ -102,16 +113,14 @@ def main() -> None:
         if a.heldout:
             model.eval()
             held = PreparedDataset(a.heldout)
-            s = _score(predict, held, "test", decoder)
-            print(f"heldout_miou {s.miou:.4f} " + " ".join(f"{c.name}={c.iou or 0:.2f}" for c in s.classes),
-                  file=log, flush=True)
+            print(_heldout_line("heldout", *_score(predict, held, "test", decoder, True)), file=log, flush=True)
             if a.baseline:
                 from nationmap.train.checkpoint import load_bundle
 
                 b = load_bundle(a.baseline)
                 bd = decoder_for(held, "lulc", b.normalisation)
-                s = _score(lambda inp: b.model(inp).argmax(1), held, "test", bd)
-                print(f"baseline_heldout_miou {s.miou:.4f}", file=log, flush=True)
+                scores = _score(lambda inp: b.model(inp).argmax(1), held, "test", bd, True)
+                print(_heldout_line("baseline_heldout", *scores), file=log, flush=True)
     torch.save(model.state_dict(), out / f"{a.name}.pt")
 
 

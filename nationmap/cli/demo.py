@@ -14,6 +14,7 @@ from __future__ import annotations
 import shutil
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from nationmap.cli.common import EXIT_FAILED, EXIT_OK, EXIT_PARTIAL, console, start_ray
 from nationmap.data.catalog import build_catalog
@@ -21,6 +22,10 @@ from nationmap.data.months import parse_months
 from nationmap.data.prepare import PrepareConfig, prepare_dataset
 from nationmap.data.regions import resolve_region
 from nationmap.data.synth.generate import SynthConfig, synthesize
+
+if TYPE_CHECKING:  # records only; their modules import torch
+    from nationmap.metrics import MethodScores
+    from nationmap.products.agreement import Agreement
 
 DEMO_MONTHS = "2022-09,2022-10,2022-11"
 DEMO_MAP_MONTH = "2022-09"
@@ -115,36 +120,28 @@ def _infer(root: Path, name: str, lulc: Path, water: Path | None, executor: str)
     return manifest
 
 
-def _headline(scores: dict, task: str) -> str:
+def _headline(m: "MethodScores") -> str:
     """'0.512 (boundary F 0.61, thin water 0.78)' of one method's scores."""
-    s = scores["structures"]
-    value = scores["miou"] if task == "lulc" else scores["iou"]
-    bf = s["mean_boundary_f"] if task == "lulc" else s["boundary_f"].get("Water")
-    thin = s["thin_water_recall"]
-    return f"{value:.3f} (boundary F {bf or 0:.2f}, thin water {thin or 0:.2f})"
+    return f"{m.headline:.3f} (boundary F {m.boundary_f or 0:.2f}, thin water {m.thin_water_recall or 0:.2f})"
 
 
-def _summary(root: Path, test: dict, agreement: dict, manifest) -> list[str]:
-    from nationmap.metrics import BASELINE_ROW, MODEL_ROW
-
+def _summary(root: Path, test: dict, agreement: "Agreement", manifest) -> list[str]:
     run_dir = Path(manifest.run_dir)
-    lt, wt = test["lulc"], test["water"]
-    la, wa = agreement["lulc"]["methods"], agreement["water"]["methods"]
-    majority = next(m for m in la if m not in (MODEL_ROW, BASELINE_ROW))
-    water_majority = next(m for m in wa if m != MODEL_ROW)
+    lt, wt = test["lulc"].report, test["water"].report
+    la, wa = agreement.products["lulc"].report, agreement.products["water"].report
     return [
         f"models:          {root}/models/lulc, {root}/models/water; per-pixel baselines in {root}/models/baseline-*",
-        f"test split:      LULC mIoU {lt['miou']:.3f} (baseline {lt['baseline']['miou']:.3f}), water IoU "
-        f"{100 * wt['iou']:.1f} % (baseline {100 * wt['baseline']['iou']:.1f} %); patches of the training scenes, "
-        "tables in MODEL/eval-test/table.md",
+        f"test split:      LULC mIoU {lt.model.headline:.3f} (baseline {lt.baseline.headline:.3f}), water IoU "
+        f"{100 * wt.model.headline:.1f} % (baseline {100 * wt.baseline.headline:.1f} %); patches of the training "
+        "scenes, tables in MODEL/eval-test/table.md",
         f"held-out maps:   {run_dir}/ (mosaics, quicklooks, STAC {manifest.products.stac})",
-        f"held-out agreement with the synthetic truth ({', '.join(agreement['cells'])}, never trained on; "
+        f"held-out agreement with the synthetic truth ({', '.join(agreement.cells)}, never trained on; "
         f"{run_dir}/agreement.md):",
-        f"  LULC mIoU      nationmap {_headline(la[MODEL_ROW], 'lulc')}",
-        f"                 per-pixel baseline {_headline(la[BASELINE_ROW], 'lulc')}",
-        f"                 {majority} {la[majority]['miou']:.3f}",
-        f"  water IoU      nationmap {_headline(wa[MODEL_ROW], 'water')}",
-        f"                 {water_majority} {wa[water_majority]['iou']:.3f} (the baseline maps LULC only here: "
+        f"  LULC mIoU      nationmap {_headline(la.model)}",
+        f"                 per-pixel baseline {_headline(la.baseline)}",
+        f"                 {la.majority.name} {la.majority.headline:.3f}",
+        f"  water IoU      nationmap {_headline(wa.model)}",
+        f"                 {wa.majority.name} {wa.majority.headline:.3f} (the baseline maps LULC only here: "
         "its Water class is in the LULC rows)",
     ]
 
@@ -183,7 +180,7 @@ def run_demo(out: str, seed: int, executor: str, address: str | None, data_only:
     times["inference"] = time.time() - t
     _stage(8, "held-out agreement with the synthetic truth")
     agreement = map_agreement(manifest.run_dir, root / "heldout" / "raw" / "lulc", baseline_run=base.run_dir)
-    console.print(agreement["table"], highlight=False, soft_wrap=True)
+    console.print(agreement.table, highlight=False, soft_wrap=True)
     console.rule("done")
     lines += _summary(root, test, agreement, manifest)
     console.print("\n".join(lines), highlight=False, soft_wrap=True)

@@ -34,6 +34,7 @@ def _options(
     no_sar_weight: bool = typer.Option(False, "--no-sar-weight", help="Plain MixMAE / SimMIM (no backscatter weight)."),
     highres: bool = typer.Option(None, "--highres/--no-highres", help="High-res feature injection."),
     refine_up: bool = typer.Option(None, "--refine-up/--no-refine-up", help="Progressive refine-up head."),
+    guide: bool = typer.Option(None, "--guide/--no-guide", help="Image-guided full-resolution refinement of the logits."),
     alpha_scale: float = typer.Option(None, help="Focal class-weight scale (1.0: no alpha-scale)."),
     seed: int = typer.Option(None, help="Seed."),
     keep_last: int = typer.Option(None, help="Epoch checkpoints to keep (the best is kept apart)."),
@@ -137,7 +138,7 @@ def _eval(task: str, model: Path, data: Path, split: str, out: Path | None, over
         with replacing(target, overwrite) as stage:  # a baseline fitted on the same training split is kept beside
             result = evaluate(model, data, split, stage, task=task, baseline=baseline,
                               fit_baseline_to=None if baseline else stage / "baseline", log=console.print)
-        typer.echo(result["table"])
+        typer.echo(result.table)
         kept = "" if baseline else ", baseline/ (the per-pixel baseline's bundle)"
         console.print(f"wrote {target}/metrics.json, table.md, confusion.png{kept}")
 
@@ -191,7 +192,7 @@ def eval_products(
 
     def go():
         result = map_agreement(run, reference, baseline_run=baseline_run)
-        typer.echo(result["table"])
+        typer.echo(result.table)
         console.print(f"wrote {run}/agreement.json, {run}/agreement.md")
 
     run_guarded(go)

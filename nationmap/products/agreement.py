@@ -21,9 +21,41 @@ import rasterio
 from nationmap.data.lulc import LabelScheme, find_lulc_tiles, load_class_table
 from nationmap.errors import InputError
 from nationmap.files import atomic_file, write_json
-from nationmap.metrics import BASELINE_ROW, MODEL_ROW, MapCounts, report_methods, water_index
+from nationmap.metrics import BASELINE_ROW, MODEL_ROW, MapCounts, MethodReport, report_methods, water_index
 from nationmap.records import BundleMeta, RecordError, RunManifest
 
+AGREEMENT_FORMAT = "nationmap-agreement/1"
+
+
+@dataclass(frozen=True)
+class ProductAgreement:
+    """One product's agreement (lulc or water): the methods on the same pixels, and the model's
+    confusion matrix (rows reference, columns map)."""
+
+    pixels: int
+    confusion_matrix: tuple[tuple[int, ...], ...]
+    report: MethodReport
+
+    def to_dict(self) -> dict:
+        return {**self.report.model.to_dict(), "pixels": self.pixels,
+                "confusion_matrix": [list(r) for r in self.confusion_matrix], "methods": self.report.to_dict()}
+
+
+@dataclass(frozen=True)
+class Agreement:
+    """A run's products against reference tiles (``to_dict``: RUN/agreement.json; ``table``:
+    RUN/agreement.md). ``products`` holds the products the run mapped."""
+
+    run: str
+    reference: str
+    cells: tuple[str, ...]
+    baseline_run: str | None
+    products: dict[str, ProductAgreement]
+    table: str
+
+    def to_dict(self) -> dict:
+        return {"format": AGREEMENT_FORMAT, "run": self.run, "reference": self.reference, "cells": list(self.cells),
+                "baseline_run": self.baseline_run, **{p: a.to_dict() for p, a in self.products.items()}}
 
 
 @dataclass(frozen=True)
@@ -65,7 +97,7 @@ def _layer(run_dir: Path, cell: str, entry, grid, reference: Path) -> np.ndarray
 
 
 def map_agreement(run_dir: str | Path, reference_dir: str | Path, baseline_run: str | Path | None = None,
-                  write: bool = True) -> dict:
+                  write: bool = True) -> Agreement:
     """Per-class IoU / accuracy (LULC), water IoU / precision / recall, boundary F-score and
     thin-water recall of a run's products, beside the baseline run's and the majority class's."""
     run_dir = Path(run_dir)
@@ -114,11 +146,9 @@ def _score_cell(cell: str, tile: Path, runs: dict, products: dict, counts: dict)
 
 
 def _report(run_dir: Path, reference_dir, cells: list[str], base: RunManifest | None, counts: dict, products: dict,
-            write: bool) -> dict:
-    result = {"run": str(run_dir), "reference": str(reference_dir), "cells": cells,
-              "baseline_run": base.run_dir if base is not None else None}
+            write: bool) -> Agreement:
     majorities = _majorities(base)
-    text = ""
+    reports, text = {}, ""
     for product, methods in counts.items():
         model = methods[MODEL_ROW]
         if not model.cm.total:
@@ -131,14 +161,15 @@ def _report(run_dir: Path, reference_dir, cells: list[str], base: RunManifest | 
         else:  # no baseline run to say what the training split's majority was
             k = int(model.cm.counts.sum(axis=1).argmax())
             label = f"reference's majority class ({names[k]})"
-        rows = {**methods, label: model.constant(k)}
-        scores, tables = report_methods(rows, names, product, "of the maps vs the reference")
-        result[product] = {**scores[MODEL_ROW], "pixels": model.cm.total, "confusion_matrix": model.cm.counts.tolist(),
-                           "methods": scores}
-        text += ("\n" if text else "") + tables
-    result["table"] = text
+        report = report_methods({**methods, label: model.constant(k)}, names, product,
+                                "of the maps vs the reference", label)
+        reports[product] = ProductAgreement(model.cm.total, tuple(tuple(int(v) for v in r) for r in model.cm.counts),
+                                            report)
+        text += ("\n" if text else "") + report.text
+    result = Agreement(str(run_dir), str(reference_dir), tuple(cells), base.run_dir if base is not None else None,
+                       reports, text)
     if write:
-        write_json(run_dir / "agreement.json", {k: v for k, v in result.items() if k != "table"})
+        write_json(run_dir / "agreement.json", result.to_dict())
         with atomic_file(run_dir / "agreement.md") as f:
             f.write(text)
     return result

@@ -1,5 +1,6 @@
 """The paper's Table I: five LULC finetuning runs toggling pretraining, high-res features,
-refine-up and alpha-scale, each evaluated on a split (by default the validation split; with
+refine-up and alpha-scale, and a sixth with nationmap's image guide on top (not in the paper;
+:class:`nationmap.models.upernet.ImageGuide`), each evaluated on a split (by default the validation split; with
 ``eval_data``, a dataset of held-out land) with mIoU, mAcc, the boundary F-score and the
 thin-water recall, beside the per-pixel baseline fitted on the same training split."""
 
@@ -11,6 +12,7 @@ from pathlib import Path
 
 from nationmap.errors import InputError
 from nationmap.files import atomic_file
+from nationmap.metrics import MethodReport, MethodScores
 from nationmap.train.checkpoint import find_checkpoint, write_bundle
 from nationmap.train.config import TrainConfig
 from nationmap.train.evaluate import evaluate
@@ -23,26 +25,28 @@ class AblationRow:
     highres: bool
     refine_up: bool
     alpha_scale: bool
+    guide: bool = False
 
     @property
     def name(self) -> str:
         flags = zip(("pre", "hr", "ru", "as"), (self.pretraining, self.highres, self.refine_up, self.alpha_scale))
-        return "ablate-" + "-".join(f"{k}{int(v)}" for k, v in flags)
+        return "ablate-" + "-".join(f"{k}{int(v)}" for k, v in flags) + ("-guide" if self.guide else "")
 
     def config(self, base: TrainConfig, init: str) -> TrainConfig:
         return base.replace(
-            name=self.name, highres=self.highres, refine_up=self.refine_up,
+            name=self.name, highres=self.highres, refine_up=self.refine_up, guide=self.guide,
             alpha_scale=base.alpha_scale if self.alpha_scale else 1.0,
             init=init if self.pretraining else "", no_pretrain=not self.pretraining)
 
 
-# The rows of Table I, in the paper's order.
+# The rows of Table I, in the paper's order, then the paper's model with the image guide.
 TABLE_I = (
     AblationRow(True, False, False, False),
     AblationRow(True, True, False, False),
     AblationRow(True, True, True, False),
     AblationRow(False, True, True, True),
     AblationRow(True, True, True, True),
+    AblationRow(True, True, True, True, guide=True),
 )
 
 
@@ -50,22 +54,23 @@ def _mark(flag: bool) -> str:
     return "✓" if flag else "✗"
 
 
-def _cells(scores: dict) -> str:
-    s = scores["structures"]
-    thin = s["thin_water_recall"]
-    return (f"| {100 * scores['miou']:.2f} | {100 * scores['macc']:.2f} | {100 * s['mean_boundary_f']:.2f} "
+def _cells(m: MethodScores) -> str:
+    thin = m.thin_water_recall
+    return (f"| {100 * m.headline:.2f} | {100 * m.scores.macc:.2f} | {100 * m.boundary_f:.2f} "
             f"| {'-' if thin is None else f'{100 * thin:.2f}'} |")
 
 
-def render_table_i(results: list[tuple[AblationRow, dict]], baseline: dict | None = None) -> str:
-    lines = ["| Pretraining | High-res feat. | Refine-Up | α-scale | mIoU | mAcc | boundary F (2 px) | thin-water recall |",
-             "|---|---|---|---|---|---|---|---|"]
-    for row, scores in results:
+def render_table_i(results: list[tuple[AblationRow, MethodReport]], baseline: MethodReport | None = None) -> str:
+    """Markdown Table I: one line per row's model, then the baseline's and the majority class's
+    (``baseline``: the per-pixel baseline's evaluation on the same split)."""
+    lines = ["| Pretraining | High-res feat. | Refine-Up | α-scale | Image guide | mIoU | mAcc | boundary F (2 px) "
+             "| thin-water recall |", "|---|---|---|---|---|---|---|---|---|"]
+    for row, report in results:
         lines.append(f"| {_mark(row.pretraining)} | {_mark(row.highres)} | {_mark(row.refine_up)} "
-                     f"| {_mark(row.alpha_scale)} " + _cells(scores))
+                     f"| {_mark(row.alpha_scale)} | {_mark(row.guide)} " + _cells(report.model))
     if baseline is not None:
-        lines.append("| per-pixel baseline (GBT) | | | | " + _cells(baseline)[2:])
-        lines.append(f"| {baseline['majority_row']} | | | | " + _cells(baseline["majority_baseline"])[2:])
+        lines.append("| per-pixel baseline (GBT) | | | | | " + _cells(baseline.model)[2:])
+        lines.append(f"| {baseline.majority.name} | | | | | " + _cells(baseline.majority)[2:])
     return "\n".join(lines) + "\n"
 
 
@@ -84,18 +89,15 @@ def run_ablation(base: TrainConfig, init: str, out: Path, split: str = "val", ev
     for row in TABLE_I:
         run = run_training(row.config(base.replace(out=str(out)), init))
         bundle = write_bundle(out / "bundles" / row.name, find_checkpoint(run.run_dir, "best"))
-        results.append((row, evaluate(bundle, data, split, out / "eval" / row.name)))
+        results.append((row, evaluate(bundle, data, split, out / "eval" / row.name).report))
     baseline_bundle = fit_baseline(base.data, "lulc", out / "bundles" / "baseline", log=lambda *_: None)
-    baseline = evaluate(baseline_bundle, data, split, out / "eval" / "baseline")
-    baseline["majority_row"] = f"majority class ({baseline['majority_class']})"
+    baseline = evaluate(baseline_bundle, data, split, out / "eval" / "baseline").report
     table = render_table_i(results, baseline)
     where = f"the {split} split" + ("" if eval_data is None else f" of {eval_data} (held out)")
     with atomic_file(out / "table.md") as f:
         f.write(f"Table I on {where} (%), {base.preset}, {base.epochs} epochs\n\n" + table)
-    rows = [{**row.__dict__, "run": row.name, "miou": s["miou"], "macc": s["macc"], "structures": s["structures"]}
-            for row, s in results]
-    rows.append({"run": "baseline", "miou": baseline["miou"], "macc": baseline["macc"],
-                 "structures": baseline["structures"]})
+    rows = [{**row.__dict__, "run": row.name, **r.model.to_dict()} for row, r in results]
+    rows.append({"run": "baseline", **baseline.model.to_dict()})
     with atomic_file(out / "table.json") as f:
         f.write(json.dumps(rows, indent=2))
     return table

@@ -38,6 +38,7 @@ class TrainConfig(Config):
     # finetuning model and loss (Table I switches)
     highres: bool = True
     refine_up: bool = True
+    guide: bool = False  # image-guided full-resolution refinement (not in the paper)
     alpha_scale: float = 2.25
     gamma: float = 1.1
     lambda_focal: float = 0.57

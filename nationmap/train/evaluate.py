@@ -24,7 +24,7 @@ from nationmap.data.lulc import class_table_from_dict
 from nationmap.errors import InputError
 from nationmap.files import atomic_file
 from nationmap.losses import water_mask
-from nationmap.metrics import BASELINE_ROW, MODEL_ROW, MapCounts, report_methods, water_index
+from nationmap.metrics import BASELINE_ROW, MODEL_ROW, MapCounts, MethodReport, report_methods, water_index
 from nationmap.records import PIXEL_MODEL_KIND
 from nationmap.parallel import progress_bar
 from nationmap.train.checkpoint import Bundle, load_bundle
@@ -38,6 +38,38 @@ def predict(bundle: Bundle, x: torch.Tensor) -> torch.Tensor:
     if bundle.task == "water":
         return water_mask(logits, 0.5 if bundle.meta.threshold is None else bundle.meta.threshold)
     return logits.argmax(1)
+
+
+EVAL_FORMAT = "nationmap-eval/1"
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """A bundle's scores on a split, beside the majority class and the per-pixel baseline on the
+    same pixels (``report``); ``to_dict`` is OUT/metrics.json."""
+
+    bundle: str
+    data: str
+    split: str
+    task: str
+    patches: int
+    class_names: tuple[str, ...]
+    confusion_matrix: tuple[tuple[int, ...], ...]  # the model's, rows truth, columns prediction
+    majority_class: str  # the majority class of the model's training split
+    baseline_bundle: str | None
+    report: MethodReport
+
+    @property
+    def table(self) -> str:
+        return self.report.text
+
+    def to_dict(self) -> dict:
+        r = self.report
+        return {"format": EVAL_FORMAT, "bundle": self.bundle, "data": self.data, "split": self.split,
+                "task": self.task, "patches": self.patches, "confusion_matrix": [list(x) for x in self.confusion_matrix],
+                "class_names": list(self.class_names), **r.model.to_dict(), "majority_baseline": r.majority.to_dict(),
+                "majority_class": self.majority_class,
+                "baseline": None if r.baseline is None else {"bundle": self.baseline_bundle, **r.baseline.to_dict()}}
 
 
 @dataclass
@@ -98,7 +130,7 @@ def _input(bundle: Bundle, batch: dict) -> torch.Tensor:
 
 def evaluate(bundle_path: str | Path, data: str | Path, split: str = "test", out: str | Path | None = None,
              batch_size: int = 8, task: str | None = None, baseline: str | Path | None = None,
-             fit_baseline_to: str | Path | None = None, log=print) -> dict:
+             fit_baseline_to: str | Path | None = None, log=print) -> Evaluation:
     """Scores of the bundle, the majority class and (with ``baseline``, a baseline bundle, or
     ``fit_baseline_to``, where to write one fitted on ``data``'s training split) the per-pixel
     baseline on ``split``. ``task``, when given, is the task the caller expects the bundle to be
@@ -120,27 +152,21 @@ def evaluate(bundle_path: str | Path, data: str | Path, split: str = "test", out
                 x = torch.from_numpy(batch["x"]) if b is s.bundle else _input(b, batch)
                 s.methods[row].update(predict(b, x).numpy(), batch["target"])
             progress.advance(bar, len(batch["x"]))
-    s.methods[f"majority class ({s.names[s.majority]})"] = s.methods[MODEL_ROW].constant(s.majority)
-    result = _result(s, bundle_path, data, split, total, baseline)
+    majority = f"majority class ({s.names[s.majority]})"
+    s.methods[majority] = s.methods[MODEL_ROW].constant(s.majority)
+    report = report_methods(s.methods, s.names, s.bundle.task, f"on the {split} split", majority)
+    result = Evaluation(str(bundle_path), str(data), split, s.bundle.task, total, tuple(s.names),
+                        tuple(tuple(int(v) for v in row) for row in s.methods[MODEL_ROW].cm.counts),
+                        s.names[s.majority], None if baseline is None else str(baseline), report)
     if out is not None:
         _write(Path(out), result, s)
     return result
 
 
-def _result(s: _Setup, bundle_path, data, split: str, total: int, baseline) -> dict:
-    scores, text = report_methods(s.methods, s.names, s.bundle.task, f"on the {split} split")
-    majority_row = next(r for r in s.methods if r.startswith("majority"))
-    return {"bundle": str(bundle_path), "data": str(data), "split": split, "task": s.bundle.task, "patches": total,
-            "confusion_matrix": s.methods[MODEL_ROW].cm.counts.tolist(), "class_names": s.names,
-            **scores[MODEL_ROW], "majority_baseline": scores[majority_row], "majority_class": s.names[s.majority],
-            "baseline": {"bundle": str(baseline), **scores[BASELINE_ROW]} if baseline is not None else None,
-            "table": text}
-
-
-def _write(out: Path, result: dict, s: _Setup) -> None:
+def _write(out: Path, result: Evaluation, s: _Setup) -> None:
     with atomic_file(out / "metrics.json") as f:
-        f.write(json.dumps({k: v for k, v in result.items() if k != "table"}, indent=2))
+        f.write(json.dumps(result.to_dict(), indent=2))
     with atomic_file(out / "table.md") as f:
-        f.write(result["table"])
+        f.write(result.table)
     confusion_png(s.methods[MODEL_ROW].cm.counts, s.names, out / "confusion.png",
-                  f"{s.bundle.task} {result['split']}: row-normalised confusion")
+                  f"{s.bundle.task} {result.split}: row-normalised confusion")

@@ -198,8 +198,10 @@ def pretrain_model(cfg: TrainConfig, img_size: int) -> nn.Module:
 
 
 def segmentation_model(cfg: TrainConfig, img_size: int) -> nn.Module:
-    """UPerNet for ``cfg.task`` (lulc or water) with the Table I switches (high-res, refine-up)."""
-    seg = SegmentationConfig.from_preset(cfg.preset, cfg.task, highres=cfg.highres, refine_up=cfg.refine_up)
+    """UPerNet for ``cfg.task`` (lulc or water) with the Table I switches (high-res, refine-up,
+    image guide)."""
+    seg = SegmentationConfig.from_preset(cfg.preset, cfg.task, highres=cfg.highres, refine_up=cfg.refine_up,
+                                         guide=cfg.guide)
     return SegmentationModel(seg.replace(encoder=_encoder(cfg, img_size)))
 
 

@@ -100,10 +100,14 @@ def test_bundle_round_trip_and_evaluation(train_dataset, tiny_bundles, tmp_path)
     beside = evaluate(tiny_bundles["lulc"], train_dataset, "test", tmp_path / "eval", baseline=path)
     # the baseline row beside a network (inputs standardised with the baseline's own statistics)
     # is the baseline scored alone as the model: the same pixels, the same numbers
-    assert beside["baseline"]["miou"] == pytest.approx(alone["miou"])
-    assert beside["baseline"]["structures"] == alone["structures"]
-    assert alone["miou"] > max(beside["miou"], beside["majority_baseline"]["miou"])  # trees beat random weights
-    assert "per-pixel baseline (GBT)" in beside["table"] and "thin-water recall" in beside["table"]
+    assert beside.report.baseline.headline == pytest.approx(alone.report.model.headline)
+    assert beside.report.baseline.structures == alone.report.model.structures
+    # trees beat random weights
+    assert alone.report.model.headline > max(beside.report.model.headline, beside.report.majority.headline)
+    assert "per-pixel baseline (GBT)" in beside.table and "thin-water recall" in beside.table
+    written = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    assert written["format"] == "nationmap-eval/1" and written["baseline"]["bundle"] == str(path)
+    assert written["baseline"]["miou"] == beside.report.baseline.headline
     with pytest.raises(InputError, match="not the per-pixel baseline"):
         evaluate(path, train_dataset, "test", baseline=tiny_bundles["lulc"])
 

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
 
 from nationmap.errors import InputError
 from nationmap.losses import BCEDiceLoss, FocalDiceLoss, class_weights
+from nationmap.metrics import ConfusionMatrix
 from nationmap.models import SegmentationConfig, SegmentationModel
 from nationmap.models.upernet import InterpolationHead, RefineUpHead
 
@@ -97,3 +99,62 @@ def test_uses_batchnorm_convs_in_decoder():
     model = _model()
     assert any(isinstance(m, nn.BatchNorm2d) for m in model.decoder.modules())
     assert len(model.decoder.ppm.branches) == 4
+
+
+def test_image_guide_starts_as_the_head_then_corrects_it():
+    torch.manual_seed(0)
+    guided = _model(refine_up=False, guide=True).eval()
+    plain = _model(refine_up=False, guide=False).eval()
+    assert not hasattr(plain, "guide") and guided.guide.image[0][0].in_channels == 1
+    plain.load_state_dict({k: v for k, v in guided.state_dict().items() if not k.startswith("guide.")})
+    x = torch.randn(2, 1, 64, 64)
+    with torch.no_grad():
+        assert torch.equal(guided(x), plain(x))  # the zero-initialised last conv: no change at the start
+        guided.guide.out.weight.normal_()
+        assert not torch.allclose(guided(x), plain(x))
+
+
+def thin_lines(n: int, size: int = 64, seed: int = 0):
+    """Bright land crossed by dark 1-px rows and columns (rivers): standardised HH, labels 1 = river."""
+    rng = np.random.default_rng(seed)
+    labels = np.zeros((n, size, size), dtype=np.int64)
+    for i in range(n):
+        labels[i, rng.choice(size, 3, replace=False), :] = 1
+        labels[i, :, rng.choice(size, 3, replace=False)] = 1
+    db = np.where(labels == 1, -22.0, -6.0) + rng.normal(0.0, 1.0, labels.shape)
+    return torch.from_numpy(((db - db.mean()) / db.std())[:, None].astype(np.float32)), torch.from_numpy(labels)
+
+
+def _river_iou(guide: bool) -> float:
+    torch.manual_seed(0)
+    x, y = thin_lines(4)
+    cfg = SegmentationConfig.from_preset("tiny", "lulc", **SMALL, num_classes=2, refine_up=False, guide=guide)
+    model = SegmentationModel(cfg).train()
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=0.0)
+    loss_fn = FocalDiceLoss(class_weights([0.9, 0.1]))
+    for _ in range(60):
+        opt.zero_grad()
+        loss_fn(model(x), y).backward()
+        opt.step()
+    with torch.no_grad():
+        pred = model.eval()(x).argmax(1)
+    return ConfusionMatrix(2).update(pred, y).scores().classes[1].iou
+
+
+def test_image_guide_puts_1px_rivers_back_in_place():
+    """A 1-px river inside a 4 x 4 token: the stride-4 head paints it 4 px wide, the guide does not."""
+    plain, guided = _river_iou(False), _river_iou(True)
+    assert guided > 0.8 and guided > plain + 0.2, (plain, guided)
+
+
+def test_image_guide_gradients_reach_it_after_one_step():
+    torch.manual_seed(0)
+    model = _model(refine_up=False, guide=True).train()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    loss_fn = FocalDiceLoss(class_weights([1.0] * 9))
+    for _ in range(2):  # step 1 moves the zero-initialised last conv; step 2's gradients reach the image convs
+        opt.zero_grad()
+        loss_fn(model(torch.randn(2, 1, 64, 64)), torch.randint(0, 9, (2, 64, 64))).backward()
+        opt.step()
+    dead = [n for n, p in model.guide.named_parameters() if p.grad is None or not p.grad.abs().sum()]
+    assert dead == []

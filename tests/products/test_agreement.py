@@ -47,17 +47,18 @@ def test_agreement_counts_match_a_direct_count(runs, tiny_world):
     run_dir, base_dir = runs
     result = map_agreement(run_dir, tiny_world / "lulc", baseline_run=base_dir)
     expected = _direct_lulc_confusion(run_dir, base_dir, tiny_world / "lulc")
-    assert np.array_equal(np.asarray(result["lulc"]["confusion_matrix"]), expected)
-    methods = result["lulc"]["methods"]
-    assert list(methods) == [MODEL_ROW, BASELINE_ROW, "majority class (Forest)"]
+    lulc = result.products["lulc"]
+    assert np.array_equal(np.asarray(lulc.confusion_matrix), expected)
+    report = lulc.report
+    assert [m.name for m in report.methods] == [MODEL_ROW, BASELINE_ROW, "majority class (Forest)"]
     # the fitted baseline beats random weights and the majority class; a constant map has no boundary
-    assert methods[BASELINE_ROW]["miou"] > max(methods[MODEL_ROW]["miou"], methods["majority class (Forest)"]["miou"])
-    assert methods["majority class (Forest)"]["structures"]["mean_boundary_f"] == 0.0
-    for row in methods.values():
-        s = row["structures"]
-        assert 0.0 <= s["mean_boundary_f"] <= 1.0 and s["boundary_tolerance_px"] == 2
+    assert report.baseline.headline > max(report.model.headline, report.majority.headline)
+    assert report.majority.boundary_f == 0.0
+    for row in report.methods:
+        assert 0.0 <= row.boundary_f <= 1.0 and row.structures.tolerance == 2
     written = json.loads((run_dir / "agreement.json").read_text())
-    assert written["baseline_run"] == str(base_dir)
+    assert written["baseline_run"] == str(base_dir) and written["format"] == "nationmap-agreement/1"
+    assert written["lulc"]["methods"][BASELINE_ROW]["miou"] == report.baseline.headline
     assert list(written["water"]["methods"]) == [MODEL_ROW, "reference's majority class (Non-water)"]
     table = (run_dir / "agreement.md").read_text()
     assert "per-pixel baseline (GBT)" in table and "thin-water recall" in table
@@ -87,7 +88,8 @@ def test_eval_products_cli(runs, tiny_world):
 def test_without_a_baseline_run_the_majority_is_the_references(runs, tiny_world):
     run_dir, _ = runs
     result = map_agreement(run_dir, tiny_world / "lulc", write=False)
-    assert list(result["lulc"]["methods"]) == [MODEL_ROW, "reference's majority class (Forest)"]
-    water = result["water"]["methods"]
-    assert list(water) == [MODEL_ROW, "reference's majority class (Non-water)"]  # the tiny world is mostly land
-    assert water["reference's majority class (Non-water)"]["structures"]["thin_water_recall"] in (0.0, None)
+    assert [m.name for m in result.products["lulc"].report.methods] == [MODEL_ROW, "reference's majority class (Forest)"]
+    water = result.products["water"].report
+    assert water.baseline is None  # the tiny world is mostly land:
+    assert water.majority.name == "reference's majority class (Non-water)"
+    assert water.majority.thin_water_recall in (0.0, None)

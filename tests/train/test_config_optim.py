@@ -93,24 +93,31 @@ def test_warmup_then_cosine_to_min_lr():
     assert all(a <= b for a, b in zip(lrs[:20], lrs[1:21])) and all(a >= b for a, b in zip(lrs[20:99], lrs[21:100]))
 
 
+def _method(name: str, miou: float, macc: float, boundary_f: float, thin: float | None):
+    from nationmap.metrics import MethodScores, SegmentationScores, StructureScores
+
+    scores = SegmentationScores(classes=(), miou=miou, macc=macc, overall_accuracy=0.0, pixels=1)
+    return MethodScores(name, scores, StructureScores({}, boundary_f, thin, 0, 2, 3))
+
+
 def test_ablation_rows_are_table_i():
+    from nationmap.metrics import MethodReport
     from nationmap.train.ablate import TABLE_I, render_table_i
 
     base = resolve_config("lulc", None, {"preset": "tiny", "data": "d"})
     configs = [row.config(base, "PRE") for row in TABLE_I]
-    assert [(bool(c.init), c.highres, c.refine_up, c.alpha_scale) for c in configs] == [
-        (True, False, False, 1.0), (True, True, False, 1.0), (True, True, True, 1.0),
-        (False, True, True, 2.25), (True, True, True, 2.25)]
-    assert configs[3].no_pretrain and len({c.name for c in configs}) == 5
-    structures = {"mean_boundary_f": 0.4, "thin_water_recall": 0.25}
-    scores = {"miou": 0.5026, "macc": 0.6112, "structures": structures}
-    baseline = {"miou": 0.41, "macc": 0.5, "structures": {"mean_boundary_f": 0.3, "thin_water_recall": None},
-                "majority_row": "majority class (Forest)",
-                "majority_baseline": {"miou": 0.07, "macc": 0.11, "structures": structures}}
-    lines = render_table_i([(row, scores) for row in TABLE_I], baseline).splitlines()
-    assert lines[-3] == "| ✓ | ✓ | ✓ | ✓ | 50.26 | 61.12 | 40.00 | 25.00 |"
-    assert lines[-2] == "| per-pixel baseline (GBT) | | | | 41.00 | 50.00 | 30.00 | - |"
-    assert lines[-1].startswith("| majority class (Forest) | | | | 7.00 | 11.00 |")
+    assert [(bool(c.init), c.highres, c.refine_up, c.alpha_scale, c.guide) for c in configs] == [
+        (True, False, False, 1.0, False), (True, True, False, 1.0, False), (True, True, True, 1.0, False),
+        (False, True, True, 2.25, False), (True, True, True, 2.25, False), (True, True, True, 2.25, True)]
+    assert configs[3].no_pretrain and len({c.name for c in configs}) == 6
+    majority = _method("majority class (Forest)", 0.07, 0.11, 0.0, 0.0)
+    model = MethodReport("lulc", _method("nationmap", 0.5026, 0.6112, 0.4, 0.25), majority, None, "")
+    baseline = MethodReport("lulc", _method("nationmap", 0.41, 0.5, 0.3, None), majority, None, "")
+    lines = render_table_i([(row, model) for row in TABLE_I], baseline).splitlines()
+    assert lines[-3] == "| ✓ | ✓ | ✓ | ✓ | ✓ | 50.26 | 61.12 | 40.00 | 25.00 |"
+    assert lines[-4] == "| ✓ | ✓ | ✓ | ✓ | ✗ | 50.26 | 61.12 | 40.00 | 25.00 |"
+    assert lines[-2] == "| per-pixel baseline (GBT) | | | | | 41.00 | 50.00 | 30.00 | - |"
+    assert lines[-1] == "| majority class (Forest) | | | | | 7.00 | 11.00 | 0.00 | 0.00 |"
 
 
 @pytest.mark.parametrize("overrides, message", [

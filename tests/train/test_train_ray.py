@@ -66,7 +66,7 @@ def test_pretrain_finetune_export_eval(ray_local, train_dataset, tmp_path):
     assert state["epoch"] == 2 and state["normalisation"]["std_db"] > 0 and state["scheme"] == "lulc9"
     write_bundle(tmp_path / "bundle", find_checkpoint(run_dir, "best"))
     result = evaluate(tmp_path / "bundle", train_dataset, "test", tmp_path / "eval")
-    assert 0.0 <= result["miou"] <= 1.0 and result["majority_baseline"]["miou"] > 0
+    assert 0.0 <= result.report.model.headline <= 1.0 and result.report.majority.headline > 0
     assert {p.name for p in (tmp_path / "eval").iterdir()} == {"metrics.json", "table.md", "confusion.png"}
     assert "| Method | Water | Built-up |" in (tmp_path / "eval" / "table.md").read_text()
 
