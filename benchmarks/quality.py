@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 
 HELDOUT_SEED = 20261  # the held-out world: no test (0, 1) or demo (0) world has this seed
 MONTH = "2022-09"
-FULL_RECIPES = ("cpu-demo",)  # the recipes the full size trains, each from jobs/<recipe>/
+FULL_RECIPES = ("cpu-demo", "cpu-long")  # the recipes the full size trains, each from jobs/<recipe>/
 TRAIN_CELLS = {"tiny": ("N35E137",), "full": None}  # None: the demo region
 HELDOUT_CELLS = {"tiny": ("N35E140",), "full": None}  # None: the demo-heldout region
 
