@@ -93,6 +93,10 @@ def test_config_round_trip_and_validation():
         SegmentationConfig.from_preset("tiny", "roads")
     with pytest.raises(InputError, match="num_classes"):
         SegmentationConfig(num_classes=0)
+    guided = SegmentationConfig.from_preset("tiny", "lulc", guide=True)
+    assert SegmentationConfig.from_dict(guided.to_dict()) == guided and guided.guide_channels == 16
+    with pytest.raises(InputError, match="guide_channels must be >= 1"):
+        SegmentationConfig(guide=True, guide_channels=0)
 
 
 def test_uses_batchnorm_convs_in_decoder():
