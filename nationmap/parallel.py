@@ -34,8 +34,10 @@ def progress_bar(console: Console | None = None) -> Progress:
 # where the tens-of-MB tensors of every step are mmapped and unmapped again (page faults). One
 # arena, as the main thread has: the bare training loop of benchmarks/training.py ran at 12.5
 # samples/s in a thread and 15.2 in a thread with MALLOC_ARENA_MAX=1 (14.8 in the main thread).
+# It is set once, for every worker of the job (:func:`init_ray`), not per trainer or actor pool:
+# a per-actor runtime_env makes Ray start a fresh process for each actor instead of reusing one.
 WORKER_ENV = {"MALLOC_ARENA_MAX": "1"}
-"""Environment of the Ray workers that run models (set when their process starts)."""
+"""Environment of nationmap's Ray workers (set when their process starts)."""
 
 _address: str | None = None
 
@@ -46,7 +48,7 @@ def use_ray_address(address: str | None) -> None:
     _address = address
 
 
-def init_ray(address: str | None = None, num_cpus: int | None = None) -> None:
+def init_ray(address: str | None = None, num_cpus: int | None = None, log_to_driver: bool = True) -> None:
     """Connect to ``address`` (or the one set by :func:`use_ray_address`, or ``RAY_ADDRESS``) or
     start an embedded local Ray; no-op if up. Called by :func:`run_tasks` on first use, so bad
     input is reported before Ray spends seconds starting."""
@@ -56,10 +58,15 @@ def init_ray(address: str | None = None, num_cpus: int | None = None) -> None:
         return
     address = address or _address or os.environ.get("RAY_ADDRESS")
     if address:
-        ray.init(address=address, logging_level="ERROR")
+        ray.init(address=address, logging_level="ERROR", log_to_driver=log_to_driver,
+                 runtime_env={"env_vars": WORKER_ENV})
     else:
+        # the embedded raylet, and so every worker it starts, inherits the driver's environment
+        for key, value in WORKER_ENV.items():
+            os.environ.setdefault(key, value)
         # "local": a new embedded instance, never one found running on the machine (ray start)
-        ray.init(address="local", num_cpus=num_cpus or os.cpu_count(), include_dashboard=False, logging_level="ERROR")
+        ray.init(address="local", num_cpus=num_cpus or os.cpu_count(), include_dashboard=False, logging_level="ERROR",
+                 log_to_driver=log_to_driver)
 
 
 def node_id() -> str:

@@ -31,9 +31,9 @@ def ray_local():
     """
     import ray
 
-    if not ray.is_initialized():
-        ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level="ERROR",
-                 log_to_driver=False)
+    from nationmap.parallel import init_ray
+
+    init_ray(num_cpus=2, log_to_driver=False)  # nationmap's own start: its worker environment too
     yield ray
     ray.shutdown()
 

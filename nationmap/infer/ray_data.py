@@ -14,7 +14,7 @@ import numpy as np
 
 from nationmap.errors import InputError
 from nationmap.infer.windows import WindowSettings
-from nationmap.parallel import WORKER_ENV, init_ray
+from nationmap.parallel import init_ray
 from nationmap.records import SceneJob, SceneRecord
 
 
@@ -63,7 +63,7 @@ def predict_scenes_ray(jobs: list[SceneJob], cfg, model_paths: dict[str, str], s
     ds = ray.data.from_items([{"job": json.dumps(j.to_json())} for j in jobs], override_num_blocks=len(jobs))
     ds = ds.map_batches(
         ScenePredictor, batch_size=1, concurrency=actors, num_cpus=cfg.cpus_per_actor,
-        num_gpus=cfg.gpus_per_actor or None, runtime_env={"env_vars": WORKER_ENV},
+        num_gpus=cfg.gpus_per_actor or None,
         fn_constructor_kwargs={"model_paths": model_paths, "settings": settings.__dict__,
                                "threads": int(cfg.cpus_per_actor), "compile": cfg.compile},
     )

@@ -103,7 +103,7 @@ def _trainer(cfg: TrainConfig, run_dir: Path, dataset: PreparedDataset):
     import ray.train
     from ray.train.torch import TorchTrainer
 
-    from nationmap.parallel import WORKER_ENV, init_ray
+    from nationmap.parallel import init_ray
 
     # Worker prints reach the driver once (not also through Ray Train's print-to-log patch).
     os.environ.setdefault("RAY_TRAIN_ENABLE_PRINT_PATCH", "0")
@@ -129,7 +129,6 @@ def _trainer(cfg: TrainConfig, run_dir: Path, dataset: PreparedDataset):
             storage_path=str(run_dir.parent),
             checkpoint_config=ray.train.CheckpointConfig(num_to_keep=cfg.keep_last),
             failure_config=ray.train.FailureConfig(max_failures=cfg.max_failures),
-            worker_runtime_env={"env_vars": WORKER_ENV},
         ),
         datasets=datasets,
     )
