@@ -185,7 +185,9 @@ class ImageGuide(nn.Module):
     logits (B, K, H, W) + conv(concat(logits, features(image (B, C_in, H, W)))) -> (B, K, H, W).
 
     The last conv starts at zero, so a new guide leaves the head's logits unchanged and training
-    moves away from them only where the image says so."""
+    moves away from them only where the image says so. Its few-channel full-resolution convs run
+    channels-last (weights and activations): on one CPU thread the guide's forward and backward
+    (batch 8, 256 px, 9 classes) took 0.93 s against 1.33 s in the default layout (fastest of 10)."""
 
     def __init__(self, in_chans: int, num_classes: int, channels: int):
         super().__init__()
@@ -194,10 +196,13 @@ class ImageGuide(nn.Module):
         self.out = nn.Conv2d(channels, num_classes, 1)
         nn.init.zeros_(self.out.weight)
         nn.init.zeros_(self.out.bias)
+        self.to(memory_format=torch.channels_last)
 
     def forward(self, logits: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
-        mixed = self.mix(torch.cat([logits, self.image(image)], dim=1))
-        return logits + self.out(mixed)
+        last = torch.channels_last
+        features = self.image(image.contiguous(memory_format=last))
+        mixed = self.mix(torch.cat([logits.contiguous(memory_format=last), features], dim=1))
+        return logits + self.out(mixed).contiguous()
 
 
 class SegmentationModel(nn.Module):
