@@ -1,15 +1,17 @@
 """Map quality on land and a world the models never saw, beside the per-pixel baseline.
 
-Training data: the demo's (its world, seed 0, the demo region; pretraining on Oct-Nov 2022,
-finetuning on Sep 2022). Held-out: the ``demo-heldout`` cells of a world generated with
-``HELDOUT_SEED``, a seed no test or demo world uses (other land cover, other scenes), mapped
-for Sep 2022. Each CPU recipe (``jobs/<recipe>/``: pretraining, LULC and water finetuning)
-trains its models, maps the held-out region, and is scored against the held-out world's LULC
-tiles by :func:`nationmap.products.agreement.map_agreement` on the same pixels as the per-pixel
-baseline (gradient-boosted trees fitted on the same training split, mapped by the same
-pipeline) and the majority class. The figures: LULC mIoU, per-class IoU, boundary F-score (2 px),
-thin-water recall, water IoU, the classes of the training split mapped with IoU 0, and the
-wall time of each recipe's training.
+Training data: a named region of the demo's world (seed 0), pretraining on Oct-Nov 2022 and
+finetuning on Sep 2022 as the demo; each recipe trains on its own region (``RECIPE_REGIONS``:
+jobs/cpu-demo on the demo's 4 cells, jobs/cpu-long on the 12 cells of ``demo-wide``). Held-out:
+the ``demo-heldout`` cells of a world generated with ``HELDOUT_SEED``, a seed no test or demo
+world uses (other land cover, other scenes), mapped for Sep 2022. Each CPU recipe
+(``jobs/<recipe>/``: pretraining, LULC and water finetuning) trains its models, maps the held-out
+region, and is scored against the held-out world's LULC tiles by
+:func:`nationmap.products.agreement.map_agreement` on the same pixels as the per-pixel baseline
+fitted on the same training split (gradient-boosted trees, mapped by the same pipeline) and the
+majority class. The figures: LULC mIoU, per-class IoU, boundary F-score (2 px), thin-water
+recall, water IoU, the classes of the training split mapped with IoU 0, and the wall time of
+each recipe's training.
 
 ``tiny`` (the test suite's smoke run) trains 1 epoch on a small world; ``full`` writes the
 figures of ``benchmarks/RESULTS.md``.
@@ -32,8 +34,8 @@ if TYPE_CHECKING:
 HELDOUT_SEED = 20261  # the held-out world: no test (0, 1) or demo (0) world has this seed
 MONTH = "2022-09"
 FULL_RECIPES = ("cpu-demo", "cpu-long")  # the recipes the full size trains, each from jobs/<recipe>/
-TRAIN_CELLS = {"tiny": ("N35E137",), "full": None}  # None: the demo region
-HELDOUT_CELLS = {"tiny": ("N35E140",), "full": None}  # None: the demo-heldout region
+RECIPE_REGIONS = {"cpu-demo": "demo", "cpu-long": "demo-wide"}  # the land each recipe trains on
+TINY_TRAIN_CELLS, TINY_HELDOUT_CELLS = ("N35E137",), ("N35E140",)
 
 
 def _synth(root: Path, cells, months, seed: int, size: str) -> tuple[Path, Path]:
@@ -50,14 +52,16 @@ def _synth(root: Path, cells, months, seed: int, size: str) -> tuple[Path, Path]
     return raw, catalog
 
 
-def training_data(workdir: Path, size: str) -> tuple[Path, Path]:
-    """The demo's world and prepared dataset (tiny: one cell, 64 px patches); (raw dir, dataset)."""
+def training_data(workdir: Path, size: str, region: str = "demo") -> tuple[Path, Path]:
+    """The prepared dataset of a named region of the demo's world (seed 0): pretraining on Oct-Nov
+    2022, finetuning on Sep 2022, as the demo (tiny: one cell, 64 px patches); (raw dir, dataset)."""
     from nationmap.data.prepare import PrepareConfig, prepare_dataset
-    from nationmap.data.regions import DEMO_CELLS, resolve_region
+    from nationmap.data.regions import NAMED_CELL_REGIONS, resolve_region
 
-    cells = TRAIN_CELLS[size] or DEMO_CELLS
-    raw, catalog = _synth(workdir / f"train-world-{size}", cells, ("2022-09", "2022-10", "2022-11"), 0, size)
-    dataset = workdir / f"train-world-{size}" / "dataset"
+    cells = TINY_TRAIN_CELLS if size == "tiny" else NAMED_CELL_REGIONS[region]
+    root = workdir / f"train-world-{size}-{region}"
+    raw, catalog = _synth(root, cells, ("2022-09", "2022-10", "2022-11"), 0, size)
+    dataset = root / "dataset"
     if not (dataset / "dataset.json").exists():
         cfg = PrepareConfig(pretrain_months=("2022-10", "2022-11"), finetune_months=(MONTH,), seed=0,
                             n_anchors=200_000 if size == "full" else 4000, patch_size=256 if size == "full" else 64)
@@ -70,7 +74,7 @@ def heldout_world(workdir: Path, size: str) -> tuple[Path, Path, str]:
     """The held-out world (seed ``HELDOUT_SEED``), map month only; (raw dir, catalog, region)."""
     from nationmap.data.regions import DEMO_HELDOUT_CELLS
 
-    cells = HELDOUT_CELLS[size] or DEMO_HELDOUT_CELLS
+    cells = TINY_HELDOUT_CELLS if size == "tiny" else DEMO_HELDOUT_CELLS
     raw, catalog = _synth(workdir / f"heldout-world-{size}", cells, (MONTH,), HELDOUT_SEED, size)
     return raw, catalog, ",".join(cells)
 
@@ -132,7 +136,6 @@ def _row(name: str, lulc: "MethodScores", water: "MethodScores | None", train_s:
 
 
 def run(size: str, workdir: Path) -> Result:
-    from nationmap.baseline.bundle import fit_baseline
     from nationmap.metrics import BASELINE_ROW
     from nationmap.products.agreement import map_agreement
 
@@ -142,35 +145,51 @@ def run(size: str, workdir: Path) -> Result:
             if not (JOBS_DIR / recipe / f"{task}.toml").is_file():
                 raise FileNotFoundError(f"no job spec jobs/{recipe}/{task}.toml")
     workdir.mkdir(parents=True, exist_ok=True)
-    _, dataset = training_data(workdir, size)
     heldout = heldout_world(workdir, size)
     out = workdir / f"quality-{size}"
     shutil.rmtree(out, ignore_errors=True)
-    t0 = time.time()
-    baselines = {t: fit_baseline(dataset, t, out / f"baseline-{t}", log=lambda *_: None) for t in ("lulc", "water")}
-    baseline_fit_s = time.time() - t0
-    base_run, base_map_s = _map(baselines, heldout, out / "baseline-products", batch_size=2)
     res = Result("quality", "Map quality on a held-out region of another world, beside the per-pixel baseline")
-    train_classes = _training_classes(dataset)
     for recipe in recipes:
+        region = RECIPE_REGIONS[recipe]
+        _, dataset = training_data(workdir, size, region)
+        base_run, baseline = _baseline(dataset, heldout, out / f"baseline-{region}")
         bundles, train_s = _train_recipe(recipe, dataset, out / recipe, size)
         run_dir, map_s = _map(bundles, heldout, out / f"{recipe}-products", overlap=64 if size == "full" else 16)
         a = map_agreement(run_dir, heldout[0] / "lulc", baseline_run=base_run)
         lulc, water = a.products["lulc"].report, a.products["water"].report
-        if not res.rows:
-            res.rows += [_row(BASELINE_ROW, lulc.baseline, water.baseline, None, train_classes),
-                         _row(lulc.majority.name, lulc.majority, water.majority, None, train_classes)]
-            res.data["baseline"] = {"lulc": lulc.baseline.to_dict(), "water": water.baseline.to_dict(),
-                                    "fit_s": round(baseline_fit_s, 1), "map_s": round(base_map_s, 1)}
+        classes = _training_classes(dataset)
+        if not res.rows:  # the reference's majority class: the same pixels for every recipe
+            res.rows.append(_row(lulc.majority.name, lulc.majority, water.majority, None, classes))
             res.data["pixels"], res.data["cells"] = a.products["lulc"].pixels, list(a.cells)
-        res.rows.append(_row(f"nationmap, jobs/{recipe}", lulc.model, water.model, train_s, train_classes))
-        res.data[recipe] = {"lulc": lulc.model.to_dict(), "water": water.model.to_dict(),
-                            "train_s": round(train_s, 1), "map_s": round(map_s, 1)}
+        res.rows += [_row(f"{BASELINE_ROW}, {region} data", lulc.baseline, water.baseline, None, classes),
+                     _row(f"nationmap, jobs/{recipe} ({region} data)", lulc.model, water.model, train_s, classes)]
+        res.data[recipe] = {"region": region, "train_pairs": _train_pairs(dataset), "classes": classes,
+                            "lulc": lulc.model.to_dict(), "water": water.model.to_dict(),
+                            "train_s": round(train_s, 1), "map_s": round(map_s, 1),
+                            "baseline": {"lulc": lulc.baseline.to_dict(), "water": water.baseline.to_dict(), **baseline}}
         key = recipe.removeprefix("cpu-")
         res.ratios[f"{key}_miou_minus_baseline"] = lulc.model.headline - lulc.baseline.headline
-        res.ratios[f"{key}_classes_at_iou_0"] = float(len(_zero_classes(lulc.model, train_classes)))
-    res.notes += _notes(res, heldout, train_classes)
+        res.ratios[f"{key}_classes_at_iou_0"] = float(len(_zero_classes(lulc.model, classes)))
+    res.notes += _notes(res, heldout)
     return res
+
+
+def _baseline(dataset: Path, heldout, out: Path) -> tuple[Path, dict]:
+    """The per-pixel baselines fitted on ``dataset``'s training split, mapping the held-out month;
+    (products run dir, fit and map seconds)."""
+    from nationmap.baseline.bundle import fit_baseline
+
+    t0 = time.time()
+    bundles = {t: fit_baseline(dataset, t, out / f"model-{t}", log=lambda *_: None) for t in ("lulc", "water")}
+    fit_s = time.time() - t0
+    run_dir, map_s = _map(bundles, heldout, out / "products", batch_size=2)
+    return run_dir, {"fit_s": round(fit_s, 1), "map_s": round(map_s, 1)}
+
+
+def _train_pairs(dataset: Path) -> int:
+    from nationmap.data.dataset import PreparedDataset
+
+    return int(PreparedDataset(dataset).meta["patches"]["train"])
 
 
 def _training_classes(dataset: Path) -> list[str]:
@@ -184,17 +203,20 @@ def _training_classes(dataset: Path) -> list[str]:
     return [n for n, p in zip(names, pixels) if p > 0]
 
 
-def _notes(res: Result, heldout, train_classes: list[str]) -> list[str]:
+def _notes(res: Result, heldout) -> list[str]:
     from nationmap.metrics import BASELINE_ROW
 
     per_class = lambda d: ", ".join(f"{c} {fmt(v['iou'], 2)}" for c, v in d["classes"].items())  # noqa: E731
     notes = [f"Held-out: cells {heldout[2]} of the world of seed {HELDOUT_SEED}, {MONTH}; "
-             f"{res.data['pixels']:,} LULC pixels scored, the same for every row.",
-             f"Per-class IoU, {BASELINE_ROW}: {per_class(res.data['baseline']['lulc'])}."]
+             f"{res.data['pixels']:,} LULC pixels scored, the same for every row."]
     for recipe in FULL_RECIPES:
         if recipe in res.data:
-            notes.append(f"Per-class IoU, jobs/{recipe}: {per_class(res.data[recipe]['lulc'])}.")
-    notes.append(f"Classes of the training split: {', '.join(train_classes)}.")
+            d = res.data[recipe]
+            notes += [f"jobs/{recipe} and its baseline trained on the {d['region']} region of the demo's world "
+                      f"({d['train_pairs']} training pairs; classes: {', '.join(d['classes'])}); baseline fit "
+                      f"{d['baseline']['fit_s']:.0f} s, map {d['baseline']['map_s']:.0f} s.",
+                      f"Per-class IoU, {BASELINE_ROW} ({d['region']} data): {per_class(d['baseline']['lulc'])}.",
+                      f"Per-class IoU, jobs/{recipe}: {per_class(d['lulc'])}."]
     return notes
 
 

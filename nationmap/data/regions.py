@@ -5,6 +5,8 @@ A region spec is one of:
   LULC directory, the set of ``LC_*.tif`` tiles present there, as JAXA's 131-tile index);
 - ``demo``: the synthetic demo region (4 cells around the UTM zone 53/54 border);
 - ``demo-heldout``: the demo's held-out region (2 cells east of it beyond a gap, never trained on);
+- ``demo-wide``: 12 cells around the demo region (N34-N36, E135-E138: three times its land, still
+  west of the held-out region's gap), the land of the longer CPU recipe;
 - cell names: ``N35E132,N36E133``;
 - a bbox: ``lon_min,lat_min,lon_max,lat_max`` in degrees;
 - a GeoJSON file (Feature, FeatureCollection or geometry) in EPSG:4326.
@@ -32,9 +34,10 @@ DEMO_CELLS = ("N35E137", "N35E138", "N36E137", "N36E138")
 # The demo's held-out region: two cells east of the demo's with the E139 column between them, so no 60 x 50 km scene touches both (held-out maps are scored on scenes and land
 # the models never saw).
 DEMO_HELDOUT_CELLS = ("N35E140", "N35E141")
-NAMED_CELL_REGIONS = {"demo": DEMO_CELLS, "demo-heldout": DEMO_HELDOUT_CELLS}
+DEMO_WIDE_CELLS = tuple(f"N{lat}E{lon}" for lat in (34, 35, 36) for lon in (135, 136, 137, 138))
+NAMED_CELL_REGIONS = {"demo": DEMO_CELLS, "demo-heldout": DEMO_HELDOUT_CELLS, "demo-wide": DEMO_WIDE_CELLS}
 
-_HELP = "expected japan, demo, demo-heldout, cell names like N35E132,N36E133, a bbox lon_min,lat_min,lon_max,lat_max, or a GeoJSON file"
+_HELP = "expected japan, demo, demo-heldout, demo-wide, cell names like N35E132,N36E133, a bbox lon_min,lat_min,lon_max,lat_max, or a GeoJSON file"
 
 
 @dataclass(frozen=True)

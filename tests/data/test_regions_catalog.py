@@ -132,3 +132,10 @@ def test_the_demo_heldout_region_is_apart_from_the_demo_region():
     assert heldout.cell_names == ["N35E140", "N35E141"]
     # a full cell column between them: wider than a 60 x 50 km scene, so no scene touches both
     assert heldout.bounds[0] - demo.bounds[2] >= 1.0 and heldout.bounds[1] == demo.bounds[1]
+
+
+def test_the_demo_wide_region_holds_the_demo_region_and_keeps_the_gap():
+    demo, wide, heldout = (resolve_region(r) for r in ("demo", "demo-wide", "demo-heldout"))
+    assert len(wide.cell_names) == 12 and set(demo.cell_names) <= set(wide.cell_names)
+    assert wide.bounds == (135.0, 34.0, 139.0, 37.0)
+    assert heldout.bounds[0] - wide.bounds[2] >= 1.0  # the E139 column still lies between
