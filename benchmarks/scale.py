@@ -148,6 +148,7 @@ def full_resolution(size: ScaleSize, workdir: Path, bundles: dict) -> dict:
     import ray
 
     from nationmap.data.grid import parse_cell
+    from nationmap.parallel import init_ray
     from nationmap.infer.config import InferConfig
     from nationmap.infer.pipeline import RunPaths, describe_models, run_inference
     from nationmap.products.cells import combine_cell
@@ -160,7 +161,7 @@ def full_resolution(size: ScaleSize, workdir: Path, bundles: dict) -> dict:
                       water_model=bundles["water"], out=str(root / "products"), lulc_dir=str(root / "lulc"),
                       pixels_per_degree=size.full_ppd, overlap=size.overlap, batch_size=16, executor="ray",
                       concurrency=2, gpus_per_actor=0.0, cpus_per_actor=1.0, keep_scenes=True)
-    ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level="ERROR", log_to_driver=False)
+    init_ray("local", num_cpus=2, log_to_driver=False)  # nationmap's own start: the workers' environment too
     try:
         manifest = run_inference(cfg, log=lambda *a, **k: None)
     finally:

@@ -50,16 +50,18 @@ def use_ray_address(address: str | None) -> None:
 
 def init_ray(address: str | None = None, num_cpus: int | None = None, log_to_driver: bool = True) -> None:
     """Connect to ``address`` (or the one set by :func:`use_ray_address`, or ``RAY_ADDRESS``) or
-    start an embedded local Ray; no-op if up. Called by :func:`run_tasks` on first use, so bad
-    input is reported before Ray spends seconds starting."""
+    start an embedded local Ray (``address="local"`` forces it); no-op if up. Called by
+    :func:`run_tasks` on first use, so bad input is reported before Ray spends seconds starting."""
     import ray
 
     if ray.is_initialized():
         return
     address = address or _address or os.environ.get("RAY_ADDRESS")
-    if address:
+    if address and address != "local":
+        # keys a submitted job already sets stay the job's (Ray refuses to merge the two)
+        env = {k: v for k, v in WORKER_ENV.items() if k not in os.environ}
         ray.init(address=address, logging_level="ERROR", log_to_driver=log_to_driver,
-                 runtime_env={"env_vars": WORKER_ENV})
+                 runtime_env={"env_vars": env} if env else None)
     else:
         # the embedded raylet, and so every worker it starts, inherits the driver's environment
         for key, value in WORKER_ENV.items():

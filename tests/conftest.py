@@ -33,7 +33,7 @@ def ray_local():
 
     from nationmap.parallel import init_ray
 
-    init_ray(num_cpus=2, log_to_driver=False)  # nationmap's own start: its worker environment too
+    init_ray("local", num_cpus=2, log_to_driver=False)  # nationmap's own start: its worker environment too
     yield ray
     ray.shutdown()
 
