@@ -54,6 +54,7 @@ def test_infer_overhead(tmp_path, ray_local):
     assert r.data["patches"] == r.data["windows"] > 0  # the pipeline predicted exactly the windows with data
 
 
+@pytest.mark.slow  # about 110 s on 2 cores; `make bench` runs the benchmark itself
 @pytest.mark.ray
 def test_data_prep_and_training(tmp_path, ray_local):
     r = data_prep.run("tiny", tmp_path)

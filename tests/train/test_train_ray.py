@@ -71,6 +71,7 @@ def test_pretrain_finetune_export_eval(ray_local, train_dataset, tmp_path):
     assert "| Method | Water | Built-up |" in (tmp_path / "eval" / "table.md").read_text()
 
 
+@pytest.mark.slow  # about 110 s on 2 cores; tests/train/test_tasks.py checks the stop at the step and the epoch
 def test_non_finite_loss_stops_with_the_step(ray_local, train_dataset, tmp_path):
     cfg = _cfg("water", train_dataset, tmp_path, "nan", no_pretrain=True, lr=1e30, clip_grad=0.0, warmup_epochs=0)
     with pytest.raises(TrainingError, match=r"loss became (nan|inf) at epoch \d+, step \d+"):
