@@ -50,6 +50,7 @@ def _args():
     ap.add_argument("--guide", action="store_true", help="image-guided full-resolution refinement")
     ap.add_argument("--alpha-scale", type=float, default=2.25)
     ap.add_argument("--init", default="", help="pretrained encoder (pretraining run, bundle or checkpoint)")
+    ap.add_argument("--precision", default="auto", help="auto (float32 on the CPU), bf16 or fp32")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--eval-every", type=int, default=10)
     return ap.parse_args()
@@ -85,7 +86,7 @@ def main() -> None:
     cfg = TrainConfig(task="lulc", data=a.data, preset="tiny", highres=not a.no_highres, refine_up=not a.no_refine_up, guide=a.guide,
                       alpha_scale=a.alpha_scale, epochs=a.epochs, batch_size=a.batch, lr=a.lr, min_lr=1e-6,
                       warmup_epochs=1, layer_decay=a.layer_decay, clip_grad=5.0, drop_path=0.0,
-                      no_pretrain=not a.init, init=a.init)
+                      no_pretrain=not a.init, init=a.init, precision=a.precision)
     task = make_task(cfg, data.meta)
     model = task.build_model(data.patch_size)
     if a.init:

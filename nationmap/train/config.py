@@ -18,6 +18,10 @@ from nationmap.files import JOBS_DIR, atomic_file, read_toml_table
 
 TASKS = ("pretrain", "lulc", "water")
 METHODS = ("mixmae", "simmim")
+# Mixed precision of the forward and loss. bf16 on a CPU pays where it has native bf16 (AMX or
+# AVX512-BF16: a tiny-preset LULC step 1.7x as fast as float32 on this project's machine) and
+# costs where it has not (emulated).
+PRECISIONS = ("auto", "bf16", "fp32")
 
 
 @dataclass(frozen=True)
@@ -57,6 +61,7 @@ class TrainConfig(Config):
     layer_decay: float = 0.7  # 1.0 = none
     clip_grad: float = 5.0  # max gradient norm; 0 = off
     drop_path: float = 0.1
+    precision: str = "auto"  # auto: bf16 autocast on CUDA, float32 on CPU; bf16: bf16 on CPU too; fp32
     steps_per_epoch: int = 0  # 0: the whole training split each epoch
     augment: bool = True  # random flips and 90-degree rotations of training patches
     seed: int = 0
@@ -72,6 +77,8 @@ class TrainConfig(Config):
 
     def __post_init__(self):
         self.check_fields()  # types and finite numbers (a nan lr would cost minutes of Ray retries)
+        if self.precision not in PRECISIONS:
+            raise InputError(f"unknown precision {self.precision!r} (choose from {', '.join(PRECISIONS)})")
         if self.task not in TASKS:
             raise InputError(f"unknown task {self.task!r} (choose from {', '.join(TASKS)})")
         from nationmap.models.presets import PRESETS  # here: nationmap.models imports torch

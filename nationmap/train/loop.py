@@ -28,7 +28,7 @@ from nationmap.train.config import TrainConfig
 from nationmap.train.data import PatchDecoder, to_torch
 from nationmap.train.optim import build_optimizer, build_scheduler
 from nationmap.train.report import write_curves
-from nationmap.train.step import EpochStats, NonFiniteLoss, Optimisation, all_sum, augment, train_epoch
+from nationmap.train.step import EpochStats, NonFiniteLoss, Optimisation, all_sum, augment, native_bf16, train_epoch
 from nationmap.train.tasks import MONITOR, TrainTask, build_loss, build_task_model, make_task
 
 # the loop's entry point, and the names older callers (benchmarks/gpu.py) import from here
@@ -109,6 +109,8 @@ def start_worker(loop_config: dict) -> Worker:
     local = max(ctx.get_local_world_size(), 1)
     torch.set_num_threads(cfg.threads_per_worker or max(1, (os.cpu_count() or 1) // local))
     device = ray.train.torch.get_device()
+    if rank == 0 and cfg.precision == "bf16" and not native_bf16(device):
+        print("precision bf16: this CPU has no native bf16 (AMX, AVX512-BF16); fp32 is faster here", flush=True)
     torch.manual_seed(cfg.seed + rank)  # before the model is built: its initial weights
     run_dir = Path(loop_config["run_dir"])
     with atomic_file(run_dir / "workers" / f"rank{rank}.pid") as f:

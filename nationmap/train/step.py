@@ -22,6 +22,8 @@ import torch.distributed as dist
 class LossTask(Protocol):
     """What a step needs of a task (``nationmap.train.tasks.TrainTask`` is one)."""
 
+    precision: str  # TrainConfig.precision: "auto", "bf16" or "fp32"
+
     def loss(self, model: torch.nn.Module, batch: dict) -> torch.Tensor:
         """The scalar training loss of ``batch`` through ``model``."""
 
@@ -65,9 +67,18 @@ class EpochStats:
     data_wait: float = 0.0  # of which waiting for the next decoded batch
 
 
-def autocast(device: torch.device):
-    """bf16 autocast on CUDA; a no-op context on the CPU (CPU training stays float32)."""
-    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
+def autocast(device: torch.device, precision: str = "auto"):
+    """bf16 autocast on CUDA ("auto", "bf16") and on the CPU ("bf16"); "fp32", or "auto" on the
+    CPU, is a no-op context (float32)."""
+    enabled = precision == "bf16" or (precision == "auto" and device.type == "cuda")
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=enabled)
+
+
+def native_bf16(device: torch.device) -> bool:
+    """Whether bf16 runs natively on ``device`` (any CUDA GPU; a CPU with AMX or AVX512-BF16)."""
+    if device.type != "cpu":
+        return True
+    return bool(torch.cpu._is_amx_tile_supported() or torch.cpu._is_avx512_bf16_supported())
 
 
 def distributed() -> bool:
@@ -103,13 +114,13 @@ def augment(batch: dict, generator: torch.Generator) -> dict:
 
 
 def train_step(task: LossTask, opt: Optimisation, batch: dict, device: torch.device) -> float:
-    """One optimiser step on ``batch``: forward and loss (bf16 autocast on CUDA), the non-finite
+    """One optimiser step on ``batch``: forward and loss (autocast as ``task.precision``), the non-finite
     check, backward, gradient clipping, optimiser step and the per-step learning rate.
 
     Returns the batch's mean loss. Raises :class:`NonFiniteLoss` before the backward pass (the
     weights and the step count unchanged) when the loss is not finite on any worker.
     """
-    with autocast(device):
+    with autocast(device, task.precision):
         loss = task.loss(opt.model, batch)
     if not all_finite(loss):
         raise NonFiniteLoss(float(loss.detach()), opt.step + 1)

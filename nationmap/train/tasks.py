@@ -58,6 +58,7 @@ class TrainTask(ABC):
     def __init__(self, cfg: TrainConfig):
         self.cfg = cfg
         self.name = cfg.task
+        self.precision = cfg.precision  # of the forward and loss (nationmap.train.step.autocast)
         self.monitor: tuple[str, str] = MONITOR[cfg.task]  # (metric, "min" | "max")
 
     @abstractmethod
@@ -103,7 +104,7 @@ class PretrainTask(TrainTask):
             n = batch["x"].shape[0]
             if mixes and n < 2:
                 continue  # MixMAE mixes pairs: a last batch of one image has no partner
-            with autocast(device):
+            with autocast(device, self.precision):
                 mask = _val_mask(model, n, generator, device)
                 loss = model(batch["x"], batch["db"], batch["valid"], mask=mask).loss
             mean.add(loss, n)
@@ -169,7 +170,7 @@ class SegmentationTask(TrainTask):
         k = self.labels.classes
         mean, cm = _LossMean(), ConfusionMatrix(k)
         for batch in batches:
-            with autocast(device):
+            with autocast(device, self.precision):
                 logits = model(batch["x"])
                 target = batch["target"].long()
                 loss = self.loss_fn(logits, target)

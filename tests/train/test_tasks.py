@@ -9,9 +9,10 @@ import math
 import pytest
 import torch
 
-from nationmap.train.config import TrainConfig
+from nationmap.errors import InputError
+from nationmap.train.config import PRECISIONS, TrainConfig
 from nationmap.train.optim import build_optimizer, build_scheduler
-from nationmap.train.step import NonFiniteLoss, Optimisation, train_epoch, train_step
+from nationmap.train.step import NonFiniteLoss, Optimisation, autocast, train_epoch, train_step
 from nationmap.train.tasks import PretrainTask, SegmentationTask, make_task
 
 P = 32  # patch size: the tiny preset's smallest sensible input
@@ -65,8 +66,8 @@ def _setup(case: str, seed: int = 0, **overrides):
     return task, Optimisation(model, optimizer, build_scheduler(optimizer, cfg, 100), cfg.clip_grad)
 
 
-def _steps(case: str, n: int = 8, seed: int = 0) -> tuple[list[float], Optimisation]:
-    task, opt = _setup(case, seed)
+def _steps(case: str, n: int = 8, seed: int = 0, **overrides) -> tuple[list[float], Optimisation]:
+    task, opt = _setup(case, seed, **overrides)
     batch = _batch(task.name)
     opt.model.train()
     return [train_step(task, opt, batch, CPU) for _ in range(n)], opt
@@ -91,6 +92,26 @@ def test_train_step_learns_one_batch(case):
     assert opt.step == len(losses)
     assert losses[-1] < 0.98 * losses[0], losses  # overfits the one batch it sees
     assert losses[-1] < min(losses[:2]), losses
+
+
+@pytest.mark.parametrize("case", ["lulc", "mixmae"])
+def test_bf16_on_the_cpu_learns_with_float32_weights(case):
+    fp32, _ = _steps(case, n=4, seed=3, precision="fp32")
+    bf16, opt = _steps(case, n=8, seed=3, precision="bf16")
+    assert bf16[0] != fp32[0] and abs(bf16[0] - fp32[0]) < 0.05 * abs(fp32[0])  # bf16, close to float32
+    assert bf16[-1] < 0.98 * bf16[0], bf16
+    assert {p.dtype for p in opt.core.parameters()} == {torch.float32}  # autocast: master weights stay fp32
+
+
+def test_precision_picks_the_autocast_dtype():
+    layer, x = torch.nn.Linear(4, 4), torch.randn(2, 4)
+    dtypes = {}
+    for precision in PRECISIONS:
+        with autocast(CPU, precision):
+            dtypes[precision] = layer(x).dtype
+    assert dtypes == {"auto": torch.float32, "bf16": torch.bfloat16, "fp32": torch.float32}
+    with pytest.raises(InputError, match="unknown precision 'fp16'"):
+        TrainConfig(task="lulc", precision="fp16")
 
 
 @pytest.mark.parametrize("case", ["lulc", "mixmae"])
