@@ -11,7 +11,9 @@ region, and is scored against the held-out world's LULC tiles by
 fitted on the same training split (gradient-boosted trees, mapped by the same pipeline) and the
 majority class. The figures: LULC mIoU, per-class IoU, boundary F-score (2 px), thin-water
 recall, water IoU, the classes of the training split mapped with IoU 0, and the wall time of
-each recipe's training.
+each recipe's training. A recipe's trained models are kept in the work directory and reused by
+the next run while its job specs, the training code (``TRAINING_CODE``) and its dataset are
+unchanged (the notes say at which commit they were trained); anything else is redone.
 
 ``tiny`` (the test suite's smoke run) trains 1 epoch on a small world; ``full`` writes the
 figures of ``benchmarks/RESULTS.md``.
@@ -19,13 +21,16 @@ figures of ``benchmarks/RESULTS.md``.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import shutil
+import subprocess
 import time
+from dataclasses import dataclass
 from pathlib import Path
-
 from typing import TYPE_CHECKING
 
-from benchmarks.common import Result, fmt, main
+from benchmarks.common import ROOT, Result, fmt, main
 from nationmap.files import JOBS_DIR
 
 if TYPE_CHECKING:
@@ -36,6 +41,8 @@ MONTH = "2022-09"
 FULL_RECIPES = ("cpu-demo", "cpu-long")  # the recipes the full size trains, each from jobs/<recipe>/
 RECIPE_REGIONS = {"cpu-demo": "demo", "cpu-long": "demo-wide"}  # the land each recipe trains on
 TINY_TRAIN_CELLS, TINY_HELDOUT_CELLS = ("N35E137",), ("N35E140",)
+# The code a recipe's trained models depend on: a change to any file here retrains the recipes.
+TRAINING_CODE = ("nationmap/train", "nationmap/models", "nationmap/losses", "nationmap/data")
 
 
 def _synth(root: Path, cells, months, seed: int, size: str) -> tuple[Path, Path]:
@@ -79,23 +86,70 @@ def heldout_world(workdir: Path, size: str) -> tuple[Path, Path, str]:
     return raw, catalog, ",".join(cells)
 
 
-def _train_recipe(recipe: str, dataset: Path, out: Path, size: str) -> tuple[dict[str, Path], float]:
-    """Pretraining, LULC and water finetuning with ``jobs/<recipe>/``; (bundles, training seconds)."""
+def _train_recipe(recipe: str, dataset: Path, out: Path, size: str) -> TrainedRecipe:
+    """Pretraining, LULC and water finetuning with ``jobs/<recipe>/``, or the models a previous
+    run of the benchmark trained from the same specs, code and dataset (``out/trained.json``)."""
     from nationmap.train.checkpoint import find_checkpoint, write_bundle
     from nationmap.train.config import resolve_config
     from nationmap.train.run import run_training
 
+    key, record = training_key(recipe, dataset, size), out / "trained.json"
+    bundles = {task: out / "models" / task for task in ("lulc", "water")}
+    if record.exists() and json.loads(record.read_text())["key"] == key:
+        r = json.loads(record.read_text())
+        return TrainedRecipe(bundles, r["train_s"], r["commit"], r["date"], reused=True)
     shutil.rmtree(out, ignore_errors=True)
     tiny = dict(epochs=1, preset="tiny", batch_size=4) if size == "tiny" else {}
     t0 = time.time()
     pretrain = run_training(resolve_config("pretrain", f"{recipe}/pretrain", dict(
         data=str(dataset), out=str(out / "runs"), name="pretrain", **tiny))).run_dir
-    bundles = {}
-    for task in ("lulc", "water"):
+    for task in bundles:
         run = run_training(resolve_config(task, f"{recipe}/{task}", dict(
             data=str(dataset), out=str(out / "runs"), name=task, init=str(pretrain), **tiny))).run_dir
-        bundles[task] = write_bundle(out / "models" / task, find_checkpoint(run, "best"))
-    return bundles, time.time() - t0
+        write_bundle(bundles[task], find_checkpoint(run, "best"))
+    trained = TrainedRecipe(bundles, time.time() - t0, _commit(), _today(), reused=False)
+    write_training_record(record, key, trained)
+    return trained
+
+
+@dataclass(frozen=True)
+class TrainedRecipe:
+    """A recipe's LULC and water bundles and how they came about."""
+
+    bundles: dict[str, Path]
+    train_s: float  # wall time of the three trainings
+    commit: str  # the nationmap commit they were trained at
+    date: str
+    reused: bool  # trained by an earlier run of the benchmark (same training key)
+
+
+def training_key(recipe: str, dataset: Path, size: str) -> str:
+    """What a recipe's trained models depend on: its job specs' settings, the code of training, models,
+    losses and data preparation, the dataset's path and the benchmark size (SHA-256, hex)."""
+    import tomllib
+
+    h = hashlib.sha256(f"{Path(dataset).resolve()}|{size}".encode())
+    for task in ("pretrain", "lulc", "water"):  # the settings, not the comments
+        spec = tomllib.loads((JOBS_DIR / recipe / f"{task}.toml").read_text())
+        h.update(json.dumps(spec, sort_keys=True).encode())
+    files = {p.relative_to(ROOT).as_posix(): p for d in TRAINING_CODE for p in (ROOT / d).rglob("*.py")}
+    for name in sorted(files):
+        h.update(name.encode() + b"\0" + files[name].read_bytes())
+    return h.hexdigest()
+
+
+def write_training_record(path: Path, key: str, trained: TrainedRecipe) -> None:
+    path.write_text(json.dumps({"key": key, "train_s": round(trained.train_s, 1), "commit": trained.commit,
+                                "date": trained.date}, indent=1))
+
+
+def _commit() -> str:
+    return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
+                          text=True).stdout.strip() or "unknown"
+
+
+def _today() -> str:
+    return time.strftime("%Y-%m-%d", time.gmtime())
 
 
 def _map(bundles: dict[str, Path], heldout: tuple[Path, Path, str], out: Path, batch_size: int = 8,
@@ -105,6 +159,7 @@ def _map(bundles: dict[str, Path], heldout: tuple[Path, Path, str], out: Path, b
     from nationmap.infer.pipeline import run_inference
 
     raw, catalog, region = heldout
+    shutil.rmtree(out, ignore_errors=True)  # a fresh products run, not the next version of the last one
     cfg = InferConfig(region=region, month=MONTH, catalog=str(catalog), lulc_model=str(bundles["lulc"]),
                       water_model=str(bundles["water"]), out=str(out), lulc_dir=str(raw / "lulc"),
                       pixels_per_degree=_ppd(raw), batch_size=batch_size, overlap=overlap, executor="serial")
@@ -146,15 +201,14 @@ def run(size: str, workdir: Path) -> Result:
                 raise FileNotFoundError(f"no job spec jobs/{recipe}/{task}.toml")
     workdir.mkdir(parents=True, exist_ok=True)
     heldout = heldout_world(workdir, size)
-    out = workdir / f"quality-{size}"
-    shutil.rmtree(out, ignore_errors=True)
+    out = workdir / f"quality-{size}"  # each recipe's trained models are kept for the next run
     res = Result("quality", "Map quality on a held-out region of another world, beside the per-pixel baseline")
     for recipe in recipes:
         region = RECIPE_REGIONS[recipe]
         _, dataset = training_data(workdir, size, region)
         base_run, baseline = _baseline(dataset, heldout, out / f"baseline-{region}")
-        bundles, train_s = _train_recipe(recipe, dataset, out / recipe, size)
-        run_dir, map_s = _map(bundles, heldout, out / f"{recipe}-products", overlap=64 if size == "full" else 16)
+        trained = _train_recipe(recipe, dataset, out / recipe, size)
+        run_dir, map_s = _map(trained.bundles, heldout, out / f"{recipe}-products", overlap=64 if size == "full" else 16)
         a = map_agreement(run_dir, heldout[0] / "lulc", baseline_run=base_run)
         lulc, water = a.products["lulc"].report, a.products["water"].report
         classes = _training_classes(dataset)
@@ -162,10 +216,12 @@ def run(size: str, workdir: Path) -> Result:
             res.rows.append(_row(lulc.majority.name, lulc.majority, water.majority, None, classes))
             res.data["pixels"], res.data["cells"] = a.products["lulc"].pixels, list(a.cells)
         res.rows += [_row(f"{BASELINE_ROW}, {region} data", lulc.baseline, water.baseline, None, classes),
-                     _row(f"nationmap, jobs/{recipe} ({region} data)", lulc.model, water.model, train_s, classes)]
+                     _row(f"nationmap, jobs/{recipe} ({region} data)", lulc.model, water.model, trained.train_s,
+                          classes)]
         res.data[recipe] = {"region": region, "train_pairs": _train_pairs(dataset), "classes": classes,
                             "lulc": lulc.model.to_dict(), "water": water.model.to_dict(),
-                            "train_s": round(train_s, 1), "map_s": round(map_s, 1),
+                            "train_s": round(trained.train_s, 1), "map_s": round(map_s, 1),
+                            "trained": {"commit": trained.commit, "date": trained.date, "reused": trained.reused},
                             "baseline": {"lulc": lulc.baseline.to_dict(), "water": water.baseline.to_dict(), **baseline}}
         key = recipe.removeprefix("cpu-")
         res.ratios[f"{key}_miou_minus_baseline"] = lulc.model.headline - lulc.baseline.headline
@@ -179,6 +235,7 @@ def _baseline(dataset: Path, heldout, out: Path) -> tuple[Path, dict]:
     (products run dir, fit and map seconds)."""
     from nationmap.baseline.bundle import fit_baseline
 
+    shutil.rmtree(out, ignore_errors=True)
     t0 = time.time()
     bundles = {t: fit_baseline(dataset, t, out / f"model-{t}", log=lambda *_: None) for t in ("lulc", "water")}
     fit_s = time.time() - t0
@@ -214,7 +271,10 @@ def _notes(res: Result, heldout) -> list[str]:
             d = res.data[recipe]
             notes += [f"jobs/{recipe} and its baseline trained on the {d['region']} region of the demo's world "
                       f"({d['train_pairs']} training pairs; classes: {', '.join(d['classes'])}); baseline fit "
-                      f"{d['baseline']['fit_s']:.0f} s, map {d['baseline']['map_s']:.0f} s.",
+                      f"{d['baseline']['fit_s']:.0f} s, map {d['baseline']['map_s']:.0f} s; models trained at "
+                      f"commit {d['trained']['commit']} on {d['trained']['date']}"
+                      + (" (reused by this run: the same specs, training code and dataset)." if d['trained']['reused']
+                         else "."),
                       f"Per-class IoU, {BASELINE_ROW} ({d['region']} data): {per_class(d['baseline']['lulc'])}.",
                       f"Per-class IoU, jobs/{recipe}: {per_class(d['lulc'])}."]
     return notes

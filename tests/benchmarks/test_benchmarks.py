@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 
 import pytest
 
@@ -114,3 +115,27 @@ def test_quality_benchmark(tmp_path, ray_local):
         assert math.isfinite(value), (key, value)
     assert 0.0 <= r.data["cpu-demo"]["baseline"]["lulc"]["miou"] <= 1.0 and r.data["pixels"] > 0
     json.dumps(r.to_dict(), default=str)
+    assert not r.data["cpu-demo"]["trained"]["reused"]
+    again = quality.run("tiny", tmp_path)  # the same specs, code and data: the models are reused, re-scored
+    assert again.data["cpu-demo"]["trained"]["reused"]
+    assert again.data["cpu-demo"]["train_s"] == r.data["cpu-demo"]["train_s"]
+    assert again.data["cpu-demo"]["lulc"] == r.data["cpu-demo"]["lulc"]
+
+
+def test_quality_training_key_follows_the_specs_the_data_and_the_size(tmp_path, monkeypatch):
+    import shutil
+
+    from benchmarks import quality
+
+    jobs = tmp_path / "jobs"
+    shutil.copytree(quality.JOBS_DIR / "cpu-demo", jobs / "cpu-demo")
+    monkeypatch.setattr(quality, "JOBS_DIR", jobs)
+    key = quality.training_key("cpu-demo", tmp_path / "data", "full")
+    assert len(key) == 64 and key == quality.training_key("cpu-demo", tmp_path / "data", "full")
+    assert key != quality.training_key("cpu-demo", tmp_path / "data", "tiny")
+    assert key != quality.training_key("cpu-demo", tmp_path / "other", "full")
+    spec = jobs / "cpu-demo" / "lulc.toml"
+    spec.write_text("# a comment changes nothing\n" + spec.read_text())
+    assert key == quality.training_key("cpu-demo", tmp_path / "data", "full")
+    spec.write_text(re.sub(r"(?m)^epochs = \d+", "epochs = 99", spec.read_text()))
+    assert key != quality.training_key("cpu-demo", tmp_path / "data", "full")
