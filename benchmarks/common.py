@@ -63,11 +63,17 @@ def machine() -> dict:
     from nationmap import __version__
 
     versions["nationmap"] = __version__
-    git = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    git = git_commit()
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
     return {"cpu": cpu, "cores": os.cpu_count(), "memory_gib": round(mem_gib, 1), "gpu": gpu,
             "torch_threads": torch.get_num_threads(), "platform": platform.platform(), "git": git or None,
             "versions": versions}
+
+
+def git_commit() -> str | None:
+    """The checkout's short commit hash (None outside a git checkout)."""
+    out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
+    return out.stdout.strip() or None
 
 
 @contextmanager

@@ -24,13 +24,12 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
-import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from benchmarks.common import ROOT, Result, fmt, main
+from benchmarks.common import ROOT, Result, fmt, git_commit, main
 from nationmap.files import JOBS_DIR
 
 if TYPE_CHECKING:
@@ -95,8 +94,8 @@ def _train_recipe(recipe: str, dataset: Path, out: Path, size: str) -> TrainedRe
 
     key, record = training_key(recipe, dataset, size), out / "trained.json"
     bundles = {task: out / "models" / task for task in ("lulc", "water")}
-    if record.exists() and json.loads(record.read_text())["key"] == key:
-        r = json.loads(record.read_text())
+    r = json.loads(record.read_text()) if record.exists() else {}
+    if r.get("key") == key:
         return TrainedRecipe(bundles, r["train_s"], r["commit"], r["date"], reused=True)
     shutil.rmtree(out, ignore_errors=True)
     tiny = dict(epochs=1, preset="tiny", batch_size=4) if size == "tiny" else {}
@@ -107,7 +106,7 @@ def _train_recipe(recipe: str, dataset: Path, out: Path, size: str) -> TrainedRe
         run = run_training(resolve_config(task, f"{recipe}/{task}", dict(
             data=str(dataset), out=str(out / "runs"), name=task, init=str(pretrain), **tiny))).run_dir
         write_bundle(bundles[task], find_checkpoint(run, "best"))
-    trained = TrainedRecipe(bundles, time.time() - t0, _commit(), _today(), reused=False)
+    trained = TrainedRecipe(bundles, time.time() - t0, git_commit() or "unknown", _today(), reused=False)
     write_training_record(record, key, trained)
     return trained
 
@@ -141,11 +140,6 @@ def training_key(recipe: str, dataset: Path, size: str) -> str:
 def write_training_record(path: Path, key: str, trained: TrainedRecipe) -> None:
     path.write_text(json.dumps({"key": key, "train_s": round(trained.train_s, 1), "commit": trained.commit,
                                 "date": trained.date}, indent=1))
-
-
-def _commit() -> str:
-    return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
-                          text=True).stdout.strip() or "unknown"
 
 
 def _today() -> str:

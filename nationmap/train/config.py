@@ -19,7 +19,7 @@ from nationmap.files import JOBS_DIR, atomic_file, read_toml_table
 TASKS = ("pretrain", "lulc", "water")
 METHODS = ("mixmae", "simmim")
 # Mixed precision of the forward and loss. bf16 on a CPU pays where it has native bf16 (AMX or
-# AVX512-BF16: a tiny-preset LULC step 1.7x as fast as float32 on this project's machine) and
+# AVX512-BF16: a tiny-preset LULC step in 0.6x float32's time on this project's machine) and
 # costs where it has not (emulated).
 PRECISIONS = ("auto", "bf16", "fp32")
 

@@ -58,8 +58,12 @@ class TrainTask(ABC):
     def __init__(self, cfg: TrainConfig):
         self.cfg = cfg
         self.name = cfg.task
-        self.precision = cfg.precision  # of the forward and loss (nationmap.train.step.autocast)
         self.monitor: tuple[str, str] = MONITOR[cfg.task]  # (metric, "min" | "max")
+
+    @property
+    def precision(self) -> str:
+        """Of the forward and loss (``nationmap.train.step.autocast``): the config's."""
+        return self.cfg.precision
 
     @abstractmethod
     def build_model(self, img_size: int) -> nn.Module:

@@ -82,6 +82,14 @@ def test_train_spec_with_an_unknown_key_suggests_the_known_one(guarded):
     guarded.check()
 
 
+def test_train_spec_with_an_unknown_precision_lists_the_known_ones(guarded):
+    spec = _write(guarded.root / "fp16.toml", '[train]\ntask = "lulc"\nprecision = "fp16"\n')
+    guarded.snapshot()
+    assert_refused(run_cli(["train", "lulc", "--spec", spec], cwd=guarded.root), 2, "unknown precision 'fp16'",
+                   "auto, bf16, fp32")
+    guarded.check()
+
+
 def test_infer_config_with_a_wrong_type_names_the_key(guarded):
     config = _write(guarded.root / "infer.toml", '[infer]\noverlap = "64"\nlulc_model = "m"\n')
     guarded.snapshot()
