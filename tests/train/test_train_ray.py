@@ -50,57 +50,20 @@ def _wait_for_epochs(run_dir: Path, n: int, proc: subprocess.Popen, timeout: flo
         time.sleep(0.1)
 
 
-def test_pretrain_then_a_stopped_finetuning_resumes_exports_and_evaluates(ray_local, train_dataset, tmp_path):
-    """Pretraining, then LULC finetuning from it with the CLI: Ctrl-C after epoch 1, then --resume:
-    epochs 2-4 continue the same step count and the same learning-rate schedule (against the
-    cosine formula) from the checkpoint; the run's best checkpoint is bundled and evaluated.
-    One test, so that the suite pays Ray Train's start-up for three runs instead of four."""
+def test_pretrain_finetune_export_eval(ray_local, train_dataset, tmp_path):
     pre = run_training(_cfg("pretrain", train_dataset, tmp_path, "pre", epochs=1))
     assert pre.summary["status"] == "finished" and pre.summary["best"]["metric"] == "val_loss"
-    run_dir = _stopped_after_one_epoch(train_dataset, tmp_path, "--init", str(pre.run_dir))
-    cfg = load_run_config(run_dir)
-    assert cfg.init == str(pre.run_dir)
-    resumed = run_training(cfg, resume=True)
-    assert resumed.summary["status"] == "finished" and resumed.summary["epochs"] == 4
-    assert math.isfinite(resumed.summary["final"]["val_loss"])
-    events = [json.loads(line) for line in (run_dir / "events.jsonl").read_text().splitlines()]
-    assert any(e["event"] == "resumed" and e["epoch"] >= 1 for e in events)
+    lulc = run_training(_cfg("lulc", train_dataset, tmp_path, "lulc", init=str(pre.run_dir)))
+    run_dir = lulc.run_dir
+    assert lulc.summary["status"] == "finished" and lulc.summary["epochs"] == 2
+    assert json.loads((run_dir / "config.json").read_text())["init"] == str(pre.run_dir)
     rows = _curve_rows(run_dir)
-    assert [int(r["epoch"]) for r in rows] == [1, 2, 3, 4] and "val_miou" in rows[0]
-    per_epoch = int(rows[0]["step"])
-    assert [int(r["step"]) for r in rows] == [per_epoch * e for e in (1, 2, 3, 4)]
-    # linear warm-up, then cosine from the peak to min_lr over the remaining steps (timm's schedule)
-    warmup, total = round(cfg.warmup_epochs * per_epoch), 4 * per_epoch
-    for r in rows:
-        t = int(r["step"]) - warmup
-        want = cfg.min_lr + 0.5 * (cfg.peak_lr - cfg.min_lr) * (1 + math.cos(math.pi * t / (total - warmup)))
-        assert float(r["lr"]) == pytest.approx(want, rel=1e-6)
-    _check_outputs_export_and_eval(run_dir, train_dataset, tmp_path)
-
-
-def _stopped_after_one_epoch(train_dataset: Path, tmp_path: Path, *extra: str) -> Path:
-    """A 4-epoch LULC run of the CLI (jobs/cpu-demo/lulc.toml) stopped by SIGINT after epoch 1."""
-    spec = Path(__file__).resolve().parents[2] / "jobs" / "cpu-demo" / "lulc.toml"
-    args = NATIONMAP + ["train", "lulc", "--spec", str(spec), "--data", str(train_dataset), "--out", str(tmp_path),
-                        "--name", "stopped", "--epochs", "4", "--batch-size", "4", "--warmup-epochs", "0.5",
-                        "--seed", "0", *extra]
-    env = {**os.environ, "RAY_ADDRESS": ""}
-    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
-    run_dir = tmp_path / "stopped"
-    _wait_for_epochs(run_dir, 1, proc)
-    proc.send_signal(signal.SIGINT)  # an operator's Ctrl-C
-    proc.wait(timeout=120)
-    assert len(_curve_rows(run_dir)) < 4, "the run finished before it could be stopped"
-    return run_dir
-
-
-def _check_outputs_export_and_eval(run_dir: Path, train_dataset: Path, tmp_path: Path) -> None:
-    """A finished 4-epoch LULC run's files, its bundle and the bundle's eval on the test split."""
+    assert [int(r["epoch"]) for r in rows] == [1, 2] and "val_miou" in rows[0] and "lr" in rows[0]
     assert (run_dir / "curves.png").stat().st_size > 1000
     assert (run_dir / "best" / "state.json").exists()
     assert len([d for d in run_dir.glob("checkpoint_*") if d.is_dir()]) == 2  # keep_last = 2
     state = json.loads((find_checkpoint(run_dir, "last") / "state.json").read_text())
-    assert state["epoch"] == 4 and state["normalisation"]["std_db"] > 0 and state["scheme"] == "lulc9"
+    assert state["epoch"] == 2 and state["normalisation"]["std_db"] > 0 and state["scheme"] == "lulc9"
     write_bundle(tmp_path / "bundle", find_checkpoint(run_dir, "best"))
     result = evaluate(tmp_path / "bundle", train_dataset, "test", tmp_path / "eval")
     assert 0.0 <= result.report.model.headline <= 1.0 and result.report.majority.headline > 0
@@ -114,6 +77,40 @@ def test_non_finite_loss_stops_with_the_step(ray_local, train_dataset, tmp_path)
     with pytest.raises(TrainingError, match=r"loss became (nan|inf) at epoch \d+, step \d+"):
         run_training(cfg)
     assert json.loads((tmp_path / "nan" / "summary.json").read_text())["status"] == "non-finite"
+
+
+def test_stopped_run_resumes_to_the_same_epochs(ray_local, train_dataset, tmp_path):
+    """Ctrl-C after epoch 1, then --resume: epochs 2-4 continue the same step count and the same
+    learning-rate schedule (against the cosine formula), from the checkpoint."""
+    spec = Path(__file__).resolve().parents[2] / "jobs" / "cpu-demo" / "lulc.toml"
+    args = NATIONMAP + ["train", "lulc", "--spec", str(spec), "--data", str(train_dataset), "--out", str(tmp_path),
+                        "--name", "stopped", "--epochs", "4", "--batch-size", "4", "--warmup-epochs", "0.5",
+                        "--seed", "0", "--no-pretrain"]
+    env = {**os.environ, "RAY_ADDRESS": ""}
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    run_dir = tmp_path / "stopped"
+    _wait_for_epochs(run_dir, 1, proc)
+    proc.send_signal(signal.SIGINT)  # an operator's Ctrl-C
+    proc.wait(timeout=120)
+    done_before = len(_curve_rows(run_dir))
+    assert done_before < 4, "the run finished before it could be stopped"
+
+    cfg = load_run_config(run_dir)
+    resumed = run_training(cfg, resume=True)
+    assert resumed.summary["status"] == "finished" and resumed.summary["epochs"] == 4
+    events = [json.loads(line) for line in (run_dir / "events.jsonl").read_text().splitlines()]
+    assert any(e["event"] == "resumed" and e["epoch"] >= 1 for e in events)
+    rows = _curve_rows(run_dir)
+    assert [int(r["epoch"]) for r in rows] == [1, 2, 3, 4]
+    per_epoch = int(rows[0]["step"])
+    assert [int(r["step"]) for r in rows] == [per_epoch * e for e in (1, 2, 3, 4)]
+    # linear warm-up, then cosine from the peak to min_lr over the remaining steps (timm's schedule)
+    warmup, total = round(cfg.warmup_epochs * per_epoch), 4 * per_epoch
+    for r in rows:
+        t = int(r["step"]) - warmup
+        want = cfg.min_lr + 0.5 * (cfg.peak_lr - cfg.min_lr) * (1 + math.cos(math.pi * t / (total - warmup)))
+        assert float(r["lr"]) == pytest.approx(want, rel=1e-6)
+    assert math.isfinite(resumed.summary["final"]["val_loss"])
 
 
 def _kill_cluster(temp_dir: str) -> None:
