@@ -29,7 +29,7 @@ from nationmap.data.dataset import PreparedDataset
 from nationmap.metrics import ConfusionMatrix, StructureMeter
 from nationmap.train.config import TrainConfig
 from nationmap.train.data import decoder_for, iter_batches, to_torch
-from nationmap.train.optim import build_optimizer, build_scheduler
+from nationmap.train.optim import build_ema, build_optimizer, build_scheduler
 from nationmap.train.step import Optimisation, augment, train_step
 from nationmap.train.tasks import make_task
 
@@ -51,6 +51,7 @@ def _args():
     ap.add_argument("--alpha-scale", type=float, default=2.25)
     ap.add_argument("--init", default="", help="pretrained encoder (pretraining run, bundle or checkpoint)")
     ap.add_argument("--precision", default="auto", help="auto (float32 on the CPU), bf16 or fp32")
+    ap.add_argument("--ema-decay", type=float, default=0.0, help="moving average of the weights (0 = off)")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--eval-every", type=int, default=10)
     return ap.parse_args()
@@ -86,17 +87,17 @@ def main() -> None:
     cfg = TrainConfig(task="lulc", data=a.data, preset="tiny", highres=not a.no_highres, refine_up=not a.no_refine_up, guide=a.guide,
                       alpha_scale=a.alpha_scale, epochs=a.epochs, batch_size=a.batch, lr=a.lr, min_lr=1e-6,
                       warmup_epochs=1, layer_decay=a.layer_decay, clip_grad=5.0, drop_path=0.0,
-                      no_pretrain=not a.init, init=a.init, precision=a.precision)
+                      no_pretrain=not a.init, init=a.init, precision=a.precision, ema_decay=a.ema_decay)
     task = make_task(cfg, data.meta)
     model = task.build_model(data.patch_size)
     if a.init:
         task.load_init(model)
     optimizer = build_optimizer(model, cfg)
-    opt = Optimisation(model, optimizer, build_scheduler(optimizer, cfg, steps), cfg.clip_grad)
+    opt = Optimisation(model, optimizer, build_scheduler(optimizer, cfg, steps), cfg.clip_grad, ema=build_ema(model, cfg))
     device, generator, rng = torch.device("cpu"), torch.Generator().manual_seed(0), np.random.default_rng(0)
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
-    predict = lambda inp: model(inp).argmax(1)  # noqa: E731
+    predict = lambda inp: opt.evaluated(inp).argmax(1)  # noqa: E731
     t0 = time.time()
     with open(out / f"{a.name}.txt", "w") as log:
         for epoch in range(1, a.epochs + 1):
@@ -107,7 +108,7 @@ def main() -> None:
                 loss += train_step(task, opt, batch, device)
             line = f"epoch {epoch} loss {loss / steps:.4f} seconds {time.time() - t0:.0f}"
             if epoch % a.eval_every == 0 or epoch == a.epochs:
-                model.eval()
+                model.eval()  # the moving average, when there is one, is always in eval mode
                 line += f" val_miou {_score(predict, data, 'val', decoder).miou:.4f}"
                 model.train()
             print(line, file=log, flush=True)
@@ -122,7 +123,7 @@ def main() -> None:
                 bd = decoder_for(held, "lulc", b.normalisation)
                 scores = _score(lambda inp: b.model(inp).argmax(1), held, "test", bd, True)
                 print(_heldout_line("baseline_heldout", *scores), file=log, flush=True)
-    torch.save(model.state_dict(), out / f"{a.name}.pt")
+    torch.save(opt.evaluated.state_dict(), out / f"{a.name}.pt")
 
 
 if __name__ == "__main__":

@@ -36,6 +36,8 @@ def _options(
     refine_up: bool = typer.Option(None, "--refine-up/--no-refine-up", help="Progressive refine-up head."),
     guide: bool = typer.Option(None, "--guide/--no-guide", help="Image-guided full-resolution refinement of the logits."),
     alpha_scale: float = typer.Option(None, help="Focal class-weight scale (1.0: no alpha-scale)."),
+    precision: str = typer.Option(None, help="auto (bf16 on CUDA, float32 on the CPU), bf16 or fp32."),
+    ema_decay: float = typer.Option(None, help="Moving average of the weights, validated and exported (0: off)."),
     seed: int = typer.Option(None, help="Seed."),
     keep_last: int = typer.Option(None, help="Epoch checkpoints to keep (the best is kept apart)."),
     max_failures: int = typer.Option(None, help="Worker-group restarts from the last checkpoint."),

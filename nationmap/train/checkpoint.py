@@ -2,6 +2,7 @@
 
 Training checkpoint (one directory, written by rank 0 and reported through Ray Train):
     model.safetensors       model weights
+    ema.safetensors         the moving average of the weights (runs with ``ema_decay``; what is exported)
     optimizer.safetensors   optimiser tensors, keyed "<param index>.<name>"
     state.json              format, epoch, step, scheduler, optimiser scalars and param groups,
                             model kind + config, class table, label scheme, normalisation, metrics
@@ -101,11 +102,15 @@ def copy_checkpoint(src: str | Path, dst: str | Path) -> Path:
 # ---------------------------------------------------------------------------- training state
 
 
-def save_training_state(directory: str | Path, model: nn.Module, optimizer: torch.optim.Optimizer, meta: dict) -> Path:
-    """Write model, optimiser and ``meta`` (epoch, step, scheduler, configs, ...) to ``directory``."""
+def save_training_state(directory: str | Path, model: nn.Module, optimizer: torch.optim.Optimizer, meta: dict,
+                        ema: nn.Module | None = None) -> Path:
+    """Write model, optimiser and ``meta`` (epoch, step, scheduler, configs, ...) to ``directory``,
+    and ``ema`` (the averaged copy of ``model``) when given."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     save_file(_tensors_for_file(model.state_dict()), str(directory / "model.safetensors"))
+    if ema is not None:
+        save_file(_tensors_for_file(ema.state_dict()), str(directory / "ema.safetensors"))
     opt = optimizer.state_dict()
     tensors, scalars = {}, {}
     for index, values in opt["state"].items():
@@ -141,6 +146,12 @@ class TrainingState:
     meta: dict
     model: dict[str, torch.Tensor]
     optimizer: dict  # a torch optimizer state dict
+    ema: dict[str, torch.Tensor] | None = None  # the moving average of ``model`` (same keys), if kept
+
+    @property
+    def exported(self) -> dict[str, torch.Tensor]:
+        """The weights a bundle or a pretrained encoder takes: the moving average when there is one."""
+        return self.model if self.ema is None else self.ema
 
 
 def load_training_state(directory: str | Path) -> TrainingState:
@@ -158,7 +169,8 @@ def load_training_state(directory: str | Path) -> TrainingState:
     for index, values in meta["optimizer"]["scalars"].items():
         state.setdefault(int(index), {}).update(values)
     optimizer = {"state": state, "param_groups": meta["optimizer"]["param_groups"]}
-    return TrainingState(meta=meta, model=model, optimizer=optimizer)
+    ema = _read_tensors(directory / "ema.safetensors", "checkpoint") if (directory / "ema.safetensors").exists() else None
+    return TrainingState(meta=meta, model=model, optimizer=optimizer, ema=ema)
 
 
 def load_model_weights(model: nn.Module, weights: dict[str, torch.Tensor], source: str) -> None:
@@ -214,7 +226,7 @@ def write_bundle(out: str | Path, checkpoint_dir: str | Path) -> Path:
     state = load_training_state(checkpoint_dir)
     meta = bundle_meta(state.meta)
     with staged_dir(out, durable=True) as stage:
-        save_file(_tensors_for_file(state.model), str(stage / "model.safetensors"))
+        save_file(_tensors_for_file(state.exported), str(stage / "model.safetensors"))
         (stage / "model.json").write_text(json.dumps(meta.to_json(), indent=1))
     return Path(out)
 
@@ -292,9 +304,9 @@ def load_encoder_weights(path: str | Path) -> dict[str, torch.Tensor]:
     elif (path / "model.json").exists():
         weights = _read_tensors(path / "model.safetensors", "model bundle")
     elif (path / "state.json").exists():
-        weights = load_training_state(path).model
+        weights = load_training_state(path).exported
     else:
-        weights = load_training_state(find_checkpoint(path)).model
+        weights = load_training_state(find_checkpoint(path)).exported
     encoder = encoder_state(weights)
     if not any(k.startswith("swin.") for k in encoder):
         raise CheckpointError(f"{path}: holds no Swin encoder weights")

@@ -62,6 +62,9 @@ class TrainConfig(Config):
     clip_grad: float = 5.0  # max gradient norm; 0 = off
     drop_path: float = 0.1
     precision: str = "auto"  # auto: bf16 autocast on CUDA, float32 on CPU; bf16: bf16 on CPU too; fp32
+    # exponential moving average of the weights (timm's ModelEmaV3, decay warmed up from 0): what is
+    # validated, kept as best and exported; 0 = off
+    ema_decay: float = 0.0
     steps_per_epoch: int = 0  # 0: the whole training split each epoch
     augment: bool = True  # random flips and 90-degree rotations of training patches
     seed: int = 0
@@ -105,6 +108,8 @@ class TrainConfig(Config):
             raise InputError("placement must be PACK, SPREAD, STRICT_PACK or STRICT_SPREAD")
         if self.keep_last < 1 or self.max_failures < 0 or self.steps_per_epoch < 0:
             raise InputError("keep-last must be >= 1, max-failures and steps-per-epoch >= 0")
+        if not 0.0 <= self.ema_decay < 1.0:
+            raise InputError("ema-decay must be in [0, 1) (0 = no moving average)")
         if not 0.0 <= self.mask_ratio < 1.0:
             raise InputError("mask ratio must be in [0, 1)")
         if self.init and self.no_pretrain:

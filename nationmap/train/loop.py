@@ -26,7 +26,7 @@ from nationmap.files import atomic_file
 from nationmap.train.checkpoint import copy_checkpoint, load_model_weights, load_training_state, save_training_state
 from nationmap.train.config import TrainConfig
 from nationmap.train.data import PatchDecoder, to_torch
-from nationmap.train.optim import build_optimizer, build_scheduler
+from nationmap.train.optim import build_ema, build_optimizer, build_scheduler
 from nationmap.train.report import write_curves
 from nationmap.train.step import EpochStats, NonFiniteLoss, Optimisation, all_sum, augment, native_bf16, train_epoch
 from nationmap.train.tasks import MONITOR, TrainTask, build_loss, build_task_model, make_task
@@ -120,9 +120,9 @@ def start_worker(loop_config: dict) -> Worker:
 
 
 def restore(worker: Worker, task: TrainTask) -> tuple[Optimisation, Progress]:
-    """The model, optimiser and schedule: from the last checkpoint of the run when Ray has one
-    (a restart or ``--resume``), else fresh with the task's init weights; the model is then
-    handed to Ray Train (device, DDP across workers)."""
+    """The model, optimiser, schedule and moving average: from the last checkpoint of the run when
+    Ray has one (a restart or ``--resume``), else fresh with the task's init weights; the model is
+    then handed to Ray Train (device, DDP across workers)."""
     import ray.train
     import ray.train.torch
 
@@ -132,14 +132,20 @@ def restore(worker: Worker, task: TrainTask) -> tuple[Optimisation, Progress]:
     optimizer = build_optimizer(model, cfg)
     opt = Optimisation(model, optimizer, build_scheduler(optimizer, cfg, worker.steps_per_epoch), cfg.clip_grad)
     checkpoint = ray.train.get_checkpoint()
-    progress = Progress() if checkpoint is None else _load_checkpoint(worker, checkpoint, opt)
+    state = None
+    if checkpoint is not None:
+        with checkpoint.as_directory() as d:
+            state = load_training_state(d)
+    progress = Progress() if state is None else _resume(worker, state, opt)
     opt.model = ray.train.torch.prepare_model(model)
+    opt.ema = build_ema(opt.core, cfg)  # after prepare_model: on the worker's device
+    if opt.ema is not None and state is not None and state.ema is not None:
+        load_model_weights(opt.ema.module, state.ema, "checkpoint moving average")
     return opt, progress
 
 
-def _load_checkpoint(worker: Worker, checkpoint, opt: Optimisation) -> Progress:
-    with checkpoint.as_directory() as d:
-        state = load_training_state(d)
+def _resume(worker: Worker, state, opt: Optimisation) -> Progress:
+    """Load a checkpoint's weights, optimiser and step into ``opt``; the run's progress so far."""
     load_model_weights(opt.model, state.model, "checkpoint")
     opt.optimizer.load_state_dict(state.optimizer)
     opt.step = int(state.meta["step"])
@@ -180,11 +186,12 @@ def run_epoch(worker: Worker, task: TrainTask, opt: Optimisation, shard, epoch: 
 
 
 def validate(worker: Worker, task: TrainTask, opt: Optimisation, shard) -> dict:
-    """The task's validation metrics on every worker's share of the val split, merged."""
+    """The task's validation metrics (of the moving average when there is one) on every worker's
+    share of the val split, merged."""
     opt.model.eval()
     batches = (worker.decode(raw) for raw in shard.iter_batches(batch_size=worker.cfg.batch_per_worker,
                                                                  batch_format="numpy"))
-    return task.validate(opt.core, batches, worker.device)
+    return task.validate(opt.evaluated, batches, worker.device)
 
 
 def epoch_metrics(worker: Worker, opt: Optimisation, epoch: int, stats: EpochStats, val: dict) -> dict:
@@ -219,7 +226,8 @@ def report(worker: Worker, task: TrainTask, opt: Optimisation, progress: Progres
         if worker.rank == 0:
             save_training_state(tmp, opt.core, opt.optimizer, {
                 **meta, "epoch": metrics["epoch"], "step": opt.step, "metrics": metrics, "best": progress.best,
-                "history": progress.history, "scheduler": opt.scheduler.state_dict()})
+                "history": progress.history, "scheduler": opt.scheduler.state_dict()},
+                ema=None if opt.ema is None else opt.ema.module)
             if improved:
                 copy_checkpoint(Path(tmp), worker.run_dir / "best")
             write_curves(worker.run_dir, progress.history, task.monitor[0])

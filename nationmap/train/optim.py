@@ -3,7 +3,8 @@
 AdamW with weight decay on matrices only (no decay on biases, norms, relative position bias
 tables and mask tokens); layer-wise lr decay for finetuning (timm's BEiT-style grouping of the
 Swin encoder: patch embedding lowest, the decoder and head at full lr); linear warm-up then
-cosine decay to the minimum lr, stepped per iteration.
+cosine decay to the minimum lr, stepped per iteration; optionally an exponential moving average
+of the weights (timm's ModelEmaV3).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import torch
 from timm.optim import param_groups_layer_decay, param_groups_weight_decay
 from timm.scheduler import CosineLRScheduler
+from timm.utils import ModelEmaV3
 from torch import nn
 
 from nationmap.train.config import TrainConfig
@@ -59,3 +61,12 @@ def build_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig, steps_pe
     )
     scheduler.step_update(0)
     return scheduler
+
+
+def build_ema(model: nn.Module, cfg: TrainConfig) -> ModelEmaV3 | None:
+    """The moving average of ``model``'s weights and buffers (on its device), or None when
+    ``cfg.ema_decay`` is 0. The decay warms up as 1 - (1 + step)^-3/4 up to ``ema_decay``, so the
+    average is not anchored to the initial weights on short runs (0.97 after 100 steps)."""
+    if not cfg.ema_decay:
+        return None
+    return ModelEmaV3(model, decay=cfg.ema_decay, use_warmup=True, warmup_power=0.75)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -66,6 +67,28 @@ def prepare_run(cfg: TrainConfig, resume: bool = False) -> tuple[Path, PreparedD
     return run_dir.resolve(), dataset
 
 
+def drop_orphan_checkpoints(run_dir: Path) -> list[str]:
+    """Remove the epoch checkpoints Ray's checkpoint manager does not list; returns their names.
+
+    A run stopped (Ctrl-C, a killed driver) between writing an epoch's checkpoint and registering
+    it leaves a directory Ray never counts against ``keep_last`` nor deletes. Without Ray's
+    snapshot nothing is known to be an orphan, so nothing is removed.
+    """
+    snapshot = run_dir / "checkpoint_manager_snapshot.json"
+    if not snapshot.exists():
+        return []
+    try:
+        data = json.loads(snapshot.read_text())
+        results = data.get("checkpoint_results", []) + [data.get("latest_checkpoint_result") or {}]
+        known = {r["checkpoint_dir_name"] for r in results if r.get("checkpoint_dir_name")}
+    except (json.JSONDecodeError, AttributeError, KeyError, TypeError):
+        return []  # a snapshot of another Ray version: leave the directories to Ray
+    orphans = sorted(d.name for d in run_dir.glob("checkpoint_*") if d.is_dir() and d.name not in known)
+    for name in orphans:
+        shutil.rmtree(run_dir / name)
+    return orphans
+
+
 def load_run_config(run_dir: str | Path) -> TrainConfig:
     path = Path(run_dir) / "config.json"
     if not path.exists():
@@ -76,6 +99,8 @@ def load_run_config(run_dir: str | Path) -> TrainConfig:
 def run_training(cfg: TrainConfig, resume: bool = False) -> RunResult:
     """Run (or with ``resume`` continue) a training run to completion; returns its summary."""
     run_dir, dataset = prepare_run(cfg, resume)
+    if resume:
+        drop_orphan_checkpoints(run_dir)
     trainer = _trainer(cfg, run_dir, dataset)
     t0 = time.time()
     # what `nationmap runs list|show` reads: identity, times, inputs

@@ -45,11 +45,17 @@ class Optimisation:
     scheduler: object  # timm CosineLRScheduler (``step_update(step)``)
     clip_grad: float = 0.0  # max gradient norm; 0 = off
     step: int = 0  # optimiser steps done
+    ema: torch.nn.Module | None = None  # timm ModelEmaV3 of ``core`` (``update(model, step)``, ``module``)
 
     @property
     def core(self) -> torch.nn.Module:
         """The bare model (what is checkpointed and validated, without the DDP wrapper)."""
         return self.model.module if hasattr(self.model, "module") else self.model
+
+    @property
+    def evaluated(self) -> torch.nn.Module:
+        """The weights that are validated and exported: the moving average when there is one."""
+        return self.core if self.ema is None else self.ema.module
 
     @property
     def lr(self) -> float:
@@ -115,7 +121,8 @@ def augment(batch: dict, generator: torch.Generator) -> dict:
 
 def train_step(task: LossTask, opt: Optimisation, batch: dict, device: torch.device) -> float:
     """One optimiser step on ``batch``: forward and loss (autocast as ``task.precision``), the non-finite
-    check, backward, gradient clipping, optimiser step and the per-step learning rate.
+    check, backward, gradient clipping, optimiser step, the per-step learning rate and the moving
+    average of the weights (when ``opt.ema``).
 
     Returns the batch's mean loss. Raises :class:`NonFiniteLoss` before the backward pass (the
     weights and the step count unchanged) when the loss is not finite on any worker.
@@ -131,6 +138,8 @@ def train_step(task: LossTask, opt: Optimisation, batch: dict, device: torch.dev
     opt.optimizer.step()
     opt.step += 1
     opt.scheduler.step_update(opt.step)
+    if opt.ema is not None:
+        opt.ema.update(opt.core, step=opt.step)
     return float(loss.detach())
 
 

@@ -52,6 +52,22 @@ def test_training_state_round_trip(tmp_path):
     assert [g["lr"] for g in a["param_groups"]] == [g["lr"] for g in b["param_groups"]]
 
 
+def test_a_moving_average_is_kept_and_exported(tmp_path):
+    model, opt = _trained_state(tmp_path)
+    torch.manual_seed(1)
+    average = SegmentationModel(CFG)  # stands for the averaged copy: other weights, same keys
+    save_training_state(tmp_path / "ema", model, opt, load_training_state(tmp_path / "ckpt").meta, ema=average)
+    state = load_training_state(tmp_path / "ema")
+    assert all(torch.equal(state.model[k], v) for k, v in model.state_dict().items())  # resumes the raw weights
+    assert all(torch.equal(state.ema[k], v) for k, v in average.state_dict().items())
+    assert load_training_state(tmp_path / "ckpt").ema is None
+    write_bundle(tmp_path / "bundle", tmp_path / "ema")
+    bundle = load_bundle(tmp_path / "bundle")
+    assert all(torch.equal(bundle.model.state_dict()[k], v) for k, v in average.state_dict().items())
+    encoder = load_encoder_weights(tmp_path / "ema")
+    assert torch.equal(encoder["swin.patch_embed.proj.weight"], average.state_dict()["encoder.swin.patch_embed.proj.weight"])
+
+
 def test_bundle_round_trip(tmp_path):
     model, _ = _trained_state(tmp_path)
     write_bundle(tmp_path / "bundle", tmp_path / "ckpt")
@@ -114,3 +130,20 @@ def test_foreign_model_weights_are_refused(tmp_path):
     (tmp_path / "bundle" / "model.json").write_text(json.dumps(meta))
     with pytest.raises(CheckpointError, match="has shape"):
         load_bundle(tmp_path / "bundle")
+
+
+def test_resume_drops_only_the_checkpoints_ray_does_not_list(tmp_path):
+    from nationmap.train.run import drop_orphan_checkpoints
+
+    run = tmp_path / "run"
+    for name in ("checkpoint_a", "checkpoint_b", "checkpoint_c", "best"):
+        (run / name).mkdir(parents=True)
+        (run / name / "state.json").write_text("{}")
+    assert drop_orphan_checkpoints(run) == []  # no snapshot: nothing is known to be an orphan
+    (run / "checkpoint_manager_snapshot.json").write_text("not json")
+    assert drop_orphan_checkpoints(run) == []
+    snapshot = {"checkpoint_results": [{"checkpoint_dir_name": "checkpoint_a"}],
+                "latest_checkpoint_result": {"checkpoint_dir_name": "checkpoint_b"}}
+    (run / "checkpoint_manager_snapshot.json").write_text(json.dumps(snapshot))
+    assert drop_orphan_checkpoints(run) == ["checkpoint_c"]
+    assert sorted(p.name for p in run.iterdir() if p.is_dir()) == ["best", "checkpoint_a", "checkpoint_b"]

@@ -11,7 +11,7 @@ import torch
 
 from nationmap.errors import InputError
 from nationmap.train.config import PRECISIONS, TrainConfig
-from nationmap.train.optim import build_optimizer, build_scheduler
+from nationmap.train.optim import build_ema, build_optimizer, build_scheduler
 from nationmap.train.step import NonFiniteLoss, Optimisation, autocast, train_epoch, train_step
 from nationmap.train.tasks import PretrainTask, SegmentationTask, make_task
 
@@ -63,7 +63,8 @@ def _setup(case: str, seed: int = 0, **overrides):
     task = make_task(cfg, META).to(CPU)
     model = task.build_model(P)
     optimizer = build_optimizer(model, cfg)
-    return task, Optimisation(model, optimizer, build_scheduler(optimizer, cfg, 100), cfg.clip_grad)
+    return task, Optimisation(model, optimizer, build_scheduler(optimizer, cfg, 100), cfg.clip_grad,
+                              ema=build_ema(model, cfg))
 
 
 def _steps(case: str, n: int = 8, seed: int = 0, **overrides) -> tuple[list[float], Optimisation]:
@@ -112,6 +113,27 @@ def test_precision_picks_the_autocast_dtype():
     assert dtypes == {"auto": torch.float32, "bf16": torch.bfloat16, "fp32": torch.float32}
     with pytest.raises(InputError, match="unknown precision 'fp16'"):
         TrainConfig(task="lulc", precision="fp16")
+
+
+def test_moving_average_follows_the_warmed_up_decay():
+    """The average after each step, recomputed by hand: step 1 copies the weights, step t mixes in
+    the new weights with 1 - d_t, d_t = min(0.9, 1 - t'^-3/4) for t' = t (timm counts from 0)."""
+    task, opt = _setup("water", ema_decay=0.9)
+    batch, expected = _batch("water"), None
+    opt.model.train()
+    for step in range(1, 6):
+        train_step(task, opt, batch, CPU)
+        weights = {k: v.detach().clone() for k, v in opt.core.state_dict().items() if v.is_floating_point()}
+        decay = 0.0 if step == 1 else min(0.9, 1 - step ** -0.75)
+        expected = weights if expected is None else {k: decay * expected[k] + (1 - decay) * w for k, w in weights.items()}
+    averaged = opt.evaluated.state_dict()
+    assert opt.evaluated is opt.ema.module and opt.evaluated is not opt.core
+    assert all(torch.allclose(averaged[k], v, atol=1e-6) for k, v in expected.items())
+    assert not all(torch.equal(averaged[k], v) for k, v in weights.items())  # not the last weights
+    _, plain = _setup("water")
+    assert plain.ema is None and plain.evaluated is plain.core
+    with pytest.raises(InputError, match="ema-decay must be in"):
+        TrainConfig(task="lulc", ema_decay=1.0)
 
 
 @pytest.mark.parametrize("case", ["lulc", "mixmae"])

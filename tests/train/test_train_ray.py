@@ -81,11 +81,12 @@ def test_non_finite_loss_stops_with_the_step(ray_local, train_dataset, tmp_path)
 
 def test_stopped_run_resumes_to_the_same_epochs(ray_local, train_dataset, tmp_path):
     """Ctrl-C after epoch 1, then --resume: epochs 2-4 continue the same step count and the same
-    learning-rate schedule (against the cosine formula), from the checkpoint."""
+    learning-rate schedule (against the cosine formula), from the checkpoint, with its moving
+    average; the run keeps keep_last checkpoints, none left over from the stopped launch."""
     spec = Path(__file__).resolve().parents[2] / "jobs" / "cpu-demo" / "lulc.toml"
     args = NATIONMAP + ["train", "lulc", "--spec", str(spec), "--data", str(train_dataset), "--out", str(tmp_path),
                         "--name", "stopped", "--epochs", "4", "--batch-size", "4", "--warmup-epochs", "0.5",
-                        "--seed", "0", "--no-pretrain"]
+                        "--seed", "0", "--no-pretrain", "--ema-decay", "0.9"]
     env = {**os.environ, "RAY_ADDRESS": ""}
     proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
     run_dir = tmp_path / "stopped"
@@ -111,6 +112,8 @@ def test_stopped_run_resumes_to_the_same_epochs(ray_local, train_dataset, tmp_pa
         want = cfg.min_lr + 0.5 * (cfg.peak_lr - cfg.min_lr) * (1 + math.cos(math.pi * t / (total - warmup)))
         assert float(r["lr"]) == pytest.approx(want, rel=1e-6)
     assert math.isfinite(resumed.summary["final"]["val_loss"])
+    assert len([d for d in run_dir.glob("checkpoint_*") if d.is_dir()]) == 2  # keep_last = 2
+    assert (find_checkpoint(run_dir, "last") / "ema.safetensors").exists()
 
 
 def _kill_cluster(temp_dir: str) -> None:
