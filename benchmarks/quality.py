@@ -146,20 +146,24 @@ def _today() -> str:
     return time.strftime("%Y-%m-%d", time.gmtime())
 
 
-def _map(bundles: dict[str, Path], heldout: tuple[Path, Path, str], out: Path, batch_size: int = 8,
-         overlap: int = 64):
-    """The held-out month mapped with ``bundles`` (in process); (run dir, seconds)."""
-    from nationmap.infer.config import InferConfig
+def _map(bundles: dict[str, Path], heldout: tuple[Path, Path, str], out: Path, spec: Path | None = None,
+         **settings):
+    """The held-out month mapped with ``bundles`` (in process) with the ``[infer]`` settings of
+    ``spec`` (a recipe's ``infer.toml``; None: :class:`InferConfig`'s defaults) and ``settings``
+    over them; its inputs, outputs and the serial executor are the benchmark's. Returns
+    (run dir, seconds, config)."""
+    from nationmap.infer.config import InferConfig, load_infer_defaults
     from nationmap.infer.pipeline import run_inference
 
     raw, catalog, region = heldout
     shutil.rmtree(out, ignore_errors=True)  # a fresh products run, not the next version of the last one
-    cfg = InferConfig(region=region, month=MONTH, catalog=str(catalog), lulc_model=str(bundles["lulc"]),
-                      water_model=str(bundles["water"]), out=str(out), lulc_dir=str(raw / "lulc"),
-                      pixels_per_degree=_ppd(raw), batch_size=batch_size, overlap=overlap, executor="serial")
+    inputs = dict(region=region, month=MONTH, catalog=str(catalog), lulc_model=str(bundles["lulc"]),
+                  water_model=str(bundles["water"]), out=str(out), lulc_dir=str(raw / "lulc"),
+                  pixels_per_degree=_ppd(raw), executor="serial")
+    cfg = InferConfig.from_dict({**(load_infer_defaults(spec) if spec else {}), **settings, **inputs})
     t0 = time.time()
     manifest = run_inference(cfg, log=lambda *_: None)
-    return Path(manifest.run_dir), time.time() - t0
+    return Path(manifest.run_dir), time.time() - t0, cfg
 
 
 def _ppd(raw: Path) -> int:
@@ -190,7 +194,7 @@ def run(size: str, workdir: Path) -> Result:
 
     recipes = FULL_RECIPES if size == "full" else ("cpu-demo",)
     for recipe in recipes:  # before hours of work, not after
-        for task in ("pretrain", "lulc", "water"):
+        for task in ("pretrain", "lulc", "water", "infer"):
             if not (JOBS_DIR / recipe / f"{task}.toml").is_file():
                 raise FileNotFoundError(f"no job spec jobs/{recipe}/{task}.toml")
     workdir.mkdir(parents=True, exist_ok=True)
@@ -202,7 +206,8 @@ def run(size: str, workdir: Path) -> Result:
         _, dataset = training_data(workdir, size, region)
         base_run, baseline = _baseline(dataset, heldout, out / f"baseline-{region}")
         trained = _train_recipe(recipe, dataset, out / recipe, size)
-        run_dir, map_s = _map(trained.bundles, heldout, out / f"{recipe}-products", overlap=64 if size == "full" else 16)
+        run_dir, map_s, cfg = _map(trained.bundles, heldout, out / f"{recipe}-products", JOBS_DIR / recipe / "infer.toml",
+                                   **({} if size == "full" else dict(overlap=16)))
         a = map_agreement(run_dir, heldout[0] / "lulc", baseline_run=base_run)
         lulc, water = a.products["lulc"].report, a.products["water"].report
         classes = _training_classes(dataset)
@@ -215,6 +220,7 @@ def run(size: str, workdir: Path) -> Result:
         res.data[recipe] = {"region": region, "train_pairs": _train_pairs(dataset), "classes": classes,
                             "lulc": lulc.model.to_dict(), "water": water.model.to_dict(),
                             "train_s": round(trained.train_s, 1), "map_s": round(map_s, 1),
+                            "infer": {"tta": cfg.tta, "overlap": cfg.overlap, "blend": cfg.blend, "batch_size": cfg.batch_size},
                             "trained": {"commit": trained.commit, "date": trained.date, "reused": trained.reused},
                             "baseline": {"lulc": lulc.baseline.to_dict(), "water": water.baseline.to_dict(), **baseline}}
         key = recipe.removeprefix("cpu-")
@@ -233,7 +239,7 @@ def _baseline(dataset: Path, heldout, out: Path) -> tuple[Path, dict]:
     t0 = time.time()
     bundles = {t: fit_baseline(dataset, t, out / f"model-{t}", log=lambda *_: None) for t in ("lulc", "water")}
     fit_s = time.time() - t0
-    run_dir, map_s = _map(bundles, heldout, out / "products", batch_size=2)
+    run_dir, map_s, _ = _map(bundles, heldout, out / "products", batch_size=2)
     return run_dir, {"fit_s": round(fit_s, 1), "map_s": round(map_s, 1)}
 
 
@@ -269,6 +275,9 @@ def _notes(res: Result, heldout) -> list[str]:
                       f"commit {d['trained']['commit']} on {d['trained']['date']}"
                       + (" (reused by this run: the same specs, training code and dataset)." if d['trained']['reused']
                          else "."),
+                      f"jobs/{recipe}/infer.toml mapped the held-out month with test-time augmentation "
+                      f"{d['infer']['tta']!r}, windows overlapping by {d['infer']['overlap']} px, "
+                      f"{d['infer']['blend']} blending ({d['map_s']:.0f} s).",
                       f"Per-class IoU, {BASELINE_ROW} ({d['region']} data): {per_class(d['baseline']['lulc'])}.",
                       f"Per-class IoU, jobs/{recipe}: {per_class(d['lulc'])}."]
     return notes

@@ -43,6 +43,7 @@ def _args():
     ap.add_argument("--out", default="trials")
     ap.add_argument("--epochs", type=int, default=50)
     ap.add_argument("--batch", type=int, default=8)
+    ap.add_argument("--preset", default="tiny", help="model preset (nationmap.models.presets)")
     ap.add_argument("--lr", type=float, default=2e-3)
     ap.add_argument("--layer-decay", type=float, default=1.0)
     ap.add_argument("--no-refine-up", action="store_true")
@@ -84,7 +85,7 @@ def main() -> None:
     train = list(iter_batches(data, "train", decoder, 1000))
     x, t = np.concatenate([b["x"] for b in train]), np.concatenate([b["target"] for b in train])
     steps = len(x) // a.batch
-    cfg = TrainConfig(task="lulc", data=a.data, preset="tiny", highres=not a.no_highres, refine_up=not a.no_refine_up, guide=a.guide,
+    cfg = TrainConfig(task="lulc", data=a.data, preset=a.preset, highres=not a.no_highres, refine_up=not a.no_refine_up, guide=a.guide,
                       alpha_scale=a.alpha_scale, epochs=a.epochs, batch_size=a.batch, lr=a.lr, min_lr=1e-6,
                       warmup_epochs=1, layer_decay=a.layer_decay, clip_grad=5.0, drop_path=0.0,
                       no_pretrain=not a.init, init=a.init, precision=a.precision, ema_decay=a.ema_decay)

@@ -116,6 +116,8 @@ def test_quality_benchmark(tmp_path, ray_local):
     assert 0.0 <= r.data["cpu-demo"]["baseline"]["lulc"]["miou"] <= 1.0 and r.data["pixels"] > 0
     json.dumps(r.to_dict(), default=str)
     assert not r.data["cpu-demo"]["trained"]["reused"]
+    # mapped with jobs/cpu-demo/infer.toml's settings (batch 8, not the default 16), the tiny overlap over them
+    assert r.data["cpu-demo"]["infer"] == {"tta": "none", "overlap": 16, "blend": "cosine", "batch_size": 8}
     again = quality.run("tiny", tmp_path)  # the same specs, code and data: the models are reused, re-scored
     assert again.data["cpu-demo"]["trained"]["reused"]
     assert again.data["cpu-demo"]["train_s"] == r.data["cpu-demo"]["train_s"]
