@@ -48,6 +48,13 @@ def steps_per_epoch(cfg: TrainConfig, dataset: PreparedDataset) -> int:
     return min(steps, cfg.steps_per_epoch) if cfg.steps_per_epoch else steps
 
 
+def absolute_inputs(cfg: TrainConfig) -> TrainConfig:
+    """``cfg`` with its dataset and pretrained encoder as absolute paths: Ray Train runs the
+    workers in their own directories, where a path relative to the caller's does not resolve."""
+    return cfg.replace(data=str(Path(cfg.data).resolve()) if cfg.data else cfg.data,
+                       init=str(Path(cfg.init).resolve()) if cfg.init else cfg.init)
+
+
 def prepare_run(cfg: TrainConfig, resume: bool = False) -> tuple[Path, PreparedDataset]:
     """Validate everything that can be checked before Ray starts; create RUN_DIR/config.json."""
     if not cfg.data:
@@ -98,6 +105,7 @@ def load_run_config(run_dir: str | Path) -> TrainConfig:
 
 def run_training(cfg: TrainConfig, resume: bool = False) -> RunResult:
     """Run (or with ``resume`` continue) a training run to completion; returns its summary."""
+    cfg = absolute_inputs(cfg)
     run_dir, dataset = prepare_run(cfg, resume)
     if resume:
         drop_orphan_checkpoints(run_dir)

@@ -50,13 +50,17 @@ def _wait_for_epochs(run_dir: Path, n: int, proc: subprocess.Popen, timeout: flo
         time.sleep(0.1)
 
 
-def test_pretrain_finetune_export_eval(ray_local, train_dataset, tmp_path):
+def test_pretrain_finetune_export_eval(ray_local, train_dataset, tmp_path, monkeypatch):
     pre = run_training(_cfg("pretrain", train_dataset, tmp_path, "pre", epochs=1))
     assert pre.summary["status"] == "finished" and pre.summary["best"]["metric"] == "val_loss"
-    lulc = run_training(_cfg("lulc", train_dataset, tmp_path, "lulc", init=str(pre.run_dir)))
+    # dataset and encoder relative to the caller's directory, as typed on the command line: the
+    # workers run elsewhere (a relative --init used to fail there after the driver's checks passed)
+    monkeypatch.chdir(tmp_path)
+    lulc = run_training(_cfg("lulc", os.path.relpath(train_dataset), "out", "lulc", init="pre"))
     run_dir = lulc.run_dir
     assert lulc.summary["status"] == "finished" and lulc.summary["epochs"] == 2
-    assert json.loads((run_dir / "config.json").read_text())["init"] == str(pre.run_dir)
+    recorded = json.loads((run_dir / "config.json").read_text())
+    assert recorded["init"] == str(pre.run_dir) and recorded["data"] == str(Path(train_dataset).resolve())
     rows = _curve_rows(run_dir)
     assert [int(r["epoch"]) for r in rows] == [1, 2] and "val_miou" in rows[0] and "lr" in rows[0]
     assert (run_dir / "curves.png").stat().st_size > 1000
