@@ -46,7 +46,7 @@ def fit_baseline(data: str | Path, task: str, out: str | Path, max_pixels: int =
                       normalisation=Normalisation.from_fields(normalisation_for(dataset, task), "normalisation"),
                       nationmap_version=__version__, class_table=table.to_dict(),
                       scheme=SCHEMES[task], threshold=0.5 if task == "water" else None,
-                      training={"run": f"per-pixel baseline on {data} (train split)", "data": str(data),
+                      training={"run": f"per-pixel baseline on {data} (train split)", "data": str(Path(data).resolve()),
                                 "iterations": int(model.estimator.n_iter_), "seconds": round(time.time() - t0, 1),
                                 "majority_class": scheme.names[int(freq.argmax())]})
     write_baseline(out, model, meta)

@@ -16,7 +16,7 @@ from nationmap.metrics import MethodReport, MethodScores
 from nationmap.train.checkpoint import find_checkpoint, write_bundle
 from nationmap.train.config import TrainConfig
 from nationmap.train.evaluate import evaluate
-from nationmap.train.run import run_training
+from nationmap.train.run import absolute_inputs, load_run_config, run_training
 
 
 @dataclass(frozen=True)
@@ -74,6 +74,23 @@ def render_table_i(results: list[tuple[AblationRow, MethodReport]], baseline: Me
     return "\n".join(lines) + "\n"
 
 
+def _train_row(cfg: TrainConfig) -> Path:
+    """The row's finished run directory: trained now, or kept from an earlier ablation into the
+    same OUT with the same settings (a stopped ablation goes on from where it stopped: a finished
+    row is kept, an unfinished one resumed from its last checkpoint)."""
+    run_dir = Path(cfg.out) / cfg.name
+    if not run_dir.exists():
+        return run_training(cfg).run_dir
+    same = json.dumps(load_run_config(run_dir).to_dict(), sort_keys=True) == json.dumps(
+        absolute_inputs(cfg).to_dict(), sort_keys=True)
+    if not same:
+        raise InputError(f"{run_dir} holds a run with other settings; give another --out")
+    summary = run_dir / "summary.json"
+    if summary.exists() and json.loads(summary.read_text()).get("status") == "finished":
+        return run_dir.resolve()
+    return run_training(cfg, resume=True).run_dir
+
+
 def run_ablation(base: TrainConfig, init: str, out: Path, split: str = "val", eval_data: str | None = None) -> str:
     """Train and evaluate every row of Table I on ``split`` of ``eval_data`` (default: the training
     dataset), and the per-pixel baseline fitted on the training split; write OUT/table.md and
@@ -87,8 +104,8 @@ def run_ablation(base: TrainConfig, init: str, out: Path, split: str = "val", ev
     out, data = Path(out), eval_data or base.data
     results = []
     for row in TABLE_I:
-        run = run_training(row.config(base.replace(out=str(out)), init))
-        bundle = write_bundle(out / "bundles" / row.name, find_checkpoint(run.run_dir, "best"))
+        run_dir = _train_row(row.config(base.replace(out=str(out)), init))
+        bundle = write_bundle(out / "bundles" / row.name, find_checkpoint(run_dir, "best"))
         results.append((row, evaluate(bundle, data, split, out / "eval" / row.name).report))
     baseline_bundle = fit_baseline(base.data, "lulc", out / "bundles" / "baseline", log=lambda *_: None)
     baseline = evaluate(baseline_bundle, data, split, out / "eval" / "baseline").report

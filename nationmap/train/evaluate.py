@@ -84,10 +84,10 @@ class _Setup:
 
 
 def training_data_of(bundle: Bundle, fallback: str | Path) -> Path:
-    """The dataset the bundle was trained on (its training config), if it is still there; else
-    ``fallback``."""
+    """The dataset the bundle was trained on (a model's training config, a baseline's ``data``
+    record), if it is still there; else ``fallback``."""
     config = bundle.meta.training.get("config")
-    data = config.get("data") if isinstance(config, dict) else None
+    data = config.get("data") if isinstance(config, dict) else bundle.meta.training.get("data")
     if isinstance(data, str) and data and (Path(data) / "dataset.json").is_file():
         return Path(data)
     return Path(fallback)

@@ -112,6 +112,25 @@ def test_bundle_round_trip_and_evaluation(train_dataset, tiny_bundles, tmp_path)
         evaluate(path, train_dataset, "test", baseline=tiny_bundles["lulc"])
 
 
+def test_baseline_scores_land_without_a_training_split(train_dataset, tiny_world, tiny_catalog, tmp_path):
+    """Held-out land prepared as test pairs only (as scripts/ablate_heldout.sh does): the baseline's
+    majority class comes from the training split it was fitted on, not from the scored dataset."""
+    from nationmap.data.prepare import prepare_dataset
+    from nationmap.data.regions import resolve_region
+    from nationmap.train.evaluate import evaluate
+    from tests.conftest import TINY_CELLS, tiny_prepare_config
+
+    heldout = tmp_path / "heldout"
+    prepare_dataset(tiny_catalog, tiny_world / "lulc", heldout,
+                    tiny_prepare_config(patch_size=64, n_anchors=4000, fractions=(0.0, 0.0, 1.0)),
+                    resolve_region(",".join(TINY_CELLS)), executor="serial")
+    path = fit_baseline(train_dataset, "lulc", tmp_path / "baseline", max_pixels=20_000, log=lambda *_: None)
+    assert json.loads((path / "model.json").read_text())["training"]["data"] == str(train_dataset.resolve())
+    result = evaluate(path, heldout, "test", log=lambda *_: None)
+    assert result.majority_class == "Forest"
+    assert 0.0 < result.report.model.headline <= 1.0
+
+
 def test_corrupt_trees_are_refused(tmp_path):
     bad = tmp_path / "model.skops"
     bad.write_bytes(b"not a zip")

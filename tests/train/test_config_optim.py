@@ -120,6 +120,30 @@ def test_ablation_rows_are_table_i():
     assert lines[-1] == "| majority class (Forest) | | | | | 7.00 | 11.00 | 0.00 | 0.00 |"
 
 
+def test_ablation_keeps_a_finished_row_and_refuses_other_settings(tmp_path, monkeypatch):
+    import json
+    from types import SimpleNamespace
+
+    from nationmap.train import ablate
+    from nationmap.train.run import absolute_inputs
+
+    row = ablate.TABLE_I[1].config(resolve_config("lulc", None, {"preset": "tiny", "data": "d", "out": str(tmp_path)}),
+                                   "PRE")
+    run_dir = tmp_path / row.name
+    run_dir.mkdir()
+    absolute_inputs(row).write(run_dir / "config.json")  # as prepare_run writes it
+    (run_dir / "summary.json").write_text(json.dumps({"status": "finished"}))
+    calls = []
+    monkeypatch.setattr(ablate, "run_training",
+                        lambda cfg, resume=False: calls.append(resume) or SimpleNamespace(run_dir=run_dir))
+    assert ablate._train_row(row) == run_dir.resolve() and calls == []  # kept, not retrained
+    (run_dir / "summary.json").write_text(json.dumps({"status": "failed"}))
+    ablate._train_row(row)
+    assert calls == [True]  # an unfinished row is resumed
+    with pytest.raises(InputError, match="holds a run with other settings"):
+        ablate._train_row(row.replace(epochs=row.epochs + 1))
+
+
 @pytest.mark.parametrize("overrides, message", [
     ({"lr": float("nan")}, "training option lr must be a finite number, not nan"),
     ({"alpha_scale": float("inf")}, "alpha_scale must be a finite number"),
