@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from nationmap.errors import InputError
-from nationmap.files import atomic_file
+from nationmap.files import atomic_file, read_json, safe_child
 from nationmap.metrics import MethodReport, MethodScores
 from nationmap.train.checkpoint import find_checkpoint, write_bundle
 from nationmap.train.config import TrainConfig
@@ -78,16 +78,13 @@ def _train_row(cfg: TrainConfig) -> Path:
     """The row's finished run directory: trained now, or kept from an earlier ablation into the
     same OUT with the same settings (a stopped ablation goes on from where it stopped: a finished
     row is kept, an unfinished one resumed from its last checkpoint)."""
-    run_dir = Path(cfg.out) / cfg.name
+    run_dir = safe_child(cfg.out, cfg.name)  # as prepare_run names it
     if not run_dir.exists():
         return run_training(cfg).run_dir
-    same = json.dumps(load_run_config(run_dir).to_dict(), sort_keys=True) == json.dumps(
-        absolute_inputs(cfg).to_dict(), sort_keys=True)
-    if not same:
+    if load_run_config(run_dir) != absolute_inputs(cfg):
         raise InputError(f"{run_dir} holds a run with other settings; give another --out")
-    summary = run_dir / "summary.json"
-    if summary.exists() and json.loads(summary.read_text()).get("status") == "finished":
-        return run_dir.resolve()
+    if (read_json(run_dir / "summary.json") or {}).get("status") == "finished":
+        return run_dir
     return run_training(cfg, resume=True).run_dir
 
 

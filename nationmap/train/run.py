@@ -16,7 +16,7 @@ from pathlib import Path
 
 from nationmap.data.dataset import PreparedDataset
 from nationmap.errors import FailedError, InputError
-from nationmap.files import atomic_file, safe_child
+from nationmap.files import atomic_file, read_json, safe_child
 from nationmap.records import RUN_FORMAT
 from nationmap.train.checkpoint import load_encoder_weights
 from nationmap.train.config import TrainConfig
@@ -100,7 +100,10 @@ def load_run_config(run_dir: str | Path) -> TrainConfig:
     path = Path(run_dir) / "config.json"
     if not path.exists():
         raise InputError(f"{run_dir}: not a training run directory (no config.json)")
-    return TrainConfig.from_dict(json.loads(path.read_text()))
+    data = read_json(path)
+    if data is None:
+        raise InputError(f"{path}: not a JSON object (damaged?)")
+    return TrainConfig.from_dict(data)
 
 
 def run_training(cfg: TrainConfig, resume: bool = False) -> RunResult:

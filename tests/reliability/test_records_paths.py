@@ -221,3 +221,26 @@ def test_a_run_name_cannot_write_outside_out(name, tiny_dataset, guarded):
     assert_refused(outcome, 2, "leads outside")
     guarded.check()
     assert not Path("/tmp/absolute-run").exists()
+
+
+@pytest.mark.parametrize("damage, words", [("other settings", "holds a run with other settings"),
+                                           ("not json", "not a JSON object")])
+def test_ablate_refuses_a_row_run_it_cannot_continue(damage, words, tiny_dataset, guarded):
+    """An ablation into an OUT that already holds a row's run keeps or resumes it only when its
+    settings are the ablation's: another run there, or a damaged config.json, is refused untouched."""
+    from nationmap.train.ablate import TABLE_I
+    from nationmap.train.config import resolve_config
+    from nationmap.train.run import absolute_inputs
+
+    out, init = guarded.out / "ablation", guarded.out / "pre"
+    base = resolve_config("lulc", None, {"data": str(tiny_dataset), "epochs": 1, "out": str(out)})
+    row = TABLE_I[0].config(base, str(init))
+    (out / row.name).mkdir(parents=True)
+    if damage == "not json":
+        (out / row.name / "config.json").write_text("{truncated")
+    else:
+        absolute_inputs(row).replace(epochs=2).write(out / row.name / "config.json")
+    guarded.snapshot()
+    outcome = run_cli(["ablate", "--data", tiny_dataset, "--init", init, "--epochs", "1", "--out", out])
+    assert_refused(outcome, 2, words)
+    guarded.check()
