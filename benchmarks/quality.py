@@ -5,7 +5,8 @@ finetuning on Sep 2022 as the demo; each recipe trains on its own region (``RECI
 jobs/cpu-demo on the demo's 4 cells, jobs/cpu-long on the 12 cells of ``demo-wide``). Held-out:
 the ``demo-heldout`` cells of a world generated with ``HELDOUT_SEED``, a seed no test or demo
 world uses (other land cover, other scenes), mapped for Sep 2022. Each CPU recipe
-(``jobs/<recipe>/``: pretraining, LULC and water finetuning) trains its models, maps the held-out
+(``jobs/<recipe>/``: pretraining when the recipe has a ``pretrain.toml``, LULC and water
+finetuning) trains its models, maps the held-out
 region, and is scored against the held-out world's LULC tiles by
 :func:`nationmap.products.agreement.map_agreement` on the same pixels as the per-pixel baseline
 fitted on the same training split (gradient-boosted trees, mapped by the same pipeline) and the
@@ -86,7 +87,8 @@ def heldout_world(workdir: Path, size: str) -> tuple[Path, Path, str]:
 
 
 def _train_recipe(recipe: str, dataset: Path, out: Path, size: str) -> TrainedRecipe:
-    """Pretraining, LULC and water finetuning with ``jobs/<recipe>/``, or the models a previous
+    """Pretraining (when ``jobs/<recipe>/pretrain.toml`` exists; else the finetunings start from
+    random weights), LULC and water finetuning with ``jobs/<recipe>/``, or the models a previous
     run of the benchmark trained from the same specs, code and dataset (``out/trained.json``)."""
     from nationmap.train.checkpoint import find_checkpoint, write_bundle
     from nationmap.train.config import resolve_config
@@ -100,11 +102,13 @@ def _train_recipe(recipe: str, dataset: Path, out: Path, size: str) -> TrainedRe
     shutil.rmtree(out, ignore_errors=True)
     tiny = dict(epochs=1, preset="tiny", batch_size=4) if size == "tiny" else {}
     t0 = time.time()
-    pretrain = run_training(resolve_config("pretrain", f"{recipe}/pretrain", dict(
-        data=str(dataset), out=str(out / "runs"), name="pretrain", **tiny))).run_dir
+    init = {}
+    if "pretrain" in recipe_tasks(recipe):
+        init["init"] = str(run_training(resolve_config("pretrain", f"{recipe}/pretrain", dict(
+            data=str(dataset), out=str(out / "runs"), name="pretrain", **tiny))).run_dir)
     for task in bundles:
         run = run_training(resolve_config(task, f"{recipe}/{task}", dict(
-            data=str(dataset), out=str(out / "runs"), name=task, init=str(pretrain), **tiny))).run_dir
+            data=str(dataset), out=str(out / "runs"), name=task, **init, **tiny))).run_dir
         write_bundle(bundles[task], find_checkpoint(run, "best"))
     trained = TrainedRecipe(bundles, time.time() - t0, git_commit() or "unknown", _today(), reused=False)
     write_training_record(record, key, trained)
@@ -122,13 +126,18 @@ class TrainedRecipe:
     reused: bool  # trained by an earlier run of the benchmark (same training key)
 
 
+def recipe_tasks(recipe: str) -> tuple[str, ...]:
+    """The trainings of ``jobs/<recipe>/``: LULC and water, after pretraining when it has a pretrain.toml."""
+    return (("pretrain",) if (JOBS_DIR / recipe / "pretrain.toml").is_file() else ()) + ("lulc", "water")
+
+
 def training_key(recipe: str, dataset: Path, size: str) -> str:
     """What a recipe's trained models depend on: its job specs' settings, the code of training, models,
     losses and data preparation, the dataset's path and the benchmark size (SHA-256, hex)."""
     import tomllib
 
     h = hashlib.sha256(f"{Path(dataset).resolve()}|{size}".encode())
-    for task in ("pretrain", "lulc", "water"):  # the settings, not the comments
+    for task in recipe_tasks(recipe):  # the settings, not the comments
         spec = tomllib.loads((JOBS_DIR / recipe / f"{task}.toml").read_text())
         h.update(json.dumps(spec, sort_keys=True).encode())
     files = {p.relative_to(ROOT).as_posix(): p for d in TRAINING_CODE for p in (ROOT / d).rglob("*.py")}
@@ -194,7 +203,7 @@ def run(size: str, workdir: Path) -> Result:
 
     recipes = FULL_RECIPES if size == "full" else ("cpu-demo",)
     for recipe in recipes:  # before hours of work, not after
-        for task in ("pretrain", "lulc", "water", "infer"):
+        for task in ("lulc", "water", "infer"):
             if not (JOBS_DIR / recipe / f"{task}.toml").is_file():
                 raise FileNotFoundError(f"no job spec jobs/{recipe}/{task}.toml")
     workdir.mkdir(parents=True, exist_ok=True)
@@ -218,6 +227,7 @@ def run(size: str, workdir: Path) -> Result:
                      _row(f"nationmap, jobs/{recipe} ({region} data)", lulc.model, water.model, trained.train_s,
                           classes)]
         res.data[recipe] = {"region": region, "train_pairs": _train_pairs(dataset), "classes": classes,
+                            "trainings": list(recipe_tasks(recipe)),
                             "lulc": lulc.model.to_dict(), "water": water.model.to_dict(),
                             "train_s": round(trained.train_s, 1), "map_s": round(map_s, 1),
                             "infer": {"tta": cfg.tta, "overlap": cfg.overlap, "blend": cfg.blend, "batch_size": cfg.batch_size},
@@ -272,7 +282,7 @@ def _notes(res: Result, heldout) -> list[str]:
             notes += [f"jobs/{recipe} and its baseline trained on the {d['region']} region of the demo's world "
                       f"({d['train_pairs']} training pairs; classes: {', '.join(d['classes'])}); baseline fit "
                       f"{d['baseline']['fit_s']:.0f} s, map {d['baseline']['map_s']:.0f} s; models trained at "
-                      f"commit {d['trained']['commit']} on {d['trained']['date']}"
+                      f"commit {d['trained']['commit']} on {d['trained']['date']} ({', '.join(d['trainings'])})"
                       + (" (reused by this run: the same specs, training code and dataset)." if d['trained']['reused']
                          else "."),
                       f"jobs/{recipe}/infer.toml mapped the held-out month with test-time augmentation "

@@ -141,3 +141,7 @@ def test_quality_training_key_follows_the_specs_the_data_and_the_size(tmp_path, 
     assert key == quality.training_key("cpu-demo", tmp_path / "data", "full")
     spec.write_text(re.sub(r"(?m)^epochs = \d+", "epochs = 99", spec.read_text()))
     assert key != quality.training_key("cpu-demo", tmp_path / "data", "full")
+    assert quality.recipe_tasks("cpu-demo") == ("pretrain", "lulc", "water")
+    (jobs / "cpu-demo" / "pretrain.toml").unlink()  # a recipe without pretraining: other models
+    assert quality.recipe_tasks("cpu-demo") == ("lulc", "water")
+    assert key != quality.training_key("cpu-demo", tmp_path / "data", "full")
