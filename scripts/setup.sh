@@ -9,6 +9,17 @@ command -v "$PYTHON" >/dev/null 2>&1 || PYTHON=python3
 # The standard (CUDA-enabled) torch/torchvision pair from the package index: the CPU-only
 # torch wheel preinstalled on some machines breaks torchvision::nms, which timm imports.
 TORCH_PAIR="torch==2.14.1 torchvision==0.29.2"
+# Debian programs the tests drive as a GIS user would: gdal-bin's gdalinfo reads the products.
+missing=""
+command -v gdalinfo >/dev/null 2>&1 || missing="$missing gdal-bin"
+if [ -n "$missing" ]; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+        echo "installing Debian packages:$missing" >&2
+        apt-get install -y -q $missing >/dev/null 2>&1 || { apt-get update -q >/dev/null && apt-get install -y -q $missing >/dev/null; }
+    else
+        echo "warning: the tests need Debian's$missing (as root: apt-get install$missing)" >&2
+    fi
+fi
 stamp="$VENV/.nationmap-installed"
 want=$(cat pyproject.toml scripts/setup.sh | sha256sum | cut -d' ' -f1)
 if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then

@@ -31,6 +31,7 @@ from pathlib import Path
 from nationmap.errors import InputError
 from nationmap.files import is_temporary, safe_child, read_json, sha256_json, staged_dir, temporary_name, write_json
 from nationmap.records import RunManifest
+from nationmap.products.pam import sidecar_path
 
 _VERSION = re.compile(r"^v(\d+)$")
 
@@ -112,12 +113,13 @@ def _link_or_copy(src: Path, dst: Path) -> None:
 
 def published_files(run_dir: Path, manifest: RunManifest) -> list[Path]:
     """What a version holds, relative to the run: the manifest, the files of the cells it lists as
-    ok, its national layers (COG, VRT) and quicklooks, and the STAC tree (stale files of the reused staging
+    ok, its national layers (COG, VRT) and quicklooks, the PAM sidecars naming their classes, and the STAC tree (stale files of the reused staging
     directory, e.g. of a cell that is empty this time, are left out)."""
     files = [Path("manifest.json")]
     for cell in manifest.ok_cells():
         files += [Path("cells") / cell.cell / e.path for e in cell.files.values()]
     files += [Path(e.path) for e in manifest.products.files()]
+    files += [side for f in files if (run_dir / (side := sidecar_path(f))).is_file()]  # class names of a COG
     stac = run_dir / "stac"
     if stac.is_dir():
         files += sorted(p.relative_to(run_dir) for p in stac.rglob("*") if p.is_file() and not p.name.startswith("."))

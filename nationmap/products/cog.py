@@ -2,7 +2,8 @@
 
 Every product is first written block by block into a staging dataset, then copied into a COG
 by GDAL's COG driver (``gdal_translate -of COG``: internal overviews, DEFLATE, 512 px tiles,
-colour table, band and dataset tags), and renamed into place only when complete. A staging
+colour table, band and dataset tags), and renamed into place only when complete; a categorical
+layer's class names follow in the PAM sidecar GDAL reads with it (:mod:`nationmap.products.pam`). A staging
 raster up to ``MEMORY_STAGING_BYTES`` lives in GDAL's MEM driver, so the driver reads plain
 memory, as ``gdal_translate`` reads an uncompressed file; a larger one is a ZSTD level 1 tiled
 GeoTIFF next to the output, so nothing needs the whole raster in memory. (The national COG is
@@ -21,6 +22,7 @@ from rio_cogeo.cogeo import cog_validate
 
 from nationmap.files import atomic_path, temporary_name
 from nationmap.products.layers import Layer
+from nationmap.products.pam import write_sidecar
 
 COG_OPTIONS = dict(driver="COG", COMPRESS="DEFLATE", BLOCKSIZE=512, NUM_THREADS=1)
 """Final COGs: 512 x 512 tiles, DEFLATE, overviews down to one tile (the driver's default)."""
@@ -67,8 +69,9 @@ def describe_band(dst, layer: Layer) -> None:
 
 
 def translate_to_cog(staging, dst: Path, layer: Layer, tags: dict | None = None) -> Path:
-    """An open staging dataset (from :func:`open_staging`) -> COG at ``dst`` (atomic); the
-    staging dataset is closed and its file, if any, removed."""
+    """An open staging dataset (from :func:`open_staging`) -> COG at ``dst`` (atomic) and, for a
+    categorical layer, its class names in ``dst.aux.xml``; the staging dataset is closed and its
+    file, if any, removed."""
     options = {**COG_OPTIONS, "OVERVIEW_RESAMPLING": layer.overview_resampling.upper()}
     try:
         with atomic_path(dst) as tmp:
@@ -81,6 +84,7 @@ def translate_to_cog(staging, dst: Path, layer: Layer, tags: dict | None = None)
                 rasterio.shutil.copy(staging.name, tmp, **options)
     finally:
         discard_staging(staging)
+    write_sidecar(dst, layer)
     return dst
 
 

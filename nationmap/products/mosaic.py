@@ -30,6 +30,7 @@ from nationmap.data.grid import Cell
 from nationmap.files import atomic_file, atomic_path
 from nationmap.products.cog import COG_OPTIONS
 from nationmap.products.layers import Layer
+from nationmap.products.pam import band_elements, sidecar_path, write_sidecar
 
 NATIONAL_COG_OPTIONS = {**COG_OPTIONS, "SPARSE_OK": "TRUE", "OVERVIEWS": "FORCE_USE_EXISTING", "BIGTIFF": "IF_SAFER"}
 """The national COG: the cells' options, empty tiles left out, the VRT's overviews copied, BigTIFF
@@ -82,6 +83,8 @@ def build_mosaic(cell_files: dict[Cell, Path | None], layer: Layer, pixels_per_d
     options = {**NATIONAL_COG_OPTIONS, "OVERVIEW_RESAMPLING": layer.overview_resampling.upper()}
     with atomic_path(dst) as tmp:
         rasterio.shutil.copy(str(vrt), str(tmp), **options)
+        sidecar_path(tmp).unlink(missing_ok=True)  # GDAL's copy of the VRT's class names, under the temporary name
+    write_sidecar(dst, layer)
     with_data = sum(path is not None for path in cell_files.values())
     return NationalLayer(vrt, dst, width, height, with_data)
 
@@ -140,6 +143,7 @@ def _describe_band(band: ET.Element, layer: Layer) -> None:
         ET.SubElement(band, "NoDataValue").text = str(layer.nodata)
     ET.SubElement(band, "Description").text = layer.name
     _metadata(band, layer.band_tags())
+    band.extend(band_elements(layer))  # class names and attribute table
     if layer.categorical:
         ET.SubElement(band, "ColorInterp").text = "Palette"
         table = ET.SubElement(band, "ColorTable")

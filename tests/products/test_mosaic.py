@@ -79,7 +79,8 @@ def test_sparse_national_layer_matches_the_cells(cells, layers):
     region = region_box(files)
     national = build_mosaic(region, layer, PPD, root / "mosaic" / "japan_lulc.tif", {"REGION": "japan"})
     assert national.vrt == root / "mosaic" / "japan_lulc.vrt" and national.cells_with_data == 3
-    assert sorted(p.name for p in (root / "mosaic").iterdir()) == ["japan_lulc.tif", "japan_lulc.vrt"]
+    assert sorted(p.name for p in (root / "mosaic").iterdir()) == ["japan_lulc.tif", "japan_lulc.tif.aux.xml",
+                                                                   "japan_lulc.vrt"]
     transform, width, height, _, _ = mosaic_grid(sorted(region), PPD)
     assert (national.width, national.height) == (width, height) == (6 * PPD, 5 * PPD)
     assert cog.is_valid_cog(national.cog)
