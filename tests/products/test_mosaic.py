@@ -179,7 +179,6 @@ def test_continuous_layers_keep_their_nodata_and_average_overviews(cells, layers
     assert 'resampling="average"' in conf.read_text()
 
 
-@pytest.mark.skipif(shutil.which("gdalinfo") is None, reason="gdalinfo (Debian's gdal-bin) is not installed")
 def test_gdalinfo_opens_vrt_and_cog_as_one_layer_with_overviews(cells, layers):
     root, files = cells
     national = build_mosaic(region_box(files), layers["lulc"], PPD, root / "gdal" / "lulc.tif")
