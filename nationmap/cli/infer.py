@@ -20,12 +20,13 @@ def infer(
     out: Path = typer.Option(None, help="Products root; the run writes OUT/REGION/YYYY-MM/."),
     lulc_dir: Path = typer.Option(None, help="LULC tiles directory (the japan region's cell list)."),
     pixels_per_degree: int = typer.Option(None, help="National grid resolution (12000: about 10 m)."),
-    batch_size: int = typer.Option(None, help="Windows per forward pass."),
+    batch_size: str = typer.Option(None, help="Windows per forward pass (auto: 32 on a GPU, 8 on a CPU)."),
     overlap: int = typer.Option(None, help="Overlap of neighbouring windows, px."),
     blend: str = typer.Option(None, help="Blending of overlapping windows: cosine or none."),
     tta: str = typer.Option(None, help="Test-time augmentation: none, flips (4 passes) or d4 (8 passes)."),
     concurrency: int = typer.Option(None, help="Predictor actors (0: one per GPU, or per cpus-per-actor CPUs)."),
-    gpus_per_actor: float = typer.Option(None, help="GPUs per predictor actor (0: CPU)."),
+    gpus_per_actor: str = typer.Option(None, help="GPUs per predictor actor (auto: 1 where the cluster has GPUs, "
+                                                  "else the CPU; 0: CPU)."),
     cpus_per_actor: float = typer.Option(None, help="CPUs per predictor actor (also its torch threads)."),
     executor: str = typer.Option(None, help="ray (Ray Data and tasks) or serial (in-process)."),
     keep_scenes: bool = typer.Option(None, "--keep-scenes/--no-keep-scenes", help="Keep the scene-grid probability rasters."),
@@ -45,9 +46,11 @@ def infer(
     from nationmap.parallel import use_ray_address
 
     def go():
-        overrides = {"region": region, "month": date, "batch_size": batch_size, "overlap": overlap, "blend": blend, "tta": tta,
-                     "concurrency": concurrency, "gpus_per_actor": gpus_per_actor, "cpus_per_actor": cpus_per_actor,
-                     "executor": executor, "keep_scenes": keep_scenes, "compile": compile, "pixels_per_degree": pixels_per_degree}
+        from nationmap.devices import parse_auto
+
+        overrides = {"region": region, "month": date, "batch_size": parse_auto(batch_size, "batch-size", integer=True), "overlap": overlap, "blend": blend, "tta": tta,
+                     "concurrency": concurrency, "gpus_per_actor": parse_auto(gpus_per_actor, "gpus-per-actor"),
+                     "cpus_per_actor": cpus_per_actor, "executor": executor, "keep_scenes": keep_scenes, "compile": compile, "pixels_per_degree": pixels_per_degree}
         for key, value in (("catalog", catalog), ("lulc_model", lulc_model), ("water_model", water_model),
                            ("out", out), ("lulc_dir", lulc_dir)):
             overrides[key] = None if value is None else str(value)

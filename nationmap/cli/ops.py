@@ -27,7 +27,8 @@ def refresh(
     out: Path = typer.Option(None, help="Products root (versions go to OUT/REGION/YYYY-MM/vN)."),
     executor: str = typer.Option(None, help="ray or serial."),
     concurrency: int = typer.Option(None, help="Predictor actors."),
-    gpus_per_actor: float = typer.Option(None, help="GPUs per predictor actor (0: CPU)."),
+    gpus_per_actor: str = typer.Option(None, help="GPUs per predictor actor (auto: 1 where the cluster has GPUs, "
+                                                  "else the CPU; 0: CPU)."),
     cpus_per_actor: float = typer.Option(None, help="CPUs per predictor actor."),
     force: bool = typer.Option(False, "--force", help="Redo the inference even where verified work exists."),
     address: str = typer.Option(None, help="Ray cluster address (with --submit: the job API, http://HEAD:8265)."),
@@ -46,11 +47,14 @@ def refresh(
     from nationmap.parallel import use_ray_address
 
     def setup():
+        from nationmap.devices import parse_auto
+
         spec = RefreshSpec.load(config)
         if raw_dir is not None:
             spec = RefreshSpec(raw_dir=str(raw_dir), infer=spec.infer)
         overrides = {"region": region, "month": str(parse_month(month) if month else previous_month()),
-                     "executor": executor, "concurrency": concurrency, "gpus_per_actor": gpus_per_actor,
+                     "executor": executor, "concurrency": concurrency,
+                     "gpus_per_actor": parse_auto(gpus_per_actor, "gpus-per-actor"),
                      "cpus_per_actor": cpus_per_actor, "out": None if out is None else str(out)}
         cfg = resolve_infer_config(spec.infer, overrides)
         month_dir(cfg)  # the region resolves and its directory stays inside the products root

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from nationmap.config import Config, default_of
+from nationmap.devices import AUTO, CPU_BATCH, check_auto
 from nationmap.data.months import parse_month
 from nationmap.errors import InputError
 from nationmap.files import read_defaults_table
@@ -36,11 +37,13 @@ class InferConfig(Config):
         lulc_dir: LULC tiles directory (the ``japan`` cell list when present); optional.
         pixels_per_degree: national grid resolution.
         window / overlap / blend / batch_size / tta: sliding-window prediction (window 0: the
-            models' input size; tta: test-time flips and rotations, :class:`WindowSettings`).
+            models' input size; batch_size ``auto``: by the device, :mod:`nationmap.devices`;
+            tta: test-time flips and rotations, :class:`WindowSettings`).
         resampling / min_validity / water_threshold / cell_block: scene -> cell combination.
         executor: ``ray`` (Ray Data + Ray tasks) or ``serial`` (in-process, for debugging).
         concurrency: predictor actors (0: one per GPU, or per ``cpus_per_actor`` CPUs).
-        gpus_per_actor / cpus_per_actor: resources of each predictor actor.
+        gpus_per_actor / cpus_per_actor: resources of each predictor actor (``auto`` GPUs: one
+            when the cluster has GPUs, else the CPU; :mod:`nationmap.devices`).
         keep_scenes: keep the per-scene probability rasters after a complete run.
         compile: ``torch.compile`` the models in each predictor (GPU: faster after a warm-up of
             about a minute; off by default).
@@ -63,7 +66,7 @@ class InferConfig(Config):
     window: int = 0
     overlap: int = default_of(WindowSettings, "overlap")
     blend: str = default_of(WindowSettings, "blend")
-    batch_size: int = default_of(WindowSettings, "batch_size")
+    batch_size: int | str = AUTO
     tta: str = default_of(WindowSettings, "tta")
     resampling: str = default_of(CellSettings, "resampling")
     min_validity: float = default_of(CellSettings, "min_validity")
@@ -71,7 +74,7 @@ class InferConfig(Config):
     cell_block: int = default_of(CellSettings, "block")
     executor: str = "ray"
     concurrency: int = 0
-    gpus_per_actor: float = 0.0
+    gpus_per_actor: float | str = AUTO
     cpus_per_actor: float = 1.0
     keep_scenes: bool = False
     compile: bool = False
@@ -87,8 +90,10 @@ class InferConfig(Config):
             raise InputError("no model given: set --lulc-model and/or --water-model (or lulc_model/water_model in the config)")
         if self.executor not in EXECUTORS:
             raise InputError(f"executor must be one of {', '.join(EXECUTORS)}, not {self.executor!r}")
-        if self.concurrency < 0 or self.gpus_per_actor < 0 or self.cpus_per_actor <= 0:
-            raise InputError("concurrency and gpus_per_actor must be >= 0, cpus_per_actor > 0")
+        if self.concurrency < 0 or self.cpus_per_actor <= 0:
+            raise InputError("concurrency must be >= 0 and cpus_per_actor > 0")
+        check_auto(self.gpus_per_actor, "gpus_per_actor")
+        check_auto(self.batch_size, "batch_size")
         check_blend(self.blend)  # the window size, hence the overlap check, waits for the models
         check_tta(self.tta)
         if self.window:
@@ -96,8 +101,10 @@ class InferConfig(Config):
         self.cell_settings()
 
     def window_settings(self, size: int) -> WindowSettings:
-        return WindowSettings(size=size, overlap=self.overlap, blend=self.blend, batch_size=self.batch_size,
-                              tta=self.tta)
+        """The window settings for models of input ``size``; an ``auto`` batch size is
+        ``CPU_BATCH`` until the devices are known (:func:`nationmap.devices.plan_predictors`)."""
+        batch = CPU_BATCH if self.batch_size == AUTO else self.batch_size
+        return WindowSettings(size=size, overlap=self.overlap, blend=self.blend, batch_size=batch, tta=self.tta)
 
     def cell_settings(self) -> CellSettings:
         return CellSettings(pixels_per_degree=self.pixels_per_degree, block=self.cell_block, resampling=self.resampling,

@@ -108,7 +108,7 @@ def run_inference(cfg: InferConfig, force: bool = False, log=print, run_dir: Pat
     paths = RunPaths(Path(run_dir)) if run_dir is not None else run_paths(cfg, region)
     models = describe_models(cfg)
     cfg.window_settings(models.window)  # unusable settings are refused before anything is written
-    ctx = RunContext(cfg, region, parse_month(cfg.month), models, paths, force)
+    ctx = RunContext(cfg, region, parse_month(cfg.month), models, paths, force, log)
     if force:
         shutil.rmtree(paths.work / "state", ignore_errors=True)
     paths.root.mkdir(parents=True, exist_ok=True)

@@ -10,6 +10,9 @@ from __future__ import annotations
 import os
 import time
 
+import torch
+
+from nationmap.devices import PredictorPlan
 from nationmap.errors import describe
 from nationmap.files import sha256_file, write_json
 from nationmap.infer.scene import SceneModels, WindowSettings, head_from_bundle, predict_scene
@@ -42,12 +45,18 @@ def run_scene(job: SceneJob, models: SceneModels, settings: WindowSettings) -> S
     return record
 
 
-def predict_serial(jobs: list[SceneJob], paths: dict[str, str], settings: WindowSettings, on_done,
-                   compile: bool) -> list[SceneRecord]:
-    """The scene stage in this process: models loaded once, scenes one after the other."""
+def local_resources() -> dict:
+    """This machine's CPUs and the GPUs torch sees, as Ray reports a cluster's."""
+    return {"CPU": float(os.cpu_count() or 1), "GPU": float(torch.cuda.device_count())}
+
+
+def predict_serial(jobs: list[SceneJob], cfg, paths: dict[str, str], settings: WindowSettings,
+                   plan: PredictorPlan, on_done) -> list[SceneRecord]:
+    """The scene stage in this process (on its GPU when ``plan`` has one): models loaded once,
+    scenes one after the other."""
     if not jobs:
         return []
-    scene_models = load_scene_models(paths, compile=compile)
+    scene_models = load_scene_models(paths, "cuda" if plan.gpus else "cpu", compile=cfg.compile)
     out = []
     for job in jobs:
         out.append(run_scene(job, scene_models, settings))

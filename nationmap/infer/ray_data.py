@@ -12,7 +12,7 @@ import json
 
 import numpy as np
 
-from nationmap.errors import InputError
+from nationmap.devices import PredictorPlan
 from nationmap.infer.windows import WindowSettings
 from nationmap.parallel import init_ray
 from nationmap.records import SceneJob, SceneRecord
@@ -38,10 +38,18 @@ class ScenePredictor:
         return {"record": [json.dumps(run_scene(job, self.models, self.settings).to_json()) for job in jobs]}
 
 
+def cluster_resources() -> dict:
+    """The Ray cluster's resources (Ray started or reached first)."""
+    import ray
+
+    init_ray()
+    return ray.cluster_resources()
+
+
 def predict_scenes_ray(jobs: list[SceneJob], cfg, model_paths: dict[str, str], settings: WindowSettings,
-                       on_done) -> list[SceneRecord]:
-    """The scene stage on a Ray Data actor pool (one scene per block); ``on_done`` is called with
-    each record as it arrives."""
+                       plan: PredictorPlan, on_done) -> list[SceneRecord]:
+    """The scene stage on a Ray Data actor pool of ``plan`` (one scene per block); ``on_done`` is
+    called with each record as it arrives."""
     import ray
     import ray.data
 
@@ -49,23 +57,11 @@ def predict_scenes_ray(jobs: list[SceneJob], cfg, model_paths: dict[str, str], s
     ctx = ray.data.DataContext.get_current()
     ctx.enable_progress_bars = False
     ctx.print_on_execution_start = False
-    resources = ray.cluster_resources()
-    if cfg.gpus_per_actor and resources.get("GPU", 0) < cfg.gpus_per_actor:
-        raise InputError(f"predictor actors need {cfg.gpus_per_actor} GPU each and the Ray cluster has "
-                         f"{resources.get('GPU', 0):g}; use --gpus-per-actor 0 to run on CPUs")
-    if cfg.concurrency:
-        actors = cfg.concurrency
-    elif cfg.gpus_per_actor:
-        actors = max(1, int(resources.get("GPU", 0) // cfg.gpus_per_actor))
-    else:
-        actors = max(1, int(resources.get("CPU", 1) // cfg.cpus_per_actor))
-    actors = min(actors, len(jobs))
     ds = ray.data.from_items([{"job": json.dumps(j.to_json())} for j in jobs], override_num_blocks=len(jobs))
     ds = ds.map_batches(
-        ScenePredictor, batch_size=1, concurrency=actors, num_cpus=cfg.cpus_per_actor,
-        num_gpus=cfg.gpus_per_actor or None,
+        ScenePredictor, batch_size=1, concurrency=plan.actors, num_cpus=plan.cpus, num_gpus=plan.gpus or None,
         fn_constructor_kwargs={"model_paths": model_paths, "settings": settings.__dict__,
-                               "threads": int(cfg.cpus_per_actor), "compile": cfg.compile},
+                               "threads": int(plan.cpus), "compile": cfg.compile},
     )
     records = []
     for row in ds.iter_rows():

@@ -10,10 +10,11 @@ records (:mod:`nationmap.records`), never dicts read by key.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Callable, Protocol
 
 import shapely
 
@@ -22,6 +23,7 @@ from nationmap.data.grid import Cell
 from nationmap.data.months import Month
 from nationmap.data.regions import Region
 from nationmap.files import safe_child, sha256_file, sha256_json, write_json
+from nationmap.devices import plan_predictors
 from nationmap.infer.config import InferConfig
 from nationmap.parallel import progress_bar, run_tasks
 from nationmap.products.cells import BandLayout, run_cell
@@ -112,6 +114,7 @@ class RunContext:
     models: ModelSet
     paths: RunPaths
     force: bool
+    log: Callable[[str], None] = print
 
     @property
     def tag(self) -> str:
@@ -144,7 +147,9 @@ class SceneStage:
         self.rows = {r.id: r for r in catalog.itertuples()}
         self.settings = ctx.cfg.window_settings(ctx.models.window)
         window = {k: v for k, v in self.settings.__dict__.items() if not (k == "tta" and v == "none")}
-        # (without test-time augmentation the key is what it was before the option existed)
+        # (without test-time augmentation the key is what it was before the option existed; the batch
+        # size as set, "auto" before the devices are known)
+        window["batch_size"] = ctx.cfg.batch_size
         self.keys = {r.id: sha256_json({"input": r.sha256, "models": ctx.models.key, "window": window,
                                         "units": r.units})
                      for r in self.rows.values()}
@@ -176,7 +181,8 @@ class SceneStage:
         if not units:  # a verified rerun: no models to load, no Ray to reach
             return
         self.ran |= set(units)
-        for rec in predict_scenes([self.job(s) for s in units], self.ctx.cfg, self.ctx.models, self.settings):
+        for rec in predict_scenes([self.job(s) for s in units], self.ctx.cfg, self.ctx.models, self.settings,
+                                  self.ctx.log):
             self.records[rec.id] = rec
 
     def ok(self) -> list[str]:
@@ -188,21 +194,24 @@ class SceneStage:
                 .replace(skipped=s not in self.ran) for s in self.rows]
 
 
-def predict_scenes(jobs: list[SceneJob], cfg: InferConfig, models: ModelSet, settings) -> list[SceneRecord]:
-    """Predict ``jobs`` with a progress bar (per scene): Ray Data actors or this process."""
+def predict_scenes(jobs: list[SceneJob], cfg: InferConfig, models: ModelSet, settings, log) -> list[SceneRecord]:
+    """Predict ``jobs`` with a progress bar (per scene): Ray Data actors or this process, on the
+    devices :func:`nationmap.devices.plan_predictors` finds (printed first)."""
+    if cfg.executor == "serial":
+        from nationmap.infer.predict import local_resources, predict_serial as predict
+    else:
+        from nationmap.infer.ray_data import cluster_resources as local_resources, predict_scenes_ray as predict
+    plan = plan_predictors(cfg.gpus_per_actor, cfg.batch_size, cfg.concurrency if cfg.executor == "ray" else 1,
+                           cfg.cpus_per_actor, local_resources(), len(jobs))
+    log(f"devices: {plan.describe()}" + (" (in this process)" if cfg.executor == "serial" else ""))
+    settings = dataclasses.replace(settings, batch_size=plan.batch_size)
     with progress_bar() as progress:
         bar = progress.add_task("scenes", total=len(jobs))
 
         def on_done(record: SceneRecord) -> None:
             progress.advance(bar)
 
-        if cfg.executor == "serial":
-            from nationmap.infer.predict import predict_serial
-
-            return predict_serial(jobs, models.paths, settings, on_done, cfg.compile)
-        from nationmap.infer.ray_data import predict_scenes_ray
-
-        return predict_scenes_ray(jobs, cfg, models.paths, settings, on_done)
+        return predict(jobs, cfg, models.paths, settings, plan, on_done)
 
 
 # ---------------------------------------------------------------------------- cells

@@ -22,6 +22,7 @@ from nationmap.infer.config import InferConfig
 from nationmap.infer.pipeline import run_inference
 from nationmap.records import RunManifest
 from nationmap.products.cog import is_valid_cog
+from nationmap.products.stac_validate import validate_catalog
 from tests.conftest import TINY_CELLS
 
 REGION = ",".join(TINY_CELLS)
@@ -100,6 +101,7 @@ def test_mosaic_quicklooks_stac_and_manifest(first_run, tiny_catalog):
         png = Image.open(run_dir / "quicklooks" / f"N35E137_N35E138_2022-09_{product}.png")
         assert png.mode == "RGBA" and png.size == (1024, 512)  # long side capped at 1024 px
     catalog = pystac.Catalog.from_file(str(run_dir / "stac" / "catalog.json"))
+    assert validate_catalog(run_dir / "stac" / "catalog.json") == 1 + 4 + 4 * 2  # offline, every object
     collections = {c.id: c for c in catalog.get_children()}
     assert set(collections) == {f"nationmap-{p}" for p in PRODUCTS}
     lulc = collections["nationmap-lulc"]

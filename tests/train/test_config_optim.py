@@ -196,12 +196,13 @@ def test_the_one_rule_on_a_plain_dataclass():
 
 def test_infer_config_takes_window_and_cell_defaults_from_their_settings():
     from nationmap.config import default_of
+    from nationmap.devices import CPU_BATCH
     from nationmap.infer.config import InferConfig
     from nationmap.infer.windows import WindowSettings
     from nationmap.products.cells import CellSettings
 
     cfg = InferConfig.from_dict({"region": "demo", "month": "2022-09", "lulc_model": "m"})
-    assert cfg.window_settings(256) == WindowSettings(size=256)
+    assert cfg.window_settings(256) == WindowSettings(size=256, batch_size=CPU_BATCH)  # batch "auto", CPU until known
     assert cfg.cell_settings() == CellSettings()
     assert cfg.overlap == default_of(WindowSettings, "overlap") and cfg.cell_block == default_of(CellSettings, "block")
     with pytest.raises(InputError, match="cpus_per_actor must be a finite number, not nan"):
