@@ -163,9 +163,10 @@ class Products(Record):
     mosaic: dict[str, FileEntry] = field(default_factory=dict)
     vrt: dict[str, FileEntry] = field(default_factory=dict)
     quicklooks: dict[str, FileEntry] = field(default_factory=dict)
+    tables: dict[str, FileEntry] = field(default_factory=dict)  # areas_csv, areas_parquet, change_csv, ...
     stac: str = ""
 
-    GROUPS: ClassVar[tuple[str, ...]] = ("mosaic", "vrt", "quicklooks")
+    GROUPS: ClassVar[tuple[str, ...]] = ("mosaic", "vrt", "quicklooks", "tables")
 
     def files(self) -> list[FileEntry]:
         return [e for g in self.GROUPS for e in getattr(self, g).values()]

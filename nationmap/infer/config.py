@@ -45,6 +45,8 @@ class InferConfig(Config):
         gpus_per_actor / cpus_per_actor: resources of each predictor actor (``auto`` GPUs: one
             when the cluster has GPUs, else the CPU; :mod:`nationmap.devices`).
         keep_scenes: keep the per-scene probability rasters after a complete run.
+        previous: the previous month's products (a run directory or published version) for the
+            change tables; empty: area tables only (``nationmap refresh`` sets it).
         compile: ``torch.compile`` the models in each predictor (GPU: faster after a warm-up of
             about a minute; off by default).
 
@@ -78,6 +80,7 @@ class InferConfig(Config):
     cpus_per_actor: float = 1.0
     keep_scenes: bool = False
     compile: bool = False
+    previous: str = ""
 
     def __post_init__(self):
         self.check_fields()  # types and finite numbers first: a nan never reaches a range check

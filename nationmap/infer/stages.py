@@ -25,6 +25,7 @@ from nationmap.data.regions import Region
 from nationmap.files import safe_child, sha256_file, sha256_json, write_json
 from nationmap.devices import plan_predictors
 from nationmap.infer.config import InferConfig
+from nationmap.infer.tables import read_previous, write_area_tables
 from nationmap.parallel import progress_bar, run_tasks
 from nationmap.products.cells import BandLayout, run_cell
 from nationmap.products.layers import Layer
@@ -305,9 +306,12 @@ class NationalStage:
     def __init__(self, ctx: RunContext, cells: CellStage):
         self.ctx, self.cells = ctx, cells
         self.ok_cells = cells.ok()
+        self.previous = (read_previous(ctx.cfg.previous, ctx.cfg.month, ctx.cfg.pixels_per_degree)
+                         if ctx.cfg.previous else None)
         self.key = sha256_json({"cells": {c.name: {p: e.sha256 for p, e in r.files.items()}
                                           for c, r in self.ok_cells.items()},
-                                "region": [c.name for c in ctx.region.cells], "format": "vrt+sparse-cog/1"})
+                                "region": [c.name for c in ctx.region.cells], "format": "vrt+sparse-cog+tables/2",
+                                "previous": self.previous.key if self.previous else None})
         self.record = NationalRecord.read_or_none(ctx.paths.national_record)
 
     def plan(self) -> list[str]:
@@ -331,7 +335,13 @@ class NationalStage:
                              "MODELS": ctx.models.key[:16]}) for p in units]
         results = run_tasks(national_layer, jobs, desc="national layers", executor=ctx.cfg.executor)
         groups = {g: {p: FileEntry(str(Path(r[g].path).relative_to(paths.root)), r[g].sha256)
-                      for p, r in zip(units, results)} for g in Products.GROUPS}
+                      for p, r in zip(units, results)} for g in ("mosaic", "vrt", "quicklooks")}
+        cell_files = {c.name: {p: paths.cell_dir(c.name) / e.path for p, e in r.files.items()}
+                      for c, r in self.ok_cells.items()}
+        tables = write_area_tables(cell_files, ctx.models.layers, ctx.region.name, ctx.cfg.month,
+                                   paths.national_file("tables", ctx.tag), self.previous, ctx.cfg.executor)
+        groups["tables"] = {k: FileEntry(str(path.relative_to(paths.root)), sha256_file(path))
+                            for k, path in tables.items()}
         self.record = NationalRecord(self.key, Products(**groups))
         write_json(paths.national_record, self.record)
 
@@ -358,8 +368,9 @@ class StacStage:
         products = national.products()
         self.key = sha256_json({"cells": {c.name: _plain(r.files) for c, r in self.ok_cells.items()},
                                 "models": ctx.models.key, "national": {"mosaic": _plain(products.mosaic),
-                                                                       "vrt": _plain(products.vrt)},
-                                "format": "stac/2"})
+                                                                       "vrt": _plain(products.vrt),
+                                                                       "tables": _plain(products.tables)},
+                                "format": "stac/3"})
         self.record = StacRecord.read_or_none(ctx.paths.stac_record)
 
     def plan(self) -> list[str]:
@@ -377,10 +388,10 @@ class StacStage:
                           for c, r in self.ok_cells.items()} for p in ctx.models.layout.products}
         products = self.national.products()
         national = {g: {p: _product_file(root / e.path, e) for p, e in getattr(products, g).items()}
-                    for g in ("mosaic", "vrt")}
+                    for g in ("mosaic", "vrt", "tables")}
         write_stac(root / "stac", ctx.region.slug, ctx.month, ctx.models.layers, cell_files,
                    national["mosaic"], ctx.cfg.pixels_per_degree, {"nationmap:models": ctx.models.key[:16]},
-                   vrts=national["vrt"])
+                   vrts=national["vrt"], tables=national["tables"])
         files = {str(p.relative_to(root)): FileEntry(str(p.relative_to(root)), sha256_file(p))
                  for p in sorted((root / "stac").rglob("*.json"))}
         self.record = StacRecord(self.key, files)

@@ -152,9 +152,23 @@ def _update_catalog(cfg: InferConfig, spec: RefreshSpec, attempt: _Attempt) -> N
                 f"{report.total} files, {len(report.failed)} unreadable ({report.stale} catalogued before)")
 
 
+def _previous_version(cfg: InferConfig, month: MonthDir) -> Path | None:
+    """The published version ``latest`` points at for the month before ``cfg.month`` (the change
+    tables' reference), unless the config names one; None when that month was never published."""
+    if cfg.previous:
+        return None
+    before = MonthDir(month.root.parent / str(parse_month(cfg.month).previous()))
+    n = before.latest_version()
+    return before.version(n) if n is not None and (before.version(n) / "manifest.json").is_file() else None
+
+
 def _infer_and_publish(cfg: InferConfig, month: MonthDir, attempt: _Attempt, force: bool) -> None:
     from nationmap.infer.pipeline import run_inference
 
+    previous = _previous_version(cfg, month)
+    if previous is not None:
+        attempt.say(f"change tables against the published {previous.parent.name} {previous.name}")
+        cfg = replace(cfg, previous=str(previous))
     manifest = run_inference(cfg, force=force, log=attempt.say, run_dir=month.staging)
     attempt.update(infer_run_id=manifest.run_id, staging=str(month.staging), failures=manifest.failures,
                    empty_cells=manifest.empty_cells)

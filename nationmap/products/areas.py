@@ -6,10 +6,16 @@ pyproj's geodesic polygon area on the WGS84 ellipsoid, not square degrees: a pix
 degree is 85.5 m^2 at the equator, 70.3 m^2 at 35 N and 60.8 m^2 at 45 N. A raster's class areas are then its pixel counts weighted by their row's area,
 accumulated strip by strip (:func:`class_areas_km2`), and a change between two months is the
 same sum over (before, after) pairs of codes (:func:`change_km2`).
+
+The tables a map user quotes (:func:`write_tables`, CSV and Parquet): per cell and for the region,
+the km^2 and share of every class of lulc and water and of the mapped area (count > 0)
+(:class:`AreaRow`), and the class-to-class change from the previous month (:class:`ChangeRow`).
 """
 
 from __future__ import annotations
 
+import dataclasses
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +23,9 @@ import pyproj
 import rasterio
 from affine import Affine
 from rasterio.windows import Window
+
+from nationmap.files import atomic_path
+from nationmap.products.layers import Layer
 
 WGS84 = pyproj.Geod(ellps="WGS84")
 STRIP_ROWS = 512  # rows read at once: a 12,000 px wide uint8 strip is 6 MB
@@ -71,3 +80,110 @@ def change_km2(before: str | Path, after: str | Path) -> np.ndarray:
             weights = np.broadcast_to(rows[top:top + n, None], pairs.shape)
             total += np.bincount(pairs.ravel(), weights.ravel(), minlength=CODES * CODES)
     return total.reshape(CODES, CODES)
+
+
+# ---------------------------------------------------------------------------- tables
+
+MAPPED = "mapped"  # the pseudo-layer of the area with at least one valid acquisition (count > 0)
+AREA_COLUMNS = ("region", "month", "scope", "cell", "layer", "code", "class", "area_km2", "share")
+CHANGE_COLUMNS = ("region", "month", "previous_month", "scope", "cell", "layer", "from_code", "from_class",
+                  "to_code", "to_class", "area_km2")
+
+
+@dataclass(frozen=True)
+class AreaRow:
+    """km^2 of one class of one layer over a cell or the region (``scope`` ``cell`` or
+    ``region``). ``share``: of the mapped area for lulc and water; of the whole area for the
+    ``mapped`` layer (code 1: mapped, 0: not mapped)."""
+
+    scope: str
+    cell: str  # the cell's name, or the region's
+    layer: str
+    code: int
+    name: str
+    km2: float
+    share: float
+
+
+@dataclass(frozen=True)
+class ChangeRow:
+    """km^2 whose class of ``layer`` was ``from_code`` in the previous month and ``to_code`` now."""
+
+    scope: str
+    cell: str
+    layer: str
+    from_code: int
+    from_name: str
+    to_code: int
+    to_name: str
+    km2: float
+
+
+def _share(part: float, whole: float) -> float:
+    return part / whole if whole > 0 else 0.0
+
+
+def cell_area_rows(cell: str, files: dict[str, Path], layers: dict[str, Layer]) -> list[AreaRow]:
+    """The area rows of one cell from its COGs (``files``: product -> path; ``count`` required,
+    ``lulc`` and ``water`` when present): mapped and not mapped, then every class of each layer."""
+    count = class_areas_km2(files["count"])
+    total, unmapped = count.sum(), count[0]
+    mapped = total - unmapped
+    rows = [AreaRow("cell", cell, MAPPED, 1, "mapped (count > 0)", mapped, _share(mapped, total)),
+            AreaRow("cell", cell, MAPPED, 0, "not mapped", unmapped, _share(unmapped, total))]
+    for product in ("lulc", "water"):
+        if product in files:
+            km2 = class_areas_km2(files[product])
+            rows += [AreaRow("cell", cell, product, c.code, c.name, km2[c.code], _share(km2[c.code], mapped))
+                     for c in sorted(layers[product].classes, key=lambda c: c.code)]
+    return rows
+
+
+def region_area_rows(cell_rows: list[AreaRow], region: str) -> list[AreaRow]:
+    """The region's rows: the cells' km^2 summed per layer and class, shares recomputed."""
+    sums: dict[tuple[str, int, str], float] = {}
+    for r in cell_rows:
+        sums[(r.layer, r.code, r.name)] = sums.get((r.layer, r.code, r.name), 0.0) + r.km2
+    total = sum(km2 for (layer, _, _), km2 in sums.items() if layer == MAPPED)
+    mapped = sums.get((MAPPED, 1, "mapped (count > 0)"), 0.0)
+    return [AreaRow("region", region, layer, code, name, km2, _share(km2, total if layer == MAPPED else mapped))
+            for (layer, code, name), km2 in sums.items()]
+
+
+def cell_change_rows(cell: str, before: Path, after: Path, layer: Layer) -> list[ChangeRow]:
+    """The class-to-class km^2 of ``layer`` between a cell's COG of the previous month and of
+    this one (pixels mapped in both months; pairs with no area left out)."""
+    km2 = change_km2(before, after)
+    classes = sorted(layer.classes, key=lambda c: c.code)
+    return [ChangeRow("cell", cell, layer.name, a.code, a.name, b.code, b.name, float(km2[a.code, b.code]))
+            for a in classes for b in classes if km2[a.code, b.code] > 0]
+
+
+def region_change_rows(cell_rows: list[ChangeRow], region: str) -> list[ChangeRow]:
+    sums: dict[tuple, float] = {}
+    for r in cell_rows:
+        key = (r.layer, r.from_code, r.from_name, r.to_code, r.to_name)
+        sums[key] = sums.get(key, 0.0) + r.km2
+    return [ChangeRow("region", region, *key, km2) for key, km2 in sums.items()]
+
+
+def write_tables(rows: list, columns: tuple[str, ...], fixed: dict, stem: Path) -> tuple[Path, Path]:
+    """``rows`` (AreaRow or ChangeRow, with the ``fixed`` columns: region, month...) as
+    ``stem.csv`` and ``stem.parquet`` (atomic writes); returns both paths."""
+    import pandas as pd
+
+    records = [{**fixed, **{k: v for k, v in zip(_ROW_COLUMNS[type(r)], dataclasses.astuple(r))}} for r in rows]
+    frame = pd.DataFrame.from_records(records, columns=list(columns))
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    csv, parquet = stem.with_suffix(".csv"), stem.with_suffix(".parquet")
+    with atomic_path(csv) as tmp:
+        frame.to_csv(tmp, index=False, float_format="%.6f")
+    with atomic_path(parquet) as tmp:
+        frame.to_parquet(tmp, index=False)
+    return csv, parquet
+
+
+_ROW_COLUMNS = {
+    AreaRow: ("scope", "cell", "layer", "code", "class", "area_km2", "share"),
+    ChangeRow: ("scope", "cell", "layer", "from_code", "from_class", "to_code", "to_class", "area_km2"),
+}

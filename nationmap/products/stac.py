@@ -32,6 +32,7 @@ from nationmap.products.layers import Layer
 COG_MEDIA_TYPE = pystac.MediaType.COG
 VRT_MEDIA_TYPE = "application/xml"  # GDAL's VRT has no registered media type; it is XML
 LICENSE = "proprietary"
+TABLE_MEDIA_TYPES = {"csv": "text/csv", "parquet": "application/vnd.apache.parquet"}
 
 
 @dataclass(frozen=True)
@@ -60,6 +61,19 @@ def _asset(file: ProductFile, layer: Layer, title: str, shape: tuple[int, int], 
     return asset
 
 
+def _table_asset(file: ProductFile, key: str, region: str, month: Month, item_dir: Path) -> pystac.Asset:
+    """An area table (``areas_csv``, ``change_parquet``...) as a metadata asset with its checksum."""
+    what, kind = key.split("_")
+    title = (f"area of every class, cell and {region} {month}, km^2" if what == "areas"
+             else f"class-to-class change from the previous month, {region} {month}, km^2")
+    asset = pystac.Asset(href=os.path.relpath(file.path, item_dir), media_type=TABLE_MEDIA_TYPES[kind],
+                         title=f"{title} ({kind})", roles=["metadata"])
+    f = FileExtension.ext(asset, add_if_missing=False)
+    f.checksum = "1220" + file.sha256
+    f.size = file.size
+    return asset
+
+
 def _extensions(obj, layer: Layer) -> None:
     for ext in (ProjectionExtension, RasterExtension, FileExtension) + ((ClassificationExtension,) if layer.categorical else ()):
         ext.add_to(obj)
@@ -68,9 +82,11 @@ def _extensions(obj, layer: Layer) -> None:
 def write_stac(stac_dir: str | Path, region: str, month: Month, layers: dict[str, Layer],
                cell_files: dict[str, dict[Cell, ProductFile]], mosaics: dict[str, ProductFile],
                pixels_per_degree: int, properties: dict | None = None,
-               vrts: dict[str, ProductFile] | None = None) -> Path:
+               vrts: dict[str, ProductFile] | None = None, tables: dict[str, ProductFile] | None = None) -> Path:
     """Write the STAC tree for one region and month; returns the root catalog path. ``mosaics``
-    (national COGs) and ``vrts`` (national VRTs) become assets of their product's collection."""
+    (national COGs) and ``vrts`` (national VRTs) become assets of their product's collection;
+    ``tables`` (``areas_csv``, ``change_parquet``...: the area tables) assets of the lulc and
+    water collections."""
     stac_dir = Path(stac_dir)
     stage = stac_dir.with_name(f".{stac_dir.name}-part-{os.getpid()}")  # no suffix: pystac reads one as a file name
     shutil.rmtree(stage, ignore_errors=True)
@@ -109,6 +125,9 @@ def write_stac(stac_dir: str | Path, region: str, month: Month, layers: dict[str
                              shape, transform, product_dir)
                 vrt.media_type = VRT_MEDIA_TYPE
                 collection.add_asset("vrt", vrt)
+        if product in ("lulc", "water"):
+            for key, file in (tables or {}).items():
+                collection.add_asset(key.replace("_", "-"), _table_asset(file, key, region, month, product_dir))
     root.normalize_hrefs(str(stage))
     root.save(catalog_type=pystac.CatalogType.SELF_CONTAINED)
     replace_dir(stage, stac_dir)

@@ -236,3 +236,62 @@ def test_the_driver_never_imports_torch():
             "nationmap.infer.ray_data, nationmap.ops.refresh; print('torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
+
+
+def test_area_tables_add_up_and_match_an_independent_computation(first_run):
+    import pandas as pd
+
+    from tests.products.test_areas import band_area_km2
+
+    run_dir, manifest = first_run
+    csv = run_dir / manifest.products.tables["areas_csv"].path
+    table = pd.read_csv(csv)
+    parquet = pd.read_parquet(run_dir / manifest.products.tables["areas_parquet"].path)
+    pd.testing.assert_frame_equal(table, parquet, check_exact=False, rtol=1e-6, atol=1e-6)  # CSV: 6 decimals
+    assert list(table.columns) == ["region", "month", "scope", "cell", "layer", "code", "class", "area_km2", "share"]
+    for scope_cell, rows in table.groupby(["scope", "cell"]):
+        mapped = rows.query("layer == 'mapped' and code == 1").area_km2.item()
+        whole = rows.query("layer == 'mapped'").area_km2.sum()
+        assert mapped > 0 and whole == pytest.approx(sum(band_area_km2(35, 36, 1) for _ in range(
+            1 if scope_cell[0] == "cell" else 2)), rel=1e-6)
+        for layer in ("lulc", "water"):  # the classes add up to the mapped area
+            assert rows[rows.layer == layer].area_km2.sum() == pytest.approx(mapped, rel=1e-3), (scope_cell, layer)
+            assert rows[rows.layer == layer].share.sum() == pytest.approx(1.0, rel=1e-3)
+    cells = table[table.scope == "cell"].groupby(["layer", "code"]).area_km2.sum()
+    region = table[table.scope == "region"].set_index(["layer", "code"]).area_km2
+    assert np.allclose(region.sort_index(), cells.sort_index(), rtol=1e-9)
+    # one cell's class areas from its COG, row by row with the closed-form band area (no pyproj)
+    with rasterio.open(run_dir / "cells" / "N35E137" / "N35E137_2022-09_lulc.tif") as ds:
+        codes = ds.read(1)
+    expected = {}
+    for i, row in enumerate(codes):
+        area = band_area_km2(36 - (i + 1) / PPD, 36 - i / PPD, 1 / PPD)
+        for code, n in zip(*np.unique(row, return_counts=True)):
+            expected[int(code)] = expected.get(int(code), 0.0) + n * area
+    got = table.query("scope == 'cell' and cell == 'N35E137' and layer == 'lulc'").set_index("code").area_km2
+    for code, km2 in got.items():
+        assert km2 == pytest.approx(expected.get(code, 0.0), rel=1e-6, abs=1e-9), code
+
+
+def test_change_tables_against_the_previous_month(first_run, tiny_catalog, tiny_world, tiny_bundles, tmp_path):
+    import pandas as pd
+
+    previous_dir, _ = first_run
+    manifest = run_inference(config(tiny_catalog, tiny_world, tiny_bundles, tmp_path, month="2022-10",
+                                    previous=str(previous_dir)))
+    run_dir = Path(manifest.run_dir)
+    change = pd.read_csv(run_dir / manifest.products.tables["change_csv"].path)
+    assert set(change.previous_month) == {"2022-09"} and set(change.month) == {"2022-10"}
+    areas = pd.read_csv(run_dir / manifest.products.tables["areas_csv"].path)
+    for layer in ("lulc", "water"):
+        rows = change.query(f"scope == 'region' and layer == '{layer}'")
+        # every pixel mapped in both months moved from one class to one class: at most the mapped area
+        mapped = areas.query("scope == 'region' and layer == 'mapped' and code == 1").area_km2.item()
+        assert 0 < rows.area_km2.sum() <= mapped * (1 + 1e-9)
+        now = areas.query(f"scope == 'region' and layer == '{layer}'").set_index("code").area_km2
+        assert (rows.groupby("to_code").area_km2.sum() <= now.reindex(rows.to_code.unique()) * (1 + 1e-9)).all()
+    collection = pystac.Collection.from_file(str(run_dir / "stac" / "nationmap-lulc" / "collection.json"))
+    assert {"areas-csv", "areas-parquet", "change-csv", "change-parquet"} <= set(collection.assets)
+    assert validate_catalog(run_dir / "stac" / "catalog.json") > 1
+    with pytest.raises(Exception, match="not a month before"):
+        run_inference(config(tiny_catalog, tiny_world, tiny_bundles, tmp_path / "again", previous=str(run_dir)))

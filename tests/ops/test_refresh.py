@@ -96,6 +96,25 @@ def test_refresh_publishes_a_version_and_moves_latest(ops_world, first_refresh):
     assert Path(record["catalog"]).exists()
 
 
+def test_the_next_month_publishes_its_change_from_the_last_published_month(ops_world, first_refresh):
+    """October's refresh finds September's latest version and publishes the class-to-class change
+    from it beside the area tables; class names travel with the COGs (PAM sidecars)."""
+    import pandas as pd
+
+    september = ops_world["month"].version(1)
+    assert (september / "cells" / TINY_CELLS[0] / f"{TINY_CELLS[0]}_2022-09_lulc.tif.aux.xml").is_file()
+    assert not list(september.glob("tables/*_change.csv"))  # no month before September was published
+    done = run([*refresh_cmd(ops_world["spec"])[:-1], "2022-10"])
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "change tables against the published 2022-09 v1" in done.stdout
+    october = MonthDir(ops_world["root"] / "products" / SLUG / "2022-10").version(1)
+    change = pd.read_parquet(october / "tables" / f"{SLUG}_2022-10_change.parquet")
+    assert set(change.previous_month) == {"2022-09"} and change.area_km2.sum() > 0
+    assert (october / "tables" / f"{SLUG}_2022-10_areas.csv").is_file()
+    manifest = json.loads((october / "manifest.json").read_text())
+    assert manifest["config"]["previous"] == str(september)
+
+
 def test_rerun_with_nothing_new_publishes_nothing(ops_world, first_refresh):
     month: MonthDir = ops_world["month"]
     before = tree_digest(month.version(1))

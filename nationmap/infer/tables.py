@@ -1,0 +1,98 @@
+"""The area tables of a run: km^2 per class, cell and region, and the change from the previous month.
+
+Part of the national stage (:class:`nationmap.infer.stages.NationalStage`): one task per cell
+reads its COGs (:func:`nationmap.products.areas.cell_area_rows`, and the class-to-class change
+against the same cell of the previous month's products when ``previous`` is set), then the
+driver sums the region and writes
+
+    tables/<tag>_areas.csv / .parquet     region, month, scope, cell, layer, code, class, area_km2, share
+    tables/<tag>_change.csv / .parquet    ... previous_month, from_code/class, to_code/class, area_km2
+
+The previous month is a products run directory or a published version (its ``manifest.json``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from nationmap.errors import InputError
+from nationmap.files import sha256_json
+from nationmap.parallel import run_tasks
+from nationmap.products.areas import (AREA_COLUMNS, CHANGE_COLUMNS, cell_area_rows, cell_change_rows,
+                                      region_area_rows, region_change_rows, write_tables)
+from nationmap.products.layers import Layer
+from nationmap.records import RunManifest
+
+CHANGE_LAYERS = ("lulc", "water")
+
+
+@dataclass(frozen=True)
+class CellTablesJob:
+    """One cell's COGs of this month and, for the change, of the previous month (absolute paths)."""
+
+    cell: str
+    files: dict[str, Path]
+    previous: dict[str, Path]
+    layers: dict[str, Layer]
+
+
+def cell_tables(job: CellTablesJob) -> tuple[list, list]:
+    """(area rows, change rows) of one cell (a Ray task on a cluster)."""
+    areas = cell_area_rows(job.cell, job.files, job.layers)
+    change = [row for p, before in sorted(job.previous.items())
+              for row in cell_change_rows(job.cell, before, job.files[p], job.layers[p])]
+    return areas, change
+
+
+@dataclass(frozen=True)
+class PreviousMonth:
+    """The previous month's products: its month, each ok cell's COG paths (absolute) and a key
+    of their checksums (the change tables are redone when it changes)."""
+
+    month: str
+    cells: dict[str, dict[str, Path]]
+    key: str
+
+
+def read_previous(path: str | Path, month: str, pixels_per_degree: int) -> PreviousMonth:
+    """The products at ``path`` (a run directory or published version) as the month before
+    ``month`` on the same grid; one-line InputError otherwise."""
+    manifest = RunManifest.read(Path(path) / "manifest.json")
+    if manifest.month >= month:
+        raise InputError(f"previous products {path} are of {manifest.month}, not a month before {month}")
+    ppd = manifest.config.get("pixels_per_degree")
+    if ppd != pixels_per_degree:
+        raise InputError(f"previous products {path} are on a grid of {ppd} px per degree, this run on "
+                         f"{pixels_per_degree}: no change table between them")
+    cells = {c.cell: {p: Path(path) / "cells" / c.cell / e.path for p, e in c.files.items()}
+             for c in manifest.ok_cells()}
+    key = sha256_json({c.cell: {p: e.sha256 for p, e in c.files.items()} for c in manifest.ok_cells()})
+    return PreviousMonth(manifest.month, cells, key)
+
+
+def write_area_tables(cell_files: dict[str, dict[str, Path]], layers: dict[str, Layer], region: str, month: str,
+                      stem: Path, previous: PreviousMonth | None, executor: str) -> dict[str, Path]:
+    """Area (and change) tables of the cells in ``cell_files`` (cell -> product -> COG) under
+    ``stem`` (``<dir>/<tag>``); returns {"areas_csv", "areas_parquet"[, "change_csv", "change_parquet"]: path}."""
+    jobs = [CellTablesJob(cell, files, _previous_files(cell, files, previous), layers)
+            for cell, files in sorted(cell_files.items())]
+    results = run_tasks(cell_tables, jobs, desc="area tables", executor=executor)
+    areas = [row for rows, _ in results for row in rows]
+    fixed = {"region": region, "month": month}
+    out = dict(zip(("areas_csv", "areas_parquet"),
+                   write_tables(region_area_rows(areas, region) + areas, AREA_COLUMNS, fixed,
+                                stem.with_name(stem.name + "_areas"))))
+    if previous is not None:
+        change = [row for _, rows in results for row in rows]
+        out |= dict(zip(("change_csv", "change_parquet"),
+                        write_tables(region_change_rows(change, region) + change, CHANGE_COLUMNS,
+                                     {**fixed, "previous_month": previous.month},
+                                     stem.with_name(stem.name + "_change"))))
+    return out
+
+
+def _previous_files(cell: str, files: dict[str, Path], previous: PreviousMonth | None) -> dict[str, Path]:
+    if previous is None or cell not in previous.cells:
+        return {}
+    return {p: previous.cells[cell][p] for p in CHANGE_LAYERS if p in files and p in previous.cells[cell]}
