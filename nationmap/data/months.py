@@ -35,9 +35,6 @@ class Month:
     def next(self) -> "Month":
         return Month(self.year + self.month // 12, self.month % 12 + 1)
 
-    def previous(self) -> "Month":
-        return Month(self.year - (self.month == 1), (self.month - 2) % 12 + 1)
-
     def contains(self, when: dt.datetime | dt.date) -> bool:
         return (when.year, when.month) == (self.year, self.month)
 

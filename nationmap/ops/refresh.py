@@ -157,7 +157,7 @@ def _previous_version(cfg: InferConfig, month: MonthDir) -> Path | None:
     tables' reference), unless the config names one; None when that month was never published."""
     if cfg.previous:
         return None
-    before = MonthDir(month.root.parent / str(parse_month(cfg.month).previous()))
+    before = MonthDir(month.root.parent / str(previous_month(parse_month(cfg.month).start.date())))
     n = before.latest_version()
     return before.version(n) if n is not None and (before.version(n) / "manifest.json").is_file() else None
 
