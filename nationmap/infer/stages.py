@@ -18,6 +18,7 @@ from typing import Callable, Protocol
 
 import shapely
 
+from nationmap import __version__
 from nationmap.data.catalog import footprints
 from nationmap.data.grid import Cell
 from nationmap.data.months import Month
@@ -292,7 +293,11 @@ def national_layer(job: NationalJob) -> dict[str, FileEntry]:
     """Build one product's national layer and quicklook (a Ray task on a cluster); returns
     ``{"mosaic"|"vrt"|"quicklooks": FileEntry}`` with absolute paths."""
     national = build_mosaic(job.cell_files, job.layer, job.pixels_per_degree, job.cog, job.tags, vrt=job.vrt)
-    png = write_quicklook(national.cog, job.quicklook, job.layer)
+    t = job.tags
+    png = write_quicklook(national.cog, job.quicklook, job.layer,
+                          title=f"{t['PRODUCT']}: {job.layer.description}, {t['REGION']}, {t['MONTH']}",
+                          subtitle=f"nationmap {__version__}, models {t['MODELS']}; WGS84 longitude/latitude "
+                                   f"(EPSG:4326), {job.pixels_per_degree} px per degree")
     return {group: FileEntry(str(path), sha256_file(path))
             for group, path in (("mosaic", national.cog), ("vrt", national.vrt), ("quicklooks", png))}
 

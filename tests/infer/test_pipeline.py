@@ -99,7 +99,7 @@ def test_mosaic_quicklooks_stac_and_manifest(first_run, tiny_catalog):
             assert vrt.overviews(1) == ds.overviews(1) == [2, 4]  # 1200 -> 600 -> 300 px
         assert manifest.products.vrt[product].path == f"mosaic/N35E137_N35E138_2022-09_{product}.vrt"
         png = Image.open(run_dir / "quicklooks" / f"N35E137_N35E138_2022-09_{product}.png")
-        assert png.mode == "RGBA" and png.size == (1024, 512)  # long side capped at 1024 px
+        assert png.mode == "RGBA" and png.size == (1200, 900)  # a 10 x 7.5 inch figure at 120 dpi
     catalog = pystac.Catalog.from_file(str(run_dir / "stac" / "catalog.json"))
     assert validate_catalog(run_dir / "stac" / "catalog.json") == 1 + 4 + 4 * 2  # offline, every object
     collections = {c.id: c for c in catalog.get_children()}
