@@ -9,9 +9,11 @@ command -v "$PYTHON" >/dev/null 2>&1 || PYTHON=python3
 # The standard (CUDA-enabled) torch/torchvision pair from the package index: the CPU-only
 # torch wheel preinstalled on some machines breaks torchvision::nms, which timm imports.
 TORCH_PAIR="torch==2.14.1 torchvision==0.29.2"
-# Debian programs the tests drive as a GIS user would: gdal-bin's gdalinfo reads the products.
+# Debian programs the tests drive as a GIS user would: gdal-bin's gdalinfo reads the products,
+# Chromium (driven by Playwright) opens the web map of `nationmap serve`.
 missing=""
 command -v gdalinfo >/dev/null 2>&1 || missing="$missing gdal-bin"
+command -v chromium >/dev/null 2>&1 || missing="$missing chromium"
 if [ -n "$missing" ]; then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
         echo "installing Debian packages:$missing" >&2

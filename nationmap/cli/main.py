@@ -16,6 +16,7 @@ from nationmap.cli import data as data_cli
 from nationmap.cli import infer as infer_cli
 from nationmap.cli import models as models_cli
 from nationmap.cli import ops as ops_cli
+from nationmap.cli import serve as serve_cli
 from nationmap.cli import train as train_cli
 from nationmap.cli.common import GuardedGroup, err_console, run_guarded
 
@@ -38,6 +39,7 @@ app.command("refresh")(ops_cli.refresh)
 app.command("submit")(ops_cli.submit)
 app.command("plan")(ops_cli.plan)
 app.add_typer(ops_cli.runs_app, name="runs")
+app.command("serve")(serve_cli.serve)
 
 
 def _version(value: bool):

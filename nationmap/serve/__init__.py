@@ -1,0 +1,1 @@
+"""``nationmap serve``: the products as a web map (:mod:`nationmap.serve.app`)."""
