@@ -11,6 +11,7 @@ as a dict), so they are tested without GPUs.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from nationmap.errors import InputError
@@ -25,6 +26,8 @@ def check_auto(value: float | int | str, name: str) -> None:
     if isinstance(value, str):
         if value != AUTO:
             raise InputError(f"{name} must be a number or {AUTO!r}, not {value!r}")
+    elif not math.isfinite(value):
+        raise InputError(f"{name} must be a finite number or {AUTO!r}, not {value}")
     elif value < 0:
         raise InputError(f"{name} must be >= 0 or {AUTO!r}, not {value:g}")
 

@@ -48,7 +48,7 @@ def use_ray_address(address: str | None) -> None:
     _address = address
 
 
-def init_ray(address: str | None = None, num_cpus: int | None = None, log_to_driver: bool = True) -> None:
+def init_ray(address: str | None = None, num_cpus: int | None = None, log_to_driver: bool | None = None) -> None:
     """Connect to ``address`` (or the one set by :func:`use_ray_address`, or ``RAY_ADDRESS``) or
     start an embedded local Ray (``address="local"`` forces it); no-op if up. Called by
     :func:`run_tasks` on first use, so bad input is reported before Ray spends seconds starting."""
@@ -56,6 +56,10 @@ def init_ray(address: str | None = None, num_cpus: int | None = None, log_to_dri
 
     if ray.is_initialized():
         return
+    if log_to_driver is None:  # worker output stays in Ray's logs unless --verbose (nationmap.logs)
+        from nationmap.logs import verbose
+
+        log_to_driver = verbose()
     address = address or _address or os.environ.get("RAY_ADDRESS")
     if address and address != "local":
         # keys a submitted job already sets stay the job's (Ray refuses to merge the two)
@@ -67,8 +71,11 @@ def init_ray(address: str | None = None, num_cpus: int | None = None, log_to_dri
         for key, value in WORKER_ENV.items():
             os.environ.setdefault(key, value)
         # "local": a new embedded instance, never one found running on the machine (ray start)
-        ray.init(address="local", num_cpus=num_cpus or os.cpu_count(), include_dashboard=False, logging_level="ERROR",
-                 log_to_driver=log_to_driver)
+        # the dashboard process serves Ray's state API, which Ray Train's controller and placement-group
+        # cleaner query every few seconds (without it they log warnings and tracebacks); bound to
+        # this machine only
+        ray.init(address="local", num_cpus=num_cpus or os.cpu_count(), include_dashboard=True,
+                 dashboard_host="127.0.0.1", logging_level="ERROR", log_to_driver=log_to_driver)
 
 
 def node_id() -> str:

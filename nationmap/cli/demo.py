@@ -22,6 +22,7 @@ from nationmap.data.months import parse_months
 from nationmap.data.prepare import PrepareConfig, prepare_dataset
 from nationmap.data.regions import resolve_region
 from nationmap.data.synth.generate import SynthConfig, synthesize
+from nationmap.logs import capture
 
 if TYPE_CHECKING:  # records only; their modules import torch
     from nationmap.metrics import MethodScores
@@ -114,7 +115,7 @@ def _infer(root: Path, name: str, lulc: Path, water: Path | None, executor: str)
     cfg = InferConfig(region="demo-heldout", month=DEMO_MAP_MONTH, catalog=str(root / "heldout" / "catalog.parquet"),
                       lulc_model=str(lulc), water_model=str(water or ""), out=str(root / name),
                       lulc_dir=str(root / "heldout" / "raw" / "lulc"), pixels_per_degree=DEMO_PIXELS_PER_DEGREE,
-                      batch_size=8, executor=executor, gpus_per_actor=0.0)
+                      executor=executor)  # devices and batch size: auto
     manifest = run_inference(cfg, log=console.print)
     console.print(summarize(manifest), highlight=False, soft_wrap=True)
     return manifest
@@ -153,7 +154,13 @@ def run_demo(out: str, seed: int, executor: str, address: str | None, data_only:
     root = Path(out)
     if executor != "ray" and not data_only:  # refused before minutes of data stages
         raise InputError("training runs on Ray Train: the full demo needs --executor ray (or use --data-only)")
-    start_ray(executor, address)
+    root.mkdir(parents=True, exist_ok=True)
+    with capture(root / "logs"):  # Ray's own output of the data stages; each run keeps its own
+        start_ray(executor, address)
+        return _run_demo(root, seed, executor, data_only)
+
+
+def _run_demo(root: Path, seed: int, executor: str, data_only: bool) -> int:
     t0 = time.time()
     lines, failed = _world(root, seed, executor)
     line, failed_prep = _dataset(root, seed, executor)

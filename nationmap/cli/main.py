@@ -49,8 +49,14 @@ def _version(value: bool):
 
 
 @app.callback()
-def _root(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version.")):
+def _root(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version."),
+          verbose: bool = typer.Option(False, "--verbose", help="Show Ray's own logs and worker output on the terminal "
+                                                                "too (they always go to the run's logs/).")):
     """nationmap: ALOS-2 SAR -> national LULC and water maps."""
+    if verbose:
+        from nationmap.logs import set_verbose
+
+        set_verbose(True)
 
 
 @app.command()

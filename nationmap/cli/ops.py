@@ -12,6 +12,7 @@ import typer
 
 from nationmap.cli.common import (EXIT_FAILED, EXIT_LOCKED, EXIT_PARTIAL, console, err_console, fail, run_guarded,
                                   submit_instead)
+from nationmap.devices import parse_auto
 
 runs_app = typer.Typer(help="Run history (training, inference, refresh) from the run records; Ray job logs.",
                        no_args_is_help=True)
@@ -47,8 +48,6 @@ def refresh(
     from nationmap.parallel import use_ray_address
 
     def setup():
-        from nationmap.devices import parse_auto
-
         spec = RefreshSpec.load(config)
         if raw_dir is not None:
             spec = RefreshSpec(raw_dir=str(raw_dir), infer=spec.infer)

@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 
 from nationmap.cli.common import EXIT_FAILED, console, fail, refuse_existing, replacing, run_guarded, submit_instead
+from nationmap.devices import parse_auto
 
 app = typer.Typer(help="Training runs on Ray Train (embedded local Ray, or a cluster with --address).",
                   no_args_is_help=True)
@@ -24,7 +25,8 @@ def _options(
     lr: float = typer.Option(None, help="Base learning rate."),
     warmup_epochs: float = typer.Option(None, help="Warm-up epochs."),
     workers: int = typer.Option(None, help="Ray Train workers."),
-    gpus_per_worker: float = typer.Option(None, help="GPUs per worker (0: CPU)."),
+    gpus_per_worker: str = typer.Option(None, help="GPUs per worker (auto: 1 where the cluster has GPUs, else "
+                                                   "the CPU; 0: CPU)."),
     cpus_per_worker: float = typer.Option(None, help="CPUs reserved per worker."),
     placement: str = typer.Option(None, help="Ray placement of the workers: PACK or SPREAD (one per node)."),
     steps_per_epoch: int = typer.Option(None, help="Cap on steps per epoch (0: the whole split)."),
@@ -64,6 +66,7 @@ def _run(task: str, opts: dict) -> None:
         if opts.pop("no_sar_weight"):
             opts["sar_weight"] = False
         opts["no_pretrain"] = opts["no_pretrain"] or None  # unset: the job spec decides
+        opts["gpus_per_worker"] = parse_auto(opts["gpus_per_worker"], "gpus-per-worker")
         for key in ("data", "out", "init"):
             if opts[key] is not None:
                 opts[key] = str(opts[key])
@@ -85,7 +88,7 @@ def _run(task: str, opts: dict) -> None:
             cfg = cfg.replace(name=new_run_name(task))
 
         try:
-            result = run_training(cfg, resume=resume is not None)
+            result = run_training(cfg, resume=resume is not None, log=console.print)
         except TrainingError as exc:  # the run started and failed: not bad input
             fail(str(exc), EXIT_FAILED)
         s = result.summary
@@ -209,7 +212,7 @@ def ablate(
     epochs: int = typer.Option(None, help="Epochs per row (the budget)."),
     batch_size: int = typer.Option(None, help="Global batch size."),
     workers: int = typer.Option(None, help="Ray Train workers."),
-    gpus_per_worker: float = typer.Option(None, help="GPUs per worker."),
+    gpus_per_worker: str = typer.Option(None, help="GPUs per worker (auto, or a number)."),
     split: str = typer.Option("val", help="Split the rows are scored on (the paper: val)."),
     eval_data: Path = typer.Option(None, help="Dataset the rows are scored on (default DATA), e.g. one prepared "
                                                "from a held-out region."),
@@ -224,7 +227,7 @@ def ablate(
     def go():
         use_ray_address(address)
         overrides = dict(data=str(data), preset=preset, epochs=epochs, batch_size=batch_size, workers=workers,
-                         gpus_per_worker=gpus_per_worker)
+                         gpus_per_worker=parse_auto(gpus_per_worker, "gpus-per-worker"))
         base = resolve_config("lulc", spec, overrides)
         from nationmap.train.run import TrainingError
 

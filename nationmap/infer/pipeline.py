@@ -41,6 +41,7 @@ from nationmap.data.months import parse_month
 from nationmap.data.regions import Region, resolve_region
 from nationmap.errors import InputError
 from nationmap.files import safe_child, sha256_file, write_json
+from nationmap.logs import capture
 from nationmap.infer.config import InferConfig
 from nationmap.infer.stages import (CellStage, ModelSet, NationalStage, RunContext, RunPaths, SceneStage,
                                     StacStage)
@@ -113,6 +114,20 @@ def run_inference(cfg: InferConfig, force: bool = False, log=print, run_dir: Pat
         shutil.rmtree(paths.work / "state", ignore_errors=True)
     paths.root.mkdir(parents=True, exist_ok=True)
 
+    with capture(paths.root / "logs"):  # Ray's own output: a file of the run, not the terminal
+        scenes, cells, national, stac = _run_stages(ctx, catalog, timings)
+    timings["total_s"] = round((dt.datetime.now(dt.timezone.utc) - started).total_seconds(), 2)
+
+    manifest = build_manifest(ctx, catalog, scenes, cells, national, stac, started, timings)
+    write_json(paths.manifest, manifest, durable=True)
+    if manifest.status == "ok" and not cfg.keep_scenes:
+        shutil.rmtree(paths.work / "scenes", ignore_errors=True)
+    return manifest.replace(run_dir=str(paths.root))
+
+
+def _run_stages(ctx: RunContext, catalog, timings: dict):
+    """The stages of the run, each doing only what is not done and verified; returns them."""
+    log, region = ctx.log, ctx.region
     scenes = SceneStage(ctx, catalog)
     cells = CellStage(ctx, scenes)
     with _timed(timings, "scenes_s"):
@@ -133,13 +148,7 @@ def run_inference(cfg: InferConfig, force: bool = False, log=print, run_dir: Pat
     stac = StacStage(ctx, cells, national)
     with _timed(timings, "stac_s"):
         stac.run(stac.plan())
-    timings["total_s"] = round((dt.datetime.now(dt.timezone.utc) - started).total_seconds(), 2)
-
-    manifest = build_manifest(ctx, catalog, scenes, cells, national, stac, started, timings)
-    write_json(paths.manifest, manifest, durable=True)
-    if manifest.status == "ok" and not cfg.keep_scenes:
-        shutil.rmtree(paths.work / "scenes", ignore_errors=True)
-    return manifest.replace(run_dir=str(paths.root))
+    return scenes, cells, national, stac
 
 
 def build_manifest(ctx: RunContext, catalog, scenes: SceneStage, cells: CellStage, national: NationalStage,

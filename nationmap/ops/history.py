@@ -26,7 +26,7 @@ from nationmap.ops.lock import is_locked
 from nationmap.records import RefreshRecord, RunManifest
 
 # directories that hold products or checkpoints, never run records
-_PRUNE = re.compile(r"^(\.work|v\d+|cells|mosaic|quicklooks|stac|checkpoint_.*|best|latest|models?)$")
+_PRUNE = re.compile(r"^(\.work|v\d+|cells|mosaic|quicklooks|tables|logs|stac|checkpoint_.*|best|latest|models?)$")
 
 
 @dataclass
@@ -89,13 +89,27 @@ def _inference(path: Path, manifest: RunManifest) -> RunInfo:
     outputs = [str(root / e.path) for group in ("mosaic", "vrt") for e in getattr(products, group).values()]
     outputs += sorted({str(root / "cells" / c.cell) for c in manifest.ok_cells()})
     reports = [str(root / e.path) for e in products.quicklooks.values()]
+    reports += [str(root / e.path) for e in products.tables.values()]
     reports += _existing(root, ["stac/catalog.json"])
     details = {"run_dir": str(root), "region": manifest.region, "month": manifest.month,
                "scenes": f"{sum(s.ok for s in manifest.scenes)}/{len(manifest.scenes)} ok",
                "empty_cells": manifest.empty_cells, "models": {t: m.to_json() for t, m in manifest.models.items()}}
+    areas = products.tables.get("areas_csv")
+    if areas is not None and (root / areas.path).is_file():
+        details["areas_km2"] = region_areas(root / areas.path)
     return RunInfo(manifest.run_id, "infer", manifest.status, manifest.started, manifest.finished,
                    manifest.timings.get("total_s"), str(path), [i.path for i in manifest.inputs], outputs, reports,
                    [f.to_json() for f in manifest.failures], details)
+
+
+def region_areas(csv: Path) -> dict[str, dict[str, float]]:
+    """{layer: {class: km^2}} of the region's rows of an area table (``tables/*_areas.csv``)."""
+    import pandas as pd
+
+    table = pd.read_csv(csv)
+    rows = table[table.scope == "region"]
+    return {layer: {r["class"]: round(float(r.area_km2), 1) for _, r in group.iterrows()}
+            for layer, group in rows.groupby("layer", sort=False)}
 
 
 def _refresh(path: Path, record: RefreshRecord) -> RunInfo:
@@ -176,7 +190,12 @@ def format_run(run: RunInfo) -> str:
              f"started   {run.started or '-'}", f"finished  {run.finished or '-'}",
              f"duration  {format_duration(run.seconds)}", f"record    {run.record}"]
     for key, value in run.details.items():
-        lines.append(f"{key:<9} {value}")
+        if key == "areas_km2":  # a table, one layer per line
+            lines.append("areas (km^2, the region):")
+            lines += [f"  {layer}: " + ", ".join(f"{name} {km2:,.1f}" for name, km2 in classes.items())
+                      for layer, classes in value.items()]
+        else:
+            lines.append(f"{key:<9} {value}")
     for title, items in (("inputs", run.inputs), ("outputs", run.outputs), ("reports", run.reports)):
         lines.append(f"{title} ({len(items)}):")
         lines += [f"  {item}" for item in items[:20]]

@@ -15,6 +15,7 @@ from pathlib import Path
 from nationmap.config import Config
 from nationmap.errors import InputError
 from nationmap.files import JOBS_DIR, atomic_file, read_toml_table
+from nationmap.devices import check_auto
 
 TASKS = ("pretrain", "lulc", "water")
 METHODS = ("mixmae", "simmim")
@@ -70,7 +71,7 @@ class TrainConfig(Config):
     seed: int = 0
     # resources and recovery
     workers: int = 1
-    gpus_per_worker: float = 0.0
+    gpus_per_worker: float | str = "auto"  # auto: one GPU per worker where the cluster has them, else CPU
     cpus_per_worker: float = 1.0
     threads_per_worker: int = 0  # torch threads per worker; 0 = node cores / workers
     placement: str = "PACK"  # Ray placement strategy of the workers (PACK or SPREAD)
@@ -102,8 +103,9 @@ class TrainConfig(Config):
             raise InputError("layer decay must be in (0, 1]")
         if self.min_lr < 0 or self.warmup_epochs < 0 or self.weight_decay < 0 or self.clip_grad < 0:
             raise InputError("min-lr, warmup-epochs, weight-decay and clip-grad must be >= 0")
-        if self.gpus_per_worker < 0 or self.cpus_per_worker <= 0:
-            raise InputError("gpus per worker must be >= 0 and cpus per worker > 0")
+        check_auto(self.gpus_per_worker, "gpus per worker")
+        if self.cpus_per_worker <= 0:
+            raise InputError("cpus per worker must be > 0")
         if self.placement not in ("PACK", "SPREAD", "STRICT_PACK", "STRICT_SPREAD"):
             raise InputError("placement must be PACK, SPREAD, STRICT_PACK or STRICT_SPREAD")
         if self.keep_last < 1 or self.max_failures < 0 or self.steps_per_epoch < 0:

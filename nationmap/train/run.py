@@ -17,11 +17,13 @@ from pathlib import Path
 from nationmap.data.dataset import PreparedDataset
 from nationmap.errors import FailedError, InputError
 from nationmap.files import atomic_file, read_json, safe_child
+from nationmap.logs import capture
 from nationmap.records import RUN_FORMAT
 from nationmap.train.checkpoint import load_encoder_weights
 from nationmap.train.config import TrainConfig
 from nationmap.train.data import decoder_for, normalisation_for, ray_dataset, split_for
 from nationmap.train.loop import MONITOR, train_loop_per_worker
+from nationmap.train.progress import EpochProgress
 
 
 class TrainingError(FailedError):
@@ -106,20 +108,29 @@ def load_run_config(run_dir: str | Path) -> TrainConfig:
     return TrainConfig.from_dict(data)
 
 
-def run_training(cfg: TrainConfig, resume: bool = False) -> RunResult:
-    """Run (or with ``resume`` continue) a training run to completion; returns its summary."""
+def run_training(cfg: TrainConfig, resume: bool = False, log=print) -> RunResult:
+    """Run (or with ``resume`` continue) a training run to completion; returns its summary. The
+    devices it found (``gpus_per_worker`` ``auto``) are printed with ``log`` and kept in the summary."""
     cfg = absolute_inputs(cfg)
     run_dir, dataset = prepare_run(cfg, resume)
     if resume:
         drop_orphan_checkpoints(run_dir)
-    trainer = _trainer(cfg, run_dir, dataset)
+    with capture(run_dir / "logs"):  # Ray's own output: a file of the run, not the terminal
+        trainer, cfg = _trainer(cfg, run_dir, dataset, log)
+        return _fit(trainer, cfg, run_dir)
+
+
+def _fit(trainer, cfg: TrainConfig, run_dir: Path) -> RunResult:
+    """``trainer.fit()`` with a progress bar of epochs, and the run's summary.json around it."""
     t0 = time.time()
     # what `nationmap runs list|show` reads: identity, times, inputs
     record = {"format": RUN_FORMAT, "kind": "train", "run_id": run_dir.name, "task": cfg.task,
-              "started": _now(), "inputs": {"data": cfg.data, "init": cfg.init or None}}
+              "started": _now(), "inputs": {"data": cfg.data, "init": cfg.init or None},
+              "devices": {"workers": cfg.workers, "gpus_per_worker": cfg.gpus_per_worker}}
     _write_summary(run_dir, {**record, "status": "running"})
     try:
-        result = trainer.fit()
+        with EpochProgress(run_dir, cfg.task, cfg.epochs, MONITOR[cfg.task][0]):
+            result = trainer.fit()
     except Exception as exc:  # Ray wraps worker failures; keep the first line
         from nationmap.errors import describe
 
@@ -133,11 +144,15 @@ def run_training(cfg: TrainConfig, resume: bool = False) -> RunResult:
     return RunResult(run_dir, summary)
 
 
-def _trainer(cfg: TrainConfig, run_dir: Path, dataset: PreparedDataset):
-    """Ray up (embedded or the cluster), the request checked against it, and the ``TorchTrainer``
-    of the run: one :func:`train_loop_per_worker` per worker, the two splits as Ray Datasets."""
+def _trainer(cfg: TrainConfig, run_dir: Path, dataset: PreparedDataset, log):
+    """Ray up (embedded or the cluster), ``auto`` GPUs resolved and the request checked against
+    it, and the ``TorchTrainer`` of the run: one :func:`train_loop_per_worker` per worker, the
+    two splits as Ray Datasets; returns (trainer, the config with its devices resolved)."""
+    import ray
     import ray.train
     from ray.train.torch import TorchTrainer
+
+    from nationmap.devices import resolve_gpus
 
     from nationmap.parallel import init_ray
 
@@ -145,6 +160,11 @@ def _trainer(cfg: TrainConfig, run_dir: Path, dataset: PreparedDataset):
     os.environ.setdefault("RAY_TRAIN_ENABLE_PRINT_PATCH", "0")
     os.environ.setdefault("RAY_TRAIN_ENABLE_WORKER_STRUCTURED_LOGGING", "0")
     init_ray()
+    cfg = cfg.replace(gpus_per_worker=resolve_gpus(cfg.gpus_per_worker, cfg.workers, ray.cluster_resources(),
+                                                   "training workers"))
+    device = f"{cfg.gpus_per_worker:g} GPU" if cfg.gpus_per_worker else f"{cfg.cpus_per_worker:g} CPU"
+    log(f"devices: {cfg.workers} training worker(s) x {device}, batch {cfg.batch_size} "
+        f"({cfg.batch_per_worker} per worker)")
     _check_resources(cfg)
     decoder = decoder_for(dataset, cfg.task)
     datasets = {
@@ -167,7 +187,7 @@ def _trainer(cfg: TrainConfig, run_dir: Path, dataset: PreparedDataset):
             failure_config=ray.train.FailureConfig(max_failures=cfg.max_failures),
         ),
         datasets=datasets,
-    )
+    ), cfg
 
 
 def _loop_config(cfg: TrainConfig, run_dir: Path, dataset: PreparedDataset, decoder) -> dict:

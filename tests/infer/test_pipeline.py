@@ -295,3 +295,19 @@ def test_change_tables_against_the_previous_month(first_run, tiny_catalog, tiny_
     assert validate_catalog(run_dir / "stac" / "catalog.json") > 1
     with pytest.raises(Exception, match="not a month before"):
         run_inference(config(tiny_catalog, tiny_world, tiny_bundles, tmp_path / "again", previous=str(run_dir)))
+
+
+def test_runs_show_lists_the_area_tables_and_the_regions_areas(first_run):
+    import pandas as pd
+
+    from nationmap.ops.history import find_run, format_run
+
+    run_dir, _ = first_run
+    manifest = RunManifest.read(run_dir / "manifest.json")  # the last rerun's (earlier tests reran into it)
+    run = find_run([run_dir.parent.parent], manifest.run_id)
+    table = pd.read_csv(run_dir / manifest.products.tables["areas_csv"].path)
+    water = table.query("scope == 'region' and layer == 'lulc' and `class` == 'Water'").area_km2.item()
+    assert run.details["areas_km2"]["lulc"]["Water"] == pytest.approx(water, abs=0.05)
+    assert str(run_dir / manifest.products.tables["change_csv"].path if "change_csv" in manifest.products.tables
+               else run_dir / manifest.products.tables["areas_parquet"].path) in run.reports
+    assert f"  lulc: Water {water:,.1f}" in format_run(run)

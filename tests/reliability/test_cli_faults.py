@@ -44,7 +44,7 @@ INFER = ["infer", "--region", "demo", "--date", "2022-09"]
     (["train", "lulc", "--alpha-scale", "nan"], ("alpha_scale", "finite")),
     (["train", "pretrain", "--warmup-epochs", "inf"], ("warmup_epochs", "finite")),
     ([*INFER, "--cpus-per-actor", "nan"], ("cpus_per_actor", "finite")),
-    ([*INFER, "--gpus-per-actor", "inf"], ("gpus_per_actor", "finite")),
+    ([*INFER, "--gpus-per-actor", "inf"], ("--gpus-per-actor", "finite")),
     (["refresh", "--region", "demo", "--month", "2022-09", "--cpus-per-actor", "nan"], ("cpus_per_actor",)),
     (["plan", "--region", "demo", "--date", "2022-09", "--throughput", "nan"], ("throughput",)),
 ], ids=["train-lr", "train-alpha", "pretrain-warmup", "infer-cpus", "infer-gpus", "refresh-cpus", "plan-throughput"])

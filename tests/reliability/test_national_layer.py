@@ -27,7 +27,8 @@ def national(tmp_path):
         files[cell].parent.mkdir(exist_ok=True)
         write(files[cell], np.full((PPD, PPD), i + 1, np.uint8), layer, cell, PPD)
     built = build_mosaic(files, layer, PPD, tmp_path / "mosaic" / "lulc.tif")
-    before = {p.name: p.read_bytes() for p in (built.vrt, built.cog)}
+    before = {p.name: p.read_bytes() for p in built.vrt.parent.iterdir()}  # VRT, COG, its class names
+    assert set(before) == {"lulc.vrt", "lulc.tif", "lulc.tif.aux.xml"}
     return layer, files, built, before
 
 
