@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import logging
 import os
-import warnings
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -61,29 +60,44 @@ def capture(log_dir: str | Path):
     ``log_dir/ray``. Yields the log file's path."""
     log_dir = Path(log_dir)
     log_dir.mkdir(parents=True, exist_ok=True)
+    _configure_ray_logging()
     handler = logging.FileHandler(log_dir / LOG_NAME)
     handler.setFormatter(logging.Formatter(FORMAT))
     saved = {}
     for name in (*RAY_LOGGERS, "py.warnings"):
         logger = logging.getLogger(name)
-        saved[name] = (list(logger.handlers), logger.propagate)
-        if not verbose():
-            logger.handlers = [h for h in logger.handlers if not isinstance(h, logging.StreamHandler)
-                               or isinstance(h, logging.FileHandler)]
+        removed = [] if verbose() else [h for h in logger.handlers if _is_terminal(h)]
+        for h in removed:
+            logger.removeHandler(h)
+        saved[name] = (removed, logger.propagate)
         logger.addHandler(handler)
         logger.propagate = False
     logging.captureWarnings(True)
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("default")  # each warning once per place, into the log
-            yield log_dir / LOG_NAME
+        yield log_dir / LOG_NAME
     finally:
         logging.captureWarnings(False)
-        for name, (handlers, propagate) in saved.items():
+        for name, (removed, propagate) in saved.items():
             logger = logging.getLogger(name)
-            logger.handlers, logger.propagate = handlers, propagate
+            logger.removeHandler(handler)
+            for h in removed:
+                logger.addHandler(h)
+            logger.propagate = propagate
         handler.close()
         _link_ray_logs(log_dir)
+
+
+def _is_terminal(handler: logging.Handler) -> bool:
+    return isinstance(handler, logging.StreamHandler) and not isinstance(handler, logging.FileHandler)
+
+
+def _configure_ray_logging() -> None:
+    """Import Ray Data (when Ray is installed) so that its loggers have their handlers before
+    :func:`capture` takes the terminal ones off: it configures them on import."""
+    import importlib.util
+
+    if importlib.util.find_spec("ray") is not None:
+        import ray.data  # noqa: F401
 
 
 def _link_ray_logs(log_dir: Path) -> None:
