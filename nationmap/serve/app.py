@@ -117,7 +117,7 @@ def _label(product: str, value: int | None, entry: MapEntry) -> str:
         return "no data"
     if product in UNITS:
         return f"{value} {UNITS[product]}"
-    names = {c["value"]: c["name"] for c in dataclasses.asdict(legend(product, entry.mosaics[product]))["classes"]}
+    names = {c.value: c.name for c in legend(product, entry.mosaics[product]).classes}
     return names.get(value, str(value))
 
 
