@@ -8,23 +8,40 @@ the summary. Everything else has a file:
   Ray's session logs, because :func:`nationmap.parallel.init_ray` starts Ray with
   ``log_to_driver`` off; :func:`capture` links them into the run directory as ``logs/ray``;
 * the driver's Python logging of Ray (``ray``, ``ray.data``, ``ray.train``, ...) and Python
-  warnings go to ``logs/nationmap.log`` in the run directory while :func:`capture` is active.
+  warnings go to ``logs/nationmap.log`` in the run directory while :func:`capture` is active;
+* so do the driver's native stderr (file descriptor 2: the C++ log lines of Ray's core worker,
+  which copies every ERROR-level line there, such as the actor-restart notice of Ray issue
+  57733 that every Ray Data actor pool gets) and the error messages Ray's driver prints as they
+  are published (task retries, dead workers). Python's ``sys.stderr``, where nationmap's progress
+  and error lines go, stays on the terminal.
 
 ``--verbose`` (the environment variable ``NATIONMAP_VERBOSE=1``) shows all of it on the terminal
-as well. A worker's failure still reaches the terminal as the command's one error line.
+as well. A worker's failure still reaches the terminal: a Ray error leaving :func:`capture`
+becomes :class:`WorkerError`, one line with the cause and the log file's path, and its full
+traceback goes to the log file.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-from contextlib import contextmanager
+import re
+import sys
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
+
+from nationmap.errors import FailedError, describe
 
 VERBOSE_ENV = "NATIONMAP_VERBOSE"
 RAY_LOGGERS = ("ray", "ray.data", "ray.train", "ray.tune", "ray.air", "ray.util")
 LOG_NAME = "nationmap.log"
 FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+LOGGER = "nationmap.run"  # nationmap's own records in the log file (a worker's traceback)
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+class WorkerError(FailedError):
+    """A Ray task or actor failed; the message names the cause and the log file."""
 
 
 def verbose() -> bool:
@@ -63,8 +80,9 @@ def capture(log_dir: str | Path):
     _configure_ray_logging()
     handler = logging.FileHandler(log_dir / LOG_NAME)
     handler.setFormatter(logging.Formatter(FORMAT))
+    handler.setLevel(logging.INFO)  # Ray Data's DEBUG records have their own file (logs/ray/ray-data)
     saved = {}
-    for name in (*RAY_LOGGERS, "py.warnings"):
+    for name in (*RAY_LOGGERS, "py.warnings", LOGGER):
         logger = logging.getLogger(name)
         removed = [] if verbose() else [h for h in logger.handlers if _is_terminal(h)]
         for h in removed:
@@ -73,8 +91,17 @@ def capture(log_dir: str | Path):
         logger.addHandler(handler)
         logger.propagate = False
     logging.captureWarnings(True)
+    path = log_dir / LOG_NAME
     try:
-        yield log_dir / LOG_NAME
+        with ExitStack() as stack:
+            if not verbose():
+                stack.enter_context(_native_stderr_to(path))
+                stack.enter_context(_ray_driver_errors_to(logging.getLogger("ray")))
+            yield path
+    except Exception as exc:
+        if not _is_ray_error(exc):
+            raise
+        raise worker_error(exc, path) from None
     finally:
         logging.captureWarnings(False)
         for name, (removed, propagate) in saved.items():
@@ -85,6 +112,104 @@ def capture(log_dir: str | Path):
             logger.propagate = propagate
         handler.close()
         _link_ray_logs(log_dir)
+
+
+def worker_reason(exc: BaseException) -> str:
+    """``Type: message`` of what failed on a Ray worker: the innermost exception with a message
+    that is not one of Ray's wrappers, else the last line of Ray's remote traceback."""
+    ray_error = _ray_error_types()
+    seen, chain = set(), []
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        chain.append(exc)
+        exc = getattr(exc, "cause", None) or exc.__cause__
+    for inner in reversed(chain):
+        if not isinstance(inner, ray_error) and str(inner).strip() and type(inner).__module__.split(".")[0] != "ray":
+            return describe(inner)
+    lines = [line.strip() for line in _ANSI.sub("", str(chain[0])).splitlines() if line.strip()]
+    return lines[-1][:200] if lines else type(chain[0]).__name__
+
+
+def worker_error(exc: BaseException, log_path: Path, what: str = "a Ray worker failed") -> WorkerError:
+    """The one-line error of a failure on a worker; its full traceback is written to the log."""
+    logging.getLogger(LOGGER).error("%s", what, exc_info=exc)
+    return WorkerError(f"{what}: {worker_reason(exc)} (full log: {log_path})")
+
+
+def _ray_error_types() -> tuple[type, ...]:
+    ray = sys.modules.get("ray")
+    if ray is None:
+        return ()
+    import ray.exceptions
+
+    return (ray.exceptions.RayError,)
+
+
+def _is_ray_error(exc: BaseException) -> bool:
+    return bool(_ray_error_types()) and isinstance(exc, _ray_error_types())
+
+
+@contextmanager
+def _native_stderr_to(path: Path):
+    """File descriptor 2 (what native code writes: Ray's C++ core worker) appends to ``path``;
+    ``sys.stderr`` keeps writing to the terminal through a duplicate of the old descriptor. Only
+    where ``sys.stderr`` is descriptor 2 (a real terminal or pipe, not pytest's or Typer's
+    capture); nested calls move descriptor 2 to their own file and back."""
+    if not (_writes_to_fd(sys.stderr, 2) or _redirected):
+        yield
+        return
+    sys.stderr.flush()
+    previous = os.dup(2)
+    log_fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    swapped = None
+    if not _redirected:  # the outermost: Python's stderr stays on the terminal
+        swapped = sys.stderr
+        sys.stderr = open(os.dup(previous), "w", buffering=1, encoding=swapped.encoding, errors=swapped.errors)
+    os.dup2(log_fd, 2)
+    os.close(log_fd)
+    _redirected.append(path)
+    try:
+        yield
+    finally:
+        _redirected.pop()
+        os.dup2(previous, 2)
+        os.close(previous)
+        if swapped is not None:
+            sys.stderr.close()
+            sys.stderr = swapped
+
+
+_redirected: list[Path] = []
+
+
+def _writes_to_fd(stream, fd: int) -> bool:
+    try:
+        return stream.fileno() == fd
+    except (AttributeError, OSError, ValueError):
+        return False
+
+
+@contextmanager
+def _ray_driver_errors_to(logger: logging.Logger):
+    """Ray's driver prints the error messages the cluster publishes (a task to be retried, a
+    worker that died) to ``sys.stdout`` from a thread of its own, whatever ``log_to_driver`` says,
+    through ``ray._private.worker.print_to_stdstream``; while active they go to ``logger``. Ray
+    has no setting for it; without that function (another Ray) nothing changes."""
+    worker = sys.modules.get("ray._private.worker")
+    original = getattr(worker, "print_to_stdstream", None)
+    if original is None:
+        yield
+        return
+
+    def to_log(data: dict, ignore_prefix: bool = False) -> None:
+        for line in data.get("lines", []):
+            logger.warning("(%s) %s", data.get("pid", "ray"), _ANSI.sub("", str(line)))
+
+    worker.print_to_stdstream = to_log
+    try:
+        yield
+    finally:
+        worker.print_to_stdstream = original
 
 
 def _is_terminal(handler: logging.Handler) -> bool:

@@ -43,6 +43,7 @@ from nationmap.errors import InputError
 from nationmap.files import safe_child, sha256_file, write_json
 from nationmap.logs import capture
 from nationmap.infer.config import InferConfig
+from nationmap.infer.tables import read_previous
 from nationmap.infer.stages import (CellStage, ModelSet, NationalStage, RunContext, RunPaths, SceneStage,
                                     StacStage)
 from nationmap.products.cells import BandLayout
@@ -109,7 +110,8 @@ def run_inference(cfg: InferConfig, force: bool = False, log=print, run_dir: Pat
     paths = RunPaths(Path(run_dir)) if run_dir is not None else run_paths(cfg, region)
     models = describe_models(cfg)
     cfg.window_settings(models.window)  # unusable settings are refused before anything is written
-    ctx = RunContext(cfg, region, parse_month(cfg.month), models, paths, force, log)
+    previous = read_previous(cfg.previous, cfg.month, cfg.pixels_per_degree) if cfg.previous else None
+    ctx = RunContext(cfg, region, parse_month(cfg.month), models, paths, force, log, previous)
     if force:
         shutil.rmtree(paths.work / "state", ignore_errors=True)
     paths.root.mkdir(parents=True, exist_ok=True)

@@ -59,7 +59,8 @@ def predict_scenes_ray(jobs: list[SceneJob], cfg, model_paths: dict[str, str], s
     ctx.print_on_execution_start = False
     ds = ray.data.from_items([{"job": json.dumps(j.to_json())} for j in jobs], override_num_blocks=len(jobs))
     ds = ds.map_batches(
-        ScenePredictor, batch_size=1, concurrency=plan.actors, num_cpus=plan.cpus, num_gpus=plan.gpus or None,
+        ScenePredictor, batch_size=1, compute=ray.data.ActorPoolStrategy(size=plan.actors), num_cpus=plan.cpus,
+        num_gpus=plan.gpus or None,
         fn_constructor_kwargs={"model_paths": model_paths, "settings": settings.__dict__,
                                "threads": int(plan.cpus), "compile": cfg.compile},
     )

@@ -26,7 +26,7 @@ from nationmap.data.regions import Region
 from nationmap.files import safe_child, sha256_file, sha256_json, write_json
 from nationmap.devices import plan_predictors
 from nationmap.infer.config import InferConfig
-from nationmap.infer.tables import read_previous, write_area_tables
+from nationmap.infer.tables import PreviousMonth, write_area_tables
 from nationmap.parallel import progress_bar, run_tasks
 from nationmap.products.cells import BandLayout, run_cell
 from nationmap.products.layers import Layer
@@ -117,6 +117,7 @@ class RunContext:
     paths: RunPaths
     force: bool
     log: Callable[[str], None] = print
+    previous: PreviousMonth | None = None  # the month before, for the change tables (read before any work)
 
     @property
     def tag(self) -> str:
@@ -311,8 +312,7 @@ class NationalStage:
     def __init__(self, ctx: RunContext, cells: CellStage):
         self.ctx, self.cells = ctx, cells
         self.ok_cells = cells.ok()
-        self.previous = (read_previous(ctx.cfg.previous, ctx.cfg.month, ctx.cfg.pixels_per_degree)
-                         if ctx.cfg.previous else None)
+        self.previous = ctx.previous
         self.key = sha256_json({"cells": {c.name: {p: e.sha256 for p, e in r.files.items()}
                                           for c, r in self.ok_cells.items()},
                                 "region": [c.name for c in ctx.region.cells], "format": "vrt+sparse-cog+tables/2",

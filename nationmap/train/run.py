@@ -115,13 +115,14 @@ def run_training(cfg: TrainConfig, resume: bool = False, log=print) -> RunResult
     run_dir, dataset = prepare_run(cfg, resume)
     if resume:
         drop_orphan_checkpoints(run_dir)
-    with capture(run_dir / "logs"):  # Ray's own output: a file of the run, not the terminal
+    with capture(run_dir / "logs") as log_path:  # Ray's own output: a file of the run, not the terminal
         trainer, cfg = _trainer(cfg, run_dir, dataset, log)
-        return _fit(trainer, cfg, run_dir)
+        return _fit(trainer, cfg, run_dir, log_path)
 
 
-def _fit(trainer, cfg: TrainConfig, run_dir: Path) -> RunResult:
-    """``trainer.fit()`` with a progress bar of epochs, and the run's summary.json around it."""
+def _fit(trainer, cfg: TrainConfig, run_dir: Path, log_path: Path) -> RunResult:
+    """``trainer.fit()`` with a progress bar of epochs, and the run's summary.json around it; a
+    failure is one line naming its cause and ``log_path``, where its traceback is written."""
     t0 = time.time()
     # what `nationmap runs list|show` reads: identity, times, inputs
     record = {"format": RUN_FORMAT, "kind": "train", "run_id": run_dir.name, "task": cfg.task,
@@ -131,12 +132,12 @@ def _fit(trainer, cfg: TrainConfig, run_dir: Path) -> RunResult:
     try:
         with EpochProgress(run_dir, cfg.task, cfg.epochs, MONITOR[cfg.task][0]):
             result = trainer.fit()
-    except Exception as exc:  # Ray wraps worker failures; keep the first line
-        from nationmap.errors import describe
+    except Exception as exc:  # Ray wraps worker failures: the cause, and the traceback in the log
+        from nationmap.logs import worker_error, worker_reason
 
-        _write_summary(run_dir, {**record, "status": "failed", "error": describe(exc), "finished": _now(),
+        _write_summary(run_dir, {**record, "status": "failed", "error": worker_reason(exc), "finished": _now(),
                                  "seconds": round(time.time() - t0, 1)})
-        raise TrainingError(f"training failed: {describe(exc)}") from None
+        raise TrainingError(str(worker_error(exc, log_path, "training failed"))) from None
     summary = _final_summary(cfg, run_dir, record, dict(result.metrics or {}), t0)
     _write_summary(run_dir, summary)
     if summary["status"] == "non-finite":

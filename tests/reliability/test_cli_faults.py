@@ -386,3 +386,56 @@ def test_a_baseline_bundle_with_bad_trees_is_one_line(tmp_path, trees):
     outcome = run_cli(["eval", "lulc", "--model", bundle, "--data", tmp_path / "no-dataset", "--out", tmp_path / "ev"])
     assert_refused(outcome, 2, "model.skops")
     assert not (tmp_path / "ev").exists()
+
+
+# ------------------------------------------------------------------ infer: damaged inputs found late
+
+
+def _infer_args(catalog, bundles, out, month="2022-10", executor="serial"):
+    return ["infer", "--region", REGION, "--date", month, "--catalog", catalog, "--lulc-model", bundles["lulc"],
+            "--water-model", bundles["water"], "--out", out, "--pixels-per-degree", "600", "--overlap", "16",
+            "--executor", executor]
+
+
+@pytest.mark.parametrize("text, words", [
+    ('{"format": 1, "run_id": "infer-', ("manifest.json", "not a readable JSON record")),
+    ('["a", "list"]', ("manifest.json",)),
+    ('{"format": 999}', ("manifest.json",)),
+    (None, ("manifest.json", "not found")),
+], ids=["truncated", "a-list", "another-format", "missing"])
+def test_infer_with_a_damaged_previous_month_is_refused_before_any_work(tiny_catalog, tiny_bundles, guarded,
+                                                                          text, words):
+    """``previous`` (the month before, for the change table) is read first: a damaged manifest is
+    one line of bad input, and no run directory is made."""
+    september = guarded.root / "september"
+    september.mkdir()
+    if text is not None:
+        (september / "manifest.json").write_text(text)
+    spec = _write(guarded.root / "infer.toml", f'[infer]\nprevious = "{september}"\n')
+    guarded.snapshot()
+    outcome = run_cli([*_infer_args(tiny_catalog, tiny_bundles, guarded.out / "products"), "--config", spec])
+    assert_refused(outcome, 2, *words)
+    guarded.check()
+    assert not (guarded.out / "products").exists()
+
+
+@pytest.mark.ray
+def test_infer_whose_predictors_cannot_load_the_model_is_one_line_naming_the_log(tiny_catalog, tiny_bundles,
+                                                                                   ray_local, tmp_path):
+    """The weights are damaged after the driver's checks (which read the bundle's record, not its
+    tensors): every Ray Data predictor dies in its constructor. The command says why in one line
+    naming the run's log file, where the worker's traceback is."""
+    import shutil
+
+    bundles = {task: tmp_path / task for task in tiny_bundles}
+    for task, path in bundles.items():
+        shutil.copytree(tiny_bundles[task], path)
+    weights = bundles["lulc"] / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:300])
+    out = tmp_path / "products"
+    outcome = run_cli([*_infer_args(tiny_catalog, bundles, out, month="2022-09", executor="ray"),
+                       "--gpus-per-actor", "0", "--concurrency", "1"])
+    assert_refused(outcome, 1, "a Ray worker failed", "CheckpointError", "model.safetensors", "full log: ")
+    logs = list(out.rglob("logs/nationmap.log"))
+    assert len(logs) == 1 and str(logs[0]) in outcome.error_lines[0], (logs, outcome.output)
+    assert "Traceback" in logs[0].read_text()

@@ -114,3 +114,52 @@ def test_a_click_reads_the_pixel_as_rasterio_does(page, products):
             expected = "" if ds.nodata is not None and expected == ds.nodata else str(expected)
         assert value == expected, (product, lon, lat)
     assert page.locator(".leaflet-popup-content dd").count() == 4
+
+
+def _get(url: str) -> tuple[int, bytes]:
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(url, timeout=30) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+
+
+@pytest.mark.parametrize("path, code, words", [
+    ("/api/point?map=nowhere/2022-09/v9&lon=137.5&lat=35.5", 404, "no map"),
+    ("/api/areas?map=../../etc", 404, "no map"),
+    ("/tiles/lulc/8/227/101.png?map=nowhere", 404, "no map"),
+    ("/api/point?map={map}&lon=137.5", 400, "lon and lat"),
+    ("/api/point?map={map}&lon=east&lat=35.5", 400, "lon and lat"),
+    ("/api/point?map={map}&lon=nan&lat=35.5", 400, "finite"),
+    ("/api/point?map={map}&lon=inf&lat=35.5", 400, "finite"),
+    ("/tiles/elevation/8/227/101.png?map={map}", 404, "no elevation layer"),
+], ids=["point-unknown-map", "areas-traversal", "tile-unknown-map", "no-lat", "word-lon", "nan-lon", "inf-lon",
+        "unknown-layer"])
+def test_bad_requests_are_refused_with_a_reason(server, products, path, code, words):
+    map_id = next(iter(find_maps(products[0])))
+    status, body = _get(server + path.format(map=map_id))
+    assert status == code and words in body.decode(), (status, body)
+
+
+@pytest.mark.parametrize("query", ["lon=10&lat=-80", "lon=137.5&lat=95", "lon=-400&lat=35.5"])
+def test_a_point_outside_the_products_reads_no_data(server, products, query):
+    map_id = next(iter(find_maps(products[0])))
+    status, body = _get(f"{server}/api/point?map={map_id}&{query}")
+    assert status == 200, body
+    import json
+
+    values = json.loads(body)["values"]
+    assert set(values) == {"lulc", "water", "confidence", "count"}
+    assert all(v["value"] is None for v in values.values()), values
+
+
+@pytest.mark.parametrize("zxy", ["8/227/101", "3/0/0", "0/0/0", "8/9999/9999", "30/1/1"])
+def test_tiles_anywhere_are_png(server, products, zxy):
+    """Tiles away from the products (or off the tile grid) are transparent PNGs, never a 500."""
+    map_id = next(iter(find_maps(products[0])))
+    status, body = _get(f"{server}/tiles/lulc/{zxy}.png?map={map_id}")
+    assert status == 200, body[:200]
+    assert body.startswith(b"\x89PNG")
