@@ -168,5 +168,16 @@ def _write(out: Path, result: Evaluation, s: _Setup) -> None:
         f.write(json.dumps(result.to_dict(), indent=2))
     with atomic_file(out / "table.md") as f:
         f.write(result.table)
-    confusion_png(s.methods[MODEL_ROW].cm.counts, s.names, out / "confusion.png",
-                  f"{s.bundle.task} {result.split}: row-normalised confusion")
+    confusion_png(s.methods[MODEL_ROW].cm.counts, s.names, out / "confusion.png", confusion_title(result))
+
+
+def confusion_title(result: Evaluation) -> str:
+    """Two lines: what was scored on which pixels; the model, pixel count, mIoU and version."""
+    from nationmap import __version__
+    from nationmap.metrics import segmentation_scores
+
+    counts = np.asarray(result.confusion_matrix)
+    scores = segmentation_scores(counts, result.class_names)
+    return (f"{result.task} confusion on the {result.split} split of {Path(result.data).name} (row-normalised)\n"
+            f"model {Path(result.bundle).name}: {scores.pixels:,} px, mIoU {scores.miou:.3f}, "
+            f"overall accuracy {scores.overall_accuracy:.3f}; nationmap {__version__}")

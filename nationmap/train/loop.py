@@ -27,7 +27,7 @@ from nationmap.train.checkpoint import copy_checkpoint, load_model_weights, load
 from nationmap.train.config import TrainConfig
 from nationmap.train.data import PatchDecoder, to_torch
 from nationmap.train.optim import build_ema, build_optimizer, build_scheduler
-from nationmap.train.report import write_curves
+from nationmap.train.report import curves_title, write_curves
 from nationmap.train.step import EpochStats, NonFiniteLoss, Optimisation, all_sum, augment, native_bf16, train_epoch
 from nationmap.train.tasks import MONITOR, TrainTask, build_loss, build_task_model, make_task
 
@@ -230,7 +230,10 @@ def report(worker: Worker, task: TrainTask, opt: Optimisation, progress: Progres
                 ema=None if opt.ema is None else opt.ema.module)
             if improved:
                 copy_checkpoint(Path(tmp), worker.run_dir / "best")
-            write_curves(worker.run_dir, progress.history, task.monitor[0])
+            cfg = worker.cfg
+            write_curves(worker.run_dir, progress.history, task.monitor[0],
+                         curves_title(cfg.task, worker.run_dir.name, cfg.preset, cfg.epochs, cfg.batch_size),
+                         task.monitor[1])
             checkpoint = ray.train.Checkpoint.from_directory(tmp)
         ray.train.report(metrics, checkpoint=checkpoint)
 

@@ -17,7 +17,7 @@ import pytest
 
 from nationmap.train.checkpoint import find_checkpoint, write_bundle
 from nationmap.train.config import resolve_config
-from nationmap.train.evaluate import evaluate
+from nationmap.train.evaluate import confusion_title, evaluate
 from nationmap.train.run import TrainingError, load_run_config, run_training
 
 pytestmark = pytest.mark.ray
@@ -73,6 +73,10 @@ def test_pretrain_finetune_export_eval(ray_local, train_dataset, tmp_path, monke
     assert 0.0 <= result.report.model.headline <= 1.0 and result.report.majority.headline > 0
     assert {p.name for p in (tmp_path / "eval").iterdir()} == {"metrics.json", "table.md", "confusion.png"}
     assert "| Method | Water | Built-up |" in (tmp_path / "eval" / "table.md").read_text()
+    title = confusion_title(result).splitlines()
+    assert title[0] == f"lulc confusion on the test split of {Path(train_dataset).name} (row-normalised)"
+    assert f"model bundle: {sum(map(sum, result.confusion_matrix)):,} px, mIoU {result.report.model.headline:.3f}" \
+        in title[1]
 
 
 @pytest.mark.slow  # about 110 s on 2 cores; tests/train/test_tasks.py checks the stop at the step and the epoch
