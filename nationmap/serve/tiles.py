@@ -10,6 +10,7 @@ the colour table and the class names in its band metadata (``CLASS_<code>``).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -46,7 +47,14 @@ def _hex(rgb) -> str:
 
 
 def legend(product: str, cog: Path) -> Legend:
-    """The legend of a national COG, from its colour table and band metadata."""
+    """The legend of a national COG, from its colour table and band metadata; read once per
+    version of the file (path, size and modification time), as every page load and click asks."""
+    stat = Path(cog).stat()
+    return _legend(product, str(cog), stat.st_size, stat.st_mtime_ns)
+
+
+@lru_cache(maxsize=512)
+def _legend(product: str, cog: str, size: int, mtime_ns: int) -> Legend:
     with rasterio.open(cog) as ds:
         tags = ds.tags(1)
         try:

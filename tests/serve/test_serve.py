@@ -163,3 +163,22 @@ def test_tiles_anywhere_are_png(server, products, zxy):
     status, body = _get(f"{server}/tiles/lulc/{zxy}.png?map={map_id}")
     assert status == 200, body[:200]
     assert body.startswith(b"\x89PNG")
+
+
+def test_a_legend_is_read_once_per_version_of_the_file(products, tmp_path):
+    import os
+
+    from nationmap.serve.tiles import legend
+
+    _, (_, october) = products
+    cog = tmp_path / "lulc.tif"
+    shutil.copy(next((october / "mosaic").glob("*_lulc.tif")), cog)
+    first = legend("lulc", cog)
+    assert legend("lulc", cog) is first  # cached: no second read
+    code = first.classes[0].value
+    with rasterio.open(cog, "r+", IGNORE_COG_LAYOUT_BREAK="YES") as ds:
+        ds.update_tags(1, **{f"CLASS_{code}": "renamed class"})
+    stat = cog.stat()
+    os.utime(cog, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000_000))  # a new version, even within one tick
+    again = legend("lulc", cog)
+    assert again is not first and again.classes[0].name == "renamed class"
