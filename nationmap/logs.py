@@ -73,8 +73,9 @@ def ray_session_logs() -> Path | None:
 @contextmanager
 def capture(log_dir: str | Path):
     """While active: Ray's Python loggers and warnings write to ``log_dir/nationmap.log``
-    (and, with ``--verbose``, the terminal too); on exit the Ray session's logs are linked as
-    ``log_dir/ray``. Yields the log file's path."""
+    (and, with ``--verbose``, the terminal too), and unless ``--verbose`` so do the native stderr
+    and Ray's published error messages; a Ray error leaving the block becomes :class:`WorkerError`.
+    On exit the Ray session's logs are linked as ``log_dir/ray``. Yields the log file's path."""
     log_dir = Path(log_dir)
     log_dir.mkdir(parents=True, exist_ok=True)
     _configure_ray_logging()
@@ -96,7 +97,8 @@ def capture(log_dir: str | Path):
         with ExitStack() as stack:
             if not verbose():
                 stack.enter_context(_native_stderr_to(path))
-                stack.enter_context(_ray_driver_errors_to(logging.getLogger("ray")))
+                # not the "ray" logger: ray.init(logging_level="ERROR") leaves it at ERROR
+                stack.enter_context(_ray_driver_errors_to(logging.getLogger(LOGGER)))
             yield path
     except Exception as exc:
         if not _is_ray_error(exc):

@@ -134,3 +134,20 @@ def test_an_error_that_is_not_ray_s_passes_through(tmp_path, monkeypatch):
     with pytest.raises(ZeroDivisionError):  # a bug on the driver keeps its traceback
         with capture(tmp_path / "logs"):
             1 / 0
+
+
+def test_errors_ray_publishes_to_the_driver_go_to_the_log(tmp_path, capsys, monkeypatch):
+    """Ray's driver prints published errors (a task to be retried, a dead worker) from its
+    listener thread through ``ray._private.worker.print_to_stdstream``, looked up at each call."""
+    import ray._private.worker as worker
+
+    monkeypatch.setenv("NATIONMAP_VERBOSE", "0")
+    original = worker.print_to_stdstream
+    message = {"lines": ["Task f failed. There are infinite retries remaining"], "pid": "raylet", "is_err": False}
+    with capture(tmp_path / "logs") as path:
+        worker.print_to_stdstream(message, ignore_prefix=False)
+    assert "(raylet) Task f failed. There are infinite retries remaining" in path.read_text()
+    assert "retries" not in capsys.readouterr().out
+    assert worker.print_to_stdstream is original
+    worker.print_to_stdstream(message, ignore_prefix=False)  # outside a run: Ray's own printing again
+    assert "Task f failed" in capsys.readouterr().out

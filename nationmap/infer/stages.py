@@ -208,11 +208,14 @@ def predict_scenes(jobs: list[SceneJob], cfg: InferConfig, models: ModelSet, set
                            cfg.cpus_per_actor, local_resources(), len(jobs))
     log(f"devices: {plan.describe()}" + (" (in this process)" if cfg.executor == "serial" else ""))
     settings = dataclasses.replace(settings, batch_size=plan.batch_size)
+    windows = 0
     with progress_bar() as progress:
         bar = progress.add_task("scenes", total=len(jobs))
 
-        def on_done(record: SceneRecord) -> None:
-            progress.advance(bar)
+        def on_done(record: SceneRecord) -> None:  # the bar counts scenes; its label the windows predicted
+            nonlocal windows
+            windows += record.windows
+            progress.update(bar, advance=1, description=f"scenes ({windows:,} windows predicted)")
 
         return predict(jobs, cfg, models.paths, settings, plan, on_done)
 

@@ -27,6 +27,7 @@ from nationmap.train.checkpoint import copy_checkpoint, load_model_weights, load
 from nationmap.train.config import TrainConfig
 from nationmap.train.data import PatchDecoder, to_torch
 from nationmap.train.optim import build_ema, build_optimizer, build_scheduler
+from nationmap.train.progress import StepWriter
 from nationmap.train.report import curves_title, write_curves
 from nationmap.train.step import EpochStats, NonFiniteLoss, Optimisation, all_sum, augment, native_bf16, train_epoch
 from nationmap.train.tasks import MONITOR, TrainTask, build_loss, build_task_model, make_task
@@ -181,8 +182,9 @@ def run_epoch(worker: Worker, task: TrainTask, opt: Optimisation, shard, epoch: 
     batches = shard.iter_batches(
         batch_size=bpw, drop_last=True, local_shuffle_buffer_size=max(4 * bpw, 64),
         local_shuffle_seed=cfg.seed + epoch * 101 + worker.rank, batch_format="numpy")
+    on_step = StepWriter(worker.run_dir, epoch + 1, worker.steps_per_epoch) if worker.rank == 0 else None
     return train_epoch(task, opt, batches, worker.steps_per_epoch, worker.decode, worker.device,
-                       generator if cfg.augment else None)
+                       generator if cfg.augment else None, on_step)
 
 
 def validate(worker: Worker, task: TrainTask, opt: Optimisation, shard) -> dict:

@@ -1,20 +1,53 @@
-"""Training progress in the driver's terminal, from the run's own curves.
+"""Training progress in the driver's terminal, from the run's own files.
 
-Rank 0 rewrites ``RUN_DIR/curves.csv`` after every epoch (:func:`nationmap.train.report.write_curves`).
-:class:`EpochProgress` follows that file on a thread while ``trainer.fit()`` blocks and shows one
-progress bar per training: epochs done of the total, the monitored validation metric of the last
-epoch, elapsed time and ETA. The workers' own per-epoch lines stay in Ray's logs (see
-:mod:`nationmap.logs`); with ``--verbose`` they show as well.
+Rank 0 rewrites ``RUN_DIR/curves.csv`` after every epoch (:func:`nationmap.train.report.write_curves`)
+and ``RUN_DIR/steps.json`` (:class:`StepWriter`: the epoch, steps done and steps per epoch) at most
+once a second during one. :class:`EpochProgress` follows both on a thread while ``trainer.fit()``
+blocks and shows two bars per training: epochs done of the total with the monitored validation
+metric of the last epoch, and the steps of the current epoch, each with elapsed time and ETA. The
+files work the same whether rank 0 runs on this machine or (shared storage) another node. The
+workers' own per-epoch lines stay in Ray's logs (see :mod:`nationmap.logs`); with ``--verbose``
+they show as well.
 """
 
 from __future__ import annotations
 
 import csv
+import json
 import math
 import threading
+import time
 from pathlib import Path
 
+from nationmap.files import write_json
 from nationmap.parallel import progress_bar
+
+STEPS_FILE = "steps.json"
+
+
+class StepWriter:
+    """``on_step`` of :func:`nationmap.train.step.train_epoch` on rank 0: writes RUN_DIR/steps.json
+    ``{"epoch": E (1-based), "step": n, "steps": per epoch}`` at the first and last step of the
+    epoch and at most every ``interval_s`` between (an atomic rename: never half a file)."""
+
+    def __init__(self, run_dir: Path, epoch: int, steps: int, interval_s: float = 1.0):
+        self.path, self.epoch, self.steps, self.interval_s = Path(run_dir) / STEPS_FILE, epoch, steps, interval_s
+        self._last = 0.0
+
+    def __call__(self, step: int) -> None:
+        now = time.monotonic()
+        if step in (1, self.steps) or now - self._last >= self.interval_s:
+            write_json(self.path, {"epoch": self.epoch, "step": step, "steps": self.steps})
+            self._last = now
+
+
+def read_steps(path: Path) -> tuple[int, int, int] | None:
+    """(epoch, step, steps) of a steps.json; None while it does not exist or is not one."""
+    try:
+        data = json.loads(Path(path).read_text())
+        return int(data["epoch"]), int(data["step"]), int(data["steps"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 def read_curves(path: Path) -> list[dict[str, str]]:
@@ -31,15 +64,19 @@ class EpochProgress:
 
     def __init__(self, run_dir: Path, label: str, epochs: int, monitor: str, interval_s: float = 1.0):
         self.path, self.label, self.epochs, self.monitor = Path(run_dir) / "curves.csv", label, epochs, monitor
+        self.steps_path = Path(run_dir) / STEPS_FILE
         self.interval_s = interval_s
         self._stop = threading.Event()
         self._progress = progress_bar()
-        self._task = None
+        self._task = self._steps_task = None
+        self._epoch_shown = None
         self._thread = threading.Thread(target=self._follow, name="epoch-progress", daemon=True)
 
     def __enter__(self) -> "EpochProgress":
+        self.steps_path.unlink(missing_ok=True)  # a resumed run's last steps are not this one's
         self._progress.start()
         self._task = self._progress.add_task(f"{self.label} epochs", total=self.epochs)
+        self._steps_task = self._progress.add_task(f"{self.label} steps", total=None)
         self.update()
         self._thread.start()
         return self
@@ -55,6 +92,7 @@ class EpochProgress:
             self.update()
 
     def update(self) -> None:
+        self._update_steps()
         rows = read_curves(self.path)
         if not rows:
             return
@@ -64,6 +102,18 @@ class EpochProgress:
         if value is not None:
             description += f" ({self.monitor} {value:.3f})"
         self._progress.update(self._task, completed=int(float(last["epoch"])), description=description)
+
+    def _update_steps(self) -> None:
+        """The steps bar: restarted (its clock too, so the ETA is this epoch's) when an epoch begins."""
+        state = read_steps(self.steps_path)
+        if state is None:
+            return
+        epoch, step, steps = state
+        if epoch != self._epoch_shown:
+            self._progress.reset(self._steps_task, total=steps, completed=0,
+                                 description=f"{self.label} steps of epoch {epoch}")
+            self._epoch_shown = epoch
+        self._progress.update(self._steps_task, completed=step)
 
 
 def _number(text: str | None) -> float | None:

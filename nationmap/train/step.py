@@ -145,9 +145,11 @@ def train_step(task: LossTask, opt: Optimisation, batch: dict, device: torch.dev
 
 def train_epoch(task: LossTask, opt: Optimisation, raw_batches: Iterable, steps: int,
                 decode: Callable[[object], dict], device: torch.device,
-                generator: torch.Generator | None = None) -> EpochStats:
+                generator: torch.Generator | None = None,
+                on_step: Callable[[int], None] | None = None) -> EpochStats:
     """Up to ``steps`` training steps over ``raw_batches``; ``decode`` turns one raw batch into the
     batch dict on ``device``. ``generator``: augment each batch (rotations and flips) with it.
+    ``on_step(n)`` is called after the n-th step (1-based) of the epoch.
 
     Batches after ``steps`` are drained undecoded, so that every worker of a Ray Train group
     ends its epoch together. Raises :class:`NonFiniteLoss` from :func:`train_step`.
@@ -166,6 +168,8 @@ def train_epoch(task: LossTask, opt: Optimisation, raw_batches: Iterable, steps:
         n = batch["x"].shape[0]
         stats.loss_sum += loss * n
         stats.samples += n
+        if on_step is not None:
+            on_step(i + 1)
         t_batch = time.time()
     stats.seconds = time.time() - stats.started
     return stats

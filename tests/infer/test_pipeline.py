@@ -311,3 +311,14 @@ def test_runs_show_lists_the_area_tables_and_the_regions_areas(first_run):
     assert str(run_dir / manifest.products.tables["change_csv"].path if "change_csv" in manifest.products.tables
                else run_dir / manifest.products.tables["areas_parquet"].path) in run.reports
     assert f"  lulc: Water {water:,.1f}" in format_run(run)
+
+
+def test_the_scene_bar_counts_scenes_and_the_windows_predicted(tiny_catalog, tiny_world, tiny_bundles, tmp_path,
+                                                                capsys):
+    manifest = run_inference(config(tiny_catalog, tiny_world, tiny_bundles, tmp_path, region=TINY_CELLS[0]),
+                             log=lambda line: None)
+    scenes = [s for s in manifest.scenes if s.status == "ok"]
+    windows = sum(s.windows for s in scenes)
+    assert windows > len(scenes) > 0
+    err = capsys.readouterr().err
+    assert f"scenes ({windows:,} windows predicted)" in err and f"{len(scenes)}/{len(scenes)}" in err

@@ -18,6 +18,7 @@ import pytest
 from nationmap.train.checkpoint import find_checkpoint, write_bundle
 from nationmap.train.config import resolve_config
 from nationmap.train.evaluate import confusion_title, evaluate
+from nationmap.train.progress import read_steps
 from nationmap.train.run import TrainingError, load_run_config, run_training
 
 pytestmark = pytest.mark.ray
@@ -64,6 +65,8 @@ def test_pretrain_finetune_export_eval(ray_local, train_dataset, tmp_path, monke
     rows = _curve_rows(run_dir)
     assert [int(r["epoch"]) for r in rows] == [1, 2] and "val_miou" in rows[0] and "lr" in rows[0]
     assert (run_dir / "curves.png").stat().st_size > 1000
+    epoch, step, steps = read_steps(run_dir / "steps.json")  # what the driver's steps bar followed
+    assert epoch == 2 and step == steps > 0  # the last step of the last epoch
     assert (run_dir / "best" / "state.json").exists()
     assert len([d for d in run_dir.glob("checkpoint_*") if d.is_dir()]) == 2  # keep_last = 2
     state = json.loads((find_checkpoint(run_dir, "last") / "state.json").read_text())
