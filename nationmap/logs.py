@@ -15,10 +15,11 @@ the summary. Everything else has a file:
   are published (task retries, dead workers). Python's ``sys.stderr``, where nationmap's progress
   and error lines go, stays on the terminal.
 
-``--verbose`` (the environment variable ``NATIONMAP_VERBOSE=1``) shows all of it on the terminal
-as well. A worker's failure still reaches the terminal: a Ray error leaving :func:`capture`
-becomes :class:`WorkerError`, one line with the cause and the log file's path, and its full
-traceback goes to the log file.
+``--verbose`` (the environment variable ``NATIONMAP_VERBOSE=1``) shows it on the terminal: worker
+output, native stderr and published errors there only, Ray's Python logs there and in the file.
+A worker's failure still reaches the terminal: a Ray error leaving :func:`capture` becomes
+:class:`WorkerError`, one line with the cause and the log file's path, and its full traceback
+goes to the log file.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ import sys
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
-from nationmap.errors import FailedError, describe
+from nationmap.errors import FailedError, NationmapError, describe, os_error_line
 
 VERBOSE_ENV = "NATIONMAP_VERBOSE"
 RAY_LOGGERS = ("ray", "ray.data", "ray.train", "ray.tune", "ray.air", "ray.util")
@@ -91,6 +92,7 @@ def capture(log_dir: str | Path):
         saved[name] = (removed, logger.propagate)
         logger.addHandler(handler)
         logger.propagate = False
+    capturing = logging._warnings_showwarning is not None  # an outer capture's; left on at exit
     logging.captureWarnings(True)
     path = log_dir / LOG_NAME
     try:
@@ -101,11 +103,11 @@ def capture(log_dir: str | Path):
                 stack.enter_context(_ray_driver_errors_to(logging.getLogger(LOGGER)))
             yield path
     except Exception as exc:
-        if not _is_ray_error(exc):
+        if not is_ray_error(exc):
             raise
         raise worker_error(exc, path) from None
     finally:
-        logging.captureWarnings(False)
+        logging.captureWarnings(capturing)
         for name, (removed, propagate) in saved.items():
             logger = logging.getLogger(name)
             logger.removeHandler(handler)
@@ -113,18 +115,17 @@ def capture(log_dir: str | Path):
                 logger.addHandler(h)
             logger.propagate = propagate
         handler.close()
-        _link_ray_logs(log_dir)
+        try:
+            _link_ray_logs(log_dir)
+        except OSError:  # the run directory removed meanwhile: the link is a convenience, the error is not
+            pass
 
 
 def worker_reason(exc: BaseException) -> str:
     """``Type: message`` of what failed on a Ray worker: the innermost exception with a message
     that is not one of Ray's wrappers, else the last line of Ray's remote traceback."""
     ray_error = _ray_error_types()
-    seen, chain = set(), []
-    while exc is not None and id(exc) not in seen:
-        seen.add(id(exc))
-        chain.append(exc)
-        exc = getattr(exc, "cause", None) or exc.__cause__
+    chain = _chain(exc)
     for inner in reversed(chain):
         if not isinstance(inner, ray_error) and str(inner).strip() and type(inner).__module__.split(".")[0] != "ray":
             return describe(inner)
@@ -132,10 +133,38 @@ def worker_reason(exc: BaseException) -> str:
     return lines[-1][:200] if lines else type(chain[0]).__name__
 
 
-def worker_error(exc: BaseException, log_path: Path, what: str = "a Ray worker failed") -> WorkerError:
-    """The one-line error of a failure on a worker; its full traceback is written to the log."""
-    logging.getLogger(LOGGER).error("%s", what, exc_info=exc)
-    return WorkerError(f"{what}: {worker_reason(exc)} (full log: {log_path})")
+def worker_error(exc: BaseException, log_path: Path | str, what: str = "a Ray worker failed",
+                 log: bool = True) -> WorkerError:
+    """The one-line error of a failure on a worker; its full traceback is written to the log
+    (``log``: a run's log is open). Its exit code is that of the cause where the cause is one
+    nationmap reports (bad input on a worker is bad input, as with ``--executor serial``), else 1."""
+    if log:
+        logging.getLogger(LOGGER).error("%s", what, exc_info=exc)
+    error = WorkerError(f"{what}: {worker_reason(exc)} (full log: {log_path})")
+    cause = _innermost(exc)
+    if isinstance(cause, NationmapError):
+        error.exit_code = cause.exit_code
+    elif isinstance(cause, OSError):
+        error.exit_code = os_error_line(cause)[1]
+    return error
+
+
+def _chain(exc: BaseException) -> list[BaseException]:
+    """``exc`` and its causes, outermost first: a RayTaskError's user exception (``cause``), else
+    ``__cause__``."""
+    chain: list[BaseException] = []
+    while exc is not None and all(exc is not seen for seen in chain):
+        chain.append(exc)
+        cause = getattr(exc, "cause", None)
+        exc = cause if isinstance(cause, BaseException) else exc.__cause__
+    return chain
+
+
+def _innermost(exc: BaseException) -> BaseException:
+    """The innermost cause that is not one of Ray's wrappers (or ``exc`` itself)."""
+    ray_error = _ray_error_types()
+    inner = [e for e in _chain(exc) if not isinstance(e, ray_error)]
+    return inner[-1] if inner else exc
 
 
 def _ray_error_types() -> tuple[type, ...]:
@@ -147,7 +176,7 @@ def _ray_error_types() -> tuple[type, ...]:
     return (ray.exceptions.RayError,)
 
 
-def _is_ray_error(exc: BaseException) -> bool:
+def is_ray_error(exc: BaseException) -> bool:
     return bool(_ray_error_types()) and isinstance(exc, _ray_error_types())
 
 
@@ -157,16 +186,20 @@ def _native_stderr_to(path: Path):
     ``sys.stderr`` keeps writing to the terminal through a duplicate of the old descriptor. Only
     where ``sys.stderr`` is descriptor 2 (a real terminal or pipe, not pytest's or Typer's
     capture); nested calls move descriptor 2 to their own file and back."""
-    if not (_writes_to_fd(sys.stderr, 2) or _redirected):
+    outermost = _writes_to_fd(sys.stderr, 2) and not _redirected
+    if not (outermost or _redirected):
         yield
         return
     sys.stderr.flush()
-    previous = os.dup(2)
     log_fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-    swapped = None
-    if not _redirected:  # the outermost: Python's stderr stays on the terminal
-        swapped = sys.stderr
-        sys.stderr = open(os.dup(previous), "w", buffering=1, encoding=swapped.encoding, errors=swapped.errors)
+    try:
+        previous = os.dup(2)
+    except OSError:
+        os.close(log_fd)
+        raise
+    swapped = sys.stderr
+    if outermost:  # Python's stderr stays on the terminal
+        sys.stderr = _terminal(swapped)
     os.dup2(log_fd, 2)
     os.close(log_fd)
     _redirected.append(path)
@@ -176,12 +209,21 @@ def _native_stderr_to(path: Path):
         _redirected.pop()
         os.dup2(previous, 2)
         os.close(previous)
-        if swapped is not None:
-            sys.stderr.close()
+        if outermost:
             sys.stderr = swapped
 
 
 _redirected: list[Path] = []
+_terminals: dict[int, object] = {}
+
+
+def _terminal(stderr):
+    """A text stream on a duplicate of descriptor 2 as it is now (the terminal), made once per
+    process and never closed: Python's crash handler (``faulthandler``, which ``ray.init``
+    enables on ``sys.stderr``) may hold its descriptor after the run."""
+    if not _terminals:
+        _terminals[0] = open(os.dup(2), "w", buffering=1, encoding=stderr.encoding, errors=stderr.errors)
+    return _terminals[0]
 
 
 def _writes_to_fd(stream, fd: int) -> bool:

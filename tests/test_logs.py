@@ -50,6 +50,7 @@ def test_verbose_keeps_the_terminal_too(tmp_path, monkeypatch):
 NATIVE_SCRIPT = """
 import os, sys
 from nationmap.logs import capture
+original = sys.stderr
 with capture(sys.argv[1]) as path:
     os.write(2, b"native line of a C++ library\\n")
     print("nationmap's own line", file=sys.stderr)
@@ -58,6 +59,14 @@ with capture(sys.argv[1]) as path:
         print("inner line of nationmap", file=sys.stderr)
     os.write(2, b"outer again\\n")
 os.write(2, b"after the run\\n")
+opened = len(os.listdir("/proc/self/fd"))
+try:
+    with capture(sys.argv[1]):
+        raise KeyError("a bug")
+except KeyError:
+    pass
+os.write(2, b"after a failed run\\n")
+print(opened == len(os.listdir("/proc/self/fd")), sys.stderr is original)
 """
 
 
@@ -71,7 +80,9 @@ def test_native_stderr_goes_to_the_log_and_python_stderr_stays_on_the_terminal(t
     outer, inner = tmp_path / "outer", tmp_path / "inner"
     proc = subprocess.run([sys.executable, "-c", NATIVE_SCRIPT, str(outer), str(inner)], capture_output=True,
                           text=True, timeout=120, check=True)
-    assert proc.stderr.splitlines() == ["nationmap's own line", "inner line of nationmap", "after the run"]
+    assert proc.stderr.splitlines() == ["nationmap's own line", "inner line of nationmap", "after the run",
+                                        "after a failed run"]
+    assert proc.stdout.split() == ["True", "True"]  # no descriptor left open by a run; sys.stderr restored
     assert (outer / LOG_NAME).read_text().splitlines() == ["native line of a C++ library", "outer again"]
     assert (inner / LOG_NAME).read_text().splitlines() == ["native line of the inner run"]
 
@@ -151,3 +162,37 @@ def test_errors_ray_publishes_to_the_driver_go_to_the_log(tmp_path, capsys, monk
     assert worker.print_to_stdstream is original
     worker.print_to_stdstream(message, ignore_prefix=False)  # outside a run: Ray's own printing again
     assert "Task f failed" in capsys.readouterr().out
+
+
+@pytest.mark.ray
+def test_a_ray_failure_outside_a_run_is_one_line_naming_ray_s_logs(ray_local):
+    """A command without a run directory (the data commands) gets the same one line from the CLI's
+    top-level group, naming the Ray session's log directory; bad input on a worker stays exit 2."""
+    import typer
+    from typer.testing import CliRunner
+
+    from nationmap.cli.common import GuardedGroup
+    from nationmap.errors import InputError
+    from nationmap.logs import ray_session_logs
+
+    app = typer.Typer(cls=GuardedGroup)
+
+    @ray_local.remote(num_cpus=1)
+    def crash(kind):
+        raise InputError("scene N35E137: not HH") if kind == "input" else MemoryError("worker ran out of memory")
+
+    @app.command()
+    def work(kind: str):
+        ray_local.get(crash.remote(kind), timeout=120)
+
+    @app.command()
+    def other():
+        pass
+
+    runner = CliRunner()
+    crashed = runner.invoke(app, ["work", "memory"])
+    assert crashed.exit_code == 1, crashed.output
+    assert crashed.output.strip() == (f"error: a Ray worker failed: MemoryError: worker ran out of memory "
+                                      f"(full log: {ray_session_logs()})")
+    bad = runner.invoke(app, ["work", "input"])
+    assert bad.exit_code == 2 and "InputError: scene N35E137: not HH" in bad.output, bad.output

@@ -121,6 +121,14 @@ class GuardedGroup(TyperGroup):
         except (NationmapError, OSError) as exc:
             message, rv = exit_code_of(exc)
             error_line(message)
+        except Exception as exc:  # a Ray worker's failure outside a run directory (data commands)
+            from nationmap.logs import is_ray_error, ray_session_logs, worker_error
+
+            if not is_ray_error(exc):
+                raise
+            failure = worker_error(exc, ray_session_logs() or "Ray's session logs", log=False)
+            error_line(str(failure))
+            rv = failure.exit_code
         if not standalone_mode:
             return rv
         sys.exit(rv if isinstance(rv, int) else EXIT_OK)

@@ -48,13 +48,14 @@ def _hex(rgb) -> str:
 
 def legend(product: str, cog: Path) -> Legend:
     """The legend of a national COG, from its colour table and band metadata; read once per
-    version of the file (path, size and modification time), as every page load and click asks."""
+    version of the file (path, inode, size, modification and change times), as every page load
+    and click asks."""
     stat = Path(cog).stat()
-    return _legend(product, str(cog), stat.st_size, stat.st_mtime_ns)
+    return _legend(product, str(cog), (stat.st_ino, stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns))
 
 
 @lru_cache(maxsize=512)
-def _legend(product: str, cog: str, size: int, mtime_ns: int) -> Legend:
+def _legend(product: str, cog: str, version: tuple[int, ...]) -> Legend:
     with rasterio.open(cog) as ds:
         tags = ds.tags(1)
         try:

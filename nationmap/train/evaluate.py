@@ -172,12 +172,14 @@ def _write(out: Path, result: Evaluation, s: _Setup) -> None:
 
 
 def confusion_title(result: Evaluation) -> str:
-    """Two lines: what was scored on which pixels; the model, pixel count, mIoU and version."""
+    """Two lines: what was scored on which pixels; the model, pixel count, the task's headline
+    score (mIoU, or IoU_Water), overall accuracy and version."""
     from nationmap import __version__
     from nationmap.metrics import segmentation_scores
 
     counts = np.asarray(result.confusion_matrix)
     scores = segmentation_scores(counts, result.class_names)
+    headline = "IoU_Water" if result.task == "water" else "mIoU"
     return (f"{result.task} confusion on the {result.split} split of {Path(result.data).name} (row-normalised)\n"
-            f"model {Path(result.bundle).name}: {scores.pixels:,} px, mIoU {scores.miou:.3f}, "
+            f"model {Path(result.bundle).name}: {scores.pixels:,} px, {headline} {result.report.model.headline:.3f}, "
             f"overall accuracy {scores.overall_accuracy:.3f}; nationmap {__version__}")

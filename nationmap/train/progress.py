@@ -27,17 +27,21 @@ STEPS_FILE = "steps.json"
 
 class StepWriter:
     """``on_step`` of :func:`nationmap.train.step.train_epoch` on rank 0: writes RUN_DIR/steps.json
-    ``{"epoch": E (1-based), "step": n, "steps": per epoch}`` at the first and last step of the
-    epoch and at most every ``interval_s`` between (an atomic rename: never half a file)."""
+    ``{"epoch": E (1-based), "step": n, "steps": per epoch}`` at the first step, at the end of the
+    epoch (``last``) and at most every ``interval_s`` between (an atomic rename: never half a
+    file). A write that fails (a full disk) is skipped: progress must not stop the training."""
 
     def __init__(self, run_dir: Path, epoch: int, steps: int, interval_s: float = 1.0):
         self.path, self.epoch, self.steps, self.interval_s = Path(run_dir) / STEPS_FILE, epoch, steps, interval_s
         self._last = 0.0
 
-    def __call__(self, step: int) -> None:
+    def __call__(self, step: int, last: bool = False) -> None:
         now = time.monotonic()
-        if step in (1, self.steps) or now - self._last >= self.interval_s:
-            write_json(self.path, {"epoch": self.epoch, "step": step, "steps": self.steps})
+        if last or step == 1 or now - self._last >= self.interval_s:
+            try:
+                write_json(self.path, {"epoch": self.epoch, "step": step, "steps": self.steps})
+            except OSError:
+                return
             self._last = now
 
 
@@ -60,7 +64,8 @@ def read_curves(path: Path) -> list[dict[str, str]]:
 
 
 class EpochProgress:
-    """``with EpochProgress(run_dir, "lulc", epochs, "val_miou"):`` a progress bar of epochs."""
+    """``with EpochProgress(run_dir, "lulc", epochs, "val_miou"):`` the bars of epochs and of the
+    steps of the current epoch."""
 
     def __init__(self, run_dir: Path, label: str, epochs: int, monitor: str, interval_s: float = 1.0):
         self.path, self.label, self.epochs, self.monitor = Path(run_dir) / "curves.csv", label, epochs, monitor
@@ -69,7 +74,7 @@ class EpochProgress:
         self._stop = threading.Event()
         self._progress = progress_bar()
         self._task = self._steps_task = None
-        self._epoch_shown = None
+        self._shown: tuple[int, int] | None = None  # (epoch, step) of the steps bar
         self._thread = threading.Thread(target=self._follow, name="epoch-progress", daemon=True)
 
     def __enter__(self) -> "EpochProgress":
@@ -109,10 +114,12 @@ class EpochProgress:
         if state is None:
             return
         epoch, step, steps = state
-        if epoch != self._epoch_shown:
+        shown = self._shown
+        if shown is None or epoch != shown[0] or step < shown[1]:
+            # a new epoch, or the same one again after Ray restarted the worker group
             self._progress.reset(self._steps_task, total=steps, completed=0,
                                  description=f"{self.label} steps of epoch {epoch}")
-            self._epoch_shown = epoch
+        self._shown = (epoch, step)
         self._progress.update(self._steps_task, completed=step)
 
 

@@ -141,7 +141,7 @@ def _fit(trainer, cfg: TrainConfig, run_dir: Path, log_path: Path) -> RunResult:
     summary = _final_summary(cfg, run_dir, record, dict(result.metrics or {}), t0)
     _write_summary(run_dir, summary)
     if summary["status"] == "non-finite":
-        raise TrainingError(f"stopped: {summary['final'].get('message')}")
+        raise TrainingError(f"training stopped: {summary['final'].get('message')}")
     return RunResult(run_dir, summary)
 
 

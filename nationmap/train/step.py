@@ -146,17 +146,18 @@ def train_step(task: LossTask, opt: Optimisation, batch: dict, device: torch.dev
 def train_epoch(task: LossTask, opt: Optimisation, raw_batches: Iterable, steps: int,
                 decode: Callable[[object], dict], device: torch.device,
                 generator: torch.Generator | None = None,
-                on_step: Callable[[int], None] | None = None) -> EpochStats:
+                on_step: Callable[..., None] | None = None) -> EpochStats:
     """Up to ``steps`` training steps over ``raw_batches``; ``decode`` turns one raw batch into the
     batch dict on ``device``. ``generator``: augment each batch (rotations and flips) with it.
-    ``on_step(n)`` is called after the n-th step (1-based) of the epoch.
+    ``on_step(n)`` is called after the n-th step (1-based) of the epoch, and ``on_step(n, last=True)``
+    once at its end with the steps done.
 
     Batches after ``steps`` are drained undecoded, so that every worker of a Ray Train group
     ends its epoch together. Raises :class:`NonFiniteLoss` from :func:`train_step`.
     """
     stats = EpochStats(started=time.time())
     opt.model.train()
-    t_batch = stats.started
+    t_batch, done = stats.started, 0
     for i, raw in enumerate(raw_batches):
         if i >= steps:
             continue  # drain the stream (nothing decoded)
@@ -171,5 +172,8 @@ def train_epoch(task: LossTask, opt: Optimisation, raw_batches: Iterable, steps:
         if on_step is not None:
             on_step(i + 1)
         t_batch = time.time()
+        done = i + 1
     stats.seconds = time.time() - stats.started
+    if on_step is not None:
+        on_step(done, last=True)
     return stats

@@ -15,8 +15,14 @@ def test_the_step_writer_writes_the_first_and_last_step_and_at_most_once_an_inte
     for step in range(1, 11):
         write(step)
         seen.append(read_steps(tmp_path / STEPS_FILE))
-    assert seen[:9] == [(3, 1, 10)] * 9  # throttled between the first and the last
-    assert seen[9] == (3, 10, 10)
+    assert seen == [(3, 1, 10)] * 10  # throttled after the first
+    write(10, last=True)  # the end of the epoch
+    assert read_steps(tmp_path / STEPS_FILE) == (3, 10, 10)
+
+
+def test_a_step_file_that_cannot_be_written_does_not_stop_the_training(tmp_path):
+    (tmp_path / "run").write_text("a file where the run directory should be")
+    StepWriter(tmp_path / "run", epoch=1, steps=10)(1)  # no error
     every = StepWriter(tmp_path, epoch=4, steps=10, interval_s=0.0)
     every(2)
     assert json.loads((tmp_path / STEPS_FILE).read_text()) == {"epoch": 4, "step": 2, "steps": 10}
@@ -44,3 +50,9 @@ def test_the_bars_follow_epochs_and_the_steps_of_the_current_epoch(tmp_path):
         StepWriter(tmp_path, 4, 40)(1)
         bars.update()
         assert (steps.completed, steps.description) == (1, "lulc steps of epoch 4")  # restarted for the epoch
+        StepWriter(tmp_path, 4, 40)(40, last=True)
+        bars.update()
+        assert steps.finished
+        StepWriter(tmp_path, 4, 40)(3)  # epoch 4 again: Ray restarted the worker group
+        bars.update()
+        assert (steps.completed, steps.finished, steps.finished_time) == (3, False, None)
