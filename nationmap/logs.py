@@ -24,6 +24,7 @@ goes to the log file.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import re
@@ -122,15 +123,13 @@ def capture(log_dir: str | Path):
 
 
 def worker_reason(exc: BaseException) -> str:
-    """``Type: message`` of what failed on a Ray worker: the innermost exception with a message
-    that is not one of Ray's wrappers, else the last line of Ray's remote traceback."""
-    ray_error = _ray_error_types()
-    chain = _chain(exc)
-    for inner in reversed(chain):
-        if not isinstance(inner, ray_error) and str(inner).strip() and type(inner).__module__.split(".")[0] != "ray":
-            return describe(inner)
-    lines = [line.strip() for line in _ANSI.sub("", str(chain[0])).splitlines() if line.strip()]
-    return lines[-1][:200] if lines else type(chain[0]).__name__
+    """``Type: message`` of what failed on a Ray worker: :func:`_user_cause`, else the last line
+    of Ray's remote traceback (an ActorDiedError carries its cause only there)."""
+    cause = _user_cause(exc)
+    if cause is not None:
+        return describe(cause)
+    lines = [line.strip() for line in _ANSI.sub("", str(exc)).splitlines() if line.strip()]
+    return lines[-1][:200] if lines else type(exc).__name__
 
 
 def worker_error(exc: BaseException, log_path: Path | str, what: str = "a Ray worker failed",
@@ -141,7 +140,7 @@ def worker_error(exc: BaseException, log_path: Path | str, what: str = "a Ray wo
     if log:
         logging.getLogger(LOGGER).error("%s", what, exc_info=exc)
     error = WorkerError(f"{what}: {worker_reason(exc)} (full log: {log_path})")
-    cause = _innermost(exc)
+    cause = _user_cause(exc)
     if isinstance(cause, NationmapError):
         error.exit_code = cause.exit_code
     elif isinstance(cause, OSError):
@@ -149,22 +148,19 @@ def worker_error(exc: BaseException, log_path: Path | str, what: str = "a Ray wo
     return error
 
 
-def _chain(exc: BaseException) -> list[BaseException]:
-    """``exc`` and its causes, outermost first: a RayTaskError's user exception (``cause``), else
-    ``__cause__``."""
+def _user_cause(exc: BaseException) -> BaseException | None:
+    """The innermost exception of ``exc``'s chain (a RayTaskError's user exception ``cause``, else
+    ``__cause__``) that has a message and is not one of Ray's wrappers; None if there is none."""
     chain: list[BaseException] = []
     while exc is not None and all(exc is not seen for seen in chain):
         chain.append(exc)
         cause = getattr(exc, "cause", None)
         exc = cause if isinstance(cause, BaseException) else exc.__cause__
-    return chain
-
-
-def _innermost(exc: BaseException) -> BaseException:
-    """The innermost cause that is not one of Ray's wrappers (or ``exc`` itself)."""
     ray_error = _ray_error_types()
-    inner = [e for e in _chain(exc) if not isinstance(e, ray_error)]
-    return inner[-1] if inner else exc
+    for inner in reversed(chain):
+        if not isinstance(inner, ray_error) and type(inner).__module__.split(".")[0] != "ray" and str(inner).strip():
+            return inner
+    return None
 
 
 def _ray_error_types() -> tuple[type, ...]:
@@ -199,7 +195,7 @@ def _native_stderr_to(path: Path):
         raise
     swapped = sys.stderr
     if outermost:  # Python's stderr stays on the terminal
-        sys.stderr = _terminal(swapped)
+        sys.stderr = _terminal(swapped.encoding, swapped.errors)
     os.dup2(log_fd, 2)
     os.close(log_fd)
     _redirected.append(path)
@@ -213,17 +209,15 @@ def _native_stderr_to(path: Path):
             sys.stderr = swapped
 
 
-_redirected: list[Path] = []
-_terminals: dict[int, object] = {}
+_redirected: list[Path] = []  # the log files descriptor 2 points at, outermost first
 
 
-def _terminal(stderr):
+@functools.cache
+def _terminal(encoding: str, errors: str):
     """A text stream on a duplicate of descriptor 2 as it is now (the terminal), made once per
     process and never closed: Python's crash handler (``faulthandler``, which ``ray.init``
     enables on ``sys.stderr``) may hold its descriptor after the run."""
-    if not _terminals:
-        _terminals[0] = open(os.dup(2), "w", buffering=1, encoding=stderr.encoding, errors=stderr.errors)
-    return _terminals[0]
+    return open(os.dup(2), "w", buffering=1, encoding=encoding, errors=errors)
 
 
 def _writes_to_fd(stream, fd: int) -> bool:

@@ -104,10 +104,9 @@ def _inference(path: Path, manifest: RunManifest) -> RunInfo:
 
 def region_areas(csv: Path) -> dict[str, dict[str, float]]:
     """{layer: {class: km^2}} of the region's rows of an area table (``tables/*_areas.csv``)."""
-    import pandas as pd
+    from nationmap.products.areas import read_region_areas
 
-    table = pd.read_csv(csv)
-    rows = table[table.scope == "region"]
+    rows = read_region_areas(csv)
     return {layer: {r["class"]: round(float(r.area_km2), 1) for _, r in group.iterrows()}
             for layer, group in rows.groupby("layer", sort=False)}
 

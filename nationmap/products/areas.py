@@ -183,6 +183,15 @@ def write_tables(rows: list, columns: tuple[str, ...], fixed: dict, stem: Path) 
     return csv, parquet
 
 
+def read_region_areas(csv: str | Path):
+    """The region's rows of an area table written by :func:`write_tables` (``*_areas.csv``), as
+    a DataFrame of layer, code, class, area_km2 and share, in the table's order."""
+    import pandas as pd
+
+    table = pd.read_csv(csv)
+    return table[table.scope == "region"][["layer", "code", "class", "area_km2", "share"]]
+
+
 _ROW_COLUMNS = {
     AreaRow: ("scope", "cell", "layer", "code", "class", "area_km2", "share"),
     ChangeRow: ("scope", "cell", "layer", "from_code", "from_class", "to_code", "to_class", "area_km2"),

@@ -102,13 +102,12 @@ class MapServer:
         return JSONResponse({"map": entry.id, "lon": lon, "lat": lat, "values": values})
 
     async def areas(self, request: Request) -> Response:
-        import pandas as pd
+        from nationmap.products.areas import read_region_areas
 
         entry = self.entry(request)
         if entry.areas is None:
             return JSONResponse({"map": entry.id, "rows": []})
-        table = pd.read_csv(entry.areas)
-        rows = table[table.scope == "region"][["layer", "code", "class", "area_km2", "share"]]
+        rows = read_region_areas(entry.areas)
         return JSONResponse({"map": entry.id, "rows": rows.to_dict(orient="records")})
 
 

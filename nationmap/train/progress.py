@@ -13,13 +13,12 @@ they show as well.
 from __future__ import annotations
 
 import csv
-import json
 import math
 import threading
 import time
 from pathlib import Path
 
-from nationmap.files import write_json
+from nationmap.files import read_json, write_json
 from nationmap.parallel import progress_bar
 
 STEPS_FILE = "steps.json"
@@ -47,10 +46,10 @@ class StepWriter:
 
 def read_steps(path: Path) -> tuple[int, int, int] | None:
     """(epoch, step, steps) of a steps.json; None while it does not exist or is not one."""
+    data = read_json(path)
     try:
-        data = json.loads(Path(path).read_text())
         return int(data["epoch"]), int(data["step"]), int(data["steps"])
-    except (OSError, ValueError, KeyError, TypeError):
+    except (KeyError, TypeError, ValueError):  # None, or not this file's keys
         return None
 
 
