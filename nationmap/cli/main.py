@@ -27,6 +27,9 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
     cls=GuardedGroup,
+    # plain help text for every command and group below (Typer passes the mode down): with Rich
+    # markup, a word such as "[infer]" in a help string is read as a style tag and vanishes
+    rich_markup_mode=None,
 )
 app.add_typer(data_cli.app, name="data")
 app.add_typer(models_cli.app, name="models")
