@@ -21,7 +21,8 @@
    scale with the scene area, the scene stage runs at the GPU throughput ``nationmap plan`` uses
    (measured by ``benchmarks gpu`` where a GPU ran it, else its estimate for the paper's Swin-B),
    cells and national layers at the rates of 2., STAC and per-unit costs as measured in 1.
-   ``nationmap plan`` reads these costs from ``benchmarks/results.json``.
+   ``nationmap plan`` reads these costs from ``benchmarks/results.json`` (packaged as its reference
+   costs by ``scripts/make_reference_costs.py``).
 """
 
 from __future__ import annotations
@@ -260,7 +261,7 @@ def costs(nat: dict, full: dict, bare_s: float, size: ScaleSize) -> dict:
     }
 
 
-def project(nat: dict, c: dict, results: dict, size: ScaleSize) -> dict:
+def project(nat: dict, c: dict, results, size: ScaleSize) -> dict:
     """The national month at 12,000 px/degree and 10 m scenes, stage by stage (seconds of one
     GPU or one core; ``nationmap plan`` divides them over a cluster)."""
     from nationmap.ops.plan import DEFAULT_GPU, throughput
@@ -360,7 +361,7 @@ def report(res: Result, nat: dict, full: dict, c: dict, proj: dict, size: ScaleS
 
 
 def run(size_name: str, workdir: Path) -> Result:
-    from nationmap.ops.plan import _benchmarks
+    from nationmap.ops.plan import read_measurements
 
     size = SIZES[size_name]
     root = workdir / f"scale-{size_name}"
@@ -370,7 +371,8 @@ def run(size_name: str, workdir: Path) -> Result:
     full = full_resolution(size, workdir, nat["bundles"])
     bare = bare_window_seconds(nat["bundles"], size.img_size)
     c = costs(nat, full, bare, size)
-    proj = project(nat, c, _benchmarks(ROOT / "benchmarks" / "results.json"), size)
+    results = ROOT / "benchmarks" / "results.json"  # this checkout's, else the packaged reference
+    proj = project(nat, c, read_measurements(results if results.exists() else None), size)
     report(res, nat, full, c, proj, size)
     res.data = {"costs": c, "projection": proj, "national": {k: nat[k] for k in ("world", "first", "rerun", "counts",
                                                                                  "cluster_nodes", "written")},

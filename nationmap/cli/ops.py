@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 import signal
 import sys
 from pathlib import Path
@@ -202,15 +201,25 @@ def plan(
     throughput: float = typer.Option(None, help="Windows (LULC + water) per second per GPU, if you know it."),
     cpus_per_gpu: int = typer.Option(12, help="CPU cores per GPU for the cell stage."),
     preset: str = typer.Option("swin-b", help="Model preset (its FLOPs, for the estimate)."),
-    benchmarks: Path = typer.Option(Path("benchmarks/results.json"), help="Benchmark results (python -m benchmarks)."),
-    as_json: bool = typer.Option(False, "--json", help="Print the plan as JSON."),
+    benchmarks: Path = typer.Option(None, envvar="NATIONMAP_BENCHMARKS",
+                                    help="Benchmark results to cost the month with: a results.json of "
+                                         "python -m benchmarks run on your machines (or set NATIONMAP_BENCHMARKS). "
+                                         "Default: the reference costs packaged with nationmap, measured on the "
+                                         "machines they name. The plan prints which it used."),
+    as_json: bool = typer.Option(False, "--json", help="Print the plan as JSON (strict: finite numbers only)."),
 ):
     """Patches, GPU-hours and wall time on N GPUs for a region's month (from the catalog, or the
     paper's numbers), with the throughput measured by the benchmarks."""
-    from nationmap.config import check_types, default_of
+    import os
+
+    from nationmap.config import check_types, check_value, default_of
     from nationmap.data.months import parse_month
     from nationmap.errors import InputError
     from nationmap.infer.config import InferConfig, load_infer_defaults
+
+    # a path from the environment is named as such in the plan's "costs from" line
+    how = "NATIONMAP_BENCHMARKS" if benchmarks is not None and os.environ.get("NATIONMAP_BENCHMARKS") == str(
+        benchmarks) else "--benchmarks"
 
     def go():
         month = str(parse_month(date))
@@ -221,24 +230,25 @@ def plan(
             counts = [int(n) for n in gpus.split(",") if n.strip()]
         except ValueError:
             raise InputError(f"--gpus must be comma-separated integers, not {gpus!r}") from None
-        if throughput is not None and not (math.isfinite(throughput) and throughput > 0):
+        if throughput is not None and check_value(throughput, float, "--throughput") <= 0:  # finite, then > 0
             raise InputError(f"--throughput must be a finite number > 0, not {throughput}")
         if cpus_per_gpu < 1 or not counts or min(counts) < 1:
             raise InputError("--gpus and --cpus-per-gpu must be positive")
         from nationmap.data.regions import resolve_region
         from nationmap.models.presets import get_preset  # torch: after the options are checked
-        from nationmap.ops.plan import make_plan
+        from nationmap.ops.plan import make_plan, read_measurements
 
+        measured = read_measurements(benchmarks, how)  # a malformed file: one line, before any model is built
         size = get_preset(preset).encoder.img_size
         lulc_dir = setting("lulc_dir") or None  # the japan cell list; the bundled one when absent here
         lulc_dir = lulc_dir if lulc_dir and Path(lulc_dir).is_dir() else None
         return make_plan(resolve_region(region, lulc_dir), month, str(catalog) if catalog else values.get("catalog"),
                          setting("window") or size, setting("overlap"), setting("pixels_per_degree"), preset, counts,
-                         throughput, gpu, cpus_per_gpu, benchmarks)
+                         throughput, gpu, cpus_per_gpu, measured)
 
     result = run_guarded(go)
-    if as_json:
-        console.print_json(json.dumps(result.to_dict()))
+    if as_json:  # strict JSON: the plan holds finite numbers only (make_plan refuses the rest)
+        typer.echo(json.dumps(result.to_dict(), indent=1, allow_nan=False))
     else:
         from nationmap.ops.plan import format_plan
 

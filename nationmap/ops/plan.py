@@ -14,15 +14,26 @@ The source is always printed. The stages after the models (fixed per-acquisition
 stage on CPU cores, the national layers, STAC) are costed from ``python -m benchmarks scale``
 (per-pixel rates measured at full resolution, fixed per-unit costs from a national month),
 or, without it, the cell stage alone from the inference benchmark's measured cell rate.
+
+Where the measurements come from: a benchmark results file given with ``--benchmarks FILE`` (or
+``NATIONMAP_BENCHMARKS``), else the reference costs packaged with nationmap
+(``reference_costs.json``: the sections of the checkout's ``benchmarks/results.json`` that plan
+reads, taken by ``scripts/make_reference_costs.py``, with the machine each was measured on), so
+the plan is the same from any working directory. A results file is read as a typed record
+(:class:`Measurements`); a malformed one is one line of bad input naming the key.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
+import typing
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
+from nationmap.config import check_value
 from nationmap.errors import InputError
 
 PAPER_PATCHES = 1_960_037  # non-overlapping 256 px patches, ALOS-2 HH, Sep-Nov 2022 (enhanced-lulc-alos2)
@@ -35,9 +46,11 @@ NIGHT_HOURS = 8.0
 # windows of one acquisition, to count acquisitions when only the paper's windows are known: a
 # 60 x 50 km ALOS-2 scene at 10 m is 6,000 x 5,000 px, about 814 windows every 192 px
 PAPER_WINDOWS_PER_SCENE = 6_000 * 5_000 / 192**2
+REFERENCE_COSTS = Path(__file__).with_name("reference_costs.json")
+BENCHMARKS_ENV = "NATIONMAP_BENCHMARKS"
 
 
-@dataclass
+@dataclass(frozen=True)
 class Workload:
     source: str
     scenes: int | None
@@ -46,13 +59,13 @@ class Workload:
     cell_pixels: float  # product pixels over all cells
 
 
-@dataclass
+@dataclass(frozen=True)
 class Throughput:
     windows_per_s: float  # per GPU, both models (LULC + water) per window
     source: str
 
 
-@dataclass
+@dataclass(frozen=True)
 class StageCosts:
     """What the stages after the models cost, from ``benchmarks scale`` (seconds).
 
@@ -77,7 +90,7 @@ class StageCosts:
     source: str
 
 
-@dataclass
+@dataclass(frozen=True)
 class Plan:
     region: str
     month: str
@@ -89,6 +102,7 @@ class Plan:
     wall_hours: dict[int, float]
     cpus_per_gpu: int
     stages: dict[str, float] | None = None  # hours: scenes_fixed_gpu, cells_core, mosaic_wall, stac
+    costs_source: str = ""  # where the measurements came from (a results file or the packaged reference)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -122,24 +136,190 @@ def workload(region, month: str, catalog: str | Path | None, size: int, overlap:
                     f"{scaled}, at stride {stride}", None, n, cells, cell_pixels)
 
 
-def _benchmarks(path: str | Path | None) -> dict:
-    if path is None or not Path(path).exists():
-        return {}
+@dataclass(frozen=True)
+class GpuRate:
+    """The GPU benchmark's measured scene-stage rate (``benchmarks gpu``)."""
+
+    windows_per_s: float
+    gpu: str
+    preset: str
+    measured: str  # date and machine, for the printed source
+
+
+@dataclass(frozen=True)
+class CellRate:
+    """One core's cell-stage time per product pixel (``benchmarks infer_overhead``, serial run)."""
+
+    seconds_per_px: float
+    measured: str
+
+
+@dataclass(frozen=True)
+class Measurements:
+    """What plan takes from a benchmark results file: each part None where it was not measured."""
+
+    source: str  # the file, or the packaged reference, as printed
+    gpu: GpuRate | None = None
+    pipeline_efficiency: float | None = None  # scene stage vs bare forward passes, on CPU
+    efficiency_measured: str = ""
+    cells: CellRate | None = None
+    stages: StageCosts | None = None
+
+
+def _walk(doc: Any, dotted: str, where: str) -> tuple[bool, Any]:
+    """(found, value) at a dotted key of a results document; a part of the path that is not a
+    JSON object is bad input, a missing key is not found."""
+    keys = dotted.split(".")
+    value = doc
+    for i, key in enumerate(keys):
+        if not isinstance(value, dict):
+            part = ".".join(keys[:i]) or "the file"
+            raise InputError(f"{where}: {part} must be a JSON object (of benchmark results), "
+                             f"not {type(value).__name__}")
+        if key not in value:
+            return False, None
+        value = value[key]
+    return True, value
+
+
+def _has(doc: Any, dotted: str, where: str) -> bool:
+    return _walk(doc, dotted, where)[0]
+
+
+def _at(doc: Any, dotted: str, hint: Any, where: str, sign: str = "") -> Any:
+    """The value at ``dotted``, required, of type ``hint`` by the configs' rule (finite numbers);
+    ``sign`` "> 0" or ">= 0" bounds a number (or every number of a table)."""
+    found, value = _walk(doc, dotted, where)
+    if not found:
+        raise InputError(f"{where}: missing {dotted}")
+    value = check_value(value, hint, f"{where}: {dotted}")
+    numbers = value.values() if isinstance(value, dict) else [value]
+    if (sign == "> 0" and any(v <= 0 for v in numbers)) or (sign == ">= 0" and any(v < 0 for v in numbers)):
+        raise InputError(f"{where}: {dotted} must be {sign}, not {value}")
+    return value
+
+
+def _measured(doc: Any, section: str, where: str) -> str:
+    """``2026-11-21, AMD EPYC, 2 cores``: when and on what a section was measured, as far as recorded."""
+    def optional(key: str, hint: Any) -> Any:
+        dotted = f"{section}.{key}"
+        return _at(doc, dotted, hint | None, where) if _has(doc, dotted, where) else None
+
+    date, cpu, cores = optional("date", str), optional("machine.cpu", str), optional("machine.cores", int)
+    parts = [(date or "undated")[:10], cpu or "an unrecorded CPU"] + ([f"{cores} cores"] if cores else [])
+    return ", ".join(parts)
+
+
+def _gpu_rate(doc: Any, where: str) -> GpuRate | None:
+    if not _has(doc, "gpu", where) or not _at(doc, "gpu.data.available", bool, where):
+        return None
+    return GpuRate(_at(doc, "gpu.data.scene_stage_patches_per_s", float, where, "> 0"),
+                   _at(doc, "gpu.data.gpu", str, where), _at(doc, "gpu.data.preset", str, where),
+                   _measured(doc, "gpu", where))
+
+
+def _cell_rate(doc: Any, where: str) -> CellRate | None:
+    if not _has(doc, "infer_overhead.data.runs.serial", where):
+        return None
+    seconds = _at(doc, "infer_overhead.data.runs.serial.timings.cells_s", float, where, "> 0")
+    pixels = _at(doc, "infer_overhead.data.cell_pixels", float, where, "> 0")
+    return CellRate(seconds / pixels, _measured(doc, "infer_overhead", where))
+
+
+def _stage_costs(doc: Any, where: str) -> StageCosts | None:
+    """``benchmarks scale``'s per-unit costs, from a full-size run only (a tiny smoke run's costs
+    are not a cluster's)."""
+    if not _has(doc, "scale", where) or _at(doc, "scale.size", str, where) != "full":
+        return None
+    hints = typing.get_type_hints(StageCosts)
+    values = {f.name: _at(doc, f"scale.data.costs.{f.name}", hints[f.name], where,
+                          "" if f.name == "cell_fixed_s" else ">= 0")  # a fitted intercept may be < 0
+              for f in dataclasses.fields(StageCosts) if f.name != "source"}
+    if not values["mosaic_s_per_gpx"]:
+        raise InputError(f"{where}: scale.data.costs.mosaic_s_per_gpx names no product")
+    return StageCosts(**values, source=f"benchmarks scale, {_measured(doc, 'scale', where)}")
+
+
+def measurements_of(doc: Any, where: str, source: str) -> Measurements:
+    """The measurements plan uses from a results document (``python -m benchmarks``'s
+    ``results.json``, or the packaged reference); InputError naming ``where`` and the key if a
+    part it reads is missing, mistyped or not a finite number."""
+    if not isinstance(doc, dict):
+        raise InputError(f"{where}: not a benchmark results file (a JSON object of benchmarks), "
+                         f"but a JSON {type(doc).__name__}")
+    efficiency, measured = None, ""
+    if _has(doc, "infer_overhead.ratios.scene_stage_vs_bare", where):
+        efficiency = min(1.0, _at(doc, "infer_overhead.ratios.scene_stage_vs_bare", float, where, "> 0"))
+        measured = _measured(doc, "infer_overhead", where)
+    return Measurements(source, _gpu_rate(doc, where), efficiency, measured, _cell_rate(doc, where),
+                        _stage_costs(doc, where))
+
+
+def read_measurements(path: str | Path | None = None, how: str = "--benchmarks") -> Measurements:
+    """The measurements in the results file ``path`` (given ``how``), or the packaged reference
+    costs when ``path`` is None."""
+    if path is None:
+        doc = json.loads(REFERENCE_COSTS.read_text())
+        taken = doc.get("reference", {}).get("taken_from", "benchmarks/results.json")
+        return measurements_of(doc, str(REFERENCE_COSTS), f"the reference costs packaged with nationmap "
+                                                            f"({REFERENCE_COSTS.name}, from {taken})")
+    path = Path(path)
     try:
-        return json.loads(Path(path).read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise InputError(f"{path}: not a benchmark results file ({exc})") from None
+        text = path.read_text()
+    except FileNotFoundError:
+        raise InputError(f"{path}: benchmark results not found ({how})") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"{path}: cannot read benchmark results ({type(exc).__name__}: {exc})") from None
+    try:
+        doc = json.loads(text)
+    except ValueError as exc:
+        raise InputError(f"{path}: not JSON ({exc})") from None
+    return measurements_of(doc, str(path), f"{path} ({how})")
 
 
-def throughput(results: dict, preset: str, given: float | None, gpu: str) -> Throughput:
+REFERENCE_SECTIONS = {  # what plan reads of each benchmark: the packaged reference keeps only these
+    "gpu": ("date", "size", "machine.cpu", "machine.cores", "machine.gpu", "machine.git", "data.available", "data.gpu",
+            "data.preset", "data.scene_stage_patches_per_s"),
+    "infer_overhead": ("date", "size", "machine.cpu", "machine.cores", "machine.gpu", "machine.git", "ratios.scene_stage_vs_bare",
+                       "data.cell_pixels", "data.runs.serial.timings.cells_s"),
+    "scale": ("date", "size", "machine.cpu", "machine.cores", "machine.gpu", "machine.git",
+              *(f"data.costs.{f.name}" for f in dataclasses.fields(StageCosts) if f.name != "source")),
+}
+
+
+def reference_subset(results: dict) -> dict:
+    """The parts of a ``benchmarks/results.json`` that plan reads (the packaged reference's
+    content, less its ``reference`` note); ``scripts/make_reference_costs.py`` writes it."""
+    out: dict = {}
+    for section, keys in REFERENCE_SECTIONS.items():
+        for dotted in keys:
+            found, value = _walk(results, f"{section}.{dotted}", "benchmark results")
+            if not found:
+                continue
+            *parents, last = f"{section}.{dotted}".split(".")
+            node = out
+            for key in parents:
+                node = node.setdefault(key, {})
+            node[last] = value
+    return out
+
+
+def reference_costs(results: dict) -> dict:
+    """The packaged reference (``reference_costs.json``) taken from a ``benchmarks/results.json``."""
+    note = {"taken_from": "benchmarks/results.json", "by": "scripts/make_reference_costs.py",
+            "why": "nationmap plan's costs when no --benchmarks file is given; measured on the machines named"}
+    return {"reference": note, **reference_subset(results)}
+
+
+def throughput(measured: Measurements, preset: str, given: float | None, gpu: str) -> Throughput:
     if given is not None:
-        if given <= 0:
-            raise InputError("--throughput must be > 0 windows per second")
+        if not (math.isfinite(given) and given > 0):
+            raise InputError(f"--throughput must be a finite number > 0 windows per second, not {given}")
         return Throughput(given, "given (--throughput)")
-    measured = results.get("gpu", {}).get("data", {})
-    if measured.get("available") and measured.get("preset") == preset:
-        return Throughput(float(measured["scene_stage_patches_per_s"]),
-                          f"measured: scene stage on {measured['gpu']}, {preset} bf16 (benchmarks gpu, {results['gpu']['date']})")
+    rate = measured.gpu
+    if rate is not None and rate.preset == preset:
+        return Throughput(rate.windows_per_s, f"measured: scene stage on {rate.gpu}, {preset} bf16 "
+                                              f"(benchmarks gpu, {rate.measured})")
     from nationmap.models.info import PEAK_BF16, model_cost, peak_bf16_flops
 
     peak = peak_bf16_flops(gpu)
@@ -148,35 +328,23 @@ def throughput(results: dict, preset: str, given: float | None, gpu: str) -> Thr
                          f"{', '.join(k for k, _ in PEAK_BF16)}")
     flops = model_cost(preset, "lulc").flops_per_patch + model_cost(preset, "water").flops_per_patch
     efficiency, eff_note = 1.0, "no CPU pipeline measurement"
-    cpu = results.get("infer_overhead", {}).get("ratios", {})
-    if "scene_stage_vs_bare" in cpu:
-        efficiency = min(1.0, float(cpu["scene_stage_vs_bare"]))
-        eff_note = f"x {efficiency:.2f} pipeline efficiency measured on CPU (benchmarks infer_overhead)"
+    if measured.pipeline_efficiency is not None:
+        efficiency = measured.pipeline_efficiency
+        eff_note = (f"x {efficiency:.2f} pipeline efficiency measured on CPU (benchmarks infer_overhead, "
+                    f"{measured.efficiency_measured})")
     rate = peak * ASSUMED_UTILISATION / flops * efficiency
     return Throughput(rate, f"estimate, no GPU measurement: {flops / 1e9:.0f} GFLOP per window ({preset} LULC + water) at "
                             f"{ASSUMED_UTILISATION:.0%} of {gpu}'s {peak / 1e12:.0f} TFLOP/s peak bf16, {eff_note}; "
                             "run `python -m benchmarks gpu` on a GPU node to measure it")
 
 
-def cell_cost(results: dict, cell_pixels: float) -> tuple[float | None, str]:
+def cell_cost(measured: Measurements, cell_pixels: float) -> tuple[float | None, str]:
     """CPU core-hours of the cell stage, from the inference benchmark's measured cell rate."""
-    data = results.get("infer_overhead", {}).get("data", {})
-    runs = data.get("runs", {})
-    if "serial" not in runs or not data.get("cell_pixels"):
+    rate = measured.cells
+    if rate is None:
         return None, "no cell-stage measurement (run `python -m benchmarks infer_overhead`)"
-    seconds_per_px = float(runs["serial"]["timings"]["cells_s"]) / float(data["cell_pixels"])
-    return cell_pixels * seconds_per_px / 3600, (f"measured {1 / seconds_per_px / 1e6:.1f} Mpx/s per core "
-                                                  "(benchmarks infer_overhead, serial cell stage)")
-
-
-def stage_costs(results: dict) -> StageCosts | None:
-    """The per-unit costs measured by ``benchmarks scale``, if it ran."""
-    scale = results.get("scale", {})
-    c = scale.get("data", {}).get("costs")
-    if not c or scale.get("size") != "full":  # a tiny smoke run's costs are not a cluster's
-        return None
-    fields = {k: c[k] for k in StageCosts.__dataclass_fields__ if k != "source"}
-    return StageCosts(**fields, source=f"benchmarks scale, {scale.get('date', '?')}")
+    return cell_pixels * rate.seconds_per_px / 3600, (f"measured {1 / rate.seconds_per_px / 1e6:.1f} Mpx/s per core "
+                                                      f"(benchmarks infer_overhead, serial cell stage, {rate.measured})")
 
 
 def stage_hours(work: Workload, costs: StageCosts, pixels_per_degree: int) -> dict[str, float]:
@@ -193,25 +361,44 @@ def stage_hours(work: Workload, costs: StageCosts, pixels_per_degree: int) -> di
 
 def make_plan(region, month: str, catalog, size: int, overlap: int, pixels_per_degree: int, preset: str,
               gpus: list[int], given: float | None = None, gpu: str = DEFAULT_GPU, cpus_per_gpu: int = 12,
-              benchmarks: str | Path | None = None) -> Plan:
+              benchmarks: str | Path | Measurements | None = None) -> Plan:
+    """The plan of a region's month; ``benchmarks``: a results file, its measurements, or None for
+    the packaged reference costs."""
     if any(n < 1 for n in gpus):
         raise InputError("GPU counts must be >= 1")
     if cpus_per_gpu < 1:
         raise InputError("--cpus-per-gpu must be >= 1")
-    results = _benchmarks(benchmarks)
+    measured = benchmarks if isinstance(benchmarks, Measurements) else read_measurements(benchmarks)
     work = workload(region, month, catalog, size, overlap, pixels_per_degree)
-    rate = throughput(results, preset, given, gpu)
+    rate = throughput(measured, preset, given, gpu)
     gpu_hours = work.windows / rate.windows_per_s / 3600
-    costs = stage_costs(results)
+    costs = measured.stages
     if costs is None:
-        core_hours, cell_source = cell_cost(results, work.cell_pixels)
+        core_hours, cell_source = cell_cost(measured, work.cell_pixels)
         wall = {n: gpu_hours / n + (core_hours or 0.0) / (n * cpus_per_gpu) for n in gpus}
-        return Plan(region.name, month, work, rate, gpu_hours, core_hours, cell_source, wall, cpus_per_gpu)
-    stages = stage_hours(work, costs, pixels_per_degree)
-    wall = {n: (gpu_hours + stages["scenes_fixed_gpu"]) / n + stages["cells_core"] / (n * cpus_per_gpu)
-            + stages["mosaic_wall"] + stages["stac"] for n in gpus}
-    return Plan(region.name, month, work, rate, gpu_hours, stages["cells_core"], costs.source, wall, cpus_per_gpu,
-                stages)
+        plan = Plan(region.name, month, work, rate, gpu_hours, core_hours, cell_source, wall, cpus_per_gpu,
+                    costs_source=measured.source)
+    else:
+        stages = stage_hours(work, costs, pixels_per_degree)
+        wall = {n: (gpu_hours + stages["scenes_fixed_gpu"]) / n + stages["cells_core"] / (n * cpus_per_gpu)
+                + stages["mosaic_wall"] + stages["stac"] for n in gpus}
+        plan = Plan(region.name, month, work, rate, gpu_hours, stages["cells_core"], costs.source, wall, cpus_per_gpu,
+                    stages, measured.source)
+    return _finite(plan)
+
+
+def _finite(plan: Plan) -> Plan:
+    """The plan, if every figure in it is a finite number (what ``--json`` can hold); a rate so
+    small that the hours overflow is bad input naming the rate's source."""
+    t = plan.throughput
+    if not math.isfinite(plan.gpu_hours):
+        raise InputError(f"{t.windows_per_s:g} windows/s per GPU ({t.source}) gives no finite number of GPU-hours "
+                         f"for {plan.workload.windows:,} windows; give a realistic --throughput")
+    others = [plan.cell_core_hours or 0.0, *plan.wall_hours.values(), *(plan.stages or {}).values()]
+    if not all(math.isfinite(v) for v in others):
+        raise InputError(f"the cell and national stages' costs ({plan.cell_source}, from {plan.costs_source}) "
+                         "give no finite number of hours")
+    return plan
 
 
 def _hours(h: float) -> str:
@@ -225,6 +412,8 @@ def format_plan(plan: Plan) -> str:
              f"            {w.cells} cells, {w.cell_pixels / 1e9:.2f} Gpx of products",
              f"throughput: {t.windows_per_s:,.0f} windows/s per GPU ({t.source})",
              f"GPU-hours:  {plan.gpu_hours:.2f}"]
+    if plan.costs_source:
+        lines.insert(1, f"costs from: {plan.costs_source}")
     if plan.stages is not None:
         st = plan.stages
         lines += [f"stages after the models ({plan.cell_source}):",

@@ -49,10 +49,15 @@ def test_estimate_and_given_throughput(tmp_path):
 
 
 def test_cli(tmp_path):
+    (tmp_path / "empty.json").write_text("{}")  # results of no benchmark: the cell stage is not costed
     ok = runner.invoke(app, ["plan", "--region", "japan", "--date", "2022-09", "--throughput", "400",
-                             "--benchmarks", str(tmp_path / "none.json")])
+                             "--benchmarks", str(tmp_path / "empty.json")])
     assert ok.exit_code == 0, ok.output
     assert "GPU-hours" in ok.output and "8 GPUs" in ok.output and "paper numbers" in ok.output
+    assert f"costs from: {tmp_path / 'empty.json'} (--benchmarks)" in ok.output and "not costed" in ok.output
+    missing = runner.invoke(app, ["plan", "--region", "japan", "--date", "2022-09", "--throughput", "400",
+                                  "--benchmarks", str(tmp_path / "none.json")])
+    assert missing.exit_code == 2 and "none.json: benchmark results not found" in missing.output
     as_json = runner.invoke(app, ["plan", "--region", "japan", "--date", "2022-09", "--json", "--throughput", "400"])
     assert json.loads(as_json.output)["throughput"]["windows_per_s"] == 400
     for args, message in ((["--gpu", "Z80"], "unknown GPU"), (["--gpus", "8,x"], "--gpus"), (["--throughput", "0"], "> 0")):
