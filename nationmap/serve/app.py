@@ -2,21 +2,38 @@
 
     GET /                                     the page (static/index.html, Leaflet from xstatic-leaflet)
     GET /api/maps                             every products run: region, month, version, legends, cells
+                                              (a run that cannot be shown: available false and the reason)
     GET /api/point?map=ID&lon=..&lat=..       lulc, water, confidence and count of that pixel
     GET /api/areas?map=ID                     the region's rows of the area table (km^2 per class)
     GET /tiles/{product}/{z}/{x}/{y}.png?map=ID   a Web Mercator tile of a national COG
 
-Only GET; a map is chosen by its id among those :func:`nationmap.serve.catalog.find_maps` found
-(rescanned by /api/maps, so a month published while the server runs appears), never by a path
-from the request. Leaflet is served from the xstatic-leaflet package installed with nationmap:
-nothing is loaded from the internet.
+Only GET; a map is chosen by its id among those the index (:class:`nationmap.serve.catalog.MapIndex`)
+found, never by a path from the request; the index is built once and refreshed when the tree
+changes, so a month published while the server runs appears. Leaflet is served from the
+xstatic-leaflet package installed with nationmap: nothing is loaded from the internet.
+
+The event loop never reads a raster: tile coordinates are checked against the tile matrix and the
+COG's bounds first (an empty tile costs no I/O), rendered tiles are kept (``TILE_CACHE_BYTES``,
+keyed by the file's version), and every GDAL read runs in a pool of worker threads within
+``deadline_s``. A request the server cannot answer gets a status and a JSON ``{"error": reason}``:
+404 (no such map, layer), 400 (bad point), 410 (the run was removed while serving), 503 (the run
+is damaged, or a read ran past its deadline); never a traceback.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import dataclasses
 import io
+import json
+import logging
 import math
+import os
+import threading
+from collections import OrderedDict
+from concurrent.futures import ThreadPoolExecutor
+from functools import lru_cache
 from pathlib import Path
 
 import xstatic.pkg.leaflet as leaflet_pkg
@@ -28,12 +45,17 @@ from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from nationmap.serve.catalog import MapEntry, find_maps
-from nationmap.serve.tiles import legend, pixel_value, render_tile
+from nationmap.serve.catalog import REFRESH_S, MapEntry, MapIndex, MosaicFile
+from nationmap.serve.tiles import (RasterReadError, contains, file_version, overlaps, pixel_value, render_tile,
+                                   tile_bounds, tile_in_matrix)
 
 STATIC = Path(__file__).with_name("static")
 PRODUCT_ORDER = ("lulc", "water", "confidence", "count")
 UNITS = {"confidence": "%", "count": "acquisitions"}
+DEADLINE_S = 10.0  # the longest a raster read may hold a request
+TILE_CACHE_BYTES = 32 * 2**20
+WORKERS = min(8, 2 * (os.cpu_count() or 1))  # GDAL releases the GIL while it reads and decodes
+log = logging.getLogger("nationmap.serve")
 
 
 def _empty_tile() -> bytes:
@@ -45,86 +67,224 @@ def _empty_tile() -> bytes:
 EMPTY_TILE = _empty_tile()
 
 
+class TileCache:
+    """Rendered tiles by (file, file version, z, x, y), least recently used out past ``max_bytes``."""
+
+    def __init__(self, max_bytes: int):
+        self.max_bytes = max_bytes
+        self._tiles: OrderedDict[tuple, bytes] = OrderedDict()
+        self._bytes = 0
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple) -> bytes | None:
+        with self._lock:
+            png = self._tiles.get(key)
+            if png is not None:
+                self._tiles.move_to_end(key)
+            return png
+
+    def put(self, key: tuple, png: bytes) -> None:
+        with self._lock:
+            if key in self._tiles:
+                return
+            self._tiles[key] = png
+            self._bytes += len(png)
+            while self._bytes > self.max_bytes:
+                self._bytes -= len(self._tiles.popitem(last=False)[1])
+
+
 class MapServer:
-    """The state behind the routes: the products root and the maps found in it."""
+    """The state behind the routes: the index of the products root, the worker threads, the tiles."""
 
-    def __init__(self, root: str | Path):
-        self.root = Path(root)
-        self.maps = find_maps(self.root)
+    def __init__(self, root: str | Path, deadline_s: float = DEADLINE_S, workers: int = WORKERS,
+                 refresh_s: float = REFRESH_S):
+        self.index = MapIndex(root, refresh_s)
+        self.deadline_s = deadline_s
+        self.pool = ThreadPoolExecutor(workers, thread_name_prefix="nationmap-serve")
+        self.tiles = TileCache(TILE_CACHE_BYTES)
+        self._listing: tuple[int, bytes] = (-1, b"")
 
-    def entry(self, request: Request) -> MapEntry:
+    @property
+    def maps(self) -> dict[str, MapEntry]:
+        return self.index.maps
+
+    async def refresh(self, force: bool = False) -> None:
+        """Look for changes in the products root (rate-limited), off the event loop."""
+        if force or self.index.due():
+            await asyncio.to_thread(self.index.refresh, force)
+
+    async def entry(self, request: Request) -> MapEntry:
         map_id = request.query_params.get("map", "")
         if map_id not in self.maps:
-            self.maps = find_maps(self.root)  # published since the last scan?
-        if map_id not in self.maps:
-            raise HTTPException(404, f"no map {map_id!r}")
-        return self.maps[map_id]
+            await self.refresh()  # published since the last look?
+        entry = self.maps.get(map_id)
+        if entry is None:
+            raise HTTPException(404, f"no map {map_id[:200]!r}")
+        if not entry.available:
+            raise HTTPException(503, f"map {entry.id} is unavailable: {entry.problem}")
+        return entry
 
-    def describe(self, entry: MapEntry) -> dict:
-        products = [p for p in PRODUCT_ORDER if p in entry.mosaics]
-        cells = entry.cell_bounds()
-        bounds = [min(b[0] for _, b in cells), min(b[1] for _, b in cells),
-                  max(b[2] for _, b in cells), max(b[3] for _, b in cells)]
-        return {"id": entry.id, "region": entry.region, "month": entry.month, "version": entry.version,
-                "latest": entry.latest, "status": entry.status, "products": products, "bounds": bounds,
-                "cells": [{"name": n, "bounds": list(b)} for n, b in cells],
-                "legends": {p: dataclasses.asdict(legend(p, entry.mosaics[p])) for p in products},
-                "areas": entry.areas is not None}
+    async def version(self, entry: MapEntry, path: Path, what: str) -> tuple[int, ...]:
+        """The version of a file of ``entry`` now: 410 if the run was removed, 503 if the file was."""
+        try:
+            return file_version(path)
+        except OSError:
+            await self.refresh(force=True)
+            if not entry.root.is_dir():
+                raise HTTPException(410, f"map {entry.id} was removed") from None
+            raise HTTPException(503, f"map {entry.id}: its {what} is missing") from None
 
-    async def index(self, request: Request) -> Response:
+    async def read(self, entry: MapEntry, what: str, fn, *args, cog: tuple[Path, tuple[int, ...]] | None = None):
+        """``fn(*args)`` in a worker thread, within the deadline; a damaged file is a 503 with the
+        reason (a damaged ``cog``, path and version, also makes its run unavailable)."""
+        future = self.pool.submit(fn, *args)
+        try:
+            return await asyncio.wait_for(asyncio.wrap_future(future), self.deadline_s)
+        except TimeoutError:
+            raise HTTPException(503, f"map {entry.id}: reading its {what} took over {self.deadline_s:g} s") from None
+        except RasterReadError as exc:
+            if not entry.root.is_dir():
+                raise HTTPException(410, f"map {entry.id} was removed") from None
+            reason = self.index.relative(str(exc))  # GDAL names the file: never its absolute path
+            if cog is not None:
+                await asyncio.to_thread(self.index.mark_damaged, *cog, f"cannot be read ({reason})")
+            raise HTTPException(503, f"map {entry.id}: its {what} cannot be read ({reason})") from None
+
+    async def index_page(self, request: Request) -> Response:
         return FileResponse(STATIC / "index.html")
 
     async def list_maps(self, request: Request) -> Response:
-        self.maps = find_maps(self.root)
-        return JSONResponse({"root": str(self.root), "maps": [self.describe(e) for e in self.maps.values()]})
+        await self.refresh()
+        generation, maps = self.index.generation, self.maps
+        if self._listing[0] != generation:
+            body = json.dumps({"maps": [describe(e) for e in maps.values()]}).encode()
+            self._listing = (generation, body)
+        return Response(self._listing[1], media_type="application/json")
 
-    async def tile(self, request: Request) -> Response:
-        entry = self.entry(request)
+    async def layer(self, request: Request) -> tuple[MapEntry, MosaicFile]:
+        entry = await self.entry(request)
         product = request.path_params["product"]
         if product not in entry.mosaics:
             raise HTTPException(404, f"map {entry.id} has no {product} layer")
+        return entry, entry.mosaics[product]
+
+    async def tile(self, request: Request) -> Response:
+        entry, mosaic = await self.layer(request)
+        product = mosaic.product
         z, x, y = (request.path_params[k] for k in ("z", "x", "y"))
-        png = render_tile(product, entry.mosaics[product], x, y, z)
-        return Response(png or EMPTY_TILE, media_type="image/png", headers={"Cache-Control": "max-age=60"})
+        if not tile_in_matrix(z, x, y) or not overlaps(tile_bounds(z, x, y), mosaic.info.bounds):
+            return _png(EMPTY_TILE)  # off the grid or off the products: nothing to read
+        version = await self.version(entry, mosaic.path, f"{product} layer")
+        if version != mosaic.version:  # the file changed since it was indexed: look at it again
+            await self.refresh(force=True)
+            entry, mosaic = await self.layer(request)
+        key = (str(mosaic.path), version, z, x, y)
+        png = self.tiles.get(key)
+        if png is None:
+            png = await self.read(entry, f"{product} layer", render_tile, product, mosaic.path, version, x, y, z,
+                                  cog=(mosaic.path, version))
+            png = png or EMPTY_TILE
+            self.tiles.put(key, png)
+        return _png(png)
 
     async def point(self, request: Request) -> Response:
-        entry = self.entry(request)
+        entry = await self.entry(request)
         try:
             lon, lat = float(request.query_params["lon"]), float(request.query_params["lat"])
         except (KeyError, ValueError):
             raise HTTPException(400, "lon and lat (degrees) are required") from None
         if not (math.isfinite(lon) and math.isfinite(lat)):
             raise HTTPException(400, "lon and lat must be finite")
-        values = {}
-        for product in (p for p in PRODUCT_ORDER if p in entry.mosaics):
-            value = pixel_value(entry.mosaics[product], lon, lat)
-            values[product] = {"value": value, "label": _label(product, value, entry)}
+        mosaics = [entry.mosaics[p] for p in PRODUCT_ORDER if p in entry.mosaics]
+        inside = [(m, await self.version(entry, m.path, f"{m.product} layer")) for m in mosaics
+                  if contains(m.info.bounds, lon, lat)]
+        read = await self.read(entry, "layers", _read_point, inside, lon, lat) if inside else {}
+        values = {m.product: {"value": read.get(m.product), "label": _label(m, read.get(m.product))} for m in mosaics}
         return JSONResponse({"map": entry.id, "lon": lon, "lat": lat, "values": values})
 
     async def areas(self, request: Request) -> Response:
-        from nationmap.products.areas import read_region_areas
-
-        entry = self.entry(request)
+        entry = await self.entry(request)
         if entry.areas is None:
             return JSONResponse({"map": entry.id, "rows": []})
-        rows = read_region_areas(entry.areas)
-        return JSONResponse({"map": entry.id, "rows": rows.to_dict(orient="records")})
+        version = await self.version(entry, entry.areas, "area table")
+        rows = await self.read(entry, "area table", area_rows, entry.areas, version)
+        return JSONResponse({"map": entry.id, "rows": rows})
 
 
-def _label(product: str, value: int | None, entry: MapEntry) -> str:
+def _png(png: bytes) -> Response:
+    return Response(png, media_type="image/png", headers={"Cache-Control": "max-age=60"})
+
+
+def _read_point(inside: list[tuple[MosaicFile, tuple[int, ...]]], lon: float, lat: float) -> dict[str, int | None]:
+    return {m.product: pixel_value(m.path, version, lon, lat) for m, version in inside}
+
+
+AREA_COLUMNS = ["layer", "code", "class", "area_km2", "share"]
+
+
+@lru_cache(maxsize=64)
+def area_rows(csv: Path, version: tuple[int, ...]) -> list[dict]:
+    """The region's rows of an area table (read once per version of the file); RasterReadError
+    if the table is damaged (not CSV, columns missing, a row cut short)."""
+    import pandas as pd
+
+    try:
+        table = pd.read_csv(csv)
+        rows = table[table["scope"] == "region"][AREA_COLUMNS]
+    except (ValueError, KeyError, OSError, UnicodeDecodeError, pd.errors.ParserError) as exc:
+        raise RasterReadError(f"not an area table: {type(exc).__name__}") from None
+    if rows.isna().any().any():
+        raise RasterReadError("a row is incomplete (the file is cut short?)")
+    return rows.to_dict(orient="records")
+
+
+def describe(entry: MapEntry) -> dict:
+    """What /api/maps says of a map: where it is (relative to the root), what it holds, or why it
+    cannot be shown."""
+    head = {"id": entry.id, "region": entry.region, "month": entry.month, "version": entry.version,
+            "latest": entry.latest, "status": entry.status, "available": entry.available}
+    if not entry.available:
+        return {**head, "reason": entry.problem}
+    products = [p for p in PRODUCT_ORDER if p in entry.mosaics]
+    cells = entry.cell_bounds()
+    boxes = [b for _, b in cells] or [entry.mosaics[p].info.bounds for p in products]
+    bounds = [min(b[0] for b in boxes), min(b[1] for b in boxes), max(b[2] for b in boxes), max(b[3] for b in boxes)]
+    return {**head, "products": products, "bounds": bounds,
+            "cells": [{"name": n, "bounds": list(b)} for n, b in cells],
+            "legends": {p: dataclasses.asdict(entry.mosaics[p].info.legend) for p in products},
+            "areas": entry.areas is not None}
+
+
+def _label(mosaic: MosaicFile, value: int | None) -> str:
     if value is None:
         return "no data"
-    if product in UNITS:
-        return f"{value} {UNITS[product]}"
-    names = {c.value: c.name for c in legend(product, entry.mosaics[product]).classes}
+    if mosaic.product in UNITS:
+        return f"{value} {UNITS[mosaic.product]}"
+    names = {c.value: c.name for c in mosaic.info.legend.classes}
     return names.get(value, str(value))
 
 
-def create_app(root: str | Path) -> Starlette:
-    """The web map of the products under ``root``."""
-    server = MapServer(root)
+async def _error(request: Request, exc: HTTPException) -> Response:
+    return JSONResponse({"error": exc.detail}, status_code=exc.status_code)
+
+
+async def _bug(request: Request, exc: Exception) -> Response:
+    log.error("%s %s failed", request.method, request.url.path, exc_info=exc)
+    return JSONResponse({"error": "internal error (in the server's log)"}, status_code=500)
+
+
+def create_app(root: str | Path, deadline_s: float = DEADLINE_S, workers: int = WORKERS,
+               refresh_s: float = REFRESH_S) -> Starlette:
+    """The web map of the products under ``root`` (indexed now; InputError if it is not a directory)."""
+    server = MapServer(root, deadline_s, workers, refresh_s)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app):
+        yield
+        server.pool.shutdown(wait=False, cancel_futures=True)
+
     routes = [
-        Route("/", server.index),
+        Route("/", server.index_page),
         Route("/api/maps", server.list_maps),
         Route("/api/point", server.point),
         Route("/api/areas", server.areas),
@@ -132,6 +292,7 @@ def create_app(root: str | Path) -> Starlette:
         Mount("/static", StaticFiles(directory=STATIC), name="static"),
         Mount("/vendor/leaflet", StaticFiles(directory=leaflet_pkg.BASE_DIR), name="leaflet"),
     ]
-    app = Starlette(routes=routes)
+    app = Starlette(routes=routes, lifespan=lifespan,
+                    exception_handlers={HTTPException: _error, Exception: _bug})
     app.state.server = server
     return app

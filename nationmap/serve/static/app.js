@@ -14,12 +14,26 @@ function el(tag, attrs = {}, text = "") {
 }
 
 function mapLabel(m) {
-  return `${m.region} ${m.month} ${m.version}` + (m.latest && m.version !== "run" ? " (latest)" : "");
+  const label = `${m.region} ${m.month} ${m.version}` + (m.latest && m.version !== "run" ? " (latest)" : "");
+  return m.available ? label : `${label} (unavailable: ${m.reason})`;
 }
 
 function defaultMap(maps) {
-  // the newest month's latest version (maps arrive newest first)
-  return maps.find((m) => m.latest) || maps[0];
+  // the newest month's latest version (maps arrive newest first); a damaged one is never shown
+  const shown = maps.filter((m) => m.available);
+  return shown.find((m) => m.latest) || shown[0];
+}
+
+async function getJson(url) {
+  // the server answers what it cannot serve with a status and {"error": reason}
+  const response = await fetch(url);
+  const answer = await response.json();
+  if (!response.ok) throw new Error(answer.error || `${response.status}`);
+  return answer;
+}
+
+function showError(box, error) {
+  box.replaceChildren(el("p", { class: "error" }, `not available: ${error.message}`));
 }
 
 function drawGrid(m) {
@@ -76,7 +90,15 @@ async function drawAreas(m) {
   const body = document.querySelector("#areas tbody");
   body.replaceChildren();
   if (!m.areas) return;
-  const { rows } = await (await fetch(`/api/areas?map=${encodeURIComponent(m.id)}`)).json();
+  let rows;
+  try {
+    ({ rows } = await getJson(`/api/areas?map=${encodeURIComponent(m.id)}`));
+  } catch (error) {
+    const tr = el("tr");
+    tr.append(el("td", { class: "error" }, `not available: ${error.message}`));
+    body.append(tr);
+    return;
+  }
   for (const r of rows) {
     const tr = el("tr", { "data-layer": r.layer, "data-code": r.code });
     tr.append(el("td", {}, r.layer), el("td", {}, r.class),
@@ -102,23 +124,33 @@ async function readPixel(event) {
   const m = state.current;
   const { lat, lng } = event.latlng;
   const q = `map=${encodeURIComponent(m.id)}&lon=${lng}&lat=${lat}`;
-  const answer = await (await fetch(`/api/point?${q}`)).json();
+  const box = document.getElementById("pixel");
+  let answer;
+  try {
+    answer = await getJson(`/api/point?${q}`);
+  } catch (error) {
+    showError(box, error);
+    return;
+  }
   const list = el("dl", { "data-lon": lng, "data-lat": lat });
   for (const [product, v] of Object.entries(answer.values)) {
     list.append(el("dt", {}, product), el("dd", { "data-product": product, "data-value": v.value ?? "" }, v.label));
   }
-  const box = document.getElementById("pixel");
   box.replaceChildren(list);
   L.popup().setLatLng(event.latlng).setContent(list.cloneNode(true)).openOn(map);
 }
 
 async function start() {
-  const { maps } = await (await fetch("/api/maps")).json();
+  const { maps } = await getJson("/api/maps");
   state.maps = maps;
   const select = document.getElementById("map-select");
-  for (const m of maps) select.append(el("option", { value: m.id }, mapLabel(m)));
-  if (!maps.length) {
-    document.getElementById("status").textContent = "no products found";
+  for (const m of maps) {
+    const option = el("option", { value: m.id }, mapLabel(m));
+    option.disabled = !m.available;
+    select.append(option);
+  }
+  if (!maps.some((m) => m.available)) {
+    document.getElementById("status").textContent = maps.length ? "no map can be shown (see the list for why)" : "no products found";
     return;
   }
   const first = defaultMap(maps);
