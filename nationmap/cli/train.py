@@ -189,16 +189,26 @@ def eval_products(
     reference: Path = typer.Option(..., help="Reference LULC tiles (LC_N35E137.tif, ...) on the products' grid."),
     baseline_run: Path = typer.Option(None, help="A run of the same region and month mapped with the per-pixel "
                                                   "baseline's bundles, scored on the same pixels."),
+    out: Path = typer.Option(None, help="Where to write agreement.json and agreement.md (default: RUN; a "
+                                        "published version is never written into: give another directory)."),
+    overwrite: bool = typer.Option(False, help="Replace an existing agreement at the output directory."),
 ):
     """Agreement of a run's LULC and water maps with reference tiles: per-class IoU, boundary
-    F-score, thin-water recall; beside the baseline run and the majority class. Writes
-    RUN/agreement.json and RUN/agreement.md."""
-    from nationmap.products.agreement import map_agreement
+    F-score, thin-water recall; beside the baseline run and the majority class. Reference codes
+    the class table does not know are not scored (counted); a reference with none it knows is
+    refused. Writes OUT/agreement.json and OUT/agreement.md."""
+    from nationmap.products.agreement import AGREEMENT_FILES, check_destination, map_agreement
+
+    destination = run if out is None else out
 
     def go():
-        result = map_agreement(run, reference, baseline_run=baseline_run)
+        check_destination(destination)
+        for name in AGREEMENT_FILES:  # the overwrite rule, before any work
+            refuse_existing(destination / name, overwrite)
+        result = map_agreement(run, reference, baseline_run=baseline_run, out=destination)
         typer.echo(result.table)
-        console.print(f"wrote {run}/agreement.json, {run}/agreement.md")
+        console.print(f"wrote {destination}/agreement.json, {destination}/agreement.md", highlight=False,
+                      soft_wrap=True)
 
     run_guarded(go)
 
