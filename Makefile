@@ -2,17 +2,20 @@
 VENV ?= .venv
 export VENV
 
-.PHONY: setup demo test test-all bench bench-gpu
-setup:
+.PHONY: setup setup-test demo test test-all bench bench-gpu
+setup:  # what the demo and the CLI need
 	@bash scripts/setup.sh
+
+setup-test:  # and what the tests need: pytest, gdal-bin, Chromium
+	@bash scripts/setup.sh --test
 
 demo: setup
 	$(VENV)/bin/nationmap demo
 
-test: setup
+test: setup-test
 	$(VENV)/bin/python -m pytest -q
 
-test-all: setup
+test-all: setup-test
 	$(VENV)/bin/python -m pytest -q -m ''
 
 bench: setup

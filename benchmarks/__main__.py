@@ -47,6 +47,14 @@ TARGETS = {
 DEFAULT_RESULTS = ROOT / "benchmarks" / "RESULTS.md"
 
 
+def _bf16(machine: dict) -> str:
+    """Whether the CPU has native bf16 (AMX, AVX512-BF16): CPU training times depend on it."""
+    native = machine.get("cpu_bf16")
+    if native is None:  # results stored before the probe was recorded
+        return "native bf16 not recorded; measured before issue 36"
+    return f"native bf16: {native}" if native != "none" else "no native bf16"
+
+
 def render(results: dict) -> str:
     """RESULTS.md from the stored results (one section per benchmark, summary first)."""
     lines = ["# nationmap benchmarks", "",
@@ -57,7 +65,7 @@ def render(results: dict) -> str:
     for i, m in enumerate(json.loads(s) for s in sorted(machines)):
         label = "Machine" if len(machines) == 1 else f"Machine {i + 1}"
         lines += [f"## {label}", "",
-                  f"- CPU: {m['cpu']}, {m['cores']} cores, {m['memory_gib']} GiB; GPU: {m['gpu'] or 'none'}; "
+                  f"- CPU: {m['cpu']} ({_bf16(m)}), {m['cores']} cores, {m['memory_gib']} GiB; GPU: {m['gpu'] or 'none'}; "
                   f"torch threads {m['torch_threads']}",
                   f"- {m['platform']}, nationmap commit {m['git']}",
                   "- " + ", ".join(f"{k} {v}" for k, v in m["versions"].items()), ""]

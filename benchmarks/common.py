@@ -65,7 +65,11 @@ def machine() -> dict:
     versions["nationmap"] = __version__
     git = git_commit()
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
-    return {"cpu": cpu, "cores": os.cpu_count(), "memory_gib": round(mem_gib, 1), "gpu": gpu,
+    from nationmap.devices import probe_bf16
+
+    native = probe_bf16("cpu").native  # whether bf16 autocast is native here: it changes CPU training times
+    return {"cpu": cpu, "cpu_bf16": ", ".join(native) if native else "none", "cores": os.cpu_count(),
+            "memory_gib": round(mem_gib, 1), "gpu": gpu,
             "torch_threads": torch.get_num_threads(), "platform": platform.platform(), "git": git or None,
             "versions": versions}
 

@@ -12,6 +12,7 @@ as a dict), so they are tested without GPUs.
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass
 
 from nationmap.errors import InputError
@@ -99,3 +100,149 @@ def plan_predictors(gpus: float | str, batch_size: int | str, concurrency: int, 
             actors = max(1, int(resources.get("CPU", 1) // cpus_per_actor))
     batch = (GPU_BATCH if per_actor else CPU_BATCH) if batch_size == AUTO else int(batch_size)
     return PredictorPlan(max(1, min(actors, scenes)), per_actor, cpus_per_actor, batch)
+
+
+# --- precision: bf16 autocast where the hardware runs it natively, float32 elsewhere -------------
+
+PRECISIONS = ("auto", "bf16", "fp32")
+# oneDNN ISA caps (ONEDNN_MAX_CPU_ISA) that still allow its bf16 kernels: with a lower cap
+# (AVX2, AVX512_CORE, ...) torch's bf16 matmuls are emulated, 12x float32's time on the machine
+# where this was measured (a Xeon with AMX capped to AVX2), as on a CPU without bf16.
+_ONEDNN_BF16_ISAS = {"AVX512_CORE_BF16", "AVX512_CORE_FP16", "AVX10_1_512", "AVX10_2_512"}
+_ONEDNN_AMX_ISAS = {"AVX512_CORE_AMX", "AVX512_CORE_AMX_FP16", "AVX10_1_512_AMX", "AVX10_1_512_AMX_FP16",
+                    "AVX10_2_512_AMX_2"}
+_ONEDNN_NO_CAP = {"", "ALL", "DEFAULT"}
+
+
+@dataclass(frozen=True)
+class Bf16Support:
+    """What a device offers for bf16: its name and the native bf16 features found (CPU: ``AMX``,
+    ``AVX512-BF16``; CUDA: ``sm_XY``); none found means bf16 would be emulated."""
+
+    kind: str  # "cpu" or "cuda"
+    name: str  # "Intel(R) Xeon(R) Processor", "NVIDIA H100 80GB HBM3"
+    native: tuple[str, ...]
+
+    def describe(self) -> str:
+        have = f"native bf16: {', '.join(self.native)}" if self.native else "no native bf16"
+        return f"{self.kind.upper()} {self.name} ({have})"
+
+
+@dataclass(frozen=True)
+class PrecisionChoice:
+    """The precision a training run uses, decided where its workers run; kept in ``summary.json``."""
+
+    FORMAT = "nationmap-precision/1"
+    requested: str  # "auto", "bf16" or "fp32"
+    chosen: str  # "bf16" or "fp32"
+    device: str  # Bf16Support.describe()
+    reason: str
+
+    def describe(self) -> str:
+        return f"precision: {self.chosen} ({self.reason})"
+
+    def to_dict(self) -> dict:
+        return {"format": self.FORMAT, "requested": self.requested, "chosen": self.chosen,
+                "device": self.device, "reason": self.reason}
+
+
+def onednn_isa_cap() -> str:
+    """The ISA cap oneDNN honours (``ONEDNN_MAX_CPU_ISA``, or the older ``DNNL_MAX_CPU_ISA``)."""
+    return (os.environ.get("ONEDNN_MAX_CPU_ISA") or os.environ.get("DNNL_MAX_CPU_ISA") or "").strip().upper()
+
+
+def cpu_bf16_features(amx: bool, avx512_bf16: bool, cap: str = "") -> tuple[str, ...]:
+    """The native bf16 features a CPU lets torch use: what it has (``amx``, ``avx512_bf16`` as
+    torch's probes report them) less what an ISA cap (``ONEDNN_MAX_CPU_ISA``) turns off; an
+    unknown cap name is ignored, as oneDNN ignores it."""
+    known = _ONEDNN_BF16_ISAS | _ONEDNN_AMX_ISAS | _ONEDNN_NO_CAP
+    lower_isas = {"SSE41", "AVX", "AVX2", "AVX2_VNNI", "AVX2_VNNI_2", "AVX512_CORE", "AVX512_CORE_VNNI"}
+    if cap not in known and cap not in lower_isas:
+        cap = ""
+    allow_amx = cap in _ONEDNN_AMX_ISAS or cap in _ONEDNN_NO_CAP
+    allow_bf16 = allow_amx or cap in _ONEDNN_BF16_ISAS
+    return tuple(name for name, have, allowed in (("AMX", amx, allow_amx), ("AVX512-BF16", avx512_bf16, allow_bf16))
+                 if have and allowed)
+
+
+def cpu_name() -> str:
+    """The CPU's model name (``/proc/cpuinfo`` on Linux, ``platform.processor()`` elsewhere)."""
+    import platform
+
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown CPU"
+
+
+def probe_bf16(kind: str) -> Bf16Support:
+    """This process's ``kind`` device ("cpu" or "cuda"): torch's CPU feature probes (AMX tiles,
+    AVX512-BF16) under the oneDNN ISA cap, or the first CUDA device's compute capability."""
+    import torch
+
+    if kind == "cuda":
+        major, minor = torch.cuda.get_device_capability(0)
+        native = (f"sm_{major}{minor}",) if torch.cuda.is_bf16_supported(including_emulation=False) else ()
+        return Bf16Support("cuda", torch.cuda.get_device_name(0), native)
+    amx, avx512_bf16 = bool(torch.cpu._is_amx_tile_supported()), bool(torch.cpu._is_avx512_bf16_supported())
+    return Bf16Support("cpu", cpu_name(), cpu_bf16_features(amx, avx512_bf16, onednn_isa_cap()))
+
+
+def choose_precision(requested: str, device: Bf16Support, force: bool = False) -> PrecisionChoice:
+    """``auto``: bf16 where ``device`` runs it natively, else float32; ``fp32`` as asked; ``bf16``
+    as asked where native, refused (InputError with the reason) where it would be emulated unless
+    ``force``."""
+    if requested not in PRECISIONS:
+        raise InputError(f"unknown precision {requested!r} (choose from {', '.join(PRECISIONS)})")
+    where = device.describe()
+    if requested == "fp32":
+        return PrecisionChoice(requested, "fp32", where, "asked for")
+    if device.native:
+        why = "asked for" if requested == "bf16" else f"auto: {device.kind.upper()} has native bf16 ({', '.join(device.native)})"
+        return PrecisionChoice(requested, "bf16", where, why)
+    if requested == "auto":
+        return PrecisionChoice(requested, "fp32", where, f"auto: {where}; bf16 would be emulated")
+    if not force:
+        raise InputError(f"precision bf16 on {where}: bf16 would be emulated there, often 10x slower than "
+                         "float32; use precision auto or fp32, or force it with --force-bf16")
+    return PrecisionChoice(requested, "bf16", where, "forced, emulated (slow)")
+
+
+# --- CPUs: what this process may use, not what the host has -------------------------------------
+
+
+def available_cpus(cgroup_root: str = "/sys/fs/cgroup") -> int:
+    """CPUs this process may use: its affinity mask (taskset, Slurm, a container's cpuset) capped
+    by a cgroup CPU quota (``docker --cpus``, a Kubernetes limit), rounded up. ``os.cpu_count()``
+    counts the host's CPUs: threads sized by it oversubscribe a limited container many times over."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not on Linux
+        cpus = os.cpu_count() or 1
+    quota = cgroup_cpu_quota(cgroup_root)
+    if quota is not None:
+        cpus = min(cpus, math.ceil(quota))
+    return max(1, cpus)
+
+
+def cgroup_cpu_quota(root: str = "/sys/fs/cgroup") -> float | None:
+    """The CPU quota in CPUs of this process's cgroup (v2 ``cpu.max``, v1 ``cpu.cfs_quota_us`` /
+    ``cpu.cfs_period_us``), or None where there is none or it cannot be read."""
+    from pathlib import Path
+
+    try:
+        v2 = Path(root, "cpu.max")
+        if v2.is_file():
+            quota, period = v2.read_text().split()[:2]
+            return None if quota == "max" else int(quota) / int(period)
+        v1 = Path(root, "cpu", "cpu.cfs_quota_us")
+        if v1.is_file():
+            quota = int(v1.read_text())
+            return None if quota <= 0 else quota / int(Path(root, "cpu", "cpu.cfs_period_us").read_text())
+    except (OSError, ValueError, ZeroDivisionError):
+        return None
+    return None

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from nationmap.errors import InputError
 
-JOBS_DIR = Path(__file__).resolve().parents[1] / "jobs"  # the job specs shipped with the code
+JOBS_DIR = Path(__file__).resolve().parent / "jobs"  # the job specs shipped in the package (jobs/ links here)
 
 
 def safe_child(root: str | Path, *parts: str) -> Path:

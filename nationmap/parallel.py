@@ -17,6 +17,8 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
+from nationmap.devices import available_cpus
+
 EXECUTORS = ("ray", "serial")
 _stderr = Console(stderr=True, markup=False, highlight=False)  # descriptions are plain text
 
@@ -74,7 +76,7 @@ def init_ray(address: str | None = None, num_cpus: int | None = None, log_to_dri
         # the dashboard process serves Ray's state API, which Ray Train's controller and placement-group
         # cleaner query every few seconds (without it they log warnings and tracebacks); bound to
         # this machine only
-        ray.init(address="local", num_cpus=num_cpus or os.cpu_count(), include_dashboard=True,
+        ray.init(address="local", num_cpus=num_cpus or available_cpus(), include_dashboard=True,
                  dashboard_host="127.0.0.1", logging_level="ERROR", log_to_driver=log_to_driver)
 
 

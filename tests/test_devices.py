@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
-from nationmap.devices import AUTO, CPU_BATCH, GPU_BATCH, parse_auto, plan_predictors, resolve_gpus
+from nationmap.devices import (AUTO, CPU_BATCH, GPU_BATCH, Bf16Support, available_cpus, cgroup_cpu_quota,
+                               choose_precision, cpu_bf16_features, parse_auto, plan_predictors, probe_bf16,
+                               resolve_gpus)
+from nationmap.files import JOBS_DIR
 from nationmap.errors import InputError
 from nationmap.infer.config import InferConfig
 
@@ -72,3 +77,85 @@ def test_the_scene_stage_asks_ray_and_runs_on_what_it_reports(ray_local, monkeyp
     plan, settings = seen[-1]
     assert (plan.actors, plan.gpus, settings.batch_size) == (2, 1.0, GPU_BATCH)
     assert lines[-1] == "devices: 2 predictor actor(s) x 1 GPU, batch 32 windows"
+
+
+# --- precision auto: bf16 where the hardware runs it natively ------------------------------------
+
+XEON_AMX = Bf16Support("cpu", "Intel(R) Xeon(R) Platinum 8480+", ("AMX", "AVX512-BF16"))
+EPYC_ZEN2 = Bf16Support("cpu", "AMD EPYC 7B12", ())  # AVX2 only
+H100 = Bf16Support("cuda", "NVIDIA H100 80GB HBM3", ("sm_90",))
+T4 = Bf16Support("cuda", "Tesla T4", ())  # sm_75: bf16 only emulated
+
+
+def test_auto_precision_is_bf16_only_where_native():
+    assert choose_precision("auto", XEON_AMX).chosen == "bf16"
+    assert choose_precision("auto", H100).chosen == "bf16"
+    for device in (EPYC_ZEN2, T4):
+        choice = choose_precision("auto", device)
+        assert (choice.chosen, choice.requested) == ("fp32", "auto")
+        assert "bf16 would be emulated" in choice.reason and device.name in choice.device
+    assert choose_precision("fp32", XEON_AMX).chosen == "fp32"  # an explicit fp32 always wins
+    assert choose_precision("bf16", XEON_AMX).chosen == "bf16"
+
+
+def test_explicit_bf16_where_emulated_is_refused_unless_forced():
+    with pytest.raises(InputError, match=r"precision bf16 on CPU AMD EPYC 7B12 \(no native bf16\): .*--force-bf16"):
+        choose_precision("bf16", EPYC_ZEN2)
+    forced = choose_precision("bf16", EPYC_ZEN2, force=True)
+    assert forced.chosen == "bf16" and "emulated" in forced.reason
+    with pytest.raises(InputError, match="unknown precision 'fp16'"):
+        choose_precision("fp16", XEON_AMX)
+
+
+def test_the_onednn_isa_cap_turns_native_bf16_off():
+    assert cpu_bf16_features(True, True) == ("AMX", "AVX512-BF16")
+    assert cpu_bf16_features(False, True) == ("AVX512-BF16",)
+    assert cpu_bf16_features(True, True, "AVX2") == ()  # what the machine then runs: emulated bf16
+    assert cpu_bf16_features(True, True, "AVX512_CORE_BF16") == ("AVX512-BF16",)
+    assert cpu_bf16_features(True, True, "AVX512_CORE_AMX") == ("AMX", "AVX512-BF16")
+    assert cpu_bf16_features(False, False, "ALL") == ()
+    assert cpu_bf16_features(True, False, "NOT_AN_ISA") == ("AMX",)  # oneDNN ignores a name it does not know
+
+
+def test_probe_reads_torch_and_the_environment(monkeypatch):
+    import torch
+
+    monkeypatch.delenv("ONEDNN_MAX_CPU_ISA", raising=False)
+    monkeypatch.delenv("DNNL_MAX_CPU_ISA", raising=False)
+    for amx, avx in ((False, False), (True, False), (False, True)):
+        monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda amx=amx: amx)
+        monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda avx=avx: avx)
+        probe = probe_bf16("cpu")
+        assert probe.kind == "cpu" and bool(probe.native) == (amx or avx)
+        assert choose_precision("auto", probe).chosen == ("bf16" if amx or avx else "fp32")
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "avx2")
+    assert probe_bf16("cpu").native == ()
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda i=0: (7, 5))
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda i=0: "Tesla T4")
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: including_emulation)
+    assert probe_bf16("cuda") == T4  # emulation does not count as native
+
+
+def test_the_cpu_recipes_use_auto_precision():
+    from nationmap.train.config import resolve_config
+
+    for spec in sorted(JOBS_DIR.glob("cpu-*/*.toml")):
+        if spec.stem in ("pretrain", "lulc", "water"):
+            assert resolve_config(spec.stem, spec, {}).precision == "auto", spec
+
+
+def test_available_cpus_follow_the_affinity_and_the_cgroup_quota(tmp_path, monkeypatch):
+    assert available_cpus(str(tmp_path)) == len(os.sched_getaffinity(0))  # no quota file: the affinity mask
+    (tmp_path / "cpu.max").write_text("max 100000\n")
+    assert cgroup_cpu_quota(str(tmp_path)) is None
+    (tmp_path / "cpu.max").write_text("150000 100000\n")  # docker --cpus 1.5
+    assert cgroup_cpu_quota(str(tmp_path)) == 1.5
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(64)))  # a 64-core host
+    assert available_cpus(str(tmp_path)) == 2
+    v1 = tmp_path / "v1"
+    (v1 / "cpu").mkdir(parents=True)
+    (v1 / "cpu" / "cpu.cfs_quota_us").write_text("-1\n")
+    (v1 / "cpu" / "cpu.cfs_period_us").write_text("100000\n")
+    assert available_cpus(str(v1)) == 64
+    (v1 / "cpu" / "cpu.cfs_quota_us").write_text("400000\n")
+    assert available_cpus(str(v1)) == 4

@@ -33,21 +33,60 @@ DEMO_MAP_MONTH = "2022-09"
 DEMO_PIXELS_PER_DEGREE = 1200  # the synthetic LULC tiles' grid, so products line up with the truth
 BASELINE_PIXELS = 200_000  # training pixels of the per-pixel baselines
 STAGES = 8
+EXIT_INTERRUPTED = 130  # as a shell reports a command stopped by SIGINT
+STATE_FORMAT = "nationmap-demo/1"
 
 
-def _stage(i: int, title: str) -> None:
-    console.rule(f"{i}/{STAGES} {title}")
+class DemoState:
+    """The steps a demo output directory holds finished (``OUT/demo.json``): a rerun with the
+    same seed and nationmap version keeps them and goes on from the first one not finished; a
+    training stopped half-way resumes from its last epoch checkpoint."""
+
+    def __init__(self, root: Path, seed: int):
+        from nationmap import __version__
+        from nationmap.files import read_json
+
+        self.path, self.stage = root / "demo.json", ""
+        self.identity = {"format": STATE_FORMAT, "seed": seed, "nationmap": __version__}
+        old = read_json(self.path) if self.path.is_file() else None
+        done = old.get("done") if isinstance(old, dict) and all(old.get(k) == v for k, v in self.identity.items()) else None
+        self.done: dict[str, int] = done if isinstance(done, dict) else {}  # step -> units it left failed
+
+    def finished(self, step: str) -> bool:
+        return step in self.done
+
+    def mark(self, step: str, failed: int = 0) -> None:
+        from nationmap.files import write_json
+
+        self.done[step] = int(failed)
+        write_json(self.path, {**self.identity, "done": self.done})
+
+    def enter(self, i: int, title: str) -> None:
+        self.stage = f"{i}/{STAGES} {title}"
+        console.rule(self.stage)
 
 
-def _train(task: str, dataset: Path, runs: Path, init: Path | None) -> Path:
+def _train(task: str, dataset: Path, runs: Path, init: Path | None, state: DemoState) -> Path:
     from nationmap.train.config import resolve_config
-    from nationmap.train.run import run_training
+    from nationmap.train.run import load_run_config, run_training
 
-    shutil.rmtree(runs / task, ignore_errors=True)  # the demo owns its output directory: rerun from scratch
-    overrides = {"data": str(dataset), "out": str(runs), "name": task}
-    if init is not None:
-        overrides["init"] = str(init)
-    result = run_training(resolve_config(task, f"cpu-demo/{task}", overrides))
+    run_dir = runs / task
+    if state.finished(task):
+        console.print(f"{task}: finished in an earlier run of the demo, kept ({run_dir})")
+        return run_dir
+    # a run stopped after an epoch checkpoint continues from it; anything less starts again
+    resume = (run_dir / "checkpoint_manager_snapshot.json").is_file() and (run_dir / "config.json").is_file()
+    if resume:
+        console.print(f"{task}: resuming the stopped run {run_dir} from its last epoch checkpoint")
+        cfg = load_run_config(run_dir)
+    else:
+        shutil.rmtree(run_dir, ignore_errors=True)
+        overrides = {"data": str(dataset), "out": str(runs), "name": task}
+        if init is not None:
+            overrides["init"] = str(init)
+        cfg = resolve_config(task, f"cpu-demo/{task}", overrides)
+    result = run_training(cfg, resume=resume, log=console.print)
+    state.mark(task)
     s = result.summary
     best = s.get("best") or {}
     console.print(f"{task}: {s['status']} after {s['epochs']} epochs in {s['seconds']} s; "
@@ -55,15 +94,22 @@ def _train(task: str, dataset: Path, runs: Path, init: Path | None) -> Path:
     return result.run_dir
 
 
-def _world(root: Path, seed: int, executor: str) -> tuple[list[str], int]:
+def _world(root: Path, seed: int, executor: str, state: DemoState) -> tuple[list[str], int]:
     """Stages 1-2: the demo region's and the held-out region's worlds and catalogs."""
-    _stage(1, "synthetic ALOS-2 world: the demo region and the held-out region")
+    from nationmap.files import read_json
+
+    state.enter(1, "synthetic ALOS-2 world: the demo region and the held-out region")
     region, heldout = resolve_region("demo"), resolve_region("demo-heldout")
-    summary = synthesize(root / "raw", SynthConfig.for_region(region, parse_months(DEMO_MONTHS), seed=seed),
-                         executor=executor)
-    synthesize(root / "heldout" / "raw", SynthConfig.for_region(heldout, parse_months(DEMO_MAP_MONTH), seed=seed),
-               executor=executor)
-    _stage(2, "catalogs")
+    if state.finished("world"):
+        console.print(f"finished in an earlier run of the demo, kept ({root / 'raw'}, {root / 'heldout' / 'raw'})")
+        summary = read_json(root / "raw" / "synth.json")
+    else:
+        summary = synthesize(root / "raw", SynthConfig.for_region(region, parse_months(DEMO_MONTHS), seed=seed),
+                             executor=executor)
+        synthesize(root / "heldout" / "raw", SynthConfig.for_region(heldout, parse_months(DEMO_MAP_MONTH),
+                                                                    seed=seed), executor=executor)
+        state.mark("world")
+    state.enter(2, "catalogs")  # incremental: a rerun only checks what is catalogued
     report = build_catalog(root / "raw", root / "catalog.parquet", executor=executor)
     held = build_catalog(root / "heldout" / "raw", root / "heldout" / "catalog.parquet", executor=executor)
     st = summary["statistics"]
@@ -75,34 +121,43 @@ def _world(root: Path, seed: int, executor: str) -> tuple[list[str], int]:
     return lines, len(report.failed) + len(held.failed)
 
 
-def _dataset(root: Path, seed: int, executor: str) -> tuple[str, int]:
+def _dataset(root: Path, seed: int, executor: str, state: DemoState) -> tuple[str, int]:
     """Stage 3: the demo region's prepared dataset (the held-out region is never prepared)."""
-    _stage(3, "dataset preparation (demo region only)")
-    cfg = PrepareConfig(pretrain_months=("2022-10", "2022-11"), finetune_months=("2022-09",), n_anchors=200_000,
-                        seed=seed, region="demo")
-    prep = prepare_dataset(root / "catalog.parquet", root / "raw" / "lulc", root / "dataset", cfg,
-                           resolve_region("demo"), overwrite=True, executor=executor)
-    p = prep["patches"]
+    from nationmap.data.dataset import PreparedDataset
+
+    state.enter(3, "dataset preparation (demo region only)")
+    if state.finished("dataset"):
+        console.print(f"finished in an earlier run of the demo, kept ({root / 'dataset'})")
+        p, failed = PreparedDataset(root / "dataset").meta["patches"], state.done["dataset"]
+    else:
+        cfg = PrepareConfig(pretrain_months=("2022-10", "2022-11"), finetune_months=("2022-09",), n_anchors=200_000,
+                            seed=seed, region="demo")
+        prep = prepare_dataset(root / "catalog.parquet", root / "raw" / "lulc", root / "dataset", cfg,
+                               resolve_region("demo"), overwrite=True, executor=executor)
+        p, failed = prep["patches"], len(prep["failed"])
+        state.mark("dataset", failed)
     return (f"dataset:         {root / 'dataset'} ({p['pretrain']} pretraining patches; "
-            f"{p['train']}/{p['val']}/{p['test']} train/val/test pairs)", len(prep["failed"]))
+            f"{p['train']}/{p['val']}/{p['test']} train/val/test pairs)", failed)
 
 
-def _models(root: Path) -> dict[str, dict]:
+def _models(root: Path, state: DemoState) -> dict[str, dict]:
     """Stages 4-6: pretraining, finetuning, the per-pixel baselines, test-split scores of both."""
     from nationmap.baseline.bundle import fit_baseline
     from nationmap.train.checkpoint import find_checkpoint, write_bundle
     from nationmap.train.evaluate import evaluate
 
     dataset, runs, bundles = root / "dataset", root / "runs", root / "models"
-    _stage(4, "pretraining (SAR-W-MixMAE, tiny preset)")
-    pretrain = _train("pretrain", dataset, runs, None)
-    _stage(5, "finetuning LULC and water")
+    state.enter(4, "pretraining (SAR-W-MixMAE, tiny preset)")
+    pretrain = _train("pretrain", dataset, runs, None, state)
+    state.enter(5, "finetuning LULC and water")
     for task in ("lulc", "water"):
-        write_bundle(bundles / task, find_checkpoint(_train(task, dataset, runs, pretrain), "best"))
-    _stage(6, "per-pixel baselines (gradient-boosted trees) and the test split")
+        write_bundle(bundles / task, find_checkpoint(_train(task, dataset, runs, pretrain, state), "best"))
+    state.enter(6, "per-pixel baselines (gradient-boosted trees) and the test split")
     test = {}
     for task in ("lulc", "water"):
-        fit_baseline(dataset, task, bundles / f"baseline-{task}", max_pixels=BASELINE_PIXELS, log=console.print)
+        if not state.finished(f"baseline-{task}"):
+            fit_baseline(dataset, task, bundles / f"baseline-{task}", max_pixels=BASELINE_PIXELS, log=console.print)
+            state.mark(f"baseline-{task}")
         test[task] = evaluate(bundles / task, dataset, "test", bundles / task / "eval-test", task=task,
                               baseline=bundles / f"baseline-{task}")
     return test
@@ -155,15 +210,29 @@ def run_demo(out: str, seed: int, executor: str, address: str | None, data_only:
     if executor != "ray" and not data_only:  # refused before minutes of data stages
         raise InputError("training runs on Ray Train: the full demo needs --executor ray (or use --data-only)")
     root.mkdir(parents=True, exist_ok=True)
-    with capture(root / "logs"):  # Ray's own output of the data stages; each run keeps its own
-        start_ray(executor, address)
-        return _run_demo(root, seed, executor, data_only)
+    state = DemoState(root, seed)
+    try:
+        with capture(root / "logs"):  # Ray's own output of the data stages; each run keeps its own
+            start_ray(executor, address)
+            return _run_demo(root, seed, executor, data_only, state)
+    except KeyboardInterrupt:  # Ctrl-C: where it stopped, and how to go on (one line)
+        import shlex
+
+        from rich.text import Text
+
+        from nationmap.cli.common import err_console
+
+        rerun = "nationmap demo" + (f" --out {shlex.quote(out)}" if out != "demo-out" else "") + (
+            f" --seed {seed}" if seed else "") + (" --data-only" if data_only else "")
+        err_console.print(Text(f"interrupted in stage {state.stage or '0/8 start-up'}; the finished steps are kept "
+                               f"in {root}: `{rerun}` resumes from there"), highlight=False, soft_wrap=True)
+        return EXIT_INTERRUPTED
 
 
-def _run_demo(root: Path, seed: int, executor: str, data_only: bool) -> int:
+def _run_demo(root: Path, seed: int, executor: str, data_only: bool, state: DemoState) -> int:
     t0 = time.time()
-    lines, failed = _world(root, seed, executor)
-    line, failed_prep = _dataset(root, seed, executor)
+    lines, failed = _world(root, seed, executor, state)
+    line, failed_prep = _dataset(root, seed, executor, state)
     lines.append(line)
     failed += failed_prep
     times = {"data": time.time() - t0}
@@ -175,17 +244,17 @@ def _run_demo(root: Path, seed: int, executor: str, data_only: bool) -> int:
     from nationmap.products.agreement import map_agreement
 
     t = time.time()
-    test = _models(root)
+    test = _models(root, state)
     times["training"] = time.time() - t
     t = time.time()
-    _stage(7, f"inference of {DEMO_MAP_MONTH} over the held-out region: models, then baselines")
+    state.enter(7, f"inference of {DEMO_MAP_MONTH} over the held-out region: models, then baselines")
     models = root / "models"
     manifest = _infer(root, "products", models / "lulc", models / "water", executor)
     # the baseline's LULC map only, in this process: its trees cost about 10 us a pixel, the
     # water layer would double that, and its Water class already gives the thin-water recall
     base = _infer(root, "baseline-products", models / "baseline-lulc", None, "serial")
     times["inference"] = time.time() - t
-    _stage(8, "held-out agreement with the synthetic truth")
+    state.enter(8, "held-out agreement with the synthetic truth")
     agreement = map_agreement(manifest.run_dir, root / "heldout" / "raw" / "lulc", baseline_run=base.run_dir)
     console.print(agreement.table, highlight=False, soft_wrap=True)
     console.rule("done")

@@ -38,7 +38,9 @@ def _options(
     refine_up: bool = typer.Option(None, "--refine-up/--no-refine-up", help="Progressive refine-up head."),
     guide: bool = typer.Option(None, "--guide/--no-guide", help="Image-guided full-resolution refinement of the logits."),
     alpha_scale: float = typer.Option(None, help="Focal class-weight scale (1.0: no alpha-scale)."),
-    precision: str = typer.Option(None, help="auto (bf16 on CUDA, float32 on the CPU), bf16 or fp32."),
+    precision: str = typer.Option(None, help="auto (bf16 where the workers' GPU or CPU runs it natively: "
+                                             "AMX or AVX512-BF16; else float32), bf16 or fp32."),
+    force_bf16: bool = typer.Option(False, "--force-bf16", help="Run bf16 even where it is emulated (slow)."),
     ema_decay: float = typer.Option(None, help="Moving average of the weights, validated and exported (0: off)."),
     seed: int = typer.Option(None, help="Seed."),
     keep_last: int = typer.Option(None, help="Epoch checkpoints to keep (the best is kept apart)."),
@@ -66,6 +68,7 @@ def _run(task: str, opts: dict) -> None:
         if opts.pop("no_sar_weight"):
             opts["sar_weight"] = False
         opts["no_pretrain"] = opts["no_pretrain"] or None  # unset: the job spec decides
+        opts["force_bf16"] = opts["force_bf16"] or None
         opts["gpus_per_worker"] = parse_auto(opts["gpus_per_worker"], "gpus-per-worker")
         for key in ("data", "out", "init"):
             if opts[key] is not None:
@@ -80,6 +83,8 @@ def _run(task: str, opts: dict) -> None:
                 raise InputError(f"{resume} is a {cfg.task} run, not {task}")
             if opts["epochs"]:
                 cfg = cfg.replace(epochs=opts["epochs"])
+            if opts["force_bf16"]:
+                cfg = cfg.replace(force_bf16=True)
         else:
             cfg = resolve_config(task, spec, opts)
         from nationmap.train.run import TrainingError, new_run_name, run_training  # torch, Ray: after the checks

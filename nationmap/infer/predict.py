@@ -12,7 +12,7 @@ import time
 
 import torch
 
-from nationmap.devices import PredictorPlan
+from nationmap.devices import PredictorPlan, available_cpus
 from nationmap.errors import describe
 from nationmap.files import sha256_file, write_json
 from nationmap.infer.scene import SceneModels, WindowSettings, head_from_bundle, predict_scene
@@ -47,7 +47,7 @@ def run_scene(job: SceneJob, models: SceneModels, settings: WindowSettings) -> S
 
 def local_resources() -> dict:
     """This machine's CPUs and the GPUs torch sees, as Ray reports a cluster's."""
-    return {"CPU": float(os.cpu_count() or 1), "GPU": float(torch.cuda.device_count())}
+    return {"CPU": float(available_cpus()), "GPU": float(torch.cuda.device_count())}
 
 
 def predict_serial(jobs: list[SceneJob], cfg, paths: dict[str, str], settings: WindowSettings,

@@ -11,7 +11,6 @@ records (:mod:`nationmap.records`), never dicts read by key.
 from __future__ import annotations
 
 import dataclasses
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Protocol
@@ -24,7 +23,7 @@ from nationmap.data.grid import Cell
 from nationmap.data.months import Month
 from nationmap.data.regions import Region
 from nationmap.files import safe_child, sha256_file, sha256_json, write_json
-from nationmap.devices import plan_predictors
+from nationmap.devices import available_cpus, plan_predictors
 from nationmap.infer.config import InferConfig
 from nationmap.infer.tables import PreviousMonth, write_area_tables
 from nationmap.parallel import progress_bar, run_tasks
@@ -253,7 +252,7 @@ class CellStage:
                 layout=ctx.models.layout, layers=ctx.models.layers, settings=settings,
                 record=str(ctx.paths.cell_record(name)), tags={"MODELS": ctx.models.key[:16]},
                 # a Ray cell task holds one CPU; serially the cores are the cell's
-                threads=1 if ctx.cfg.executor == "ray" else os.cpu_count() or 1)
+                threads=1 if ctx.cfg.executor == "ray" else available_cpus())
         self.todo = [c for c in self.cells if not self._done(c)]
         return self.todo
 

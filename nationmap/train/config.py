@@ -15,14 +15,10 @@ from pathlib import Path
 from nationmap.config import Config
 from nationmap.errors import InputError
 from nationmap.files import JOBS_DIR, atomic_file, read_toml_table
-from nationmap.devices import check_auto
+from nationmap.devices import PRECISIONS, check_auto
 
 TASKS = ("pretrain", "lulc", "water")
 METHODS = ("mixmae", "simmim")
-# Mixed precision of the forward and loss. bf16 on a CPU pays where it has native bf16 (AMX or
-# AVX512-BF16: a tiny-preset LULC step in 0.6x float32's time on this project's machine) and
-# costs where it has not (emulated).
-PRECISIONS = ("auto", "bf16", "fp32")
 
 
 @dataclass(frozen=True)
@@ -62,7 +58,12 @@ class TrainConfig(Config):
     layer_decay: float = 0.7  # 1.0 = none
     clip_grad: float = 5.0  # max gradient norm; 0 = off
     drop_path: float = 0.1
-    precision: str = "auto"  # auto: bf16 autocast on CUDA, float32 on CPU; bf16: bf16 on CPU too; fp32
+    # Mixed precision of the forward and loss (nationmap.devices.choose_precision, decided on the
+    # machine the workers run on): auto = bf16 autocast where the device runs bf16 natively (a CUDA
+    # GPU that supports it; a CPU with AMX or AVX512-BF16), float32 elsewhere, where emulated bf16
+    # costs 10-18x float32's time per step; bf16 = bf16, refused where emulated unless force_bf16; fp32
+    precision: str = "auto"
+    force_bf16: bool = False  # run an explicit bf16 even where it would be emulated (slow)
     # exponential moving average of the weights (timm's ModelEmaV3, decay warmed up from 0): what is
     # validated, kept as best and exported; 0 = off
     ema_decay: float = 0.0

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import torch
 
+from nationmap.devices import available_cpus
 from nationmap.files import atomic_file
 from nationmap.train.checkpoint import copy_checkpoint, load_model_weights, load_training_state, save_training_state
 from nationmap.train.config import TrainConfig
@@ -108,10 +109,10 @@ def start_worker(loop_config: dict) -> Worker:
     ctx = ray.train.get_context()
     rank = ctx.get_world_rank()
     local = max(ctx.get_local_world_size(), 1)
-    torch.set_num_threads(cfg.threads_per_worker or max(1, (os.cpu_count() or 1) // local))
+    torch.set_num_threads(cfg.threads_per_worker or max(1, available_cpus() // local))
     device = ray.train.torch.get_device()
     if rank == 0 and cfg.precision == "bf16" and not native_bf16(device):
-        print("precision bf16: this CPU has no native bf16 (AMX, AVX512-BF16); fp32 is faster here", flush=True)
+        print("precision bf16 (forced): this device has no native bf16; fp32 is faster here", flush=True)
     torch.manual_seed(cfg.seed + rank)  # before the model is built: its initial weights
     run_dir = Path(loop_config["run_dir"])
     with atomic_file(run_dir / "workers" / f"rank{rank}.pid") as f:

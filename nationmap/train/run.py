@@ -116,18 +116,27 @@ def run_training(cfg: TrainConfig, resume: bool = False, log=print) -> RunResult
     if resume:
         drop_orphan_checkpoints(run_dir)
     with capture(run_dir / "logs") as log_path:  # Ray's own output: a file of the run, not the terminal
-        trainer, cfg = _trainer(cfg, run_dir, dataset, log)
-        return _fit(trainer, cfg, run_dir, log_path)
+        try:
+            trainer, cfg, precision = _trainer(cfg, run_dir, dataset, log)
+        except InputError as exc:  # a request the cluster or its devices cannot meet: nothing was trained
+            refusal = exc
+        else:
+            return _fit(trainer, cfg, run_dir, log_path, precision)
+    if not resume:
+        shutil.rmtree(run_dir, ignore_errors=True)  # leave no run directory a rerun would have to --resume
+    raise refusal
 
 
-def _fit(trainer, cfg: TrainConfig, run_dir: Path, log_path: Path) -> RunResult:
+def _fit(trainer, cfg: TrainConfig, run_dir: Path, log_path: Path, precision) -> RunResult:
     """``trainer.fit()`` with a progress bar of epochs, and the run's summary.json around it; a
-    failure is one line naming its cause and ``log_path``, where its traceback is written."""
+    failure is one line naming its cause and ``log_path``, where its traceback is written.
+    ``precision``: the run's ``devices.PrecisionChoice``, recorded under devices."""
     t0 = time.time()
     # what `nationmap runs list|show` reads: identity, times, inputs
     record = {"format": RUN_FORMAT, "kind": "train", "run_id": run_dir.name, "task": cfg.task,
               "started": _now(), "inputs": {"data": cfg.data, "init": cfg.init or None},
-              "devices": {"workers": cfg.workers, "gpus_per_worker": cfg.gpus_per_worker}}
+              "devices": {"workers": cfg.workers, "gpus_per_worker": cfg.gpus_per_worker,
+                          "precision": precision.to_dict()}}
     _write_summary(run_dir, {**record, "status": "running"})
     try:
         with EpochProgress(run_dir, cfg.task, cfg.epochs, MONITOR[cfg.task][0]):
@@ -153,7 +162,7 @@ def _trainer(cfg: TrainConfig, run_dir: Path, dataset: PreparedDataset, log):
     import ray.train
     from ray.train.torch import TorchTrainer
 
-    from nationmap.devices import resolve_gpus
+    from nationmap.devices import choose_precision, resolve_gpus
 
     from nationmap.parallel import init_ray
 
@@ -167,6 +176,10 @@ def _trainer(cfg: TrainConfig, run_dir: Path, dataset: PreparedDataset, log):
     log(f"devices: {cfg.workers} training worker(s) x {device}, batch {cfg.batch_size} "
         f"({cfg.batch_per_worker} per worker)")
     _check_resources(cfg)
+    precision = choose_precision(cfg.precision, workers_bf16(cfg.gpus_per_worker, cfg.cpus_per_worker),
+                                 cfg.force_bf16)
+    log(f"{precision.describe()} on {precision.device}")
+    cfg = cfg.replace(precision=precision.chosen)  # what the workers autocast with
     decoder = decoder_for(dataset, cfg.task)
     datasets = {
         "train": ray_dataset(dataset, split_for(cfg.task, "train"), decoder).randomize_block_order(seed=cfg.seed),
@@ -188,7 +201,24 @@ def _trainer(cfg: TrainConfig, run_dir: Path, dataset: PreparedDataset, log):
             failure_config=ray.train.FailureConfig(max_failures=cfg.max_failures),
         ),
         datasets=datasets,
-    ), cfg
+    ), cfg, precision
+
+
+def workers_bf16(gpus_per_worker: float, cpus_per_worker: float):
+    """The bf16 support (``devices.Bf16Support``) of the machine the training workers run on:
+    probed in this process when every Ray node is this machine and the workers use its CPU; else
+    by a Ray task asking a worker's resources (on a GPU node; the task's process then exits, so
+    no CUDA context stays behind)."""
+    import ray
+
+    from nationmap.devices import probe_bf16
+
+    here = ray.util.get_node_ip_address()
+    local = all(n.get("NodeManagerAddress") == here for n in ray.nodes() if n.get("Alive"))
+    if local and not gpus_per_worker:
+        return probe_bf16("cpu")
+    task = ray.remote(num_cpus=cpus_per_worker, num_gpus=gpus_per_worker, max_calls=1)(probe_bf16)
+    return ray.get(task.remote("cuda" if gpus_per_worker else "cpu"))
 
 
 def _loop_config(cfg: TrainConfig, run_dir: Path, dataset: PreparedDataset, decoder) -> dict:

@@ -74,17 +74,19 @@ class EpochStats:
 
 
 def autocast(device: torch.device, precision: str = "auto"):
-    """bf16 autocast on CUDA ("auto", "bf16") and on the CPU ("bf16"); "fp32", or "auto" on the
-    CPU, is a no-op context (float32)."""
+    """bf16 autocast for "bf16", float32 (a no-op context) for "fp32". A run's workers get the
+    precision the driver chose (``devices.choose_precision``); "auto" here, for callers outside a
+    run (benchmarks), is bf16 on CUDA and float32 on the CPU."""
     enabled = precision == "bf16" or (precision == "auto" and device.type == "cuda")
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=enabled)
 
 
 def native_bf16(device: torch.device) -> bool:
-    """Whether bf16 runs natively on ``device`` (any CUDA GPU; a CPU with AMX or AVX512-BF16)."""
-    if device.type != "cpu":
-        return True
-    return bool(torch.cpu._is_amx_tile_supported() or torch.cpu._is_avx512_bf16_supported())
+    """Whether bf16 runs natively on ``device`` (``devices.probe_bf16``: a CUDA GPU that supports
+    it; a CPU with AMX or AVX512-BF16 not capped by ONEDNN_MAX_CPU_ISA)."""
+    from nationmap.devices import probe_bf16
+
+    return bool(probe_bf16("cuda" if device.type == "cuda" else "cpu").native)
 
 
 def distributed() -> bool:

@@ -14,7 +14,9 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 
+from nationmap.devices import choose_precision, probe_bf16
 from nationmap.train.checkpoint import find_checkpoint, write_bundle
 from nationmap.train.config import resolve_config
 from nationmap.train.evaluate import confusion_title, evaluate
@@ -57,9 +59,18 @@ def test_pretrain_finetune_export_eval(ray_local, train_dataset, tmp_path, monke
     # dataset and encoder relative to the caller's directory, as typed on the command line: the
     # workers run elsewhere (a relative --init used to fail there after the driver's checks passed)
     monkeypatch.chdir(tmp_path)
+    # precision auto (the cpu-demo specs) decided by the workers' hardware: pretraining on this
+    # machine's CPU as it is; finetuning on a CPU without native bf16 (the probe patched)
+    here = choose_precision("auto", probe_bf16("cpu"))
+    assert pre.summary["devices"]["precision"]["chosen"] == here.chosen
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)
     lulc = run_training(_cfg("lulc", os.path.relpath(train_dataset), "out", "lulc", init="pre"))
     run_dir = lulc.run_dir
     assert lulc.summary["status"] == "finished" and lulc.summary["epochs"] == 2
+    assert lulc.summary["devices"]["precision"] == {
+        "format": "nationmap-precision/1", "requested": "auto", "chosen": "fp32", "device": probe_bf16("cpu").describe(),
+        "reason": f"auto: {probe_bf16('cpu').describe()}; bf16 would be emulated"}
     recorded = json.loads((run_dir / "config.json").read_text())
     assert recorded["init"] == str(pre.run_dir) and recorded["data"] == str(Path(train_dataset).resolve())
     rows = _curve_rows(run_dir)
