@@ -5,18 +5,28 @@ are vendored in ``stac_schemas/`` (``scripts/vendor_stac_schemas.py``, their sou
 beside them). :class:`OfflineValidator` is pystac's ``JsonSchemaSTACValidator`` with those
 schemas loaded and fetching turned into an error, so a catalog that declares an extension
 nobody vendored fails with the address it wanted, never a download.
+
+Beyond the schemas, :func:`validate_catalog` checks what a schema cannot: every object the
+catalogue links (children, items) is a file inside the catalogue's directory, each object's
+``root`` link leads to the catalogue it was reached from, and every asset is a file inside the
+products directory (the catalogue's parent: the run or the published version; the path rule,
+links resolved) whose size and SHA-256 are those its ``file:size`` and ``file:checksum`` (a
+multihash, ``1220`` + hex digest, as the products write it) declare.
 """
 
 from __future__ import annotations
 
 import json
-from contextlib import contextmanager
+import os
 from pathlib import Path
 from typing import Any
 
-import pystac
-import pystac.validation
+from pystac.errors import STACValidationError
+from pystac.validation import validate_dict
 from pystac.validation.stac_validator import GetSchemaError, JsonSchemaSTACValidator
+
+from nationmap.errors import InputError
+from nationmap.files import safe_child, sha256_file
 
 SCHEMA_DIR = Path(__file__).with_name("stac_schemas")
 
@@ -41,29 +51,76 @@ class OfflineValidator(JsonSchemaSTACValidator):
         return self.schema_cache[schema_uri]
 
 
-@contextmanager
-def _offline():
-    previous = pystac.validation.RegisteredValidator.get_validator()
-    pystac.validation.RegisteredValidator.set_validator(OfflineValidator())
+def validate_catalog(path: str | Path, products: str | Path | None = None) -> int:
+    """Validate the catalog at ``path`` and every collection and item below it, as they are on
+    disk, against the core and extension schemas they declare, offline; check their links and
+    assets (module docstring) against ``products`` (default: the directory holding the catalogue's
+    directory). Returns the number of objects validated. Raises ``STACValidationError`` (the first
+    invalid object, with the reason) or ``GetSchemaError`` (a schema with no local copy)."""
+    catalog = Path(path).resolve()
+    products = Path(products).resolve() if products is not None else catalog.parent.parent
+    validator, digests = OfflineValidator(), {}
+    queue, seen = [catalog], set()
+    while queue:
+        obj = queue.pop(0)
+        if obj in seen:
+            continue
+        seen.add(obj)
+        values = _read_object(obj)
+        validate_dict(values, validator=validator, href=str(obj))
+        links = [link for link in values.get("links", []) if isinstance(link, dict)]
+        roots = [_linked(obj, link, catalog.parent) for link in links if link.get("rel") == "root"]
+        if catalog not in roots:
+            raise STACValidationError(f"{obj}: no root link leads to the catalog {catalog}")
+        queue += [_linked(obj, link, catalog.parent) for link in links if link.get("rel") in ("child", "item")]
+        for key, asset in values.get("assets", {}).items():
+            _check_asset(obj, key, asset, products, digests)
+    return len(seen)
+
+
+def _read_object(path: Path) -> dict:
     try:
-        yield
-    finally:
-        pystac.validation.RegisteredValidator.set_validator(previous)
+        values = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise STACValidationError(f"{path}: not a readable STAC object ({type(exc).__name__})") from None
+    if not isinstance(values, dict):
+        raise STACValidationError(f"{path}: not a STAC object (a JSON {type(values).__name__})")
+    return values
 
 
-def validate_catalog(path: str | Path) -> int:
-    """Validate the catalog at ``path`` and every collection and item below it against the core
-    and extension schemas they declare, offline; returns the number of objects validated.
-    Raises ``pystac.errors.STACValidationError`` (the first invalid object, with the reason)
-    or ``GetSchemaError`` (a schema with no local copy)."""
-    catalog = pystac.read_file(str(path))
-    with _offline():
-        catalog.validate()
-        count = 1
-        for child in catalog.get_all_collections():
-            child.validate()
-            count += 1
-        for item in catalog.get_items(recursive=True):
-            item.validate()
-            count += 1
-    return count
+def _inside(base: Path, href: Any, root: Path, what: str) -> Path:
+    """``href`` (relative to ``base``) as a path, if it stays inside ``root`` links resolved."""
+    if not isinstance(href, str) or "://" in href:
+        raise STACValidationError(f"{what}: href {href!r} is not a file of the catalogue")
+    try:
+        return safe_child(root, os.path.relpath(base / href, root))
+    except InputError:
+        raise STACValidationError(f"{what}: href {href!r} leads outside {root}") from None
+
+
+def _linked(obj: Path, link: dict, stac_dir: Path) -> Path:
+    """The STAC file a link of ``obj`` leads to: inside the catalogue's directory, existing."""
+    what = f"{obj}: {link.get('rel')} link"
+    target = _inside(obj.parent, link.get("href"), stac_dir, what)
+    if not target.is_file():
+        raise STACValidationError(f"{what}: {link.get('href')!r} is not a file")
+    return target
+
+
+def _check_asset(obj: Path, key: str, asset: Any, products: Path, digests: dict[Path, str]) -> None:
+    """The asset is a file inside ``products`` with the size and SHA-256 its file: fields declare."""
+    what = f"{obj}: asset {key!r}"
+    if not isinstance(asset, dict):
+        raise STACValidationError(f"{what} is not an object")
+    target = _inside(obj.parent, asset.get("href"), products, what)
+    if not target.is_file():
+        raise STACValidationError(f"{what}: {asset.get('href')!r} is missing")
+    size, checksum = asset.get("file:size"), asset.get("file:checksum")
+    if size != target.stat().st_size:
+        raise STACValidationError(f"{what}: {target} holds {target.stat().st_size} bytes, file:size says {size!r}")
+    if not (isinstance(checksum, str) and checksum.startswith("1220") and len(checksum) == 68):
+        raise STACValidationError(f"{what}: file:checksum {checksum!r} is not a SHA-256 multihash (1220 + 64 hex)")
+    if target not in digests:
+        digests[target] = sha256_file(target)
+    if checksum[4:].lower() != digests[target]:
+        raise STACValidationError(f"{what}: {target} does not match its file:checksum")
