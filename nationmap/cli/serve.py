@@ -33,6 +33,7 @@ def listening_socket(host: str, port: int) -> socket.socket:
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
         sock.bind(address)
+        sock.listen(2048)  # uvicorn's backlog: connections wait from now on, none is refused
     except OSError as exc:
         sock.close()
         if exc.errno == errno.EADDRINUSE:

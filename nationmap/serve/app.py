@@ -229,13 +229,14 @@ def area_rows(csv: Path, version: tuple[int, ...]) -> list[dict]:
     import pandas as pd
 
     try:
-        table = pd.read_csv(csv)
-        rows = table[table["scope"] == "region"][AREA_COLUMNS]
+        text = Path(csv).read_text()
+        table = pd.read_csv(io.StringIO(text))
+        columns = table[["scope", *AREA_COLUMNS]]
     except (ValueError, KeyError, OSError, UnicodeDecodeError, pd.errors.ParserError) as exc:
         raise RasterReadError(f"not an area table: {type(exc).__name__}") from None
-    if rows.isna().any().any():
-        raise RasterReadError("a row is incomplete (the file is cut short?)")
-    return rows.to_dict(orient="records")
+    if not text.endswith("\n") or columns.isna().any().any():
+        raise RasterReadError("a row is incomplete: the file is cut short")
+    return columns[columns["scope"] == "region"][AREA_COLUMNS].to_dict(orient="records")
 
 
 def describe(entry: MapEntry) -> dict:
