@@ -139,7 +139,7 @@ class PrecisionChoice:
     reason: str
 
     def describe(self) -> str:
-        return f"precision: {self.chosen} ({self.reason})"
+        return f"precision: {self.chosen} ({self.reason}) on {self.device}"
 
     def to_dict(self) -> dict:
         return {"format": self.FORMAT, "requested": self.requested, "chosen": self.chosen,
@@ -202,10 +202,9 @@ def choose_precision(requested: str, device: Bf16Support, force: bool = False) -
     if requested == "fp32":
         return PrecisionChoice(requested, "fp32", where, "asked for")
     if device.native:
-        why = "asked for" if requested == "bf16" else f"auto: {device.kind.upper()} has native bf16 ({', '.join(device.native)})"
-        return PrecisionChoice(requested, "bf16", where, why)
+        return PrecisionChoice(requested, "bf16", where, "asked for" if requested == "bf16" else "auto: native bf16")
     if requested == "auto":
-        return PrecisionChoice(requested, "fp32", where, f"auto: {where}; bf16 would be emulated")
+        return PrecisionChoice(requested, "fp32", where, "auto: bf16 would be emulated")
     if not force:
         raise InputError(f"precision bf16 on {where}: bf16 would be emulated there, often 10x slower than "
                          "float32; use precision auto or fp32, or force it with --force-bf16")

@@ -93,7 +93,7 @@ def test_auto_precision_is_bf16_only_where_native():
     for device in (EPYC_ZEN2, T4):
         choice = choose_precision("auto", device)
         assert (choice.chosen, choice.requested) == ("fp32", "auto")
-        assert "bf16 would be emulated" in choice.reason and device.name in choice.device
+        assert choice.reason == "auto: bf16 would be emulated" and device.name in choice.describe()
     assert choose_precision("fp32", XEON_AMX).chosen == "fp32"  # an explicit fp32 always wins
     assert choose_precision("bf16", XEON_AMX).chosen == "bf16"
 
@@ -159,3 +159,17 @@ def test_available_cpus_follow_the_affinity_and_the_cgroup_quota(tmp_path, monke
     assert available_cpus(str(v1)) == 64
     (v1 / "cpu" / "cpu.cfs_quota_us").write_text("400000\n")
     assert available_cpus(str(v1)) == 4
+
+
+def test_inference_autocasts_only_on_a_gpu_with_native_bf16(monkeypatch):
+    import torch
+
+    from nationmap.infer.scene import Head, SceneModels
+
+    head = Head("lulc", torch.nn.Conv2d(1, 2, 1), "softmax", -12.0, 6.0, ("a", "b"))
+    for name, capability, native in (("Tesla T4", (7, 5), False), ("NVIDIA H100 80GB HBM3", (9, 0), True)):
+        monkeypatch.setattr(torch.cuda, "get_device_capability", lambda i=0, c=capability: c)
+        monkeypatch.setattr(torch.cuda, "get_device_name", lambda i=0, n=name: n)
+        monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True, n=native:
+                            n or including_emulation)
+        assert SceneModels([head], device="cuda").autocast is native, name

@@ -224,8 +224,10 @@ def run_demo(out: str, seed: int, executor: str, address: str | None, data_only:
 
         rerun = "nationmap demo" + (f" --out {shlex.quote(out)}" if out != "demo-out" else "") + (
             f" --seed {seed}" if seed else "") + (" --data-only" if data_only else "")
-        err_console.print(Text(f"interrupted in stage {state.stage or '0/8 start-up'}; the finished steps are kept "
-                               f"in {root}: `{rerun}` resumes from there"), highlight=False, soft_wrap=True)
+        kept = (f"the finished steps are kept in {root}: `{rerun}` resumes from there" if state.done
+                else f"no step had finished: `{rerun}` starts again")
+        err_console.print(Text(f"interrupted in stage {state.stage or '0/8 start-up'}; {kept}"), highlight=False,
+                          soft_wrap=True)
         return EXIT_INTERRUPTED
 
 

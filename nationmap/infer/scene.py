@@ -119,7 +119,7 @@ class SceneModels:
 
     heads: list[Head]
     device: str = "cpu"
-    autocast: bool = True  # bf16 on CUDA
+    autocast: bool = True  # bf16 on a CUDA GPU that runs it natively (not emulated: T4, V100 stay float32)
     compile: bool = False  # torch.compile the models (worth it on GPU for long runs)
     bands: tuple[str, ...] = field(init=False)
 
@@ -127,6 +127,10 @@ class SceneModels:
         if not self.heads:
             raise InputError("inference needs at least one model (LULC or water)")
         self.bands = tuple(b for h in self.heads for b in h.bands)
+        if self.autocast and self.device.startswith("cuda"):
+            from nationmap.devices import probe_bf16
+
+            self.autocast = bool(probe_bf16("cuda").native)
         for h in self.heads:
             h.model = h.model.to(memory_format=torch.channels_last)
             if self.compile:

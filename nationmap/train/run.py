@@ -178,7 +178,7 @@ def _trainer(cfg: TrainConfig, run_dir: Path, dataset: PreparedDataset, log):
     _check_resources(cfg)
     precision = choose_precision(cfg.precision, workers_bf16(cfg.gpus_per_worker, cfg.cpus_per_worker),
                                  cfg.force_bf16)
-    log(f"{precision.describe()} on {precision.device}")
+    log(precision.describe())
     cfg = cfg.replace(precision=precision.chosen)  # what the workers autocast with
     decoder = decoder_for(dataset, cfg.task)
     datasets = {
