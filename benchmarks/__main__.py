@@ -84,7 +84,8 @@ def render(results: dict) -> str:
         if r is None:
             continue
         lines += [f"## {r['title']}", "",
-                  f"`python -m benchmarks {name}` ({r['size']} size), {r['date']}, {r['seconds']:.0f} s.", ""]
+                  f"`python -m benchmarks {name}` ({r['size']} size), {r['date']}, {r['seconds']:.0f} s, on "
+                  f"{r['machine']['cpu']} ({_bf16(r['machine'])}), {r['machine']['cores']} cores.", ""]
         if r["rows"]:
             keys = list(r["rows"][0])
             lines += ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
@@ -106,7 +107,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--size", choices=SIZES, default="full", help="tiny: a smoke run of seconds")
     ap.add_argument("--workdir", type=Path, default=WORKDIR, help="inputs made once and reused")
     ap.add_argument("--results", type=Path, default=DEFAULT_RESULTS, help="RESULTS.md to write (results.json beside it)")
+    ap.add_argument("--render-only", action="store_true", help="rewrite RESULTS.md from results.json, run nothing")
     args = ap.parse_args(argv)
+    if args.render_only:
+        store = args.results.with_name("results.json")
+        args.results.write_text(render(json.loads(store.read_text())))
+        print(f"wrote {args.results} from {store}", file=sys.stderr)
+        return 0
     unknown = [n for n in args.names if n not in BENCHMARKS]
     if unknown:
         print(f"unknown benchmark(s): {', '.join(unknown)}; choose from {', '.join(BENCHMARKS)}", file=sys.stderr)
