@@ -31,6 +31,14 @@ def test_products_runner_writes_results(tmp_path):
     stored = json.loads((tmp_path / "results.json").read_text())
     assert stored["products"]["machine"]["cores"] >= 1 and stored["products"]["size"] == "tiny"
     assert bench_main(["nope", "--results", str(out)]) == 2
+    # every section names its CPU and whether bf16 is native there (CPU training times hang on it)
+    m = stored["products"]["machine"]
+    native = f"native bf16: {m['cpu_bf16']}" if m["cpu_bf16"] != "none" else "no native bf16"
+    assert f"on {m['cpu']} ({native}), {m['cores']} cores." in text
+    del stored["products"]["machine"]["cpu_bf16"]  # as results stored before the probe
+    (tmp_path / "results.json").write_text(json.dumps(stored))
+    assert bench_main(["--render-only", "--results", str(out)]) == 0
+    assert f"on {m['cpu']} (native bf16 not recorded; measured before issue 36)" in out.read_text()
 
 
 @pytest.mark.slow  # 110 s; `make bench` runs the benchmark itself
