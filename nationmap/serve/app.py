@@ -45,7 +45,7 @@ from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from nationmap.serve.catalog import REFRESH_S, MapEntry, MapIndex, MosaicFile
+from nationmap.serve.catalog import MapEntry, MapIndex, MosaicFile
 from nationmap.serve.tiles import (RasterReadError, contains, file_version, overlaps, pixel_value, render_tile,
                                    tile_bounds, tile_in_matrix)
 
@@ -97,7 +97,7 @@ class MapServer:
     """The state behind the routes: the index of the products root, the worker threads, the tiles."""
 
     def __init__(self, root: str | Path, deadline_s: float = DEADLINE_S, workers: int = WORKERS,
-                 refresh_s: float = REFRESH_S):
+                 refresh_s: float | None = None):
         self.index = MapIndex(root, refresh_s)
         self.deadline_s = deadline_s
         self.pool = ThreadPoolExecutor(workers, thread_name_prefix="nationmap-serve")
@@ -275,7 +275,7 @@ async def _bug(request: Request, exc: Exception) -> Response:
 
 
 def create_app(root: str | Path, deadline_s: float = DEADLINE_S, workers: int = WORKERS,
-               refresh_s: float = REFRESH_S) -> Starlette:
+               refresh_s: float | None = None) -> Starlette:
     """The web map of the products under ``root`` (indexed now; InputError if it is not a directory)."""
     server = MapServer(root, deadline_s, workers, refresh_s)
 

@@ -145,12 +145,12 @@ class MapIndex:
     Thread-safe: a refresh runs in a worker thread while requests read :attr:`maps`, which is
     replaced whole, never changed in place."""
 
-    def __init__(self, root: str | Path, refresh_s: float = REFRESH_S):
+    def __init__(self, root: str | Path, refresh_s: float | None = None):
         root = Path(root)
         if not root.is_dir():
             raise InputError(f"{root}: no such products directory")
         self.root = root.resolve()
-        self.refresh_s = refresh_s
+        self.refresh_s = REFRESH_S if refresh_s is None else refresh_s
         self.maps: dict[str, MapEntry] = {}
         self.generation = 0  # counts the changes of :attr:`maps`
         self._manifests: dict[Path, tuple[tuple[int, ...], RunManifest | str]] = {}

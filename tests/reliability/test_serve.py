@@ -159,13 +159,15 @@ def test_unknown_maps_do_not_rescan_the_root(root, monkeypatch):
     real = RunManifest.read.__func__
     monkeypatch.setattr(RunManifest, "read", classmethod(lambda cls, path: reads.append(path) or real(cls, path)))
     for i in range(20):
-        assert_refusal(c.get(f"/tiles/lulc/{TILE}.png?map=nowhere/{i}"), 404)
-        assert_refusal(c.get(f"/api/point?map=nowhere/{i}&lon=138.5&lat=35.5"), 404)
+        assert c.get(f"/tiles/lulc/{TILE}.png?map=nowhere/{i}").status_code == 404
+        assert c.get(f"/api/point?map=nowhere/{i}&lon=138.5&lat=35.5").status_code == 404
     assert reads == [], f"{len(reads)} manifests read for 40 requests of unknown maps"
 
 
-def test_a_month_published_while_serving_appears_and_a_removed_one_goes(root):
-    c = client(root, refresh_s=0.0)
+def test_a_month_published_while_serving_appears_and_a_removed_one_goes(root, monkeypatch):
+    """The index is kept, not rebuilt per request, yet follows the tree (here looked at on every request)."""
+    monkeypatch.setattr("nationmap.serve.catalog.REFRESH_S", 0.0, raising=False)
+    c = client(root)
     assert len(listing(c)) == 4
     shutil.copytree(root / LATEST, root / REGION_DIR / "2022-10" / "v3", symlinks=True)
     assert f"{REGION_DIR}/2022-10/v3" in listing(c)
@@ -189,7 +191,8 @@ def _outside(tmp_path: Path, root: Path) -> dict[str, Path]:
     csv.write_text("region,month,scope,cell,layer,code,class,area_km2,share\n"
                    f"r,2022-10,region,r,lulc,1,{SECRET},10.0,1.0\n")
     aux = out / "lulc.tif.aux.xml"
-    aux.write_text(f"<PAMDataset><Metadata><MDI key=\"{SECRET}\">x</MDI></Metadata></PAMDataset>")
+    aux.write_text(f'<PAMDataset><PAMRasterBand band="1"><Metadata><MDI key="CLASS_1">{SECRET}</MDI>'
+                   "</Metadata></PAMRasterBand></PAMDataset>")
     return {"cog": cog, "csv": csv, "aux": aux}
 
 
@@ -217,14 +220,14 @@ def test_a_file_outside_the_root_is_never_read(root, tmp_path, opened, case):
     _plant(case, root, outside)
     opened.clear()
     c = client(root)
-    maps = listing(c)
-    assert maps[OLD]["available"] is False and "outside" in maps[OLD]["reason"], maps[OLD]
     answers = [c.get("/api/maps"), c.get(f"/tiles/lulc/{TILE}.png?map={OLD}"),
                c.get(f"/api/point?map={OLD}&lon=138.5&lat=35.5"), c.get(f"/api/areas?map={OLD}")]
+    assert not any(SECRET.encode() in a.content for a in answers), "served what a file outside the root holds"
+    assert not [p for p in opened if Path(p).resolve().is_relative_to(outside["cog"].parent)]
+    maps = listing(c)
+    assert maps[OLD]["available"] is False and "outside" in maps[OLD]["reason"], maps[OLD]
     for answer in answers[1:]:
         assert_refusal(answer, 503)
-    assert not any(SECRET.encode() in a.content for a in answers)
-    assert not [p for p in opened if Path(p).resolve().is_relative_to(outside["cog"].parent)]
     assert_served(c, LATEST)
 
 
