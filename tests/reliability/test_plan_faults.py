@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 
-from nationmap.ops.plan import REFERENCE_COSTS, reference_costs
 from tests.reliability.conftest import assert_refused, run_cli
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -23,6 +22,8 @@ def _strict_json(text: str):
 
 
 def test_plan_outside_the_checkout_costs_every_stage_from_the_packaged_reference(tmp_path, monkeypatch):
+    from nationmap.ops.plan import REFERENCE_COSTS
+
     monkeypatch.delenv("NATIONMAP_BENCHMARKS", raising=False)
     outcome = run_cli(PLAN, cwd=tmp_path)  # no benchmarks/ here
     assert outcome.code == 0, outcome.output
@@ -42,6 +43,8 @@ def test_plan_outside_the_checkout_costs_every_stage_from_the_packaged_reference
 
 def test_the_packaged_reference_is_what_the_checkout_s_benchmarks_measured():
     """``scripts/make_reference_costs.py`` took it from benchmarks/results.json; rerun it when they change."""
+    from nationmap.ops.plan import REFERENCE_COSTS, reference_costs
+
     results = json.loads((ROOT / "benchmarks" / "results.json").read_text())
     packaged = json.loads(REFERENCE_COSTS.read_text())
     assert packaged == reference_costs(results)
@@ -79,7 +82,8 @@ _COSTS = {"acquisition_fixed_s": 0.02, "cell_base_s_per_gpx": 127.0, "cell_scene
 def test_malformed_benchmark_results_are_one_line(content, words, tmp_path):
     results = tmp_path / "results.json"
     results.write_bytes(content)
-    outcome = run_cli([*PLAN, "--benchmarks", results])
+    # no --throughput: the file is what the plan would cost the month with (refused before any estimate)
+    outcome = run_cli(["plan", "--region", "japan", "--date", "2022-09", "--benchmarks", results])
     assert_refused(outcome, 2, str(results), *words)
 
 
