@@ -192,6 +192,11 @@ def submit(
         runs_logs(job_id, address=address, follow=True, root=None, token_file=token_file)
 
 
+_BENCHMARKS_HELP = ("Benchmark results to cost the month with: a results.json of python -m benchmarks run on your "
+                    "machines (or set NATIONMAP_BENCHMARKS). Default: the reference costs packaged with nationmap, "
+                    "measured on the machines they name. The plan prints which it used.")
+
+
 def plan(
     region: str = typer.Option(..., help="Region: japan, demo, cells, a bbox, or a GeoJSON file."),
     date: str = typer.Option(..., "--date", help="Month, YYYY-MM."),
@@ -202,11 +207,7 @@ def plan(
     throughput: float = typer.Option(None, help="Windows (LULC + water) per second per GPU, if you know it."),
     cpus_per_gpu: int = typer.Option(12, help="CPU cores per GPU for the cell stage."),
     preset: str = typer.Option("swin-b", help="Model preset (its FLOPs, for the estimate)."),
-    benchmarks: Path = typer.Option(None, envvar="NATIONMAP_BENCHMARKS",
-                                    help="Benchmark results to cost the month with: a results.json of "
-                                         "python -m benchmarks run on your machines (or set NATIONMAP_BENCHMARKS). "
-                                         "Default: the reference costs packaged with nationmap, measured on the "
-                                         "machines they name. The plan prints which it used."),
+    benchmarks: Path = typer.Option(None, envvar="NATIONMAP_BENCHMARKS", help=_BENCHMARKS_HELP),
     as_json: bool = typer.Option(False, "--json", help="Print the plan as JSON (strict: finite numbers only)."),
 ):
     """Patches, GPU-hours and wall time on N GPUs for a region's month (from the catalog, or the
