@@ -12,6 +12,7 @@ is left as it was. :func:`atomic_file` writes one file, :func:`staged_dir` one d
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -49,6 +50,19 @@ def is_temporary(path: str | Path) -> bool:
     return name.startswith(".") and ".part-" in name
 
 
+# errors of a write that say nothing of where: f.write, sendfile and a library's buffered writes
+# raise them without a file name
+_WRITE_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EIO)
+
+
+def naming(exc: OSError, path: str | Path) -> OSError:
+    """``exc`` with ``path`` as its file name when it is a write error that names none (a full
+    disk's ``[Errno 28]``), so its one-line error says which file could not be written."""
+    if exc.filename is None and exc.errno in _WRITE_ERRNOS:
+        return OSError(exc.errno, exc.strerror or os.strerror(exc.errno), str(path))
+    return exc
+
+
 def _fsync_dir(directory: Path) -> None:
     fd = os.open(directory, os.O_RDONLY)
     try:
@@ -72,6 +86,12 @@ def atomic_file(path: str | Path, mode: str = "w", durable: bool = False, **open
                 f.flush()
                 os.fsync(f.fileno())
         os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        named = naming(exc, path)
+        if named is exc:
+            raise
+        raise named from exc
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
@@ -90,6 +110,12 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     try:
         yield tmp
         os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        named = naming(exc, path)
+        if named is exc:
+            raise
+        raise named from exc
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise

@@ -387,6 +387,30 @@ class CatalogUpdate(Record):
 
 
 @dataclass(frozen=True)
+class VersionCheck(Record):
+    """What a refresh found in one published version of its month (its files against the
+    checksums published with it) and what it did: ``damaged`` holds one line per damaged file
+    (``path: reason (what was done)``); ``action`` is ``verified``, ``repaired``,
+    ``republished as vN``, ``superseded by vN`` or ``not repaired``."""
+
+    version: int
+    files: int
+    action: str
+    damaged: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class ChangeCoverage(Record):
+    """What a refresh's change table covers: the published version of the month before it was
+    computed against, the cells mapped in both months and their km^2 mapped in both months."""
+
+    previous_month: str
+    previous: str
+    cells: list[str] = field(default_factory=list)
+    common_km2: float = 0.0
+
+
+@dataclass(frozen=True)
 class RefreshRecord(Record):
     """``refreshes/<run_id>.json``: one attempt of a monthly refresh. Its log is the ``.log``
     file beside it (never a path read from the record)."""
@@ -416,6 +440,9 @@ class RefreshRecord(Record):
     new_version: bool | None = None
     latest: str | None = None
     error: str | None = None
+    warnings: list[str] = field(default_factory=list)  # e.g. why there is no change table
+    checked: list[VersionCheck] = field(default_factory=list)  # the month's published versions, verified
+    change_table: ChangeCoverage | None = None
 
     def __post_init__(self):
         _one_of(self.status, REFRESH_STATUSES, "refresh status")

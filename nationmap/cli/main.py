@@ -18,6 +18,7 @@ from nationmap.cli import models as models_cli
 from nationmap.cli import ops as ops_cli
 from nationmap.cli import serve as serve_cli
 from nationmap.cli import train as train_cli
+from nationmap.cli import verify as verify_cli
 from nationmap.cli.common import GuardedGroup, err_console, run_guarded
 
 app = typer.Typer(
@@ -43,6 +44,7 @@ app.command("submit")(ops_cli.submit)
 app.command("plan")(ops_cli.plan)
 app.add_typer(ops_cli.runs_app, name="runs")
 app.command("serve")(serve_cli.serve)
+app.command("verify")(verify_cli.verify)
 
 
 def _version(value: bool):

@@ -8,7 +8,11 @@ driver sums the region and writes
     tables/<tag>_areas.csv / .parquet     region, month, scope, cell, layer, code, class, area_km2, share
     tables/<tag>_change.csv / .parquet    ... previous_month, from_code/class, to_code/class, area_km2
 
-The previous month is a products run directory or a published version (its ``manifest.json``).
+The change table states the area it covers: its ``mapped`` rows (from the ``count`` COGs) give the
+km^2 mapped in both months, per cell and for the region (0 when none). The previous month is a
+products run directory or a published version (its ``manifest.json``); the COGs read from it must
+lie inside it and match its manifest's SHA-256, so a COG replaced by a symlink leading out, or
+damaged, is refused, never measured.
 """
 
 from __future__ import annotations
@@ -17,14 +21,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from nationmap.errors import InputError
-from nationmap.files import sha256_json
+from nationmap.files import safe_child, sha256_file, sha256_json
 from nationmap.parallel import run_tasks
 from nationmap.products.areas import (AREA_COLUMNS, CHANGE_COLUMNS, cell_area_rows, cell_change_rows,
-                                      region_area_rows, region_change_rows, write_tables)
+                                      cell_coverage_rows, region_area_rows, region_change_rows, write_tables)
 from nationmap.products.layers import Layer
-from nationmap.records import RunManifest
+from nationmap.records import FileEntry, RunManifest
 
 CHANGE_LAYERS = ("lulc", "water")
+PREVIOUS_PRODUCTS = (*CHANGE_LAYERS, "count")  # what the change table reads of the previous month
+CHANGE_FORMAT = "change/2"  # with the mapped rows: tables of an earlier format are redone
 
 
 @dataclass(frozen=True)
@@ -40,8 +46,10 @@ class CellTablesJob:
 def cell_tables(job: CellTablesJob) -> tuple[list, list]:
     """(area rows, change rows) of one cell (a Ray task on a cluster)."""
     areas = cell_area_rows(job.cell, job.files, job.layers)
-    change = [row for p, before in sorted(job.previous.items())
+    change = [row for p, before in sorted(job.previous.items()) if p in CHANGE_LAYERS
               for row in cell_change_rows(job.cell, before, job.files[p], job.layers[p])]
+    if "count" in job.previous:
+        change += cell_coverage_rows(job.cell, job.previous["count"], job.files["count"])
     return areas, change
 
 
@@ -57,7 +65,8 @@ class PreviousMonth:
 
 def read_previous(path: str | Path, month: str, pixels_per_degree: int) -> PreviousMonth:
     """The products at ``path`` (a run directory or published version) as the month before
-    ``month`` on the same grid; one-line InputError otherwise."""
+    ``month`` on the same grid, each COG the change table reads inside ``path`` and matching its
+    manifest's SHA-256; one-line InputError otherwise."""
     manifest = RunManifest.read(Path(path) / "manifest.json")
     if manifest.month >= month:
         raise InputError(f"previous products {path} are of {manifest.month}, not a month before {month}")
@@ -65,10 +74,25 @@ def read_previous(path: str | Path, month: str, pixels_per_degree: int) -> Previ
     if ppd != pixels_per_degree:
         raise InputError(f"previous products {path} are on a grid of {ppd} px per degree, this run on "
                          f"{pixels_per_degree}: no change table between them")
-    cells = {c.cell: {p: Path(path) / "cells" / c.cell / e.path for p, e in c.files.items()}
+    cells = {c.cell: {p: _checked(Path(path), c.cell, e) for p, e in c.files.items() if p in PREVIOUS_PRODUCTS}
              for c in manifest.ok_cells()}
-    key = sha256_json({c.cell: {p: e.sha256 for p, e in c.files.items()} for c in manifest.ok_cells()})
+    key = sha256_json({"cells": {c.cell: {p: e.sha256 for p, e in c.files.items()} for c in manifest.ok_cells()},
+                       "format": CHANGE_FORMAT})
     return PreviousMonth(manifest.month, cells, key)
+
+
+def _checked(root: Path, cell: str, entry: FileEntry) -> Path:
+    """The previous month's COG ``cells/<cell>/<file>``, refused when it leads outside ``root`` (a
+    symlink planted in it) or is not the file its manifest names (damaged, replaced)."""
+    rel = f"cells/{cell}/{entry.path}"
+    try:
+        path = safe_child(root, "cells", cell, entry.path)
+    except InputError:
+        raise InputError(f"previous products {root}: {rel} leads outside them; no change table from it") from None
+    if not path.is_file() or sha256_file(path) != entry.sha256:
+        raise InputError(f"previous products {root}: {rel} is missing or not the file its manifest names "
+                         f"(SHA-256 differs); no change table from it")
+    return path
 
 
 def write_area_tables(cell_files: dict[str, dict[str, Path]], layers: dict[str, Layer], region: str, month: str,
@@ -95,4 +119,4 @@ def write_area_tables(cell_files: dict[str, dict[str, Path]], layers: dict[str, 
 def _previous_files(cell: str, files: dict[str, Path], previous: PreviousMonth | None) -> dict[str, Path]:
     if previous is None or cell not in previous.cells:
         return {}
-    return {p: previous.cells[cell][p] for p in CHANGE_LAYERS if p in files and p in previous.cells[cell]}
+    return {p: previous.cells[cell][p] for p in PREVIOUS_PRODUCTS if p in files and p in previous.cells[cell]}

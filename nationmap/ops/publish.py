@@ -13,9 +13,16 @@ Layout under the products root::
 
 A version appears whole or not at all: it is assembled under a temporary name and renamed. A
 ``latest`` pointer is a symlink replaced atomically (``rename``), and only after its target is
-complete, so a reader following it never sees a partial month. Files are hard links to the
-staging run's outputs (every stage writes a new file and renames it, never rewrites one in
-place), so publishing costs no copy; across filesystems they are copied.
+complete, so a reader following it never sees a partial month.
+
+Files are copies of the staging run's outputs, never hard links: a reflink where the filesystem
+shares blocks copy-on-write (XFS, Btrfs: no extra space), else a byte copy. A byte changed in
+place in a published file then cannot change the staging run it is repaired from, nor the
+reverse. Each copy is checked against the manifest's SHA-256 as it is made, and ``version.json``
+lists every file of the version with its SHA-256 and size. :func:`check_month` verifies every
+version of a month against that list (and the manifest's checksums) and repairs a damaged file
+from a verified copy (the staging run's file, or another version's holding the same bytes);
+``nationmap refresh`` runs it on every rerun, ``nationmap verify`` when an operator asks.
 """
 
 from __future__ import annotations
@@ -25,15 +32,18 @@ import os
 import re
 import shutil
 import stat
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
-from nationmap.errors import InputError
-from nationmap.files import is_temporary, safe_child, read_json, sha256_json, staged_dir, temporary_name, write_json
-from nationmap.records import RunManifest
+from nationmap.errors import FailedError, InputError
+from nationmap.files import (atomic_path, is_temporary, read_json, safe_child, sha256_file, sha256_json, staged_dir,
+                             temporary_name, write_json)
+from nationmap.records import RunManifest, VersionCheck
 from nationmap.products.pam import sidecar_path
 
 _VERSION = re.compile(r"^v(\d+)$")
+_MONTH = re.compile(r"^\d{4}-\d{2}$")
+VERSION_INFO = "version.json"
 
 
 @dataclass(frozen=True)
@@ -102,13 +112,43 @@ def content_key(manifest: RunManifest) -> str:
     return sha256_json({"cells": cells, "products": products, "status": manifest.status})
 
 
-def _link_or_copy(src: Path, dst: Path) -> None:
-    try:
-        os.link(src, dst)
-    except OSError:
-        shutil.copy2(src, dst)
-    mode = dst.stat().st_mode
-    os.chmod(dst, mode & ~(stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH))
+def manifest_checksums(manifest: RunManifest) -> dict[str, str]:
+    """The SHA-256 the manifest gives each product file, by its path relative to the run."""
+    sums = {str(Path("cells") / c.cell / e.path): e.sha256 for c in manifest.ok_cells() for e in c.files.values()}
+    sums.update({str(Path(e.path)): e.sha256 for e in manifest.products.files()})
+    return sums
+
+
+@dataclass(frozen=True)
+class PublishedFile:
+    """A file of a version as published: its SHA-256 and size in bytes (size None: a version
+    published before ``version.json`` listed its files, checked by its manifest's SHA-256 only)."""
+
+    sha256: str
+    size: int | None = None
+
+
+_FICLONE = 0x40049409  # Linux ioctl: the copy shares the source's blocks copy-on-write (XFS, Btrfs)
+_CHUNK = 4 << 20
+
+
+def _copy_file(src: Path, dst: Path) -> PublishedFile:
+    """Copy ``src`` to ``dst``, read-only, whole or not at all (a temporary name, flushed to disk,
+    renamed): a reflink where the filesystem makes one, else a byte copy. Returns the checksum and
+    size read back from the copy."""
+    import fcntl
+
+    with atomic_path(dst) as tmp:
+        with open(src, "rb") as source, open(tmp, "wb") as copy:
+            try:
+                fcntl.ioctl(copy.fileno(), _FICLONE, source.fileno())
+            except OSError:  # not a reflink filesystem, or another one: copy the bytes
+                shutil.copyfileobj(source, copy, _CHUNK)
+            copy.flush()
+            os.fsync(copy.fileno())
+        os.chmod(tmp, stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH)
+        copied = PublishedFile(sha256_file(tmp), tmp.stat().st_size)
+    return copied
 
 
 def published_files(run_dir: Path, manifest: RunManifest) -> list[Path]:
@@ -126,16 +166,23 @@ def published_files(run_dir: Path, manifest: RunManifest) -> list[Path]:
     return files
 
 
-def _assemble(run_dir: Path, manifest: RunManifest, stage: Path) -> None:
-    """Hard-link (or copy) the version's files into ``stage``; a file that resolves outside the
-    run directory (a symlink planted in it) is refused, never followed."""
+def _assemble(run_dir: Path, manifest: RunManifest, stage: Path) -> dict[str, PublishedFile]:
+    """Copy the version's files into ``stage``, each checked against the manifest's SHA-256 where
+    it gives one; returns every file's checksum and size. A file that resolves outside the run
+    directory (a symlink planted in it) is refused, never followed."""
+    expected = manifest_checksums(manifest)
+    listing = {}
     for rel in published_files(run_dir, manifest):
         src = safe_child(run_dir, str(rel))
         if not src.is_file():
             raise InputError(f"{run_dir / rel}: listed in the manifest but not a file")
         dst = stage / rel
         dst.parent.mkdir(parents=True, exist_ok=True)
-        _link_or_copy(src, dst)
+        copied = _copy_file(src, dst)
+        if str(rel) in expected and copied.sha256 != expected[str(rel)]:
+            raise FailedError(f"{run_dir / rel}: not the file its manifest names (SHA-256 differs); nothing published")
+        listing[str(rel)] = copied
+    return listing
 
 
 def clean_stale(month: MonthDir) -> None:
@@ -146,27 +193,33 @@ def clean_stale(month: MonthDir) -> None:
                 shutil.rmtree(path, ignore_errors=True)
 
 
-def publish(month: MonthDir, run_dir: Path, manifest: RunManifest, refresh_run_id: str) -> dict:
+def publish(month: MonthDir, run_dir: Path, manifest: RunManifest, refresh_run_id: str,
+            supersede: int | None = None) -> dict:
     """Publish the products of ``run_dir`` as the month's next version (or reuse the newest one
-    if it holds the same products), and move ``latest`` if the run is complete (status ok).
+    if it holds the same products, unless it is the damaged version ``supersede``, which the new
+    one replaces), and move ``latest`` if the run is complete (status ok).
 
     Returns ``{"version", "new", "latest_moved", "path"}``.
     """
     key = content_key(manifest)
     versions = month.versions()
     newest = versions[-1] if versions else None
-    info = read_json(month.version(newest) / "version.json") if newest else None
-    if info is not None and info.get("content_key") == key:
+    info = read_json(month.version(newest) / VERSION_INFO) if newest else None
+    if supersede is None and info is not None and info.get("content_key") == key:
         n, new = newest, False
     else:
         n, new = (newest or 0) + 1, True
         with staged_dir(month.version(n), durable=True) as stage:
-            _assemble(run_dir, manifest, stage)
-            write_json(stage / "version.json", {
+            listing = _assemble(run_dir, manifest, stage)
+            write_json(stage / VERSION_INFO, {
                 "version": n, "region": manifest.region, "month": manifest.month, "status": manifest.status,
                 "published": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
                 "refresh_run_id": refresh_run_id, "infer_run_id": manifest.run_id, "content_key": key,
-                "failures": [f.to_json() for f in manifest.failures]})
+                "failures": [f.to_json() for f in manifest.failures],
+                "supersedes": [supersede] if supersede is not None else [],
+                "files": {rel: {"sha256": f.sha256, "size": f.size} for rel, f in sorted(listing.items())}},
+                durable=True)
+            os.chmod(stage / VERSION_INFO, stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH)
     moved = False
     if manifest.status == "ok" and month.latest_version() != n:
         point(month.latest, f"v{n}")
@@ -190,3 +243,231 @@ def _advance_region_latest(month: MonthDir, n: int) -> None:
             point(month.region_latest, target)
     finally:
         os.close(fd)
+
+
+# ---------------------------------------------------------------------------- verification
+
+
+@dataclass(frozen=True)
+class FileDamage:
+    """One damaged file of a version (``path`` relative to it), what is wrong and what a repair did."""
+
+    path: str
+    reason: str
+    action: str = ""  # "repaired from .staging", "removed", "not repaired: ..."
+
+    @property
+    def fixed(self) -> bool:
+        return self.action.startswith(("repaired", "removed"))
+
+    def line(self) -> str:
+        return f"{self.path}: {self.reason}" + (f" ({self.action})" if self.action else "")
+
+
+@dataclass(frozen=True)
+class VersionState:
+    """What checking one published version found. ``listing``: its files as published;
+    ``complete`` False for a version published before ``version.json`` listed every file (only its
+    manifest's files are checked); ``content_key`` None when neither record can be read."""
+
+    version: int
+    path: Path
+    listing: dict[str, PublishedFile]
+    damage: tuple[FileDamage, ...] = ()
+    content_key: str | None = None
+    complete: bool = True
+    supersedes: tuple[int, ...] = ()
+    superseded_by: int | None = None
+
+    @property
+    def ok(self) -> bool:
+        """Every file as published (after a repair, when there was one)."""
+        return all(d.fixed for d in self.damage)
+
+    @property
+    def action(self) -> str:
+        if not self.damage:
+            return "verified"
+        if self.ok:
+            return "repaired"
+        return f"superseded by v{self.superseded_by}" if self.superseded_by is not None else "not repaired"
+
+    def record(self) -> VersionCheck:
+        return VersionCheck(self.version, len(self.listing), self.action, [d.line() for d in self.damage])
+
+
+def _file_damage(root: Path, rel: str, expected: PublishedFile) -> str | None:
+    """What is wrong with ``root/rel`` against its published checksum, None when nothing: it must
+    be a regular file reached without a symlink, of the published size and SHA-256."""
+    try:
+        real = safe_child(root, rel)
+    except InputError:
+        return "leads outside the version"
+    if real != root.resolve() / rel:
+        return "a symlink, not the published file"
+    if not real.is_file():
+        return "missing"
+    try:
+        size = real.stat().st_size
+        if expected.size is not None and size != expected.size:
+            return f"{size} bytes, published with {expected.size}"
+        if sha256_file(real) != expected.sha256:
+            return "SHA-256 differs from the published checksum"
+    except OSError as exc:
+        return f"unreadable ({exc.strerror or type(exc).__name__})"
+    return None
+
+
+def _listing(info: dict | None) -> dict[str, PublishedFile] | None:
+    """The file list of ``version.json``; None when it has none or a malformed one."""
+    files = (info or {}).get("files")
+    if not isinstance(files, dict):
+        return None
+    try:
+        return {str(rel): PublishedFile(str(f["sha256"]), int(f["size"])) for rel, f in files.items()}
+    except (TypeError, KeyError, ValueError):
+        return None
+
+
+def _records(vdir: Path) -> tuple[dict | None, RunManifest | None, list[FileDamage]]:
+    """``version.json`` and the manifest of a version, each None (with its damage) when it cannot
+    be read; a record reached through a symlink is not read."""
+    damage, info, manifest = [], None, None
+    info_path, manifest_path = vdir / VERSION_INFO, vdir / "manifest.json"
+    if not info_path.is_symlink():
+        info = read_json(info_path)
+    if info is None or _listing(info) is None and "files" in info:
+        damage.append(FileDamage(VERSION_INFO, "missing, not JSON or its file list malformed" if info is None
+                                 else "its file list is malformed"))
+    if not manifest_path.is_symlink():
+        try:
+            manifest = RunManifest.read(manifest_path)
+        except InputError:
+            pass
+    return info, manifest, damage
+
+
+def check_version(month: MonthDir, n: int) -> VersionState:
+    """Every file of version ``n`` against the checksums published with it: ``version.json``'s
+    list (and, where the version predates it, the manifest's checksums), the manifest's checksums
+    against that list, and no file that was never published."""
+    vdir = month.root / f"v{n}"
+    if vdir.is_symlink():
+        return VersionState(n, vdir, {}, (FileDamage(".", "the version directory is a symlink"),))
+    info, manifest, damage = _records(vdir)
+    listing = _listing(info)
+    complete = listing is not None
+    if listing is None:  # published before version.json listed its files, or that list is damaged
+        listing = {rel: PublishedFile(sha) for rel, sha in (manifest_checksums(manifest) if manifest else {}).items()}
+        if manifest is None:
+            damage.append(FileDamage("manifest.json", "missing or not a readable manifest"))
+    damage += [FileDamage(rel, why) for rel, expected in sorted(listing.items())
+               if (why := _file_damage(vdir, rel, expected)) is not None]
+    if complete and manifest is not None and not any(d.path == "manifest.json" for d in damage):
+        damage += [FileDamage(rel, "its SHA-256 in the manifest is not the one published")
+                   for rel, sha in manifest_checksums(manifest).items() if rel not in listing or listing[rel].sha256 != sha]
+        if info.get("content_key") != content_key(manifest):
+            damage.append(FileDamage(VERSION_INFO, "its content key is not its manifest's"))
+    if complete:
+        damage += _unexpected(vdir, set(listing) | {VERSION_INFO})
+    key = (info or {}).get("content_key")
+    key = key if isinstance(key, str) else (content_key(manifest) if manifest is not None else None)
+    supersedes = tuple(v for v in (info or {}).get("supersedes", []) if isinstance(v, int))
+    return VersionState(n, vdir, listing, tuple(damage), key, complete, supersedes)
+
+
+def _unexpected(vdir: Path, known: set[str]) -> list[FileDamage]:
+    """Files (and directory symlinks) in a version that were never published in it."""
+    found = []
+    for here, dirs, files in os.walk(vdir):
+        base = Path(here).relative_to(vdir)
+        found += [FileDamage(str(base / d), "a symlink to a directory, never published") for d in dirs
+                  if (Path(here) / d).is_symlink()]
+        found += [FileDamage(str(base / f), "never published in this version") for f in files
+                  if str(base / f) not in known]
+    return found
+
+
+def _sources(month: MonthDir, n: int) -> list[tuple[str, Path]]:
+    """Where a damaged file of version ``n`` may be copied from: the staging run, the other
+    versions of the month (newest first). Each file is checked again before it is used."""
+    sources = []
+    try:
+        sources.append((".staging", month.staging))
+    except InputError:  # a staging directory planted as a symlink leading out: not a source
+        pass
+    sources += [(f"v{m}", month.root / f"v{m}") for m in reversed(month.versions()) if m != n]
+    return [(name, path) for name, path in sources if path.is_dir() and not path.is_symlink()]
+
+
+def _real_dirs(vdir: Path, rel: str) -> bool:
+    """Make the directories of ``vdir/rel`` real ones: a symlink among them (damage) is removed,
+    never written through. False when one of them is a file."""
+    here = vdir
+    for part in Path(rel).parent.parts:
+        here = here / part
+        if here.is_symlink():
+            here.unlink()  # removes the link, never what it points at
+        if not here.exists():
+            here.mkdir()
+        elif not here.is_dir():
+            return False
+    return True
+
+
+def _repair(vdir: Path, damage: FileDamage, expected: PublishedFile | None, sources) -> FileDamage:
+    if damage.path in (".", VERSION_INFO):
+        return replace(damage, action="not repaired: the version's own record")
+    target = vdir / damage.path
+    if expected is None:  # never published here: remove it (a symlink is removed, not its target)
+        if not _real_dirs(vdir, damage.path):
+            return replace(damage, action="not repaired: a directory of the version is a file")
+        if target.is_symlink() or target.is_file():
+            target.unlink()
+        # else: a directory link already replaced by a real directory while repairing a file below it
+        return replace(damage, action="removed")
+    for name, root in sources:
+        if _file_damage(root, damage.path, expected) is None:
+            if not _real_dirs(vdir, damage.path):
+                return replace(damage, action="not repaired: a directory of the version is a file")
+            try:
+                copied = _copy_file(root / damage.path, target)
+            except IsADirectoryError:
+                return replace(damage, action="not repaired: a directory stands in its place")
+            if copied.sha256 == expected.sha256:
+                return replace(damage, action=f"repaired from {name}")
+    return replace(damage, action="not repaired: no verified copy of it")
+
+
+def repair_version(month: MonthDir, state: VersionState) -> VersionState:
+    """Repair each damaged file of ``state`` from a verified copy (the staging run's file or
+    another version's with the published size and SHA-256), each replaced in one rename; remove
+    files never published there. The caller holds the month's lock."""
+    if not state.damage:
+        return state
+    sources = _sources(month, state.version)
+    return replace(state, damage=tuple(_repair(state.path, d, state.listing.get(d.path), sources)
+                                       for d in state.damage))
+
+
+def check_month(month: MonthDir, repair: bool = False) -> list[VersionState]:
+    """Every published version of ``month`` checked (and repaired, with ``repair``: the caller
+    holds the month's lock), each marked with the version that superseded it, if one did."""
+    states = [check_version(month, n) for n in month.versions()]
+    if repair:
+        states = [repair_version(month, s) for s in states]
+    replaced = {old: s.version for s in states for old in s.supersedes}
+    return [replace(s, superseded_by=replaced.get(s.version)) for s in states]
+
+
+def published_months(root: Path, region: str | None = None, month: str | None = None) -> list[MonthDir]:
+    """The month directories (``<region>/<YYYY-MM>``) under a products root that hold a version,
+    of one region directory and month when given. Directories that are symlinks are not followed."""
+    regions = [safe_child(root, region)] if region else sorted(p for p in root.iterdir() if p.is_dir())
+    months = []
+    for here in regions:
+        if here.name.startswith(".") or here.is_symlink() or not here.is_dir():
+            continue
+        names = [month] if month else sorted(p.name for p in here.iterdir() if _MONTH.match(p.name))
+        months += [MonthDir(here / m) for m in names if (here / m).is_dir() and not (here / m).is_symlink()]
+    return [m for m in months if m.versions()]

@@ -8,12 +8,21 @@ inference resumes in the month's staging directory, and nothing is published unt
 finished, so ``latest`` only ever points at a complete version.
 
 Outcomes: ``ok`` (published, ``latest`` moved), ``partial`` (some scenes or cells failed: the
-version is published for inspection but ``latest`` stays), ``failed`` (nothing published).
+version is published for inspection but ``latest`` stays; or a published version of the month is
+damaged and could not be repaired), ``failed`` (nothing published).
+
+Every rerun first verifies the month's published versions against the checksums they were
+published with and repairs a damaged file from a verified copy; a damaged newest version that
+cannot be repaired is republished as a new version (:mod:`nationmap.ops.publish`). The record
+says what was found and done (``checked``), and why a month has no change table or what area its
+table covers (``warnings``, ``change_table``).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import errno
+import json
 import os
 import socket
 import time
@@ -23,12 +32,12 @@ from pathlib import Path
 from nationmap.config import from_dict
 from nationmap.data.months import Month, parse_month
 from nationmap.data.regions import region_slug, resolve_region
-from nationmap.errors import NationmapError, describe
-from nationmap.files import JOBS_DIR, read_defaults_table, safe_child, write_json
+from nationmap.errors import NationmapError, describe, os_error_line
+from nationmap.files import JOBS_DIR, atomic_file, read_defaults_table, safe_child, write_json
 from nationmap.infer.config import InferConfig
 from nationmap.ops.lock import RunLock
-from nationmap.ops.publish import MonthDir, clean_stale, publish, read_pointer
-from nationmap.records import CatalogUpdate, RefreshRecord
+from nationmap.ops.publish import MonthDir, VersionState, check_month, clean_stale, content_key, publish, read_pointer
+from nationmap.records import CatalogUpdate, ChangeCoverage, Failure, RefreshRecord, RunManifest
 
 DEFAULT_SPEC = JOBS_DIR / "refresh.toml"
 
@@ -107,12 +116,24 @@ def run_refresh(cfg: InferConfig, spec: RefreshSpec, force: bool = False, log=pr
                 _update_catalog(cfg, spec, attempt)
             _infer_and_publish(cfg, month, attempt, force)
         except Exception as exc:
-            attempt.update(status="failed", error=str(exc) if isinstance(exc, NationmapError) else describe(exc))
+            attempt.update(status="failed", error=_reason(exc))
             attempt.say(f"failed: {attempt.record.error}")
             raise RefreshFailed(attempt.record.error) from None
         finally:
             attempt.finish()
     return attempt.record
+
+
+def _reason(exc: Exception) -> str:
+    """The one line a failed refresh records: an OS error (a full disk) names its path."""
+    if isinstance(exc, NationmapError):
+        return str(exc)
+    return os_error_line(exc)[0] if isinstance(exc, OSError) else describe(exc)
+
+
+# Bytes of spaces after the running record (JSON allows them): on a full disk the finished record
+# is written over them in place, which needs no new block, so a record never stays "running".
+RECORD_RESERVE = 8192
 
 
 class _Attempt:
@@ -121,22 +142,71 @@ class _Attempt:
     def __init__(self, path, record: RefreshRecord, log):
         self.path, self.record, self.log = path, record, log
         self.t0 = time.time()
-        write_json(path, record, durable=True)
+        with atomic_file(path, durable=True) as f:
+            f.write(_record_text(record) + " " * RECORD_RESERVE)
 
     def update(self, **changes) -> None:
         self.record = self.record.replace(**changes)
 
     def say(self, message: str) -> None:
         self.log(message)
-        with open(self.record.log, "a") as f:
-            f.write(f"{dt.datetime.now(dt.timezone.utc):%Y-%m-%dT%H:%M:%SZ} {message}\n")
+        try:
+            with open(self.record.log, "a") as f:
+                f.write(f"{dt.datetime.now(dt.timezone.utc):%Y-%m-%dT%H:%M:%SZ} {message}\n")
+        except OSError:  # a full disk: the terminal has the line, and the record the error
+            pass
+
+    def warn(self, message: str) -> None:
+        """A warning: in the record's ``warnings`` and on the terminal and log."""
+        self.update(warnings=[*self.record.warnings, message])
+        self.say(f"warning: {message}")
 
     def finish(self) -> None:
         if self.record.status == "running":  # Ctrl-C or SIGTERM
             self.update(status="interrupted")
         self.update(finished=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
                     seconds=round(time.time() - self.t0, 1))
-        write_json(self.path, self.record, durable=True)
+        try:
+            _end_record(self.path, self.record)
+        except OSError as exc:
+            before = f"{self.record.error}; " if self.record.error else ""
+            raise RefreshFailed(f"{before}the refresh record could not be written ({os_error_line(exc)[0]})") from None
+
+
+def _record_text(record: RefreshRecord) -> str:
+    return json.dumps(record.to_json(), indent=1, default=str) + "\n"
+
+
+def _end_record(path: Path, record: RefreshRecord) -> None:
+    """Write the finished record; on a full disk, over the running record's reserved bytes in place."""
+    try:
+        write_json(path, record, durable=True)
+    except OSError as exc:
+        if exc.errno not in (errno.ENOSPC, errno.EDQUOT) or not _overwrite_in_place(path, _record_text(record)):
+            raise
+
+
+def _overwrite_in_place(path: Path, text: str) -> bool:
+    """Write ``text`` over the file ``path`` without growing it (padded with spaces); False if it
+    does not fit or cannot be written. Not atomic: only for when the atomic write cannot be made."""
+    data = text.encode()
+    try:
+        fd = os.open(path, os.O_WRONLY)
+    except OSError:
+        return False
+    try:
+        size = os.fstat(fd).st_size
+        if len(data) > size:
+            return False
+        rest = memoryview(data + b" " * (size - len(data)))
+        while rest:
+            rest = rest[os.write(fd, rest):]
+        os.fsync(fd)
+        return True
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
 
 
 def _update_catalog(cfg: InferConfig, spec: RefreshSpec, attempt: _Attempt) -> None:
@@ -152,30 +222,112 @@ def _update_catalog(cfg: InferConfig, spec: RefreshSpec, attempt: _Attempt) -> N
                 f"{report.total} files, {len(report.failed)} unreadable ({report.stale} catalogued before)")
 
 
-def _previous_version(cfg: InferConfig, month: MonthDir) -> Path | None:
+def _change_reference(cfg: InferConfig, month: MonthDir, attempt: _Attempt) -> Path | None:
     """The published version ``latest`` points at for the month before ``cfg.month`` (the change
-    tables' reference), unless the config names one; None when that month was never published."""
+    tables' reference), read and checked (:func:`~nationmap.infer.tables.read_previous`: its
+    manifest, COGs inside it with their checksums, the same grid). None, with a warning in the
+    record, when there is none or it cannot be used or maps none of the region's cells: the month's
+    maps are published without a change table, and the record says why. A ``previous`` the config
+    names is the inference's to read (refused there when unusable)."""
+    from nationmap.infer.tables import read_previous
+
     if cfg.previous:
         return None
-    before = MonthDir(month.root.parent / str(previous_month(parse_month(cfg.month).start.date())))
+    before_month = str(previous_month(parse_month(cfg.month).start.date()))
+    before = MonthDir(month.root.parent / before_month)
     n = before.latest_version()
-    return before.version(n) if n is not None and (before.version(n) / "manifest.json").is_file() else None
+    if n is None:
+        attempt.warn(f"no change table: {before_month} has no complete published version")
+        return None
+    where = f"the published {before_month} v{n}"
+    try:
+        version = before.version(n)
+        previous = read_previous(version, cfg.month, cfg.pixels_per_degree)
+    except NationmapError as exc:
+        attempt.warn(f"no change table: {where} cannot be used: {exc}")
+        return None
+    cells = resolve_region(cfg.region, cfg.lulc_dir or None).cell_names
+    if not set(previous.cells) & set(cells):
+        attempt.warn(f"no change table: {where} maps none of the {len(cells)} cells of {cfg.region} "
+                     f"(it maps {', '.join(sorted(previous.cells)[:5]) or 'no cell'})")
+        return None
+    attempt.say(f"change tables against {where}")
+    return version
+
+
+def _record_change_table(previous: Path, manifest: RunManifest, attempt: _Attempt) -> None:
+    """The area the change table covers (km^2 mapped in both months), in the record and the
+    summary; a warning when it is none, or leaves out cells mapped this month."""
+    from nationmap.products.areas import read_common_area
+
+    entry = manifest.products.tables.get("change_csv")
+    where = f"the published {previous.parent.name} {previous.name}"
+    if entry is None:
+        attempt.warn(f"no change table against {where}: the run wrote none")
+        return
+    common = read_common_area(Path(manifest.run_dir) / entry.path)
+    attempt.update(change_table=ChangeCoverage(previous.parent.name, str(previous), list(common.cells), common.km2))
+    attempt.say(f"change table against {where}: {common.km2:,.1f} km2 mapped in both months "
+                f"({len(common.cells)} cells)")
+    mapped = sorted(c.cell for c in manifest.ok_cells())
+    left_out = [c for c in mapped if c not in common.cells]
+    if not common.km2 > 0:
+        attempt.warn(f"the change table against {where} covers no area mapped in both months")
+    elif left_out:
+        attempt.warn(f"the change table against {where} leaves out {len(left_out)} of the {len(mapped)} cells "
+                     f"mapped this month, not mapped then: {', '.join(left_out[:10])}")
+
+
+def _verify_published(month: MonthDir, manifest: RunManifest, attempt: _Attempt) -> tuple[list[VersionState], int | None]:
+    """Check every published version of the month against its checksums and repair what a
+    verified copy allows (the staging run the inference just verified, other versions). Returns
+    the states and the damaged newest version to republish (its products are this run's), if any."""
+    states = check_month(month, repair=True)
+    for state in states:
+        for damage in state.damage:
+            attempt.say(f"v{state.version} damaged: {damage.line()}")
+    newest = states[-1] if states else None
+    if newest is not None and not newest.ok and newest.content_key == content_key(manifest):
+        return states, newest.version
+    return states, None
+
+
+def _record_checks(states: list[VersionState], supersede: int | None, version: int, attempt: _Attempt) -> list[Failure]:
+    """The checks in the record; the damaged files nothing repaired or superseded, as failures."""
+    checks = [s.record() for s in states]
+    checks = [c.replace(action=f"republished as v{version}") if c.version == supersede else c for c in checks]
+    attempt.update(checked=checks)
+    for check in checks:
+        if check.damaged:
+            attempt.say(f"v{check.version}: {len(check.damaged)} damaged files, {check.action}")
+    return [Failure("published", f"v{s.version}/{d.path}", d.reason) for s in states
+            if s.version != supersede and s.superseded_by is None for d in s.damage if not d.fixed]
 
 
 def _infer_and_publish(cfg: InferConfig, month: MonthDir, attempt: _Attempt, force: bool) -> None:
     from nationmap.infer.pipeline import run_inference
 
-    previous = _previous_version(cfg, month)
+    previous = _change_reference(cfg, month, attempt)
     if previous is not None:
-        attempt.say(f"change tables against the published {previous.parent.name} {previous.name}")
         cfg = replace(cfg, previous=str(previous))
     manifest = run_inference(cfg, force=force, log=attempt.say, run_dir=month.staging)
     attempt.update(infer_run_id=manifest.run_id, staging=str(month.staging), failures=manifest.failures,
                    empty_cells=manifest.empty_cells)
     if manifest.status == "failed":
         raise RefreshFailed(f"no cell of {cfg.region} {cfg.month} could be mapped; nothing published")
-    published = publish(month, month.staging, manifest, attempt.record.run_id)
-    attempt.update(status=manifest.status, version=published["version"], published=published["path"],
-                   new_version=published["new"], latest=read_pointer(month.latest))
-    attempt.say(f"{'published' if published['new'] else 'unchanged, already published as'} v{published['version']}"
-                f" ({manifest.status}); latest -> {attempt.record.latest or 'none'}")
+    if previous is not None:
+        _record_change_table(previous, manifest, attempt)
+    states, supersede = _verify_published(month, manifest, attempt)
+    published = publish(month, month.staging, manifest, attempt.record.run_id, supersede=supersede)
+    unrepaired = _record_checks(states, supersede, published["version"], attempt)
+    status = "partial" if unrepaired and manifest.status == "ok" else manifest.status
+    attempt.update(status=status, version=published["version"], published=published["path"],
+                   new_version=published["new"], latest=read_pointer(month.latest),
+                   failures=[*manifest.failures, *unrepaired])
+    done = ("published" if published["new"] else "unchanged, already published as")
+    if supersede is not None:
+        done = f"v{supersede} could not be repaired: republished as"
+    attempt.say(f"{done} v{published['version']} ({manifest.status}); latest -> {attempt.record.latest or 'none'}")
+    if unrepaired:
+        attempt.say(f"{len(unrepaired)} damaged published files could not be repaired (nationmap verify lists them); "
+                    f"the refresh is partial")

@@ -10,6 +10,9 @@ same sum over (before, after) pairs of codes (:func:`change_km2`).
 The tables a map user quotes (:func:`write_tables`, CSV and Parquet): per cell and for the region,
 the km^2 and share of every class of lulc and water and of the mapped area (count > 0)
 (:class:`AreaRow`), and the class-to-class change from the previous month (:class:`ChangeRow`).
+A change table states the area it covers: its ``mapped`` rows give the km^2 mapped in both
+months (code 1 -> 1, always present for the region, 0 when the months share no mapped pixel)
+and mapped in only one of them (1 -> 0, 0 -> 1) (:func:`cell_coverage_rows`, :func:`read_common_area`).
 """
 
 from __future__ import annotations
@@ -85,6 +88,7 @@ def change_km2(before: str | Path, after: str | Path) -> np.ndarray:
 # ---------------------------------------------------------------------------- tables
 
 MAPPED = "mapped"  # the pseudo-layer of the area with at least one valid acquisition (count > 0)
+MAPPED_NAME, UNMAPPED_NAME = "mapped (count > 0)", "not mapped"
 AREA_COLUMNS = ("region", "month", "scope", "cell", "layer", "code", "class", "area_km2", "share")
 CHANGE_COLUMNS = ("region", "month", "previous_month", "scope", "cell", "layer", "from_code", "from_class",
                   "to_code", "to_class", "area_km2")
@@ -129,8 +133,8 @@ def cell_area_rows(cell: str, files: dict[str, Path], layers: dict[str, Layer]) 
     count = class_areas_km2(files["count"])
     total, unmapped = count.sum(), count[0]
     mapped = total - unmapped
-    rows = [AreaRow("cell", cell, MAPPED, 1, "mapped (count > 0)", mapped, _share(mapped, total)),
-            AreaRow("cell", cell, MAPPED, 0, "not mapped", unmapped, _share(unmapped, total))]
+    rows = [AreaRow("cell", cell, MAPPED, 1, MAPPED_NAME, mapped, _share(mapped, total)),
+            AreaRow("cell", cell, MAPPED, 0, UNMAPPED_NAME, unmapped, _share(unmapped, total))]
     for product in ("lulc", "water"):
         if product in files:
             km2 = class_areas_km2(files[product])
@@ -145,7 +149,7 @@ def region_area_rows(cell_rows: list[AreaRow], region: str) -> list[AreaRow]:
     for r in cell_rows:
         sums[(r.layer, r.code, r.name)] = sums.get((r.layer, r.code, r.name), 0.0) + r.km2
     total = sum(km2 for (layer, _, _), km2 in sums.items() if layer == MAPPED)
-    mapped = sums.get((MAPPED, 1, "mapped (count > 0)"), 0.0)
+    mapped = sums.get((MAPPED, 1, MAPPED_NAME), 0.0)
     return [AreaRow("region", region, layer, code, name, km2, _share(km2, total if layer == MAPPED else mapped))
             for (layer, code, name), km2 in sums.items()]
 
@@ -159,8 +163,22 @@ def cell_change_rows(cell: str, before: Path, after: Path, layer: Layer) -> list
             for a in classes for b in classes if km2[a.code, b.code] > 0]
 
 
+def cell_coverage_rows(cell: str, before: Path, after: Path) -> list[ChangeRow]:
+    """The change table's ``mapped`` rows of one cell, from its ``count`` COGs of the previous
+    month and this one: km^2 mapped in both months (1 -> 1, always given: the area the
+    class-to-class rows cover), mapped then but not now (1 -> 0) and now but not then (0 -> 1)."""
+    km2 = change_km2(before, after)
+    both, lost, gained = float(km2[1:, 1:].sum()), float(km2[1:, 0].sum()), float(km2[0, 1:].sum())
+    rows = [ChangeRow("cell", cell, MAPPED, 1, MAPPED_NAME, 1, MAPPED_NAME, both)]
+    rows += [ChangeRow("cell", cell, MAPPED, 1, MAPPED_NAME, 0, UNMAPPED_NAME, lost)] if lost > 0 else []
+    rows += [ChangeRow("cell", cell, MAPPED, 0, UNMAPPED_NAME, 1, MAPPED_NAME, gained)] if gained > 0 else []
+    return rows
+
+
 def region_change_rows(cell_rows: list[ChangeRow], region: str) -> list[ChangeRow]:
-    sums: dict[tuple, float] = {}
+    """The region's rows: the cells' km^2 summed per layer and pair of classes; the area mapped in
+    both months is always stated, 0 when no cell was mapped in both."""
+    sums: dict[tuple, float] = {(MAPPED, 1, MAPPED_NAME, 1, MAPPED_NAME): 0.0}
     for r in cell_rows:
         key = (r.layer, r.from_code, r.from_name, r.to_code, r.to_name)
         sums[key] = sums.get(key, 0.0) + r.km2
@@ -190,6 +208,26 @@ def read_region_areas(csv: str | Path):
 
     table = pd.read_csv(csv)
     return table[table.scope == "region"][["layer", "code", "class", "area_km2", "share"]]
+
+
+@dataclass(frozen=True)
+class CommonArea:
+    """What a change table covers: km^2 mapped in both months over the region, and the cells
+    with any such area."""
+
+    cells: tuple[str, ...]
+    km2: float
+
+
+def read_common_area(csv: str | Path) -> CommonArea:
+    """The area a change table written by :func:`write_tables` (``*_change.csv``) covers, from
+    its ``mapped`` 1 -> 1 rows (none in a table of an older nationmap: 0 km^2)."""
+    import pandas as pd
+
+    table = pd.read_csv(csv)
+    both = table[(table.layer == MAPPED) & (table.from_code == 1) & (table.to_code == 1)]
+    cells = both[(both.scope == "cell") & (both.area_km2 > 0)].cell
+    return CommonArea(tuple(sorted(cells)), float(both[both.scope == "region"].area_km2.sum()))
 
 
 _ROW_COLUMNS = {

@@ -1,0 +1,327 @@
+"""Red team of published versions and their reports: damage after publication, the change table
+against a missing, foreign or planted previous month, and a disk that fills during a refresh.
+
+One month (September of the tiny world) is refreshed once for the module; each test damages it as
+a tired operator or a failing disk would, reruns what an operator reruns, and checks what is said,
+recorded and left on disk. The tests run in file order: the last one leaves a republished v2."""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from nationmap.ops.publish import MonthDir
+from nationmap.records import RefreshRecord, RunManifest
+from tests.conftest import TINY_CELLS
+from tests.ops.test_refresh import SLUG, write_spec
+from tests.reliability.conftest import assert_refused, run_cli, tree_hashes
+
+CELL = TINY_CELLS[0]
+
+
+def sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def flip_a_byte(path: Path) -> None:
+    """One byte changed in place (the same inode), as a failing disk or a stray write would."""
+    os.chmod(path, 0o644)
+    with open(path, "r+b") as f:
+        f.seek(path.stat().st_size // 2)
+        byte = f.read(1)
+        f.seek(-1, os.SEEK_CUR)
+        f.write(bytes([byte[0] ^ 0xFF]))
+    os.chmod(path, 0o444)
+
+
+@pytest.fixture(autouse=True)
+def _wide_terminal(monkeypatch):
+    """The console wraps at the terminal's width: a wide one keeps each line of the output whole."""
+    monkeypatch.setenv("COLUMNS", "1000")
+
+
+def newest_record(month: MonthDir) -> RefreshRecord:
+    return RefreshRecord.read(max(month.refreshes.glob("*.json"), key=os.path.getmtime))
+
+
+@pytest.fixture(scope="module")
+def published(tiny_catalog, tiny_bundles, tiny_world, tmp_path_factory):
+    """September refreshed and published as v1 (the catalog is kept elsewhere: no raw_dir)."""
+    root = tmp_path_factory.mktemp("published")
+    spec = write_spec(root, "", tiny_catalog, tiny_bundles, tiny_world / "lulc")
+    refresh = ["refresh", "--config", spec, "--month", "2022-09"]
+    outcome = run_cli(refresh)
+    assert outcome.code == 0, outcome.output
+    month = MonthDir(root / "products" / SLUG / "2022-09")
+    assert month.versions() == [1]
+    return {"root": root, "products": root / "products", "month": month, "refresh": refresh, "spec": spec}
+
+
+def test_a_byte_flipped_in_a_published_cog_is_repaired_by_the_rerun(published):
+    month: MonthDir = published["month"]
+    cog = month.version(1) / "cells" / CELL / f"{CELL}_2022-09_lulc.tif"
+    good = sha(cog)
+    flip_a_byte(cog)
+    # a published file is a copy: the staging run it is repaired from keeps its bytes
+    assert sha(month.staging / "cells" / CELL / cog.name) == good
+    outcome = run_cli(published["refresh"])
+    assert outcome.code == 0, outcome.output
+    assert f"v1 damaged: cells/{CELL}/{cog.name}: SHA-256 differs" in outcome.output
+    assert "repaired from .staging" in outcome.output
+    assert sha(cog) == good and cog.stat().st_mode & 0o222 == 0
+    assert month.versions() == [1] and os.readlink(month.latest) == "v1"
+    check = newest_record(month).checked[0]
+    assert check.version == 1 and check.action == "repaired" and cog.name in check.damaged[0]
+
+
+def test_a_stac_item_edited_in_place_is_repaired_by_the_rerun(published):
+    month: MonthDir = published["month"]
+    item = next(p for p in sorted((month.version(1) / "stac").rglob("*.json")) if CELL in p.name)
+    good = item.read_bytes()
+    os.chmod(item, 0o644)
+    with open(item, "r+") as f:  # edited in place: the same inode
+        f.write("{" + " " * 7)
+    os.chmod(item, 0o444)
+    outcome = run_cli(published["refresh"])
+    assert outcome.code == 0, outcome.output
+    assert f"v1 damaged: {item.relative_to(month.version(1))}: SHA-256 differs" in outcome.output
+    assert item.read_bytes() == good
+    assert newest_record(month).checked[0].action == "repaired"
+
+
+def test_verify_lists_each_damaged_file_and_repair_restores_them(published, tmp_path):
+    products, month = published["products"], published["month"]
+    v1 = month.version(1)
+    mosaic = next((v1 / "mosaic").glob("*_lulc.tif"))
+    quicklook = next((v1 / "quicklooks").glob("*.png"))
+    water = v1 / "cells" / CELL / f"{CELL}_2022-09_water.tif"
+    outside = tmp_path / "water.tif"
+    shutil.copy(water, outside)  # the same bytes, outside the products root
+    os.chmod(mosaic, 0o644)
+    mosaic.write_bytes(mosaic.read_bytes()[:1000])
+    quicklook.unlink()
+    water.unlink()
+    water.symlink_to(outside)
+    (v1 / "cells" / "notes.txt").write_text("planted")
+    before = tree_hashes(products)
+
+    found = run_cli(["verify", products])
+    assert found.code == 1, found.output
+    lines = found.output.strip().splitlines()
+    for path, why in ((mosaic, "1000 bytes, published with"), (quicklook, "missing"),
+                      (water, "leads outside the version"), (v1 / "cells" / "notes.txt", "never published")):
+        assert sum(str(path.relative_to(products)) in line and why in line for line in lines) == 1, found.output
+    assert len(lines) == 5 and "4 damaged, 0 repaired, 4 not repaired" in lines[-1]
+    assert tree_hashes(products) == before  # checking changes nothing
+
+    repaired = run_cli(["verify", products, "--region", ",".join(TINY_CELLS), "--month", "2022-09", "--repair"])
+    assert repaired.code == 0, repaired.output
+    assert repaired.output.count("repaired from .staging") == 3 and "(removed)" in repaired.output
+    assert not water.is_symlink() and outside.exists() and not (v1 / "cells" / "notes.txt").exists()
+    again = run_cli(["verify", products])
+    assert again.code == 0 and "every file as published" in again.output, again.output
+
+    assert_refused(run_cli(["verify", products, "--month", "2022-13"]), 2, "2022-13")
+    assert_refused(run_cli(["verify", tmp_path / "nowhere"]), 2, "nowhere")
+    assert_refused(run_cli(["verify", products, "--month", "2021-01"]), 2, "no published version")
+
+
+class _FullDiskFile:
+    """A file on a full disk: it opens, and every write fails as the kernel's does, naming no file."""
+
+    def __init__(self, f):
+        self.f = f
+
+    def write(self, data):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.f.close()
+
+    def __getattr__(self, name):
+        return getattr(self.f, name)
+
+
+def test_a_full_disk_during_a_refresh_names_the_path_and_ends_the_record_failed(published, monkeypatch):
+    """The disk fills as the inference writes its manifest: from then on no new block can be
+    written (new files, appends); bytes a file already holds can still be overwritten."""
+    import builtins
+
+    import nationmap.files as files
+    import nationmap.ops.refresh as refresh
+
+    month: MonthDir = published["month"]
+    full = []
+
+    def on_a_filling_disk(path, mode="r", *args, **kwargs):
+        if ".staging" in str(path) and "manifest.json" in str(path) and "w" in mode:
+            full.append(path)
+        f = builtins.open(path, mode, *args, **kwargs)
+        return _FullDiskFile(f) if full and any(c in mode for c in "wax") else f
+
+    monkeypatch.setattr(files, "open", on_a_filling_disk, raising=False)
+    monkeypatch.setattr(refresh, "open", on_a_filling_disk, raising=False)
+    before = tree_hashes(month.version(1))
+    outcome = run_cli(published["refresh"])
+    assert full, "the simulated disk never filled"
+    assert_refused(outcome, 1, "No space left on device", str(month.staging / "manifest.json"))
+    record = newest_record(month)
+    assert record.status == "failed" and str(month.staging / "manifest.json") in record.error
+    assert tree_hashes(month.version(1)) == before and RunManifest.read(month.staging / "manifest.json")
+
+
+@pytest.fixture()
+def october_without_inference(published, monkeypatch):
+    """October refreshed with its inference replaced by a copy of September's staging run (the
+    change table's reference is chosen and checked before the inference): returns the refresh
+    command and the ``previous`` each inference was given."""
+    import nationmap.infer.pipeline as pipeline
+    from nationmap.files import write_json
+
+    given = []
+
+    def inference(cfg, force=False, log=print, run_dir=None):
+        given.append(cfg.previous)
+        shutil.copytree(published["month"].staging, run_dir, dirs_exist_ok=True)
+        manifest = RunManifest.read(Path(run_dir) / "manifest.json")
+        write_json(Path(run_dir) / "manifest.json", manifest.replace(month=cfg.month))
+        return RunManifest.read(Path(run_dir) / "manifest.json")
+
+    monkeypatch.setattr(pipeline, "run_inference", inference)
+    return ["refresh", "--config", published["spec"], "--month", "2022-10"], given
+
+
+def _no_manifest(v1: Path, tmp_path: Path):
+    (v1 / "manifest.json").rename(tmp_path / "manifest.json")
+    return lambda: (tmp_path / "manifest.json").rename(v1 / "manifest.json")
+
+
+def _other_cells(v1: Path, tmp_path: Path):
+    """September's latest moved to a version over two other cells (as if the region had changed)."""
+    v9 = v1.parent / "v9"
+    shutil.copytree(v1, v9, symlinks=True)
+    text = (v9 / "manifest.json").read_text()
+    for old, new in zip(TINY_CELLS, ("N44E142", "N44E143")):
+        (v9 / "cells" / old).rename(v9 / "cells" / new)
+        text = text.replace(f'"cell": "{old}"', f'"cell": "{new}"')
+    (v9 / "manifest.json").unlink()  # published read-only
+    (v9 / "manifest.json").write_text(text)
+    os.replace(v1.parent / "latest", tmp_path / "latest")
+    (v1.parent / "latest").symlink_to("v9")
+
+    def restore():
+        (v1.parent / "latest").unlink()
+        os.replace(tmp_path / "latest", v1.parent / "latest")
+        shutil.rmtree(v9)
+    return restore
+
+
+def _cog_planted_outside(v1: Path, tmp_path: Path):
+    """A cell COG replaced by a symlink to a file of the same bytes outside the products root."""
+    cog = v1 / "cells" / CELL / f"{CELL}_2022-09_lulc.tif"
+    cog.rename(tmp_path / "kept.tif")
+    shutil.copy(tmp_path / "kept.tif", tmp_path / "outside.tif")
+    cog.symlink_to(tmp_path / "outside.tif")
+
+    def restore():
+        cog.unlink()
+        (tmp_path / "kept.tif").rename(cog)
+    return restore
+
+
+@pytest.mark.parametrize("damage, words", [
+    (_no_manifest, ("no change table", "manifest.json", "not found")),
+    (_other_cells, ("no change table", "maps none of the 2 cells", "N44E142")),
+    (_cog_planted_outside, ("no change table", f"cells/{CELL}/{CELL}_2022-09_lulc.tif", "leads outside")),
+], ids=["manifest-missing", "other-cells", "cog-symlinked-outside"])
+def test_a_previous_month_that_cannot_be_compared_is_a_warning_never_a_silent_table(
+        published, october_without_inference, damage, words, tmp_path):
+    refresh, given = october_without_inference
+    restore = damage(published["month"].version(1), tmp_path)
+    try:
+        outcome = run_cli(refresh)
+    finally:
+        restore()
+    assert outcome.code == 0, outcome.output
+    assert given == [""]  # no change table from it
+    warnings = [line for line in outcome.output.splitlines() if line.startswith("warning: no change table")]
+    assert len(warnings) == 1 and all(w in warnings[0] for w in words), outcome.output
+    october = MonthDir(published["products"] / SLUG / "2022-10")
+    assert newest_record(october).warnings == [warnings[0].removeprefix("warning: ")]
+
+
+def test_previous_cogs_leading_outside_or_replaced_are_refused(published, tmp_path):
+    from nationmap.errors import InputError
+    from nationmap.infer.tables import read_previous
+
+    v1 = published["month"].version(1)
+    restore = _cog_planted_outside(v1, tmp_path)
+    try:
+        with pytest.raises(InputError, match="leads outside"):
+            read_previous(v1, "2022-10", 600)
+    finally:
+        restore()
+    copy = tmp_path / "copy"
+    shutil.copytree(v1, copy)
+    flip_a_byte(copy / "cells" / CELL / f"{CELL}_2022-09_water.tif")
+    with pytest.raises(InputError, match="SHA-256 differs"):
+        read_previous(copy, "2022-10", 600)
+
+
+def test_the_change_table_states_the_area_mapped_in_both_months(published, tiny_bundles, tmp_path):
+    import pandas as pd
+
+    from nationmap.infer.config import InferConfig
+    from nationmap.infer.pipeline import describe_models
+    from nationmap.infer.tables import PreviousMonth, read_previous, write_area_tables
+    from nationmap.products.areas import read_common_area
+
+    v1 = published["month"].version(1)
+    layers = describe_models(InferConfig(region=",".join(TINY_CELLS), month="2022-10",
+                                         lulc_model=str(tiny_bundles["lulc"]),
+                                         water_model=str(tiny_bundles["water"]))).layers
+    manifest = RunManifest.read(v1 / "manifest.json")
+    cells = {c.cell: {p: v1 / "cells" / c.cell / e.path for p, e in c.files.items()} for c in manifest.ok_cells()}
+    # September's COGs as October's: every pixel mapped in September is mapped in both months
+    tables = write_area_tables(cells, layers, "tiny", "2022-10", tmp_path / "same" / "tiny",
+                               read_previous(v1, "2022-10", 600), "serial")
+    areas, change = pd.read_csv(tables["areas_csv"]), pd.read_csv(tables["change_csv"])
+    mapped = areas.query("scope == 'region' and layer == 'mapped' and code == 1").area_km2.item()
+    both = change.query("scope == 'region' and layer == 'mapped' and from_code == 1 and to_code == 1").area_km2.item()
+    assert mapped > 0 and both == pytest.approx(mapped, rel=1e-6)
+    assert read_common_area(tables["change_csv"]).km2 == pytest.approx(mapped, rel=1e-6)
+    assert read_common_area(tables["change_csv"]).cells == tuple(sorted(cells))
+    # a previous month over other cells: the table says it covers 0 km2, it is not merely empty
+    elsewhere = PreviousMonth("2022-09", {"N44E142": cells[CELL]}, "k")
+    tables = write_area_tables(cells, layers, "tiny", "2022-10", tmp_path / "other" / "tiny", elsewhere, "serial")
+    change = pd.read_csv(tables["change_csv"])
+    assert len(change) == 1 and change.layer.item() == "mapped" and change.area_km2.item() == 0.0
+
+
+def test_a_damaged_version_that_cannot_be_repaired_is_republished(published):
+    """The version's own manifest is damaged: no verified copy of it exists anywhere (the staging
+    run's is rewritten by every rerun), so the rerun republishes the month and says so."""
+    products, month = published["products"], published["month"]
+    manifest = month.version(1) / "manifest.json"
+    os.chmod(manifest, 0o644)
+    with open(manifest, "a") as f:
+        f.write(" ")
+    outcome = run_cli(published["refresh"])
+    assert outcome.code == 0, outcome.output
+    assert "v1 damaged: manifest.json" in outcome.output
+    assert "v1 could not be repaired: republished as v2" in outcome.output
+    assert month.versions() == [1, 2] and os.readlink(month.latest) == "v2"
+    assert json.loads((month.version(2) / "version.json").read_text())["supersedes"] == [1]
+    assert newest_record(month).checked[0].action == "republished as v2"
+    listed = run_cli(["verify", products])
+    assert listed.code == 0, listed.output  # the damage is known and replaced: not an alarm every night
+    assert "v1/manifest.json" in listed.output and "superseded by v2" in listed.output
