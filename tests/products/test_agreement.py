@@ -78,7 +78,8 @@ def test_eval_products_cli(runs, tiny_world):
     from tests.reliability.conftest import run_cli
 
     run_dir, base_dir = runs
-    outcome = run_cli(["eval", "products", run_dir, "--reference", tiny_world / "lulc", "--baseline-run", base_dir])
+    outcome = run_cli(["eval", "products", run_dir, "--reference", tiny_world / "lulc", "--baseline-run", base_dir,
+                       "--overwrite"])  # the module's first test wrote the run's agreement
     assert outcome.code == 0, outcome.output
     assert "Boundaries and thin water" in outcome.output and "majority class (Forest)" in outcome.output
     outcome = run_cli(["eval", "products", tiny_world, "--reference", tiny_world / "lulc"])
