@@ -1,20 +1,27 @@
-"""Map tiles, legends and pixel values of the national COGs, through rio-tiler.
+"""Map tiles, legends and pixel values of the national COGs.
 
-Tiles are Web Mercator (rio-tiler's default WebMercatorQuad, what Leaflet asks for) read from
-the COG's overviews with nearest resampling, so a class stays a class at every zoom. A
-categorical layer is drawn with its own colour table (no data transparent); a continuous one
-(confidence, count) with viridis over ``CONTINUOUS_RANGES``. Legends come from the COG itself:
-the colour table and the class names in its band metadata (``CLASS_<code>``).
+Tiles are Web Mercator (WebMercatorQuad, what Leaflet asks for) read from the COG's overviews
+with nearest resampling, so a class stays a class at every zoom. A categorical layer is drawn
+with its own colour table (no data transparent); a continuous one (confidence, count) with
+viridis over ``CONTINUOUS_RANGES``. Legends come from the COG itself: the colour table and the
+class names in its band metadata (``CLASS_<code>``).
+
+The national COGs are north-up EPSG:4326, and Web Mercator is separable in longitude and
+latitude, so a tile is cut without a warp: one source column per tile column, one source row per
+tile row, from the coarsest overview still as fine as the tile (what GDAL's warp picks; the pixels
+are rio-tiler's, checked tile by tile), and written as a paletted PNG. A COG in another CRS goes
+through rio-tiler (GDAL's warp).
 
 The reads here are blocking (GDAL) and run in the server's worker threads, never in its event
-loop. Each thread keeps its opened datasets (``READERS_PER_THREAD``, least recently used first
-out), keyed by the file's version (inode, size, times), so a tile costs a read and no open, and a
-file replaced on disk is opened afresh. Coordinates are checked against the tile matrix
+loop. Each thread keeps its opened datasets (``READERS_PER_THREAD`` files, least recently used
+first out), keyed by the file's version (inode, size, times), so a tile costs a read and no open,
+and a file replaced on disk is opened afresh. Coordinates are checked against the tile matrix
 (:func:`tile_in_matrix`) and the COG's bounds (:func:`overlaps`) before any read.
 """
 
 from __future__ import annotations
 
+import io
 import math
 import threading
 from collections import OrderedDict
@@ -25,9 +32,11 @@ from pathlib import Path
 import morecantile
 import numpy as np
 import rasterio
+from PIL import Image
 from rasterio._err import CPLE_BaseError
 from rasterio.errors import RasterioError
 from rasterio.warp import transform_bounds
+from rasterio.windows import Window
 from rio_tiler.colormap import cmap
 from rio_tiler.errors import PointOutsideBounds, TileOutsideBounds
 from rio_tiler.io import Reader
@@ -169,41 +178,138 @@ def _data_end(ds) -> int:
 _local = threading.local()
 
 
-def _reader(path: Path, version: tuple[int, ...]) -> Reader:
-    """This thread's open dataset of ``path`` at ``version`` (opened on first use)."""
-    readers: OrderedDict | None = getattr(_local, "readers", None)
-    if readers is None:
-        readers = _local.readers = OrderedDict()
+@dataclass
+class _OpenCog:
+    """One thread's open handles of a COG version: the dataset at full resolution and at each
+    overview (finest first), its colour table, and rio-tiler's reader for what is not separable."""
+
+    levels: list
+    colormap: dict | None
+    separable: bool  # north-up EPSG:4326 uint8: a Web Mercator tile is cut without a warp
+    reader: Reader | None = None
+
+    def close(self) -> None:
+        for ds in self.levels:
+            ds.close()
+        if self.reader is not None:
+            self.reader.close()
+
+
+def _open(path: Path, version: tuple[int, ...]) -> _OpenCog:
+    """This thread's open handles of ``path`` at ``version`` (opened on first use)."""
+    cogs: OrderedDict | None = getattr(_local, "cogs", None)
+    if cogs is None:
+        cogs = _local.cogs = OrderedDict()
     key = (str(path), version)
-    if key in readers:
-        readers.move_to_end(key)
-        return readers[key]
-    readers[key] = Reader(str(path))
-    while len(readers) > READERS_PER_THREAD:
-        readers.popitem(last=False)[1].close()
-    return readers[key]
+    if key in cogs:
+        cogs.move_to_end(key)
+        return cogs[key]
+    full = rasterio.open(path)
+    try:
+        levels = [full] + [rasterio.open(path, overview_level=i) for i in range(len(full.overviews(1)))]
+        try:
+            colormap = full.colormap(1)
+        except ValueError:  # no colour table: a continuous layer
+            colormap = None
+    except BaseException:
+        full.close()
+        raise
+    t = full.transform
+    separable = (full.crs is not None and full.crs.to_epsg() == 4326 and t.b == 0 and t.d == 0 and t.e < 0
+                 and full.dtypes[0] == "uint8")
+    cogs[key] = _OpenCog(levels, colormap, separable)
+    while len(cogs) > READERS_PER_THREAD:
+        cogs.popitem(last=False)[1].close()
+    return cogs[key]
 
 
 def _forget(path: Path, version: tuple[int, ...]) -> None:
-    reader = getattr(_local, "readers", {}).pop((str(path), version), None)
-    if reader is not None:
-        reader.close()
+    cog = getattr(_local, "cogs", {}).pop((str(path), version), None)
+    if cog is not None:
+        cog.close()
+
+
+def _tile_pixels(levels: list, z: int, x: int, y: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """(values, outside) of tile (z, x, y) from a north-up EPSG:4326 raster, nearest resampling, or
+    None where it holds no pixel. Web Mercator is separable: a tile column is one longitude and a
+    tile row one latitude, so each picks one source column or row of the coarsest level still as
+    fine as the tile's pixels (GDAL's choice of overview, without the warp)."""
+    pixel = 360.0 / (256 << z)
+    ds = next((d for d in reversed(levels) if d.transform.a <= pixel * 1.2), levels[0])
+    t = ds.transform
+    centres = (np.arange(256) + 0.5) / 256
+    lon = (x + centres) / (1 << z) * 360.0 - 180.0
+    lat = np.degrees(np.arctan(np.sinh(np.pi * (1 - 2 * (y + centres) / (1 << z)))))
+    cols = np.floor((lon - t.c) / t.a).astype(np.int64)
+    rows = np.floor((lat - t.f) / t.e).astype(np.int64)
+    in_cols, in_rows = (cols >= 0) & (cols < ds.width), (rows >= 0) & (rows < ds.height)
+    if not in_cols.any() or not in_rows.any():
+        return None
+    c0, c1, r0, r1 = cols[in_cols].min(), cols[in_cols].max(), rows[in_rows].min(), rows[in_rows].max()
+    block = ds.read(1, window=Window(c0, r0, c1 - c0 + 1, r1 - r0 + 1))
+    values = block[np.ix_(np.where(in_rows, rows - r0, 0), np.where(in_cols, cols - c0, 0))]
+    outside = ~(in_rows[:, None] & in_cols[None, :])
+    if ds.nodata is not None:
+        outside |= values == ds.nodata
+    return None if outside.all() else (values, outside)
+
+
+@lru_cache(maxsize=64)
+def _palette(product: str, colormap: tuple | None) -> tuple[np.ndarray, bytes, bytes]:
+    """(lookup table value -> palette index, RGB palette, alpha per index) of a layer; the last
+    index with alpha 0 is where pixels outside the raster go."""
+    rgba = np.zeros((256, 4), dtype=np.uint8)
+    if colormap is not None:  # categorical: a value is its own index
+        for value, colour in colormap:
+            rgba[value] = colour
+        lut = np.arange(256, dtype=np.uint8)
+    else:  # continuous: CONTINUOUS_RANGES over indices 0..254 of the palette, 255 transparent
+        stops = cmap.get(PALETTE)
+        rgba[:255] = [stops[round(i * 255 / 254)] for i in range(255)]
+        low, high = CONTINUOUS_RANGES.get(product, (0.0, 255.0))
+        lut = np.clip(np.round((np.arange(256) - low) * 254 / (high - low)), 0, 254).astype(np.uint8)
+    clear = np.flatnonzero(rgba[:, 3] == 0)
+    rgba[clear[-1] if len(clear) else 255, 3] = 0
+    lut = np.append(lut, clear[-1] if len(clear) else 255).astype(np.uint8)  # lut[256]: outside
+    return lut, rgba[:, :3].tobytes(), rgba[:, 3].tobytes()
+
+
+def _png(product: str, cog: _OpenCog, values: np.ndarray, outside: np.ndarray) -> bytes:
+    """A paletted PNG (8 bits a pixel, transparency per palette entry) of a tile's values."""
+    table = tuple(sorted(cog.colormap.items())) if cog.colormap else None
+    lut, palette, alpha = _palette(product, table)
+    indices = lut[np.where(outside, 256, values.astype(np.int64))]
+    image = Image.frombytes("P", (indices.shape[1], indices.shape[0]), np.ascontiguousarray(indices).tobytes())
+    image.putpalette(palette)
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG", transparency=alpha, compress_level=1)
+    return buffer.getvalue()
+
+
+def _render_warped(product: str, cog: _OpenCog, path: Path, x: int, y: int, z: int) -> bytes | None:
+    """A tile through rio-tiler (GDAL's warp): for a COG in another CRS or rotated."""
+    if cog.reader is None:
+        cog.reader = Reader(str(path))
+    try:
+        image = cog.reader.tile(x, y, z, resampling_method="nearest")
+    except TileOutsideBounds:
+        return None
+    if cog.reader.colormap:
+        return image.render(img_format="PNG", colormap=cog.reader.colormap)
+    low, high = CONTINUOUS_RANGES.get(product, (0.0, 255.0))
+    image.rescale(in_range=((low, high),), out_range=((0, 255),))
+    return image.render(img_format="PNG", colormap=cmap.get(PALETTE))
 
 
 def render_tile(product: str, cog: Path, version: tuple[int, ...], x: int, y: int, z: int) -> bytes | None:
     """PNG of tile (``z``, ``x``, ``y``) of a national COG, or None where the COG has no data.
     RasterReadError if the file cannot be read."""
     try:
-        src = _reader(cog, version)
-        try:
-            image = src.tile(x, y, z, resampling_method="nearest")
-        except TileOutsideBounds:
-            return None
-        if src.colormap:
-            return image.render(img_format="PNG", colormap=src.colormap)
-        low, high = CONTINUOUS_RANGES.get(product, (0.0, 255.0))
-        image.rescale(in_range=((low, high),), out_range=((0, 255),))
-        return image.render(img_format="PNG", colormap=cmap.get(PALETTE))
+        opened = _open(cog, version)
+        if not opened.separable:
+            return _render_warped(product, opened, cog, x, y, z)
+        pixels = _tile_pixels(opened.levels, z, x, y)
+        return None if pixels is None else _png(product, opened, *pixels)
     except READ_ERRORS as exc:
         _forget(cog, version)
         raise RasterReadError(first_line(exc)) from None
@@ -213,7 +319,10 @@ def pixel_value(cog: Path, version: tuple[int, ...], lon: float, lat: float) -> 
     """The value of band 1 of ``cog`` at (``lon``, ``lat``) degrees; None outside it or at no data.
     RasterReadError if the file cannot be read."""
     try:
-        point = _reader(cog, version).point(lon, lat)
+        opened = _open(cog, version)
+        if opened.reader is None:
+            opened.reader = Reader(str(cog))
+        point = opened.reader.point(lon, lat)
     except PointOutsideBounds:
         return None
     except READ_ERRORS as exc:
