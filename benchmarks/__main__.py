@@ -17,7 +17,7 @@ from pathlib import Path
 from benchmarks.common import ROOT, SIZES, WORKDIR, machine, run_child
 
 BENCHMARKS = ("infer_overhead", "infer_memory", "products", "national_layer", "scale", "training", "data_prep", "gpu",
-              "quality")
+              "quality", "serve")
 # ratio -> (target, "min" (ratio must be >= target) or "max" (<=), what it means)
 TARGETS = {
     ("infer_overhead", "scene_stage_vs_bare"): (0.90, "min", "scene stage throughput / bare forward"),

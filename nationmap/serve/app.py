@@ -53,7 +53,7 @@ STATIC = Path(__file__).with_name("static")
 PRODUCT_ORDER = ("lulc", "water", "confidence", "count")
 UNITS = {"confidence": "%", "count": "acquisitions"}
 DEADLINE_S = 10.0  # the longest a raster read may hold a request
-TILE_CACHE_BYTES = 32 * 2**20
+TILE_CACHE_BYTES = 8 * 2**20  # about 2,000 tiles: the screens viewers looked at last
 WORKERS = min(8, 2 * (os.cpu_count() or 1))  # GDAL releases the GIL while it reads and decodes
 log = logging.getLogger("nationmap.serve")
 
