@@ -7,7 +7,9 @@ Write rule: every file or directory nationmap writes appears whole or not at all
 under :func:`temporary_name` (``.<name>.part-<pid>``, beside the target, so the rename stays on one
 filesystem), flushed to disk where a crash must not leave an empty file (records, manifests,
 checkpoints), then renamed over the target; on failure the temporary is removed and the target
-is left as it was. :func:`atomic_file` writes one file, :func:`staged_dir` one directory.
+is left as it was. :func:`atomic_file` writes one file, :func:`staged_dir` one directory. A write
+error that names no file (a full disk's ``[Errno 28]`` from ``write``) is raised naming the target
+(:func:`naming`), so its one-line error says where.
 """
 
 from __future__ import annotations

@@ -18,6 +18,8 @@ from nationmap.cli.common import EXIT_FAILED, console, run_guarded
 
 @dataclass
 class _Tally:
+    """What the months checked add up to, for the summary and the exit code."""
+
     versions: int = 0
     files: int = 0
     damaged: int = 0
@@ -38,11 +40,15 @@ class _Tally:
                 self.left += unfixed
 
     def summary(self, months: int, root: Path) -> str:
-        head = f"{self.versions} versions of {months} months under {root}, {self.files} files: "
+        head = f"{_count(self.versions, 'version')} of {_count(months, 'month')} under {root}, {self.files} files: "
         if not self.damaged:
             return head + "every file as published"
         tail = f", {self.superseded} in versions superseded by a republished one" if self.superseded else ""
         return head + f"{self.damaged} damaged, {self.repaired} repaired, {self.left} not repaired{tail}"
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'s' if n != 1 else ''}"
 
 
 def verify(
@@ -105,6 +111,7 @@ def _verify_month(root: Path, month, repair: bool):
         for damage in state.damage:
             console.print(f"{where}/v{state.version}/{damage.line()}{later}", highlight=False, soft_wrap=True)
         if not state.complete:
-            console.print(f"{where}/v{state.version}: published before nationmap listed every file's checksum: "
-                          f"only its manifest's files were checked", highlight=False, soft_wrap=True)
+            console.print(f"{where}/v{state.version}: no list of its files' checksums (published before nationmap "
+                          f"kept one, or damaged): only its manifest's files were checked", highlight=False,
+                          soft_wrap=True)
     return states
