@@ -63,7 +63,9 @@ def refresh(
     # `ray job stop` and schedulers send SIGTERM: unwind so the record says interrupted
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     try:
-        record = run_refresh(cfg, spec, force=force, log=console.print)
+        # whole lines: a cron job has no terminal width to wrap at
+        record = run_refresh(cfg, spec, force=force, log=lambda text: console.print(text, highlight=False,
+                                                                                     soft_wrap=True))
     except LockedError as exc:
         fail(str(exc), EXIT_LOCKED)
     except RefreshFailed as exc:
