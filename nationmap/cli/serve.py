@@ -17,7 +17,7 @@ import typer
 from nationmap.cli.common import console, fail, run_guarded
 from nationmap.errors import FailedError, InputError
 
-GDAL_CACHE_MB = "256"  # GDAL's block cache in the server (its default is 5 % of the machine's memory)
+GDAL_CACHE_MB = "64"  # GDAL's block cache, shared by every thread's datasets (its default: 5 % of the memory)
 GRACEFUL_S = 5  # on Ctrl-C or SIGTERM, requests in flight get this long to finish
 
 

@@ -20,6 +20,7 @@ COGs whose file changed (keyed by inode, size and times).
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 import re
 import threading
@@ -36,6 +37,7 @@ from nationmap.serve.tiles import CogInfo, file_version, inspect_cog, sidecars
 MAX_DEPTH = 4  # <root>/<region>/<month>/<vN>/manifest.json
 REFRESH_S = 1.0  # the tree is walked for changes at most this often
 _VERSION = re.compile(r"^v(\d+)$")
+log = logging.getLogger("nationmap.serve")
 
 
 @dataclass(frozen=True)
@@ -174,7 +176,7 @@ class MapIndex:
                 return False
             self._checked = time.monotonic()
             found = list(_walk(self.root))
-            entries = [self._entry(f) for f in found]
+            entries = [self._entry_or_unavailable(f) for f in found]
             seen = {f.manifest for f in found}
             self._manifests = {p: v for p, v in self._manifests.items() if p in seen}  # removed runs
             entries = [e for e in entries if e is not None and (e.mosaics or not e.available)]
@@ -208,6 +210,18 @@ class MapIndex:
     def _unavailable(self, entry: MapEntry, reason: str) -> MapEntry:
         return dataclasses.replace(entry, problem=self.relative(reason))
 
+    def _entry_or_unavailable(self, found: _Found) -> MapEntry | None:
+        """:meth:`_entry`, with any error it did not foresee kept to that run (logged), never the list's."""
+        try:
+            return self._entry(found)
+        except Exception as exc:  # noqa: BLE001 - one run's damage must not take down the whole map
+            log.exception("indexing %s", found.run)
+            rel = found.run.relative_to(self.root)
+            region, month = (rel.parts + ("", ""))[:2]
+            return MapEntry(id=rel.as_posix(), region=region, month=month, version=found.run.name, latest=False,
+                            root=found.run, mosaics={}, areas=None, cells=(), status="damaged",
+                            problem=f"cannot be shown ({type(exc).__name__}, in the server's log)")
+
     def _entry(self, found: _Found) -> MapEntry | None:
         run = found.run
         rel = run.relative_to(self.root)
@@ -227,6 +241,10 @@ class MapIndex:
             return None if _foreign(found.manifest) else self._unavailable(base, manifest)
         base = dataclasses.replace(base, region=manifest.region, month=manifest.month, cells=tuple(manifest.cells),
                                    status=manifest.status)
+        try:
+            base.cell_bounds()
+        except (InputError, ValueError) as exc:
+            return self._unavailable(base, f"manifest.json names a cell that is not one ({first_line(exc)})")
         try:
             mosaics = {p: _mosaic(self.root, run, p, e.path, self._damaged) for p, e in manifest.products.mosaic.items()}
             return dataclasses.replace(base, mosaics=mosaics, areas=_areas(self.root, run, manifest))

@@ -154,9 +154,12 @@ def inspect_cog(product: str, path: Path, version: tuple[int, ...]) -> CogInfo:
             if end > version[1]:
                 return CogInfo(None, None, f"truncated ({version[1]:,} bytes, its tiles need {end:,})")
             bounds = tuple(transform_bounds(ds.crs, "EPSG:4326", *ds.bounds))
-        return CogInfo(bounds, _legend(product, str(path), version))
+        legend_read = _legend(product, str(path), version)
     except READ_ERRORS as exc:
         return CogInfo(None, None, f"not a raster GDAL can read ({first_line(exc)})")
+    except (KeyError, IndexError) as exc:  # a class named in the metadata without a colour
+        return CogInfo(None, None, f"its legend cannot be read ({type(exc).__name__}: {first_line(exc)})")
+    return CogInfo(bounds, legend_read)
 
 
 def _data_end(ds) -> int:
