@@ -214,34 +214,60 @@ def choose_precision(requested: str, device: Bf16Support, force: bool = False) -
 # --- CPUs: what this process may use, not what the host has -------------------------------------
 
 
-def available_cpus(cgroup_root: str = "/sys/fs/cgroup") -> int:
+def available_cpus(cgroup_root: str = "/sys/fs/cgroup", proc_cgroup: str = "/proc/self/cgroup") -> int:
     """CPUs this process may use: its affinity mask (taskset, Slurm, a container's cpuset) capped
-    by a cgroup CPU quota (``docker --cpus``, a Kubernetes limit), rounded up. ``os.cpu_count()``
-    counts the host's CPUs: threads sized by it oversubscribe a limited container many times over."""
+    by the CPU quotas of its cgroup and the cgroups above it (``docker --cpus``, a Kubernetes
+    limit, systemd's ``CPUQuota=``), rounded up. ``os.cpu_count()`` counts the host's CPUs:
+    threads sized by it oversubscribe a limited container many times over."""
     try:
         cpus = len(os.sched_getaffinity(0))
     except (AttributeError, OSError):  # not on Linux
         cpus = os.cpu_count() or 1
-    quota = cgroup_cpu_quota(cgroup_root)
+    quota = cgroup_cpu_quota(cgroup_root, proc_cgroup)
     if quota is not None:
         cpus = min(cpus, math.ceil(quota))
     return max(1, cpus)
 
 
-def cgroup_cpu_quota(root: str = "/sys/fs/cgroup") -> float | None:
-    """The CPU quota in CPUs of this process's cgroup (v2 ``cpu.max``, v1 ``cpu.cfs_quota_us`` /
-    ``cpu.cfs_period_us``), or None where there is none or it cannot be read."""
+def cgroup_cpu_quota(root: str = "/sys/fs/cgroup", proc_cgroup: str = "/proc/self/cgroup") -> float | None:
+    """The smallest CPU quota, in CPUs, on the way from this process's cgroup (``proc_cgroup``)
+    up to ``root``: cgroup v2 ``cpu.max``, v1 ``cpu.cfs_quota_us`` / ``cpu.cfs_period_us``; None
+    where there is none or nothing can be read."""
     from pathlib import Path
 
+    quotas = [q for q in (_cgroup_quota(d) for d in _cgroup_dirs(Path(root), proc_cgroup)) if q is not None]
+    return min(quotas) if quotas else None
+
+
+def _cgroup_dirs(root, proc_cgroup: str) -> list:
+    """This process's cgroup directories under ``root`` and their parents up to it (v2 and v1's
+    cpu controller), innermost first; just ``root`` (and ``root/cpu``) where /proc says nothing."""
     try:
-        v2 = Path(root, "cpu.max")
-        if v2.is_file():
-            quota, period = v2.read_text().split()[:2]
+        lines = open(proc_cgroup).read().splitlines()
+    except OSError:
+        lines = []
+    found = []
+    for line in lines:
+        _, controllers, rel = (line.split(":", 2) + ["", ""])[:3]
+        if controllers == "":
+            base = root  # v2: one unified tree
+        elif "cpu" in controllers.split(","):
+            base = next((root / n for n in (controllers, "cpu", "cpu,cpuacct") if (root / n).is_dir()), root / "cpu")
+        else:
+            continue
+        here = base / rel.lstrip("/")
+        found += [here, *[p for p in here.parents if p.is_relative_to(base) and p != here]]
+    return found or [root, root / "cpu"]
+
+
+def _cgroup_quota(directory) -> float | None:
+    try:
+        if (directory / "cpu.max").is_file():
+            quota, period = (directory / "cpu.max").read_text().split()[:2]
             return None if quota == "max" else int(quota) / int(period)
-        v1 = Path(root, "cpu", "cpu.cfs_quota_us")
-        if v1.is_file():
-            quota = int(v1.read_text())
-            return None if quota <= 0 else quota / int(Path(root, "cpu", "cpu.cfs_period_us").read_text())
+        if (directory / "cpu.cfs_quota_us").is_file():
+            quota = int((directory / "cpu.cfs_quota_us").read_text())
+            return None if quota <= 0 else quota / int((directory / "cpu.cfs_period_us").read_text())
     except (OSError, ValueError, ZeroDivisionError):
         return None
     return None

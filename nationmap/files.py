@@ -29,6 +29,27 @@ from nationmap.errors import InputError
 JOBS_DIR = Path(__file__).resolve().parent / "jobs"  # the job specs shipped in the package (jobs/ links here)
 
 
+def job_spec_path(spec: str | Path) -> Path:
+    """The TOML file a job spec argument means: a file that exists (relative to the working
+    directory), else one of the specs shipped in the package, named with or without ``.toml``
+    and with or without a leading ``jobs/`` (``cpu-demo/lulc``, ``jobs/cpu-demo/lulc.toml``);
+    InputError when neither exists. A name never leaves the shipped specs (the path rule)."""
+    path = Path(spec)
+    if path.is_file():
+        return path
+    parts = [p for p in path.with_suffix("").parts if p not in ("", ".")] if path.suffix == ".toml" else list(path.parts)
+    if parts and parts[0] == "jobs":
+        parts = parts[1:]
+    if parts and not path.is_absolute():
+        try:
+            named = safe_child(JOBS_DIR, *parts[:-1], parts[-1] + ".toml")
+        except InputError:
+            named = None
+        if named is not None and named.is_file():
+            return named
+    raise InputError(f"job spec {spec} not found (a TOML file, or the name of a spec shipped in {JOBS_DIR})")
+
+
 def safe_child(root: str | Path, *parts: str) -> Path:
     """``root/parts...``, refused (InputError) if it would resolve outside ``root`` (``..``, absolute
     parts, symlinks leading out): paths built from user-given names stay in their directory."""

@@ -145,20 +145,31 @@ def test_the_cpu_recipes_use_auto_precision():
 
 
 def test_available_cpus_follow_the_affinity_and_the_cgroup_quota(tmp_path, monkeypatch):
-    assert available_cpus(str(tmp_path)) == len(os.sched_getaffinity(0))  # no quota file: the affinity mask
-    (tmp_path / "cpu.max").write_text("max 100000\n")
-    assert cgroup_cpu_quota(str(tmp_path)) is None
-    (tmp_path / "cpu.max").write_text("150000 100000\n")  # docker --cpus 1.5
-    assert cgroup_cpu_quota(str(tmp_path)) == 1.5
+    v2_proc = tmp_path / "proc-v2"
+    v2_proc.write_text("0::/kubepods/pod1/ctr\n")
+    root = tmp_path / "v2"
+    ctr = root / "kubepods" / "pod1" / "ctr"
+    ctr.mkdir(parents=True)
+    assert available_cpus(str(root), str(v2_proc)) == len(os.sched_getaffinity(0))  # no quota: the affinity mask
+    (ctr / "cpu.max").write_text("max 100000\n")
+    assert cgroup_cpu_quota(str(root), str(v2_proc)) is None
+    (root / "kubepods" / "cpu.max").write_text("150000 100000\n")  # a limit on a parent cgroup
+    assert cgroup_cpu_quota(str(root), str(v2_proc)) == 1.5
+    (ctr / "cpu.max").write_text("400000 100000\n")  # the smallest on the way up wins
+    assert cgroup_cpu_quota(str(root), str(v2_proc)) == 1.5
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(64)))  # a 64-core host
-    assert available_cpus(str(tmp_path)) == 2
+    assert available_cpus(str(root), str(v2_proc)) == 2
+    v1_proc = tmp_path / "proc-v1"
+    v1_proc.write_text("4:memory:/docker/abc\n2:cpu,cpuacct:/docker/abc\n")
     v1 = tmp_path / "v1"
-    (v1 / "cpu").mkdir(parents=True)
-    (v1 / "cpu" / "cpu.cfs_quota_us").write_text("-1\n")
-    (v1 / "cpu" / "cpu.cfs_period_us").write_text("100000\n")
-    assert available_cpus(str(v1)) == 64
-    (v1 / "cpu" / "cpu.cfs_quota_us").write_text("400000\n")
-    assert available_cpus(str(v1)) == 4
+    (v1 / "cpu,cpuacct" / "docker" / "abc").mkdir(parents=True)
+    quota = v1 / "cpu,cpuacct" / "docker" / "abc" / "cpu.cfs_quota_us"
+    quota.write_text("-1\n")
+    (quota.parent / "cpu.cfs_period_us").write_text("100000\n")
+    assert available_cpus(str(v1), str(v1_proc)) == 64
+    quota.write_text("400000\n")
+    assert available_cpus(str(v1), str(v1_proc)) == 4
+    assert available_cpus(str(tmp_path / "none"), str(tmp_path / "no-such-file")) == 64
 
 
 def test_inference_autocasts_only_on_a_gpu_with_native_bf16(monkeypatch):
@@ -173,3 +184,18 @@ def test_inference_autocasts_only_on_a_gpu_with_native_bf16(monkeypatch):
         monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True, n=native:
                             n or including_emulation)
         assert SceneModels([head], device="cuda").autocast is native, name
+
+
+def test_a_job_spec_is_found_by_name_from_any_directory(tmp_path, monkeypatch):
+    from nationmap.errors import InputError
+    from nationmap.files import job_spec_path
+
+    monkeypatch.chdir(tmp_path)  # outside the checkout
+    for name in ("cpu-demo/lulc", "cpu-demo/lulc.toml", "jobs/cpu-demo/lulc.toml"):
+        assert job_spec_path(name) == JOBS_DIR / "cpu-demo" / "lulc.toml", name  # never the GPU recipe lulc.toml
+    assert job_spec_path("refresh") == JOBS_DIR / "refresh.toml"
+    (tmp_path / "mine.toml").write_text("[train]\n")
+    assert job_spec_path("mine.toml").resolve() == tmp_path / "mine.toml"  # a file here wins
+    for bad in ("nope", "../lulc", "cpu-demo/../../pyproject", "/etc/passwd.toml"):
+        with pytest.raises(InputError, match="not found"):
+            job_spec_path(bad)

@@ -49,17 +49,31 @@ class DemoState:
         self.path, self.stage = root / "demo.json", ""
         self.identity = {"format": STATE_FORMAT, "seed": seed, "nationmap": __version__}
         old = read_json(self.path) if self.path.is_file() else None
-        done = old.get("done") if isinstance(old, dict) and all(old.get(k) == v for k, v in self.identity.items()) else None
+        same = isinstance(old, dict) and all(old.get(k) == v for k, v in self.identity.items())
+        done, started = (old.get("done"), old.get("started")) if same else (None, None)
         self.done: dict[str, int] = done if isinstance(done, dict) else {}  # step -> units it left failed
+        self.begun: list[str] = started if isinstance(started, list) else []  # steps started by this identity
 
     def finished(self, step: str) -> bool:
         return step in self.done
 
+    def started(self, step: str) -> bool:
+        """Whether ``step`` was started by a demo of this seed and version (its outputs are its own)."""
+        return step in self.begun
+
     def mark(self, step: str, failed: int = 0) -> None:
+        self.done[step] = int(failed)
+        self._write()
+
+    def start(self, step: str) -> None:
+        if step not in self.begun:
+            self.begun.append(step)
+            self._write()
+
+    def _write(self) -> None:
         from nationmap.files import write_json
 
-        self.done[step] = int(failed)
-        write_json(self.path, {**self.identity, "done": self.done})
+        write_json(self.path, {**self.identity, "done": self.done, "started": self.begun})
 
     def enter(self, i: int, title: str) -> None:
         self.stage = f"{i}/{STAGES} {title}"
@@ -67,6 +81,7 @@ class DemoState:
 
 
 def _train(task: str, dataset: Path, runs: Path, init: Path | None, state: DemoState) -> Path:
+    from nationmap.errors import InputError
     from nationmap.train.config import resolve_config
     from nationmap.train.run import load_run_config, run_training
 
@@ -74,17 +89,23 @@ def _train(task: str, dataset: Path, runs: Path, init: Path | None, state: DemoS
     if state.finished(task):
         console.print(f"{task}: finished in an earlier run of the demo, kept ({run_dir})")
         return run_dir
-    # a run stopped after an epoch checkpoint continues from it; anything less starts again
-    resume = (run_dir / "checkpoint_manager_snapshot.json").is_file() and (run_dir / "config.json").is_file()
+    # a run this demo (seed, version) stopped after an epoch checkpoint continues from it;
+    # anything else (another seed's run, no checkpoint, a config that no longer reads) starts again
+    cfg, resume = None, state.started(task) and (run_dir / "checkpoint_manager_snapshot.json").is_file()
+    if resume:
+        try:
+            cfg = load_run_config(run_dir)
+        except InputError:
+            resume = False
     if resume:
         console.print(f"{task}: resuming the stopped run {run_dir} from its last epoch checkpoint")
-        cfg = load_run_config(run_dir)
     else:
         shutil.rmtree(run_dir, ignore_errors=True)
         overrides = {"data": str(dataset), "out": str(runs), "name": task}
         if init is not None:
             overrides["init"] = str(init)
         cfg = resolve_config(task, f"cpu-demo/{task}", overrides)
+        state.start(task)
     result = run_training(cfg, resume=resume, log=console.print)
     state.mark(task)
     s = result.summary

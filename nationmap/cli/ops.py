@@ -19,6 +19,11 @@ runs_app = typer.Typer(help="Run history (training, inference, refresh) from the
 DEFAULT_ROOTS = ("runs", "products", "demo-out")
 
 
+def _whole_line(text: str) -> None:
+    """A progress line printed whole: a scheduled job has no terminal width to wrap at."""
+    console.print(text, highlight=False, soft_wrap=True)
+
+
 def refresh(
     region: str = typer.Option(None, help="Region (default: the [infer] region of the spec, e.g. japan)."),
     month: str = typer.Option(None, help="Month to refresh, YYYY-MM (default: the month that just ended)."),
@@ -63,9 +68,7 @@ def refresh(
     # `ray job stop` and schedulers send SIGTERM: unwind so the record says interrupted
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     try:
-        # whole lines: a cron job has no terminal width to wrap at
-        record = run_refresh(cfg, spec, force=force, log=lambda text: console.print(text, highlight=False,
-                                                                                     soft_wrap=True))
+        record = run_refresh(cfg, spec, force=force, log=_whole_line)
     except LockedError as exc:
         fail(str(exc), EXIT_LOCKED)
     except RefreshFailed as exc:

@@ -177,14 +177,9 @@ class JobTable(Config):
 
 
 def _spec_path(path: Path) -> Path:
-    if path.is_file():
-        return path
-    from nationmap.files import JOBS_DIR
+    from nationmap.files import job_spec_path
 
-    named = JOBS_DIR / f"{path}.toml" if path.suffix != ".toml" else JOBS_DIR / path.name
-    if not named.is_file():
-        raise InputError(f"job spec {path} not found (a TOML file or a name in jobs/)")
-    return named
+    return job_spec_path(path)
 
 
 def _command(raw: dict, spec_arg: str) -> list[str]:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from nationmap.config import Config
 from nationmap.errors import InputError
-from nationmap.files import JOBS_DIR, atomic_file, read_toml_table
+from nationmap.files import atomic_file, job_spec_path, read_toml_table
 from nationmap.devices import PRECISIONS, check_auto
 
 TASKS = ("pretrain", "lulc", "water")
@@ -142,16 +142,12 @@ class TrainConfig(Config):
 
 
 def load_job_spec(spec: str | Path) -> dict:
-    """Read a job spec: a path to a TOML file, or a name in ``jobs/`` (``lulc`` -> jobs/lulc.toml).
+    """Read a job spec: a path to a TOML file, or a name of the shipped specs (``lulc`` ->
+    nationmap/jobs/lulc.toml; :func:`nationmap.files.job_spec_path`).
 
     The file's ``[train]`` table holds TrainConfig fields.
     """
-    path = Path(spec)
-    if not path.suffix:
-        path = JOBS_DIR / f"{spec}.toml"
-    if not path.exists():
-        raise InputError(f"job spec {spec!s} not found")
-    return read_toml_table(path, "train")
+    return read_toml_table(job_spec_path(spec), "train")
 
 
 def resolve_config(task: str, spec: str | Path | None, overrides: dict) -> TrainConfig:

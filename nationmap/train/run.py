@@ -205,20 +205,27 @@ def _trainer(cfg: TrainConfig, run_dir: Path, dataset: PreparedDataset, log):
 
 
 def workers_bf16(gpus_per_worker: float, cpus_per_worker: float):
-    """The bf16 support (``devices.Bf16Support``) of the machine the training workers run on:
+    """The bf16 support (``devices.Bf16Support``) of the machines the training workers may run on:
     probed in this process when every Ray node is this machine and the workers use its CPU; else
-    by a Ray task asking a worker's resources (on a GPU node; the task's process then exits, so
-    no CUDA context stays behind)."""
+    by one Ray task per node that can host a worker, pinned to it and asking a worker's resources
+    (its process exits after, so no CUDA context stays behind). A mixed cluster answers with a
+    node that lacks native bf16, if any: ``auto`` must not emulate bf16 on some workers."""
     import ray
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
     from nationmap.devices import probe_bf16
 
     here = ray.util.get_node_ip_address()
-    local = all(n.get("NodeManagerAddress") == here for n in ray.nodes() if n.get("Alive"))
-    if local and not gpus_per_worker:
+    nodes = [n for n in ray.nodes() if n.get("Alive") and n.get("Resources", {}).get("CPU", 0) >= cpus_per_worker
+             and n.get("Resources", {}).get("GPU", 0) >= gpus_per_worker]
+    if not gpus_per_worker and all(n.get("NodeManagerAddress") == here for n in nodes):
         return probe_bf16("cpu")
+    kind = "cuda" if gpus_per_worker else "cpu"
     task = ray.remote(num_cpus=cpus_per_worker, num_gpus=gpus_per_worker, max_calls=1)(probe_bf16)
-    return ray.get(task.remote("cuda" if gpus_per_worker else "cpu"))
+    pinned = [task.options(scheduling_strategy=NodeAffinitySchedulingStrategy(n["NodeID"], soft=False)).remote(kind)
+              for n in nodes] or [task.remote(kind)]  # none fits yet (an autoscaler adds it): wherever it lands
+    probes = ray.get(pinned)
+    return next((p for p in probes if not p.native), probes[0])
 
 
 def _loop_config(cfg: TrainConfig, run_dir: Path, dataset: PreparedDataset, decoder) -> dict:

@@ -67,3 +67,43 @@ def test_another_seed_or_version_starts_over(tmp_path):
     assert not demo.DemoState(tmp_path, seed=0).finished("world")
     (tmp_path / "demo.json").write_text("{not json")
     assert not demo.DemoState(tmp_path, seed=0).finished("world")  # damaged: start over, no crash
+
+
+def test_a_stopped_training_resumes_only_when_this_demo_started_it(tmp_path, monkeypatch):
+    from nationmap.train.config import resolve_config
+
+    launched = []
+
+    def fake_training(cfg, resume=False, log=print):
+        launched.append((cfg.name, resume))
+        return SimpleNamespace(run_dir=tmp_path / "runs" / cfg.name, summary={
+            "status": "finished", "epochs": cfg.epochs, "seconds": 1.0, "best": {"metric": "val_miou", "value": 0.5}})
+
+    monkeypatch.setattr("nationmap.train.run.run_training", fake_training)
+    run_dir = tmp_path / "runs" / "lulc"
+
+    def stopped_run():  # what Ctrl-C after an epoch checkpoint leaves
+        run_dir.mkdir(parents=True, exist_ok=True)
+        resolve_config("lulc", "cpu-demo/lulc", {"data": "d", "out": str(tmp_path / "runs"), "name": "lulc",
+                                                 "no_pretrain": True}).write(run_dir / "config.json")
+        (run_dir / "checkpoint_manager_snapshot.json").write_text("{}")
+
+    seed0 = demo.DemoState(tmp_path, seed=0)
+    stopped_run()
+    demo._train("lulc", tmp_path / "d", tmp_path / "runs", None, seed0)  # not started by this demo: anew
+    assert launched[-1] == ("lulc", False) and not (run_dir / "checkpoint_manager_snapshot.json").exists()
+    stopped_run()
+    seed0.done.pop("lulc")  # started, stopped before it finished
+    seed0._write()
+    demo._train("lulc", tmp_path / "d", tmp_path / "runs", None, demo.DemoState(tmp_path, seed=0))
+    assert launched[-1] == ("lulc", True)
+    stopped_run()
+    seed1 = demo.DemoState(tmp_path, seed=1)  # another seed: another world, never the old run
+    demo._train("lulc", tmp_path / "d", tmp_path / "runs", None, seed1)
+    assert launched[-1] == ("lulc", False)
+    stopped_run()
+    seed1.done.pop("lulc")
+    seed1._write()
+    (run_dir / "config.json").write_text('{"task": "lulc", "epochs": "many"}')  # no longer reads
+    demo._train("lulc", tmp_path / "d", tmp_path / "runs", None, demo.DemoState(tmp_path, seed=1))
+    assert launched[-1] == ("lulc", False)

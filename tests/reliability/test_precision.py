@@ -23,3 +23,15 @@ def test_explicit_bf16_on_a_cpu_without_it_is_refused_and_leaves_no_run(ray_loca
                    "--force-bf16")
     assert not (guarded.out / "bf16").exists()  # a rerun needs no --resume
     guarded.check()
+
+
+def test_workers_on_other_nodes_are_probed_where_they_run(ray_local, monkeypatch):
+    """Each node that can host a worker is probed by a task pinned to it (here: the one local node,
+    seen as remote); a node without native bf16 decides for the whole run."""
+    from nationmap.devices import choose_precision, probe_bf16
+    from nationmap.train.run import workers_bf16
+
+    monkeypatch.setattr(ray_local.util, "get_node_ip_address", lambda: "192.0.2.1")  # the driver elsewhere
+    probed = workers_bf16(0.0, 1.0)
+    assert probed == probe_bf16("cpu")  # what the node's own process found
+    assert choose_precision("auto", probed).chosen == ("bf16" if probed.native else "fp32")
