@@ -22,11 +22,23 @@ Workloads (the same tile list for both servers, shuffled with one seed):
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import os
+import random
 import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+
+from benchmarks.common import ROOT, Result, fmt
 
 CELLS = ("N35E138", "N35E139", "N36E138", "N36E139")
 REGION = ",".join(CELLS)
@@ -63,14 +75,14 @@ def _pixels(product: str, layer, height: int, width: int, seed: int) -> np.ndarr
 
 def _write_run(run: Path, month: str, ppd: int, seed: int) -> None:
     """A complete run directory: four national COGs, the area table, the manifest."""
+    from affine import Affine
+
     from nationmap.data.grid import parse_cell
     from nationmap.files import write_json
     from nationmap.products.cog import open_staging, part_path, translate_to_cog
     from nationmap.records import FileEntry, Products, RunManifest
 
     west, south = min(parse_cell(c).lon for c in CELLS), min(parse_cell(c).lat for c in CELLS)
-    from affine import Affine
-
     transform = Affine(1 / ppd, 0, west, 0, -1 / ppd, south + 2)
     stem = f"{run.parent.parent.name}_{month}"
     mosaics = {}
@@ -102,8 +114,6 @@ def write_products_root(root: Path, ppd: int = 120, months: tuple[str, ...] = ("
                         versions: int = 1) -> Path:
     """A products root as refreshes publish it: ``<root>/<region>/<month>/v1..vN`` and ``latest``
     -> ``vN``. Later versions are hard links to the first (the same products republished)."""
-    import os
-
     from nationmap.data.regions import region_slug
 
     region = root / region_slug(REGION)
@@ -118,23 +128,10 @@ def write_products_root(root: Path, ppd: int = 120, months: tuple[str, ...] = ("
 
 # ---------------------------------------------------------------------------- the benchmark
 
-import asyncio  # noqa: E402
-import os  # noqa: E402
-import random  # noqa: E402
-import socket  # noqa: E402
-import subprocess  # noqa: E402
-import sys  # noqa: E402
-import time  # noqa: E402
-import urllib.request  # noqa: E402
-from contextlib import contextmanager  # noqa: E402
-from dataclasses import dataclass, field  # noqa: E402
-
-from benchmarks.common import ROOT, Result, fmt  # noqa: E402
-
 BASELINE_COMMIT = "5563d57"  # the server the red team measured
 SIZES = {
-    "tiny": dict(ppd=240, zooms=(7, 9), concurrency=(1, 16), memory_requests=600, hostile_s=2.0),
-    "full": dict(ppd=1800, zooms=(7, 12), concurrency=(1, 4, 16), memory_requests=10_000, hostile_s=10.0),
+    "tiny": {"ppd": 240, "zooms": (7, 9), "concurrency": (1, 16), "memory_requests": 600, "hostile_s": 2.0},
+    "full": {"ppd": 1800, "zooms": (7, 12), "concurrency": (1, 4, 16), "memory_requests": 10_000, "hostile_s": 10.0},
 }
 HOSTILE = [f"8/{10**9}/1", f"8/{10**10}/1", "1024/1/1", f"9/{10**9 + 7}/3"]  # 0.5-5 s each in the old server
 
@@ -172,7 +169,7 @@ async def _drive(urls: list[str], concurrency: int, timeout: float) -> Drive:
                 async with session.get(url) as answer:
                     await answer.read()
                     status = str(answer.status)
-            except (asyncio.TimeoutError, aiohttp.ClientError) as exc:
+            except (TimeoutError, aiohttp.ClientError) as exc:
                 status = type(exc).__name__
             out.latencies.append(time.perf_counter() - t0)
             out.statuses[status] = out.statuses.get(status, 0) + 1
@@ -328,9 +325,9 @@ def _row(measure: str, server: str, concurrency: int, d: Drive) -> dict:
             "max ms": fmt(1000 * max(d.latencies, default=float("nan"))), "errors": d.errors()}
 
 
-def _growth_per_1000(samples: list[tuple[int, float]]) -> float:
-    """RSS growth (MiB per 1,000 requests) over the second half of the requests."""
-    (n0, rss0), (n1, rss1) = samples[len(samples) // 2], samples[-1]
+def _growth_per_1000(samples: list[tuple[int, float]], start: int | None = None) -> float:
+    """RSS growth (MiB per 1,000 requests) from sample ``start`` (default: half-way) to the last."""
+    (n0, rss0), (n1, rss1) = samples[len(samples) // 2 if start is None else start], samples[-1]
     return (rss1 - rss0) / ((n1 - n0) / 1000)
 
 
@@ -369,8 +366,24 @@ def run(size: str, workdir: Path, baseline: Path | None = None) -> Result:
         "rss_mib_per_1000_requests_baseline": _growth_per_1000(data["memory"][base]),
     }
     res.data = data
-    res.notes = _notes(cfg, data, trees, top)
+    res.notes = _notes(cfg, data, trees, top) + [verdict(res.ratios, data["memory"][this], top)]
     return res
+
+
+FLAT_MIB_PER_1000 = 0.25  # RSS growth over the last 40 % of the requests that counts as flat
+
+
+def verdict(ratios: dict[str, float], rss: list[tuple[int, float]], top: int = 16) -> str:
+    """Which of issue 36's targets this run met (memory: flat once the caches are full, i.e. growth
+    over the last 40 % of the requests at most ``FLAT_MIB_PER_1000``)."""
+    speed, p99 = ratios[f"tiles_c{top}_each_once_vs_baseline"], ratios[f"p99_c{top}_each_once_s"]
+    wait = ratios["api_maps_max_s_under_hostile"]
+    tail = _growth_per_1000(rss, start=len(rss) - 5)
+    marks = [("tiles", speed >= 4 and p99 < 0.5, f"{speed:.2f}x the baseline, p99 {p99:.3f} s"),
+             ("/api/maps under hostile tiles", wait <= 1.0, f"at most {wait:.3f} s"),
+             ("memory", tail <= FLAT_MIB_PER_1000, f"RSS +{tail:.2f} MiB per 1,000 requests over the last 40 %, "
+                                                   f"+{ratios['rss_mib_per_1000_requests']:.2f} over the second half")]
+    return "This run: " + "; ".join(f"{what} {'met' if ok else 'NOT met'} ({how})" for what, ok, how in marks) + "."
 
 
 def _notes(cfg: dict, data: dict, trees: dict, top: int) -> list[str]:

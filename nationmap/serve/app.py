@@ -46,8 +46,16 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from nationmap.serve.catalog import MapEntry, MapIndex, MosaicFile
-from nationmap.serve.tiles import (RasterReadError, contains, file_version, overlaps, pixel_value, render_tile,
-                                   tile_bounds, tile_in_matrix)
+from nationmap.serve.tiles import (
+    RasterReadError,
+    contains,
+    file_version,
+    overlaps,
+    pixel_value,
+    render_tile,
+    tile_bounds,
+    tile_in_matrix,
+)
 
 STATIC = Path(__file__).with_name("static")
 PRODUCT_ORDER = ("lulc", "water", "confidence", "count")

@@ -214,7 +214,7 @@ class MapIndex:
         """:meth:`_entry`, with any error it did not foresee kept to that run (logged), never the list's."""
         try:
             return self._entry(found)
-        except Exception as exc:  # noqa: BLE001 - one run's damage must not take down the whole map
+        except Exception as exc:  # one run's damage must not take down the whole map
             log.exception("indexing %s", found.run)
             rel = found.run.relative_to(self.root)
             region, month = (rel.parts + ("", ""))[:2]

@@ -116,7 +116,7 @@ def contains(bounds: Bounds, lon: float, lat: float) -> bool:
 
 
 def _hex(rgb) -> str:
-    return "#%02x%02x%02x" % tuple(int(v) for v in rgb[:3])
+    return "#" + "".join(f"{int(v):02x}" for v in rgb[:3])
 
 
 def legend(product: str, cog: Path) -> Legend:
