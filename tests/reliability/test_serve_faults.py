@@ -345,6 +345,18 @@ def _get(url: str, timeout: float) -> tuple[int, bytes]:
         return exc.code, exc.read()
 
 
+def _wait_until_listening(base: str, seconds: float = 60) -> None:
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            _get(f"{base}/api/maps", timeout=5)
+            return
+        except urllib.error.URLError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+
+
 @pytest.mark.slow  # a server process: 5-30 s on 2 busy cores, most of it importing
 def test_serve_answers_hostile_tiles_at_once_and_stops_on_sigterm(root):
     """The real server process: tiles with x = 1e23 and z = 1024 are answered at once, /api/maps
@@ -358,6 +370,7 @@ def test_serve_answers_hostile_tiles_at_once_and_stops_on_sigterm(root):
     try:
         assert "nationmap serve:" in proc.stdout.readline()
         base = f"http://127.0.0.1:{port}"
+        _wait_until_listening(base)
         for zxy in (f"8/{10**23}/1", "1024/1/1"):
             status, body = _get(f"{base}/tiles/lulc/{zxy}.png?map={LATEST}", timeout=5)
             assert status == 200 and body.startswith(b"\x89PNG")
