@@ -9,7 +9,7 @@ import pytest
 from benchmarks import serve
 
 
-@pytest.mark.slow  # about a minute on 2 cores: two servers, each started five times
+@pytest.mark.slow  # 1 to 5 minutes on 2 shared cores: two servers, each started four times
 def test_serve_benchmark_runs_both_servers_and_states_the_targets(tmp_path):
     result = serve.run("tiny", tmp_path)
     assert {row["server"] for row in result.rows} == {f"baseline ({serve.BASELINE_COMMIT})", "this checkout"}
