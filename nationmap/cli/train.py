@@ -6,7 +6,8 @@ from pathlib import Path
 
 import typer
 
-from nationmap.cli.common import EXIT_FAILED, console, fail, refuse_existing, replacing, run_guarded, submit_instead
+from nationmap.cli.common import (EXIT_FAILED, console, err_console, fail, refuse_existing, replacing, run_guarded,
+                                  submit_instead)
 from nationmap.devices import parse_auto
 
 app = typer.Typer(help="Training runs on Ray Train (embedded local Ray, or a cluster with --address).",
@@ -96,6 +97,11 @@ def _run(task: str, opts: dict) -> None:
             result = run_training(cfg, resume=resume is not None, log=console.print)
         except TrainingError as exc:  # the run started and failed: not bad input
             fail(str(exc), EXIT_FAILED)
+        except KeyboardInterrupt:
+            run_dir = Path(cfg.out) / cfg.name
+            err_console.print(f"interrupted: {run_dir} keeps its epoch checkpoints; `nationmap train {task} "
+                              f"--resume {run_dir}` continues it", highlight=False, soft_wrap=True)
+            raise typer.Exit(130) from None
         s = result.summary
         best = s.get("best") or {}
         console.print(f"{task} run {result.run_dir}: {s['status']} after {s['epochs']} epochs in {s['seconds']} s; "

@@ -140,7 +140,11 @@ def _fit(trainer, cfg: TrainConfig, run_dir: Path, log_path: Path, precision) ->
     _write_summary(run_dir, {**record, "status": "running"})
     try:
         with EpochProgress(run_dir, cfg.task, cfg.epochs, MONITOR[cfg.task][0]):
-            result = trainer.fit()
+            result = fit_interruptible(trainer)
+    except KeyboardInterrupt:  # Ctrl-C: the epoch checkpoints stay for --resume
+        _write_summary(run_dir, {**record, "status": "interrupted", "finished": _now(),
+                                 "seconds": round(time.time() - t0, 1)})
+        raise
     except Exception as exc:  # Ray wraps worker failures: the cause, and the traceback in the log
         from nationmap.logs import worker_error, worker_reason
 
@@ -152,6 +156,30 @@ def _fit(trainer, cfg: TrainConfig, run_dir: Path, log_path: Path, precision) ->
     if summary["status"] == "non-finite":
         raise TrainingError(f"training stopped: {summary['final'].get('message')}")
     return RunResult(run_dir, summary)
+
+
+def fit_interruptible(trainer):
+    """``trainer.fit()`` in a daemon thread, this thread waiting. Run from the main thread, Ray
+    Train installs its own SIGINT handler, which aborts the run and exits the process without a
+    word (and stays installed after); from another thread it does not, so Ctrl-C stays a
+    KeyboardInterrupt here, which the CLI reports, and the process's exit ends the workers."""
+    import threading
+
+    outcome: dict = {}
+
+    def fit():
+        try:
+            outcome["result"] = trainer.fit()
+        except BaseException as exc:  # handed to the waiting thread as it is
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=fit, name="ray-train-fit", daemon=True)
+    thread.start()
+    while thread.is_alive():
+        thread.join(0.2)  # short waits: the signal is handled between them
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["result"]
 
 
 def _trainer(cfg: TrainConfig, run_dir: Path, dataset: PreparedDataset, log):

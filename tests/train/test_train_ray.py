@@ -117,6 +117,12 @@ def test_stopped_run_resumes_to_the_same_epochs(ray_local, train_dataset, tmp_pa
     proc.wait(timeout=120)
     done_before = len(_curve_rows(run_dir))
     assert done_before < 4, "the run finished before it could be stopped"
+    # one line saying how to go on, exit 130 (Ray Train's own SIGINT handler used to exit 1 silently)
+    output = proc.stdout.read()
+    assert proc.returncode == 130, output[-2000:]
+    assert f"interrupted: {run_dir} keeps its epoch checkpoints; `nationmap train lulc --resume {run_dir}`" in output
+    assert "Traceback" not in output
+    assert json.loads((run_dir / "summary.json").read_text())["status"] == "interrupted"
 
     cfg = load_run_config(run_dir)
     resumed = run_training(cfg, resume=True)
