@@ -102,22 +102,13 @@ def atomic_file(path: str | Path, mode: str = "w", durable: bool = False, **open
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = temporary_name(path)
-    try:
+    with _removed_on_failure(tmp, path):
         with open(tmp, mode, **open_kwargs) as f:
             yield f
             if durable:
                 f.flush()
                 os.fsync(f.fileno())
         os.replace(tmp, path)
-    except OSError as exc:
-        tmp.unlink(missing_ok=True)
-        named = naming(exc, path)
-        if named is exc:
-            raise
-        raise named from exc
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
     if durable:
         _fsync_dir(path.parent)
 
@@ -130,9 +121,17 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     path = Path(path)
     tmp = temporary_name(path)
     tmp.unlink(missing_ok=True)
-    try:
+    with _removed_on_failure(tmp, path):
         yield tmp
         os.replace(tmp, path)
+
+
+@contextmanager
+def _removed_on_failure(tmp: Path, path: Path) -> Iterator[None]:
+    """The temporary file ``tmp`` of ``path`` removed when the block fails; an OSError that does
+    not say which file (a full disk's ``[Errno 28]``) names ``path``."""
+    try:
+        yield
     except OSError as exc:
         tmp.unlink(missing_ok=True)
         named = naming(exc, path)
