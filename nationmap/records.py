@@ -391,12 +391,14 @@ class VersionCheck(Record):
     """What a refresh found in one published version of its month (its files against the
     checksums published with it) and what it did: ``damaged`` holds one line per damaged file
     (``path: reason (what was done)``); ``action`` is ``verified``, ``repaired``,
-    ``republished as vN``, ``superseded by vN`` or ``not repaired``."""
+    ``republished as vN``, ``superseded by vN`` or ``not repaired``; ``notes``: what was found
+    that is not damage (``path: what``, e.g. a GDAL sidecar written beside a published COG)."""
 
     version: int
     files: int
     action: str
     damaged: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)

@@ -10,9 +10,10 @@ driver sums the region and writes
 
 The change table states the area it covers: its ``mapped`` rows (from the ``count`` COGs) give the
 km^2 mapped in both months, per cell and for the region (0 when none). The previous month is a
-products run directory or a published version (its ``manifest.json``); the COGs read from it must
-lie inside it and match its manifest's SHA-256, so a COG replaced by a symlink leading out, or
-damaged, is refused, never measured.
+products run directory or a published version (its ``manifest.json``); that manifest and the COGs
+read from it must lie inside it (the path rule, links resolved), and the COGs match its manifest's
+SHA-256, so a manifest or COG replaced by a symlink leading out, or a damaged COG, is refused,
+never measured.
 """
 
 from __future__ import annotations
@@ -66,8 +67,14 @@ class PreviousMonth:
 def read_previous(path: str | Path, month: str, pixels_per_degree: int) -> PreviousMonth:
     """The products at ``path`` (a run directory or published version) as the month before
     ``month`` on the same grid, each COG the change table reads inside ``path`` and matching its
-    manifest's SHA-256; one-line InputError otherwise."""
-    manifest = RunManifest.read(Path(path) / "manifest.json")
+    manifest's SHA-256; one-line InputError otherwise. The manifest is read by the path rule
+    too: one replaced by a symlink leading out of ``path`` is refused, never read."""
+    try:
+        where = safe_child(path, "manifest.json")
+    except InputError:
+        raise InputError(f"previous products {path}: manifest.json leads outside them; no change table from "
+                         f"them") from None
+    manifest = RunManifest.read(where)
     if manifest.month >= month:
         raise InputError(f"previous products {path} are of {manifest.month}, not a month before {month}")
     ppd = manifest.config.get("pixels_per_degree")

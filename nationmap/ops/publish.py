@@ -9,6 +9,8 @@ Layout under the products root::
                                             version.json, cells/, mosaic/, quicklooks/, stac/
         .staging/                           the refresh's inference run directory (resumable)
         .lock                               held while a refresh of the month runs
+        .quarantine/v<N>/...                files found in vN that were never published there (moved,
+                                            never deleted, by a repair)
         refreshes/<run_id>.json, .log       one record and log per refresh attempt
 
 A version appears whole or not at all: it is assembled under a temporary name and renamed. A
@@ -21,7 +23,8 @@ place in a published file then cannot change the staging run it is repaired from
 reverse. Each copy is checked against the manifest's SHA-256 as it is made, and ``version.json``
 lists every file of the version with its SHA-256 and size. :func:`check_month` verifies every
 version of a month against that list (and the manifest's checksums) and repairs a damaged file
-from a verified copy (the staging run's file, or another version's holding the same bytes);
+from a verified copy (the staging run's file, or another version's holding the same bytes); a
+file either record names is never removed, and one neither names is moved to the quarantine;
 ``nationmap refresh`` runs it on every rerun, ``nationmap verify`` when an operator asks.
 """
 
@@ -194,10 +197,11 @@ def clean_stale(month: MonthDir) -> None:
 
 
 def publish(month: MonthDir, run_dir: Path, manifest: RunManifest, refresh_run_id: str,
-            supersede: int | None = None) -> dict:
+            supersede: Superseded | None = None) -> dict:
     """Publish the products of ``run_dir`` as the month's next version (or reuse the newest one
     if it holds the same products, unless it is the damaged version ``supersede``, which the new
-    one replaces), and move ``latest`` if the run is complete (status ok).
+    one replaces: its ``supersedes`` records that version and its files known damaged), and move
+    ``latest`` if the run is complete (status ok).
 
     Returns ``{"version", "new", "latest_moved", "path"}``.
     """
@@ -216,7 +220,7 @@ def publish(month: MonthDir, run_dir: Path, manifest: RunManifest, refresh_run_i
                 "published": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
                 "refresh_run_id": refresh_run_id, "infer_run_id": manifest.run_id, "content_key": key,
                 "failures": [f.to_json() for f in manifest.failures],
-                "supersedes": [supersede] if supersede is not None else [],
+                "supersedes": [supersede.to_json()] if supersede is not None else [],
                 "files": {rel: {"sha256": f.sha256, "size": f.size} for rel, f in sorted(listing.items())}},
                 durable=True)
             os.chmod(stage / VERSION_INFO, stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH)
@@ -248,17 +252,50 @@ def _advance_region_latest(month: MonthDir, n: int) -> None:
 # ---------------------------------------------------------------------------- verification
 
 
+QUARANTINE = ".quarantine"  # <month>/.quarantine/vN/PATH: files found in vN that were never published there
+
+
+@dataclass(frozen=True)
+class Superseded:
+    """An entry of a republished version's ``supersedes``: the damaged version it replaced and the
+    files of it known damaged then (None: an entry written before they were recorded, which
+    counts all of its damage as known)."""
+
+    version: int
+    damaged: tuple[str, ...] | None = None
+
+    def to_json(self) -> dict:
+        return {"version": self.version, "damaged": list(self.damaged or ())}
+
+
+def _supersedes(info: dict | None) -> tuple[Superseded, ...]:
+    """The ``supersedes`` entries of ``version.json`` (a bare version number: an older entry)."""
+    entries = (info or {}).get("supersedes")
+    out = []
+    for entry in entries if isinstance(entries, list) else []:
+        if isinstance(entry, int) and not isinstance(entry, bool):
+            out.append(Superseded(entry))
+        elif (isinstance(entry, dict) and isinstance(entry.get("version"), int)
+              and isinstance(entry.get("damaged"), list)):
+            out.append(Superseded(entry["version"], tuple(str(p) for p in entry["damaged"])))
+    return tuple(out)
+
+
 @dataclass(frozen=True)
 class FileDamage:
-    """One damaged file of a version (``path`` relative to it), what is wrong and what a repair did."""
+    """One damaged file of a version (``path`` relative to it), what is wrong and what a repair did.
+    ``kind``: ``file`` (a published file, repaired from a verified copy), ``record`` (the version's
+    own record: its directory, ``version.json``, or its file list and manifest disagreeing; never
+    repaired in place) or ``extra`` (never published there: moved to the month's quarantine)."""
 
     path: str
     reason: str
-    action: str = ""  # "repaired from .staging", "removed", "not repaired: ..."
+    action: str = ""  # "repaired from .staging", "moved to ...", "not repaired: ..."
+    kind: str = "file"
 
     @property
     def fixed(self) -> bool:
-        return self.action.startswith(("repaired", "removed"))
+        return self.action.startswith(("repaired", "removed", "moved"))
 
     def line(self) -> str:
         return f"{self.path}: {self.reason}" + (f" ({self.action})" if self.action else "")
@@ -268,7 +305,10 @@ class FileDamage:
 class VersionState:
     """What checking one published version found. ``listing``: its files as published;
     ``complete`` False for a version published before ``version.json`` listed every file (only its
-    manifest's files are checked); ``content_key`` None when neither record can be read."""
+    manifest's files are checked); ``content_key`` None when neither record can be read; ``notes``:
+    what was found and is not damage (a GDAL sidecar written beside a published COG);
+    ``superseded_by``/``known_damaged``: the version that replaced this one and the files of this
+    one known damaged when it did (None: all of its damage)."""
 
     version: int
     path: Path
@@ -276,13 +316,24 @@ class VersionState:
     damage: tuple[FileDamage, ...] = ()
     content_key: str | None = None
     complete: bool = True
-    supersedes: tuple[int, ...] = ()
+    supersedes: tuple[Superseded, ...] = ()
     superseded_by: int | None = None
+    known_damaged: tuple[str, ...] | None = None
+    notes: tuple[str, ...] = ()
 
     @property
     def ok(self) -> bool:
         """Every file as published (after a repair, when there was one)."""
         return all(d.fixed for d in self.damage)
+
+    def known(self, damage: FileDamage) -> bool:
+        """Whether ``damage`` was known when a republished version replaced this one (no alarm)."""
+        return self.superseded_by is not None and (self.known_damaged is None or damage.path in self.known_damaged)
+
+    @property
+    def alarms(self) -> list[FileDamage]:
+        """The damage left that nothing repaired and no republished version replaced: a failure."""
+        return [d for d in self.damage if not d.fixed and not self.known(d)]
 
     @property
     def action(self) -> str:
@@ -290,10 +341,11 @@ class VersionState:
             return "verified"
         if self.ok:
             return "repaired"
-        return f"superseded by v{self.superseded_by}" if self.superseded_by is not None else "not repaired"
+        return f"superseded by v{self.superseded_by}" if not self.alarms else "not repaired"
 
     def record(self) -> VersionCheck:
-        return VersionCheck(self.version, len(self.listing), self.action, [d.line() for d in self.damage])
+        return VersionCheck(self.version, len(self.listing), self.action, [d.line() for d in self.damage],
+                            list(self.notes))
 
 
 def _file_damage(root: Path, rel: str, expected: PublishedFile) -> str | None:
@@ -338,7 +390,7 @@ def _records(vdir: Path) -> tuple[dict | None, RunManifest | None, list[FileDama
         info = read_json(info_path)
     if info is None or _listing(info) is None and "files" in info:
         damage.append(FileDamage(VERSION_INFO, "missing, not JSON or its file list malformed" if info is None
-                                 else "its file list is malformed"))
+                                 else "its file list is malformed", kind="record"))
     if not manifest_path.is_symlink():
         try:
             manifest = RunManifest.read(manifest_path)
@@ -347,45 +399,59 @@ def _records(vdir: Path) -> tuple[dict | None, RunManifest | None, list[FileDama
     return info, manifest, damage
 
 
+def _disagreements(listing: dict[str, PublishedFile], named: dict[str, str]) -> list[FileDamage]:
+    """The files on which ``version.json``'s list and the manifest disagree: damage to the version's
+    own record. Which of the two is right is not known, so the file is neither replaced nor moved."""
+    return [FileDamage(rel, "not in version.json's list, though the manifest names it" if rel not in listing
+                       else "version.json and the manifest give it different SHA-256", kind="record")
+            for rel, sha in sorted(named.items()) if rel not in listing or listing[rel].sha256 != sha]
+
+
 def check_version(month: MonthDir, n: int) -> VersionState:
     """Every file of version ``n`` against the checksums published with it: ``version.json``'s
     list (and, where the version predates it, the manifest's checksums), the manifest's checksums
-    against that list, and no file that was never published."""
+    against that list (a disagreement: damage to the version's own record, its file left as it
+    is), and no file that neither names (a GDAL sidecar beside a published file: a note)."""
     vdir = month.root / f"v{n}"
     if vdir.is_symlink():
-        return VersionState(n, vdir, {}, (FileDamage(".", "the version directory is a symlink"),))
+        return VersionState(n, vdir, {}, (FileDamage(".", "the version directory is a symlink", kind="record"),))
     info, manifest, damage = _records(vdir)
     listing = _listing(info)
     complete = listing is not None
+    named = manifest_checksums(manifest) if manifest is not None else {}
     if listing is None:  # published before version.json listed its files, or that list is damaged
-        listing = {rel: PublishedFile(sha) for rel, sha in (manifest_checksums(manifest) if manifest else {}).items()}
+        listing = {rel: PublishedFile(sha) for rel, sha in named.items()}
         if manifest is None:
-            damage.append(FileDamage("manifest.json", "missing or not a readable manifest"))
-    damage += [FileDamage(rel, why) for rel, expected in sorted(listing.items())
-               if (why := _file_damage(vdir, rel, expected)) is not None]
-    if complete and manifest is not None and not any(d.path == "manifest.json" for d in damage):
-        damage += [FileDamage(rel, "its SHA-256 in the manifest is not the one published")
-                   for rel, sha in manifest_checksums(manifest).items() if rel not in listing or listing[rel].sha256 != sha]
+            damage.append(FileDamage("manifest.json", "missing or not a readable manifest", kind="record"))
+    files = [FileDamage(rel, why) for rel, expected in sorted(listing.items())
+             if (why := _file_damage(vdir, rel, expected)) is not None]
+    if complete and manifest is not None and not any(d.path == "manifest.json" for d in files):
+        disagree = _disagreements(listing, named)
+        files = [d for d in files if d.path not in {x.path for x in disagree}] + disagree
         if info.get("content_key") != content_key(manifest):
-            damage.append(FileDamage(VERSION_INFO, "its content key is not its manifest's"))
-    if complete:
-        damage += _unexpected(vdir, set(listing) | {VERSION_INFO})
+            damage.append(FileDamage(VERSION_INFO, "its content key is not its manifest's", kind="record"))
+    extra, notes = _unexpected(vdir, set(listing) | set(named) | {VERSION_INFO}) if complete else ([], [])
     key = (info or {}).get("content_key")
     key = key if isinstance(key, str) else (content_key(manifest) if manifest is not None else None)
-    supersedes = tuple(v for v in (info or {}).get("supersedes", []) if isinstance(v, int))
-    return VersionState(n, vdir, listing, tuple(damage), key, complete, supersedes)
+    return VersionState(n, vdir, listing, tuple(damage + files + extra), key, complete, _supersedes(info),
+                        notes=tuple(notes))
 
 
-def _unexpected(vdir: Path, known: set[str]) -> list[FileDamage]:
-    """Files (and directory symlinks) in a version that were never published in it."""
-    found = []
+def _unexpected(vdir: Path, known: set[str]) -> tuple[list[FileDamage], list[str]]:
+    """Files (and directory symlinks) in a version that neither its list nor its manifest names,
+    as damage; and, as notes, GDAL sidecars written beside a published file after publication
+    (``gdalinfo -stats`` writes one: not damage, left in place)."""
+    found, notes = [], []
     for here, dirs, files in os.walk(vdir):
         base = Path(here).relative_to(vdir)
-        found += [FileDamage(str(base / d), "a symlink to a directory, never published") for d in dirs
+        found += [FileDamage(str(base / d), "a symlink to a directory, never published", kind="extra") for d in dirs
                   if (Path(here) / d).is_symlink()]
-        found += [FileDamage(str(base / f), "never published in this version") for f in files
-                  if str(base / f) not in known]
-    return found
+        for rel in (str(base / f) for f in files if str(base / f) not in known):
+            if rel.endswith(".aux.xml") and rel.removesuffix(".aux.xml") in known and not (vdir / rel).is_symlink():
+                notes.append(f"{rel}: a GDAL sidecar of a published file, never published itself (left in place)")
+            else:
+                found.append(FileDamage(rel, "never published in this version", kind="extra"))
+    return found, notes
 
 
 def _sources(month: MonthDir, n: int) -> list[tuple[str, Path]]:
@@ -415,23 +481,41 @@ def _real_dirs(vdir: Path, rel: str) -> bool:
     return True
 
 
+def _quarantine(vdir: Path, rel: str) -> str:
+    """Move ``vdir/rel`` (a file or link never published there) to ``<month>/.quarantine/vN/rel``,
+    outside every version, under a free name (never over an earlier one); returns what was done."""
+    src = vdir / rel
+    if not (src.is_symlink() or src.is_file()):  # a directory link a repair below it already replaced
+        return "removed: the link, never what it led to"
+    here = vdir.parent
+    for part in (QUARANTINE, vdir.name, *Path(rel).parent.parts):
+        here = here / part
+        if here.is_symlink() or here.exists() and not here.is_dir():
+            return f"not repaired: {here} is not a directory to quarantine it in"
+        here.mkdir(exist_ok=True)
+    dest, i = here / src.name, 0
+    while dest.exists() or dest.is_symlink():
+        i += 1
+        dest = here / f"{src.name}.{i}"
+    os.rename(src, dest)  # a link is moved as it is, never followed
+    return f"moved to {dest}"
+
+
 def _repair(vdir: Path, damage: FileDamage, expected: PublishedFile | None, sources) -> FileDamage:
-    if damage.path in (".", VERSION_INFO):
+    """``damage`` with what was done: a file replaced by a verified copy, one never published
+    moved to the quarantine, the version's own record left as it is (it is republished)."""
+    if damage.kind == "record":
         return replace(damage, action="not repaired: the version's own record")
-    target = vdir / damage.path
-    if expected is None:  # never published here: remove it (a symlink is removed, not its target)
+    if damage.kind == "extra":
         if not _real_dirs(vdir, damage.path):
             return replace(damage, action="not repaired: a directory of the version is a file")
-        if target.is_symlink() or target.is_file():
-            target.unlink()
-        # else: a directory link already replaced by a real directory while repairing a file below it
-        return replace(damage, action="removed")
-    for name, root in sources:
+        return replace(damage, action=_quarantine(vdir, damage.path))
+    for name, root in sources if expected is not None else ():
         if _file_damage(root, damage.path, expected) is None:
             if not _real_dirs(vdir, damage.path):
                 return replace(damage, action="not repaired: a directory of the version is a file")
             try:
-                copied = _copy_file(root / damage.path, target)
+                copied = _copy_file(root / damage.path, vdir / damage.path)
             except IsADirectoryError:
                 return replace(damage, action="not repaired: a directory stands in its place")
             if copied.sha256 == expected.sha256:
@@ -441,8 +525,9 @@ def _repair(vdir: Path, damage: FileDamage, expected: PublishedFile | None, sour
 
 def repair_version(month: MonthDir, state: VersionState) -> VersionState:
     """Repair each damaged file of ``state`` from a verified copy (the staging run's file or
-    another version's with the published size and SHA-256), each replaced in one rename; remove
-    files never published there. The caller holds the month's lock."""
+    another version's with the published size and SHA-256), each replaced in one rename; move
+    files never published there to the month's quarantine. Nothing either record names is ever
+    removed, and the version's own record is never rewritten. The caller holds the month's lock."""
     if not state.damage:
         return state
     sources = _sources(month, state.version)
@@ -452,12 +537,14 @@ def repair_version(month: MonthDir, state: VersionState) -> VersionState:
 
 def check_month(month: MonthDir, repair: bool = False) -> list[VersionState]:
     """Every published version of ``month`` checked (and repaired, with ``repair``: the caller
-    holds the month's lock), each marked with the version that superseded it, if one did."""
+    holds the month's lock), each marked with the version that superseded it, if one did, and the
+    files of it known damaged then."""
     states = [check_version(month, n) for n in month.versions()]
     if repair:
         states = [repair_version(month, s) for s in states]
-    replaced = {old: s.version for s in states for old in s.supersedes}
-    return [replace(s, superseded_by=replaced.get(s.version)) for s in states]
+    replaced = {old.version: (s.version, old.damaged) for s in states for old in s.supersedes}
+    return [replace(s, superseded_by=replaced[s.version][0], known_damaged=replaced[s.version][1])
+            if s.version in replaced else s for s in states]
 
 
 def published_months(root: Path, region: str | None = None, month: str | None = None) -> list[MonthDir]:

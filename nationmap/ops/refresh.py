@@ -12,10 +12,12 @@ version is published for inspection but ``latest`` stays; or a published version
 damaged and could not be repaired), ``failed`` (nothing published).
 
 Every rerun first verifies the month's published versions against the checksums they were
-published with and repairs a damaged file from a verified copy; a damaged newest version that
-cannot be repaired is republished as a new version (:mod:`nationmap.ops.publish`). The record
-says what was found and done (``checked``), and why a month has no change table or what area its
-table covers (``warnings``, ``change_table``).
+published with and repairs a damaged file from a verified copy, before the catalog update and
+the inference (so a rerun that fails there has checked them all the same); a damaged newest
+version that cannot be repaired is republished as a new version once the inference has made its
+products again (:mod:`nationmap.ops.publish`). The record says what was found and done
+(``checked``), and why a month has no change table or what area its table covers (``warnings``,
+``change_table``).
 """
 
 from __future__ import annotations
@@ -36,7 +38,8 @@ from nationmap.errors import NationmapError, describe, os_error_line
 from nationmap.files import JOBS_DIR, atomic_file, read_defaults_table, safe_child, write_json
 from nationmap.infer.config import InferConfig
 from nationmap.ops.lock import RunLock
-from nationmap.ops.publish import MonthDir, VersionState, check_month, clean_stale, content_key, publish, read_pointer
+from nationmap.ops.publish import (MonthDir, Superseded, VersionState, check_month, clean_stale, content_key, publish,
+                                   read_pointer)
 from nationmap.records import CatalogUpdate, ChangeCoverage, Failure, RefreshRecord, RunManifest
 
 DEFAULT_SPEC = JOBS_DIR / "refresh.toml"
@@ -112,9 +115,10 @@ def run_refresh(cfg: InferConfig, spec: RefreshSpec, force: bool = False, log=pr
             config=cfg.to_dict(), log=str(path.with_suffix(".log"))), log)
         try:
             attempt.say(f"refresh {run_id}: {cfg.region} {cfg.month} -> {month.root}")
+            states = _check_published(month, attempt)  # first: whatever happens next, it is checked
             if spec.raw_dir:
                 _update_catalog(cfg, spec, attempt)
-            _infer_and_publish(cfg, month, attempt, force)
+            _infer_and_publish(cfg, month, attempt, force, states)
         except Exception as exc:
             attempt.update(status="failed", error=_reason(exc))
             attempt.say(f"failed: {attempt.record.error}")
@@ -278,46 +282,70 @@ def _record_change_table(previous: Path, manifest: RunManifest, attempt: _Attemp
                      f"mapped this month, not mapped then: {', '.join(left_out[:10])}")
 
 
-def _verify_published(month: MonthDir, manifest: RunManifest, attempt: _Attempt) -> tuple[list[VersionState], int | None]:
+def _check_published(month: MonthDir, attempt: _Attempt) -> list[VersionState]:
     """Check every published version of the month against its checksums and repair what a
-    verified copy allows (the staging run the inference just verified, other versions). Returns
-    the states and the damaged newest version to republish (its products are this run's), if any."""
+    verified copy allows (the staging run, other versions), said and recorded (``checked``; the
+    damage left, as failures) before anything else runs. Returns the versions' states."""
     states = check_month(month, repair=True)
     for state in states:
         for damage in state.damage:
             attempt.say(f"v{state.version} damaged: {damage.line()}")
+        for note in state.notes:
+            attempt.say(f"v{state.version} note: {note}")
+    others = [f for f in attempt.record.failures if f.what != "published"]
+    attempt.update(checked=[s.record() for s in states], failures=[*others, *_unrepaired(states, None)])
+    return states
+
+
+def _to_supersede(states: list[VersionState], manifest: RunManifest) -> Superseded | None:
+    """The damaged newest version to republish (its products are this run's), if there is one,
+    with its files damaged now (known when it is replaced: no alarm for them later)."""
     newest = states[-1] if states else None
     if newest is not None and not newest.ok and newest.content_key == content_key(manifest):
-        return states, newest.version
-    return states, None
+        return Superseded(newest.version, tuple(d.path for d in newest.damage if not d.fixed))
+    return None
 
 
-def _record_checks(states: list[VersionState], supersede: int | None, version: int, attempt: _Attempt) -> list[Failure]:
+def _unrepaired(states: list[VersionState], supersede: Superseded | None) -> list[Failure]:
+    """The damaged files nothing repaired nor a republished version replaced, as failures."""
+    replaced = supersede.version if supersede is not None else None
+    return [Failure("published", f"v{s.version}/{d.path}", d.reason) for s in states
+            if s.version != replaced for d in s.alarms]
+
+
+def _record_checks(states: list[VersionState], supersede: Superseded | None, version: int,
+                   attempt: _Attempt) -> list[Failure]:
     """The checks in the record; the damaged files nothing repaired or superseded, as failures."""
+    replaced = supersede.version if supersede is not None else None
     checks = [s.record() for s in states]
-    checks = [c.replace(action=f"republished as v{version}") if c.version == supersede else c for c in checks]
+    checks = [c.replace(action=f"republished as v{version}") if c.version == replaced else c for c in checks]
     attempt.update(checked=checks)
     for check in checks:
         if check.damaged:
             attempt.say(f"v{check.version}: {len(check.damaged)} damaged files, {check.action}")
-    return [Failure("published", f"v{s.version}/{d.path}", d.reason) for s in states
-            if s.version != supersede and s.superseded_by is None for d in s.damage if not d.fixed]
+    return _unrepaired(states, supersede)
 
 
-def _infer_and_publish(cfg: InferConfig, month: MonthDir, attempt: _Attempt, force: bool) -> None:
+def _infer_and_publish(cfg: InferConfig, month: MonthDir, attempt: _Attempt, force: bool,
+                       states: list[VersionState]) -> None:
+    """Run the month's inference and publish it (``states``: its published versions, checked;
+    checked again after the inference where damage remains)."""
     from nationmap.infer.pipeline import run_inference
 
     previous = _change_reference(cfg, month, attempt)
     if previous is not None:
         cfg = replace(cfg, previous=str(previous))
     manifest = run_inference(cfg, force=force, log=attempt.say, run_dir=month.staging)
-    attempt.update(infer_run_id=manifest.run_id, staging=str(month.staging), failures=manifest.failures,
-                   empty_cells=manifest.empty_cells)
+    attempt.update(infer_run_id=manifest.run_id, staging=str(month.staging),
+                   failures=[*manifest.failures, *attempt.record.failures], empty_cells=manifest.empty_cells)
     if manifest.status == "failed":
         raise RefreshFailed(f"no cell of {cfg.region} {cfg.month} could be mapped; nothing published")
     if previous is not None:
         _record_change_table(previous, manifest, attempt)
-    states, supersede = _verify_published(month, manifest, attempt)
+    if not all(s.ok for s in states):  # the staging run just made may hold a verified copy now
+        attempt.say("damaged published files remain: checked again against the staging run just made")
+        states = _check_published(month, attempt)
+    supersede = _to_supersede(states, manifest)
     published = publish(month, month.staging, manifest, attempt.record.run_id, supersede=supersede)
     unrepaired = _record_checks(states, supersede, published["version"], attempt)
     status = "partial" if unrepaired and manifest.status == "ok" else manifest.status
@@ -326,7 +354,7 @@ def _infer_and_publish(cfg: InferConfig, month: MonthDir, attempt: _Attempt, for
                    failures=[*manifest.failures, *unrepaired])
     done = ("published" if published["new"] else "unchanged, already published as")
     if supersede is not None:
-        done = f"v{supersede} could not be repaired: republished as"
+        done = f"v{supersede.version} could not be repaired: republished as"
     attempt.say(f"{done} v{published['version']} ({manifest.status}); latest -> {attempt.record.latest or 'none'}")
     if unrepaired:
         attempt.say(f"{len(unrepaired)} damaged published files could not be repaired (nationmap verify lists them); "

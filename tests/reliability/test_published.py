@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from nationmap.ops.publish import MonthDir
+from nationmap.ops.publish import MonthDir, check_month, point
 from nationmap.records import RefreshRecord, RunManifest
 from tests.conftest import TINY_CELLS
 from tests.ops.test_refresh import SLUG, write_spec
@@ -122,14 +122,148 @@ def test_verify_lists_each_damaged_file_and_repair_restores_them(published, tmp_
 
     repaired = run_cli(["verify", products, "--region", ",".join(TINY_CELLS), "--month", "2022-09", "--repair"])
     assert repaired.code == 0, repaired.output
-    assert repaired.output.count("repaired from .staging") == 3 and "(removed)" in repaired.output
+    quarantined = month.root / ".quarantine" / "v1" / "cells" / "notes.txt"
+    assert repaired.output.count("repaired from .staging") == 3 and f"(moved to {quarantined})" in repaired.output
     assert not water.is_symlink() and outside.exists() and not (v1 / "cells" / "notes.txt").exists()
+    assert quarantined.read_text() == "planted"  # moved out of every version, never deleted
     again = run_cli(["verify", products])
     assert again.code == 0 and "every file as published" in again.output, again.output
 
     assert_refused(run_cli(["verify", products, "--month", "2022-13"]), 2, "2022-13")
     assert_refused(run_cli(["verify", tmp_path / "nowhere"]), 2, "nowhere")
     assert_refused(run_cli(["verify", products, "--month", "2021-01"]), 2, "no published version")
+
+
+def _rewrite_info(version: Path, change):
+    """``version.json`` of ``version`` rewritten by ``change(info)``; returns what restores it."""
+    path = version / "version.json"
+    good = path.read_bytes()
+
+    def write(data: bytes):
+        os.chmod(path, 0o644)
+        path.write_bytes(data)
+        os.chmod(path, 0o444)
+    info = json.loads(good)
+    change(info)
+    write(json.dumps(info).encode())
+    return lambda: write(good)
+
+
+def test_a_file_version_json_does_not_list_is_never_deleted(published):
+    """version.json's list lacks a COG and gives another a wrong SHA-256: the list and the manifest
+    disagree, damage to the version's own record, never repaired in place and never a deletion; a
+    file neither names is moved to the month's quarantine, beside it, never deleted."""
+    products, month = published["products"], published["month"]
+    v1 = month.version(1)
+    cog, water = (f"cells/{CELL}/{CELL}_2022-09_{p}.tif" for p in ("lulc", "water"))
+    kept = {rel: sha(v1 / rel) for rel in (cog, water)}
+    planted = v1 / "cells" / "notes.txt"
+    quarantine = month.root / ".quarantine" / "v1" / "cells"
+
+    def lose_and_alter(info):
+        del info["files"][cog]
+        info["files"][water]["sha256"] = "0" * 64
+    restore = _rewrite_info(v1, lose_and_alter)
+    try:
+        for text in ("planted again", "and again"):  # a second check finds the same disagreement
+            planted.write_text(text)
+            state = check_month(month, repair=True)[0]
+            lines = [d.line() for d in state.damage]
+            assert not state.ok and {rel: sha(v1 / rel) for rel in kept} == kept, lines
+            for rel in kept:
+                assert sum(line.startswith(f"{rel}: ") and "the manifest" in line and "not repaired" in line
+                           for line in lines) == 1, lines
+            moved = [p for p in quarantine.glob("notes.txt*") if p.read_text() == text]
+            assert not planted.exists() and len(moved) == 1, lines
+            assert f"cells/notes.txt: never published in this version (moved to {moved[0]})" in lines
+        found = run_cli(["verify", products, "--repair"])
+        assert found.code == 1 and f"v1/{cog}: " in found.output, found.output
+        assert {rel: sha(v1 / rel) for rel in kept} == kept
+    finally:
+        restore()
+        check_month(month, repair=True)  # on code that deleted the COG: back from the staging run
+    assert run_cli(["verify", products]).code == 0
+
+
+def test_a_gdal_sidecar_written_later_is_noted_and_a_published_one_changed_is_damage(published):
+    """``gdalinfo -stats`` on a COG published without a sidecar writes one beside it: noted, left in
+    place, not an alarm. A published sidecar (class names) that changed is damage, repaired."""
+    products, month = published["products"], published["month"]
+    cells = month.version(1) / "cells" / CELL
+    stats = cells / f"{CELL}_2022-09_confidence.tif.aux.xml"
+    classes = cells / f"{CELL}_2022-09_lulc.tif.aux.xml"
+    assert not stats.exists() and classes.is_file()
+    pam = ('<PAMDataset>\n  <PAMRasterBand band="1">\n    <Metadata>\n'
+           '      <MDI key="STATISTICS_MEAN">51.2</MDI>\n    </Metadata>\n  </PAMRasterBand>\n</PAMDataset>\n')
+    stats.write_text(pam)
+    good = classes.read_bytes()
+    try:
+        for args in ([], ["--repair"]):
+            noted = run_cli(["verify", products, *args])
+            assert noted.code == 0 and "every file as published" in noted.output, noted.output
+            assert f"{stats.relative_to(products)}: " in noted.output and "left in place" in noted.output
+            assert stats.read_text() == pam
+        rerun = run_cli(published["refresh"])
+        assert rerun.code == 0 and stats.name in rerun.output, rerun.output
+        assert any(stats.name in note for note in newest_record(month).checked[0].notes)
+        os.chmod(classes, 0o644)
+        classes.write_text(pam)
+        damaged = run_cli(["verify", products])
+        assert damaged.code == 1 and f"{classes.relative_to(products)}: " in damaged.output, damaged.output
+        repaired = run_cli(["verify", products, "--repair"])
+        assert repaired.code == 0 and classes.read_bytes() == good, repaired.output
+    finally:
+        stats.unlink(missing_ok=True)
+        check_month(month, repair=True)
+
+
+def test_a_rerun_whose_inference_fails_still_checks_the_published_versions(published, tiny_catalog, tiny_world,
+                                                                          tmp_path):
+    """The models are gone: the inference fails before it writes anything, and the rerun has
+    checked and repaired the month's versions all the same, and recorded it."""
+    month: MonthDir = published["month"]
+    spec = write_spec(tmp_path, "", tiny_catalog, {"lulc": tmp_path / "gone", "water": tmp_path / "gone"},
+                      tiny_world / "lulc", out=str(published["products"]))
+    cog = month.version(1) / "cells" / CELL / f"{CELL}_2022-09_water.tif"
+    good = sha(cog)
+    flip_a_byte(cog)
+    try:
+        outcome = run_cli(["refresh", "--config", spec, "--month", "2022-09"])
+        assert outcome.code == 1 and "not a model bundle" in outcome.output, outcome.output
+        assert f"v1 damaged: cells/{CELL}/{cog.name}: SHA-256 differs" in outcome.output, outcome.output
+        assert sha(cog) == good
+        record = newest_record(month)
+        assert record.status == "failed" and record.checked[0].action == "repaired"
+    finally:
+        check_month(month, repair=True)
+
+
+def test_a_damaged_older_version_that_cannot_be_repaired_makes_the_refresh_partial(published):
+    """v1's own record is damaged (no other copy holds it) and v2 is newer: v1 cannot be repaired
+    nor republished, so the rerun is partial (exit 3) and lists it; verify fails on it."""
+    products, month = published["products"], published["month"]
+    v1, v2 = month.version(1), month.root / "v2"
+    shutil.copytree(v1, v2)  # a newer version of the same products
+    pointers = {link: os.readlink(link) for link in (month.latest, month.region_latest)}
+    info = v1 / "version.json"
+    good = info.read_bytes()
+    os.chmod(info, 0o644)
+    info.write_text("{")
+    try:
+        outcome = run_cli(published["refresh"])
+        assert outcome.code == 3, outcome.output
+        assert "v1 damaged: version.json" in outcome.output and "partial" in outcome.output
+        record = newest_record(month)
+        assert record.status == "partial" and record.checked[0].action == "not repaired"
+        assert [f.id for f in record.failures if f.what == "published"] == ["v1/version.json"]
+        found = run_cli(["verify", products])
+        assert found.code == 1 and "v1/version.json" in found.output, found.output
+    finally:
+        info.write_bytes(good)
+        os.chmod(info, 0o444)
+        shutil.rmtree(v2)
+        for link, target in pointers.items():
+            point(link, target)
 
 
 class _FullDiskFile:
@@ -225,6 +359,19 @@ def _other_cells(v1: Path, tmp_path: Path):
     return restore
 
 
+def _manifest_planted_outside(v1: Path, tmp_path: Path):
+    """The manifest replaced by a symlink to a file of the same bytes outside the products root."""
+    manifest = v1 / "manifest.json"
+    manifest.rename(tmp_path / "kept.json")
+    shutil.copy(tmp_path / "kept.json", tmp_path / "outside.json")
+    manifest.symlink_to(tmp_path / "outside.json")
+
+    def restore():
+        manifest.unlink()
+        (tmp_path / "kept.json").rename(manifest)
+    return restore
+
+
 def _cog_planted_outside(v1: Path, tmp_path: Path):
     """A cell COG replaced by a symlink to a file of the same bytes outside the products root."""
     cog = v1 / "cells" / CELL / f"{CELL}_2022-09_lulc.tif"
@@ -242,7 +389,8 @@ def _cog_planted_outside(v1: Path, tmp_path: Path):
     (_no_manifest, ("no change table", "manifest.json", "not found")),
     (_other_cells, ("no change table", "maps none of the 2 cells", "N44E142")),
     (_cog_planted_outside, ("no change table", f"cells/{CELL}/{CELL}_2022-09_lulc.tif", "leads outside")),
-], ids=["manifest-missing", "other-cells", "cog-symlinked-outside"])
+    (_manifest_planted_outside, ("no change table", "manifest.json", "leads outside")),
+], ids=["manifest-missing", "other-cells", "cog-symlinked-outside", "manifest-symlinked-outside"])
 def test_a_previous_month_that_cannot_be_compared_is_a_warning_never_a_silent_table(
         published, october_without_inference, damage, words, tmp_path):
     refresh, given = october_without_inference
@@ -264,12 +412,13 @@ def test_previous_cogs_leading_outside_or_replaced_are_refused(published, tmp_pa
     from nationmap.infer.tables import read_previous
 
     v1 = published["month"].version(1)
-    restore = _cog_planted_outside(v1, tmp_path)
-    try:
-        with pytest.raises(InputError, match="leads outside"):
-            read_previous(v1, "2022-10", 600)
-    finally:
-        restore()
+    for plant, what in ((_cog_planted_outside, f"cells/{CELL}/"), (_manifest_planted_outside, "manifest.json")):
+        restore = plant(v1, tmp_path)
+        try:
+            with pytest.raises(InputError, match=f"{what}.* leads outside"):
+                read_previous(v1, "2022-10", 600)
+        finally:
+            restore()
     copy = tmp_path / "copy"
     shutil.copytree(v1, copy)
     flip_a_byte(copy / "cells" / CELL / f"{CELL}_2022-09_water.tif")
@@ -320,8 +469,24 @@ def test_a_damaged_version_that_cannot_be_repaired_is_republished(published):
     assert "v1 damaged: manifest.json" in outcome.output
     assert "v1 could not be repaired: republished as v2" in outcome.output
     assert month.versions() == [1, 2] and os.readlink(month.latest) == "v2"
-    assert json.loads((month.version(2) / "version.json").read_text())["supersedes"] == [1]
+    assert json.loads((month.version(2) / "version.json").read_text())["supersedes"] == [
+        {"version": 1, "damaged": ["manifest.json"]}]  # what was known damaged when it was replaced
     assert newest_record(month).checked[0].action == "republished as v2"
     listed = run_cli(["verify", products])
     assert listed.code == 0, listed.output  # the damage is known and replaced: not an alarm every night
     assert "v1/manifest.json" in listed.output and "superseded by v2" in listed.output
+
+
+def test_new_damage_in_a_superseded_version_fails_verify(published):
+    """v1 was replaced by v2 for its damaged manifest (the test above): that damage stays quiet,
+    but a file of v1 damaged since is new damage, an alarm until repaired."""
+    products, month = published["products"], published["month"]
+    quicklook = next((month.version(1) / "quicklooks").glob("*.png"))
+    quicklook.unlink()
+    found = run_cli(["verify", products])
+    assert found.code == 1, found.output
+    assert "v1/manifest.json" in found.output and "1 not repaired" in found.output
+    line = next(line for line in found.output.splitlines() if quicklook.name in line)
+    assert "missing" in line and "damaged since" in line
+    repaired = run_cli(["verify", products, "--repair"])
+    assert repaired.code == 0 and quicklook.is_file(), repaired.output
