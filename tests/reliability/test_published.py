@@ -359,30 +359,26 @@ def _other_cells(v1: Path, tmp_path: Path):
     return restore
 
 
-def _manifest_planted_outside(v1: Path, tmp_path: Path):
-    """The manifest replaced by a symlink to a file of the same bytes outside the products root."""
-    manifest = v1 / "manifest.json"
-    manifest.rename(tmp_path / "kept.json")
-    shutil.copy(tmp_path / "kept.json", tmp_path / "outside.json")
-    manifest.symlink_to(tmp_path / "outside.json")
+def _planted_outside(path: Path, tmp_path: Path):
+    """``path`` replaced by a symlink to a file of the same bytes outside the products root;
+    returns the function that puts the original back."""
+    kept, outside = tmp_path / f"kept{path.suffix}", tmp_path / f"outside{path.suffix}"
+    path.rename(kept)
+    shutil.copy(kept, outside)
+    path.symlink_to(outside)
 
     def restore():
-        manifest.unlink()
-        (tmp_path / "kept.json").rename(manifest)
+        path.unlink()
+        kept.rename(path)
     return restore
+
+
+def _manifest_planted_outside(v1: Path, tmp_path: Path):
+    return _planted_outside(v1 / "manifest.json", tmp_path)
 
 
 def _cog_planted_outside(v1: Path, tmp_path: Path):
-    """A cell COG replaced by a symlink to a file of the same bytes outside the products root."""
-    cog = v1 / "cells" / CELL / f"{CELL}_2022-09_lulc.tif"
-    cog.rename(tmp_path / "kept.tif")
-    shutil.copy(tmp_path / "kept.tif", tmp_path / "outside.tif")
-    cog.symlink_to(tmp_path / "outside.tif")
-
-    def restore():
-        cog.unlink()
-        (tmp_path / "kept.tif").rename(cog)
-    return restore
+    return _planted_outside(v1 / "cells" / CELL / f"{CELL}_2022-09_lulc.tif", tmp_path)
 
 
 @pytest.mark.parametrize("damage, words", [
