@@ -44,14 +44,9 @@ def machine() -> dict:
     import rasterio
     import torch
 
-    cpu = platform.processor() or ""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    from nationmap.devices import cpu_name, probe_bf16
+
+    cpu = cpu_name()
     mem_gib = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
     versions = {"python": platform.python_version(), "torch": torch.__version__, "numpy": np.__version__,
                 "rasterio": rasterio.__version__, "gdal": rasterio.__gdal_version__}
@@ -65,8 +60,6 @@ def machine() -> dict:
     versions["nationmap"] = __version__
     git = git_commit()
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
-    from nationmap.devices import probe_bf16
-
     native = probe_bf16("cpu").native  # whether bf16 autocast is native here: it changes CPU training times
     return {"cpu": cpu, "cpu_bf16": ", ".join(native) if native else "none", "cores": os.cpu_count(),
             "memory_gib": round(mem_gib, 1), "gpu": gpu,
