@@ -2,8 +2,12 @@
 
 A 1 x 1 degree tile ships one uint16 DN GeoTIFF per polarisation (``..._sl_HH_...``), a date
 layer (``..._date_...``: days since the XML's ZeroReferenceDate, DN 0/1 = no data), a local
-incidence angle layer and an XML document with the acquisition times, mode, look side and
+incidence angle layer (``..._linci_...``: uint8 degrees), a data mask (``..._mask_...``: uint8,
+JAXA's values 0 no data, 50 ocean and water, 100 layover, 150 shadow, 255 land; see
+:mod:`nationmap.data.masks`) and an XML document with the acquisition times, mode, look side and
 pass direction. Backscatter uses the same DN convention as the scenes (DN 0 and 1 = no data).
+Not every tile ships every layer (the shared real tile N23W161 has ``linci`` and ``date`` but no
+``mask``): the readers of the optional layers return ``None`` for a tile without one.
 """
 
 from __future__ import annotations
@@ -15,10 +19,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import rasterio
+from rasterio.errors import RasterioError
 from rasterio.windows import Window
 
 from nationmap.data.sar import SarRaster
-from nationmap.errors import InputError, RasterError
+from nationmap.errors import InputError, RasterError, first_line
 
 MOSAIC_NODATA_DN = (1,)
 """DN values the mosaics use for no data besides 0."""
@@ -64,6 +70,16 @@ class MosaicTile:
         return self.path.with_name(f"{self.tile}_{self.year % 100:02d}_date_{self.code}.tif")
 
     @property
+    def mask_path(self) -> Path:
+        """The tile's data mask ``<TILE>_<YY>_mask_<CODE>.tif`` (it may not exist)."""
+        return self.path.with_name(f"{self.tile}_{self.year % 100:02d}_mask_{self.code}.tif")
+
+    @property
+    def linci_path(self) -> Path:
+        """The tile's local incidence angle layer ``<TILE>_<YY>_linci_<CODE>.tif`` (it may not exist)."""
+        return self.path.with_name(f"{self.tile}_{self.year % 100:02d}_linci_{self.code}.tif")
+
+    @property
     def tile_id(self) -> str:
         return f"{self.tile}_{self.year % 100:02d}_{self.code}"
 
@@ -85,6 +101,50 @@ class MosaicTile:
         out = np.datetime64(zero, "D") + days.astype("timedelta64[D]")
         out[~valid] = np.datetime64("NaT")
         return out
+
+
+    def read_mask(self, window: Window | None = None) -> np.ndarray | None:
+        """(H, W) uint8 JAXA mask codes of ``window`` (``None``: the whole tile), or ``None`` when
+        the tile ships no mask file."""
+        if not self.mask_path.exists():
+            return None
+        return read_uint8_layer(self.mask_path, window)[0]
+
+    def read_linci(self, window: Window | None = None) -> np.ndarray | None:
+        """(H, W) float32 local incidence angle in degrees (NaN where no data) of ``window``, or
+        ``None`` when the tile ships no ``linci`` file."""
+        if not self.linci_path.exists():
+            return None
+        return read_local_incidence(self.linci_path, window)
+
+
+def read_uint8_layer(path: Path, window: Window | None = None) -> tuple[np.ndarray, dict]:
+    """Band 1 of an 8-bit ancillary layer (mask, local incidence) as stored, (H, W) uint8, and its
+    ``{"nodata", "scale", "offset"}`` tags; RasterError for a file that is not one."""
+    try:
+        with rasterio.open(path) as src:
+            if src.dtypes[0] != "uint8":
+                raise RasterError(f"{Path(path).name}: expected an 8-bit layer, found {src.dtypes[0]}")
+            raw = src.read(1, window=window)
+            tags = {"nodata": src.nodata, "scale": src.scales[0], "offset": src.offsets[0]}
+    except RasterioError as exc:
+        raise RasterError(f"{Path(path).name}: cannot read ({first_line(exc)})") from None
+    return raw, tags
+
+
+def read_local_incidence(path: Path, window: Window | None = None) -> np.ndarray:
+    """A local incidence angle layer (uint8 degrees) as (H, W) float32 degrees, NaN where no data.
+
+    Value 0 and the file's declared no-data value are no data (JAXA's ``linci`` declares 1); the
+    band's scale and offset, when set, apply (JAXA's are 1 and 0: whole degrees).
+    """
+    raw, tags = read_uint8_layer(path, window)
+    out = raw.astype(np.float32) * np.float32(tags["scale"] or 1.0) + np.float32(tags["offset"] or 0.0)
+    nodata = raw == 0
+    if tags["nodata"] is not None:
+        nodata |= raw == tags["nodata"]
+    out[nodata] = np.nan
+    return out
 
 
 def is_mosaic_name(name: str) -> bool:
