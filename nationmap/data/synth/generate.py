@@ -5,6 +5,9 @@ Output layout::
     OUT/lulc/LC_N35E137.tif                       JAXA-like LULC tiles (uint8, EPSG:4326, 0 = no data)
     OUT/alos2/2022-09/<scene id>/IMG-HH-...tif    ALOS-2-like L2.1 HH scenes (uint16 DN, UTM)
     OUT/alos2/2022-09/<scene id>/summary.txt      scene centre time and product fields
+    OUT/alos2/2022-09/<scene id>/MSK-<id>.tif     the scene's truth mask (JAXA codes: 0 no data, 50 sea,
+                                                  100 layover, 150 shadow, 255 land; uint8)
+    OUT/alos2/2022-09/<scene id>/LINCI-<id>.tif   its local incidence angle (uint8 degrees, 0 = no data)
     OUT/synth.json                                config, scene list and measured statistics
 """
 
@@ -21,6 +24,7 @@ from rasterio.enums import ColorInterp
 from nationmap.data.calibration import dn_to_db
 from nationmap.data.grid import Cell, parse_cell
 from nationmap.data.lulc import class_histogram, load_class_table, lulc_tile_name
+from nationmap.data.masks import MASK_LAYOVER, MASK_SHADOW
 from nationmap.data.months import Month, parse_month
 from nationmap.data.regions import Region
 from nationmap.data.synth.noise import lonlat_to_km
@@ -45,6 +49,10 @@ class SynthConfig:
         scene_length_km / scene_width_km: along-track length and swath width of a scene.
         missing_fraction: share of frames not acquired in a given month.
         looks: equivalent number of looks of the speckle.
+        relief_m: height (m) of the world's hills, ridges and valleys (``WorldConfig.relief_m``):
+            the default 500 has no layover or shadow; ``STEEP_RELIEF_M`` (2500) makes the
+            mountains a steep range with layover and shadow in the scenes' masks. LULC tiles are
+            the same for every value.
     """
 
     cells: tuple[str, ...]
@@ -56,7 +64,8 @@ class SynthConfig:
     scene_width_km: float = 50.0
     missing_fraction: float = 0.15
     looks: float = 4.0
-    world: WorldConfig = field(default=None)  # derived from seed and scene_pixel_m
+    relief_m: float = 500.0
+    world: WorldConfig = field(default=None)  # derived from seed, scene_pixel_m and relief_m
 
     def __post_init__(self):
         if not self.cells:
@@ -81,7 +90,8 @@ class SynthConfig:
         if self.looks < 1:
             raise InputError("looks must be >= 1")
         if self.world is None:
-            object.__setattr__(self, "world", WorldConfig(seed=self.seed, pixel_m=self.scene_pixel_m))
+            object.__setattr__(self, "world", WorldConfig(seed=self.seed, pixel_m=self.scene_pixel_m,
+                                                          relief_m=self.relief_m))
 
     @classmethod
     def for_region(cls, region: Region, months: list[Month], **kwargs) -> "SynthConfig":
@@ -124,17 +134,18 @@ def _tile_task(args) -> dict:
 
 def _scene_task(args) -> dict:
     plan, cfg, out_dir = args
-    grid, dn, codes, clean = render_scene(plan, cfg.world, cfg.looks, cfg.seed)
+    scene = render_scene(plan, cfg.world, cfg.looks, cfg.seed)
     directory = Path(out_dir) / plan.month / plan.scene_id
-    path = write_scene(plan, grid, dn, directory)
-    valid = dn > 0
-    db = dn_to_db(dn[valid]).astype(np.float64)
-    cls = codes[valid]
+    path = write_scene(plan, scene, directory)
+    valid = scene.dn > 0
+    db = dn_to_db(scene.dn[valid]).astype(np.float64)
+    cls = scene.codes[valid]
     n = np.bincount(cls, minlength=15)[:15]
     s1 = np.bincount(cls, weights=db, minlength=15)[:15]
     s2 = np.bincount(cls, weights=db * db, minlength=15)[:15]
     return {"plan": plan_to_dict(plan), "path": str(path), "n": n.tolist(), "sum": s1.tolist(), "sumsq": s2.tolist(),
-            "width": grid.width, "height": grid.height}
+            "width": scene.grid.width, "height": scene.grid.height,
+            "layover_px": int((scene.mask == MASK_LAYOVER).sum()), "shadow_px": int((scene.mask == MASK_SHADOW).sum())}
 
 
 def synthesize(out: Path, cfg: SynthConfig, executor: str = "ray") -> dict:
@@ -154,7 +165,8 @@ def synthesize(out: Path, cfg: SynthConfig, executor: str = "ray") -> dict:
     summary = {"config": cfg.to_dict(), "statistics": _statistics(tiles, scenes),
                "tiles": [{"cell": t["cell"], "path": str(Path(t["path"]).relative_to(out))} for t in tiles],
                "scenes": [{**s["plan"], "path": str(Path(s["path"]).relative_to(out)), "width": s["width"],
-                           "height": s["height"]} for s in scenes]}
+                           "height": s["height"], "layover_px": s["layover_px"], "shadow_px": s["shadow_px"]}
+                          for s in scenes]}
     with atomic_file(out / "synth.json") as f:
         f.write(json.dumps(summary, indent=2))
     return summary
@@ -187,4 +199,6 @@ def _statistics(tiles: list[dict], scenes: list[dict]) -> dict:
         "hh_db_std": round(float(np.sqrt(max(s2.sum() / max(total_n, 1) - mean**2, 0))), 3),
         "scenes": len(scenes),
         "scene_valid_pixels": int(total_n),
+        "scene_layover_pixels": int(sum(s["layover_px"] for s in scenes)),
+        "scene_shadow_pixels": int(sum(s["shadow_px"] for s in scenes)),
     }

@@ -4,6 +4,15 @@ A month's acquisitions are laid out on paths (columns of overlapping frames) wit
 grid per month; each path is flown once per month on its own date, ascending or descending,
 and some frames are missing in some months. A scene is a north-up UTM raster whose valid
 footprint is the rotated swath (heading +-10 degrees from north), DN 0 outside it.
+
+Beside each ``IMG-HH-<SCENE ID>.tif`` the world writes its truth of what the radar could see
+(:mod:`nationmap.data.masks`): ``MSK-<SCENE ID>.tif`` (JAXA's codes: 0 outside the swath, 50 open
+sea, 100 layover, 150 radar shadow, 255 land) and ``LINCI-<SCENE ID>.tif`` (local incidence,
+uint8 whole degrees). They follow the rendering's own terrain rule
+(:func:`~nationmap.data.synth.backscatter.terrain_offset_db`): layover where the local incidence
+is <= 0, shadow beyond 85 degrees, where the scene's DN is the noise floor. The default world's
+slopes stay below both; ``WorldConfig.relief_m`` (:data:`~nationmap.data.synth.world.STEEP_RELIEF_M`)
+makes a steep mountain range that has them.
 """
 
 from __future__ import annotations
@@ -18,10 +27,12 @@ import rasterio
 from affine import Affine
 from pyproj import Transformer
 from rasterio.crs import CRS
+from scipy import ndimage
 from shapely import LinearRing, Polygon, STRtree
 
 from nationmap.data.alos2 import format_alos2_name
 from nationmap.data.calibration import db_to_dn, db_to_linear, linear_to_db
+from nationmap.data.masks import LINCI_PREFIX, MASK_PREFIX, linci_codes, mask_codes, sidecar_name, write_layer
 from nationmap.data.months import Month
 from nationmap.data.synth import backscatter as B
 from nationmap.data.synth.noise import fbm, lonlat_to_km
@@ -208,12 +219,30 @@ def pixel_lonlat(crs: CRS, transform: Affine, rows: np.ndarray, cols: np.ndarray
     return to_ll.transform(xs, ys)
 
 
-def render_scene(plan: ScenePlan, world: WorldConfig, looks: float, seed: int):
-    """Render a scene: returns (grid, DN uint16 (H, W), codes uint8 (H, W), clean dB (H, W)).
+@dataclass(frozen=True)
+class RenderedScene:
+    """A rendered acquisition; every array is (H, W) on ``grid``.
 
-    ``codes`` are the true classes at the pixel centres (0 outside the swath); ``clean dB``
-    is the backscatter before speckle (NaN outside), both for statistics and tests.
+    Attributes:
+        grid: the scene's raster and swath.
+        dn: uint16 DN (0 outside the swath).
+        codes: uint8 true JAXA LULC codes at the pixel centres (0 outside the swath).
+        clean_db: float32 backscatter before speckle (NaN outside), for statistics and tests.
+        mask: uint8 JAXA mask codes (:mod:`nationmap.data.masks`): the world's truth of layover
+            and shadow for this acquisition.
+        linci: uint8 local incidence, whole degrees 1..180 (0 outside the swath).
     """
+
+    grid: SceneGrid
+    dn: np.ndarray
+    codes: np.ndarray
+    clean_db: np.ndarray
+    mask: np.ndarray
+    linci: np.ndarray
+
+
+def render_scene(plan: ScenePlan, world: WorldConfig, looks: float, seed: int) -> RenderedScene:
+    """Render a scene: its DN, the true classes and its mask and local incidence (see RenderedScene)."""
     grid = scene_grid(plan)
     rows, cols = np.nonzero(grid.inside)
     lon, lat = pixel_lonlat(grid.crs, grid.transform, rows, cols)
@@ -234,14 +263,8 @@ def render_scene(plan: ScenePlan, world: WorldConfig, looks: float, seed: int):
     slope_per_deg = np.where(land.codes == WATER, -0.4, -0.1).astype(np.float32)
     db += slope_per_deg * (np.degrees(incidence) - 37.0)
 
-    # Terrain: tilt of the surface towards the sensor along the look direction.
-    height = np.zeros((grid.height, grid.width), dtype=np.float32)
-    height[rows, cols] = land.elevation_m
-    d_row, d_col = np.gradient(height, plan.pixel_m)
-    a = math.radians(plan.heading_deg)
-    # look direction (east, north) = (cos a, -sin a); north = -row direction
-    slope_look = d_col[rows, cols] * math.cos(a) + d_row[rows, cols] * math.sin(a)
-    offset, shadow = B.terrain_offset_db(np.arctan(slope_look), incidence)
+    tilt = _terrain_tilt(plan, grid, world, land.elevation_m)[rows, cols]
+    offset, shadow = B.terrain_offset_db(tilt, incidence)
     db += np.where(land.codes == WATER, 0.0, offset)
 
     clean = np.full((grid.height, grid.width), np.nan, dtype=np.float32)
@@ -255,17 +278,57 @@ def render_scene(plan: ScenePlan, world: WorldConfig, looks: float, seed: int):
     dn[rows, cols] = db_to_dn(linear_to_db(speckled))
     codes = np.zeros((grid.height, grid.width), dtype=np.uint8)
     codes[rows, cols] = land.codes
-    return grid, dn, codes, clean
+    mask, linci = _truth_layers(grid, sea, incidence - tilt, shadow)
+    return RenderedScene(grid=grid, dn=dn, codes=codes, clean_db=clean, mask=mask, linci=linci)
 
 
-def write_scene(plan: ScenePlan, grid: SceneGrid, dn: np.ndarray, directory: Path) -> Path:
-    """Write ``IMG-HH-...tif`` (uint16 DN, no data 0, uncompressed like JAXA's) + summary.txt."""
+def _terrain_tilt(plan: ScenePlan, grid: SceneGrid, world: WorldConfig, elevation_m: np.ndarray) -> np.ndarray:
+    """(H, W) float tilt (radians) of the surface towards the sensor along the look direction.
+
+    ``elevation_m`` holds the heights of the swath's pixels (row-major); the heights of the ring of
+    pixels just outside it are evaluated too, so the swath's edge pixels get the terrain's slope
+    rather than the step down to nothing outside (which painted a rim of false layover and
+    shadow along the swath's edges in the mountains).
+    """
+    height = np.zeros((grid.height, grid.width), dtype=np.float32)
+    height[grid.inside] = elevation_m
+    ring_rows, ring_cols = np.nonzero(ndimage.binary_dilation(grid.inside) & ~grid.inside)
+    if ring_rows.size:
+        lon, lat = pixel_lonlat(grid.crs, grid.transform, ring_rows, ring_cols)
+        height[ring_rows, ring_cols] = landscape(*lonlat_to_km(np.asarray(lon), np.asarray(lat)), world).elevation_m
+    d_row, d_col = np.gradient(height, plan.pixel_m)
+    a = math.radians(plan.heading_deg)
+    # look direction (east, north) = (cos a, -sin a); north = -row direction
+    return np.arctan(d_col * math.cos(a) + d_row * math.sin(a))
+
+
+def _truth_layers(grid: SceneGrid, open_sea: np.ndarray, local_rad: np.ndarray, shadow: np.ndarray):
+    """(mask, linci) uint8 (H, W) of a scene from its swath pixels' (N,) open sea, local incidence
+    (radians) and shadow: the rendering's own rule (layover at local incidence <= 0, shadow as
+    :func:`~nationmap.data.synth.backscatter.terrain_offset_db` darkened it)."""
+    def full(values: np.ndarray, fill) -> np.ndarray:
+        out = np.full((grid.height, grid.width), fill, dtype=values.dtype)
+        out[grid.inside] = values
+        return out
+
+    mask = mask_codes(grid.inside, full(open_sea, False), full(local_rad <= 0.0, False), full(shadow, False))
+    return mask, linci_codes(full(np.degrees(local_rad), np.nan), grid.inside)
+
+
+def write_scene(plan: ScenePlan, scene: RenderedScene, directory: Path) -> Path:
+    """Write ``IMG-HH-...tif`` (uint16 DN, no data 0, uncompressed like JAXA's) + summary.txt, after
+    its ``MSK-`` and ``LINCI-`` sidecars (uint8 deflate; so a scene on disk has them)."""
+    grid = scene.grid
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / plan.filename
+    write_layer(directory / sidecar_name(MASK_PREFIX, plan.filename), scene.mask, grid.crs, grid.transform,
+                description="synthetic truth mask (JAXA codes): 0 no data, 50 sea, 100 layover, 150 shadow, 255 land")
+    write_layer(directory / sidecar_name(LINCI_PREFIX, plan.filename), scene.linci, grid.crs, grid.transform,
+                description="synthetic local incidence angle (degrees)")
     profile = dict(driver="GTiff", dtype="uint16", count=1, width=grid.width, height=grid.height,
                    crs=grid.crs, transform=grid.transform, nodata=0)
     with atomic_path(path) as tmp, rasterio.open(tmp, "w", **profile) as dst:
-        dst.write(dn, 1)
+        dst.write(scene.dn, 1)
         dst.update_tags(AREA_OR_POINT="Area", SENSOR="PALSAR-2 (synthetic)")
     summary = {
         "Scs_SceneID": f"ALOS2{plan.orbit:05d}{plan.frame:04d}-{plan.date:%y%m%d}",

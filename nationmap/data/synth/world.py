@@ -21,6 +21,12 @@ NODATA, WATER, BUILT, PADDY, CROP, GRASS = 0, 1, 2, 3, 4, 5
 DBF, DNF, EBF, ENF, BARE, BAMBOO, SOLAR, WETLAND, GREENHOUSE = 6, 7, 8, 9, 10, 11, 12, 13, 14
 
 
+STEEP_RELIEF_M = 2500.0
+"""``WorldConfig.relief_m`` of a world with a steep mountain range: at the demo's 75 m scene pixels
+its fore-slopes lie in layover and its back-slopes in radar shadow on a few percent of the
+scenes that see the mountains (peaks up to about 5.5 km)."""
+
+
 @dataclass(frozen=True)
 class WorldConfig:
     """Parameters of the land-cover world.
@@ -30,16 +36,25 @@ class WorldConfig:
         pixel_m: nominal resolution (m) that sets the width of thin features.
         land_bias: raises (>0) or lowers the land fraction.
         urban_threshold: higher values give fewer built-up areas.
+        relief_m: height (m) of the hills, ridges and valleys carved into the land, on top of
+            the broad terrain (up to about 2400 m). Heights only: the land cover is the same for
+            every value. The default 500 keeps slopes gentler than PALSAR-2's incidence (below
+            about 0.4 in the demo region's scenes: no layover or shadow); :data:`STEEP_RELIEF_M`
+            makes the mountains a steep range whose fore-slopes lie in layover and back-slopes in
+            radar shadow.
     """
 
     seed: int = 0
     pixel_m: float = 75.0
     land_bias: float = 0.05
     urban_threshold: float = 0.22
+    relief_m: float = 500.0
 
     def __post_init__(self):
         if not 1.0 <= self.pixel_m <= 2000.0:
             raise InputError(f"world pixel size must be 1..2000 m, not {self.pixel_m}")
+        if not 0.0 <= self.relief_m <= 10_000.0:
+            raise InputError(f"world relief must be 0..10000 m, not {self.relief_m}")
 
 
 @dataclass
@@ -130,7 +145,7 @@ def landscape(x: np.ndarray, y: np.ndarray, cfg: WorldConfig) -> Landscape:
     # Heights in metres: the broad form of e plus steep valleys and ridges in the mountains,
     # which give the terrain-driven brightness of the scenes.
     relief = np.clip(3.0 * e, 0.0, 1.0)
-    elevation = 2400.0 * np.clip(e, 0.0, None) ** 1.35 + 500.0 * relief * (p.fbm(land, 4.0, 3, s + 30) + 1.0)
+    elevation = 2400.0 * np.clip(e, 0.0, None) ** 1.35 + float(cfg.relief_m) * relief * (p.fbm(land, 4.0, 3, s + 30) + 1.0)
     elevation = elevation.astype(np.float32)
     lowland = land & (e < 0.10 + 0.05 * p.fbm(land & (e < 0.2), 12.0, 3, s + 4))
     upland = land & ~lowland
