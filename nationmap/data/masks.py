@@ -17,11 +17,12 @@ Where an acquisition's mask comes from (:func:`mask_path`):
   slopes, whose local incidence is <= 0, read 1; the mask says which they are).
 
 The DEM-based mask (:func:`terrain_mask`) uses the local slope test of the SAR imaging geometry
-(Rees, *Physical Principles of Remote Sensing*, 2nd ed. 2001, sec. 10.4; Ulaby and Long 2014,
-sec. 10.10): with ``theta`` the incidence angle on a flat earth and ``alpha`` the surface tilt
-towards the sensor in the look direction, the local incidence is ``theta - alpha``; a slope
-facing the sensor more steeply than ``theta`` (local incidence <= 0) is in layover, a slope facing
-away more steeply than ``90 - theta`` (local incidence >= 90 degrees) is in radar shadow. It is
+(as in Rees, *Physical Principles of Remote Sensing*, 2nd ed., Cambridge University Press 2001,
+on the imaging geometry of side-looking radar): with ``theta`` the incidence angle on a flat
+earth and ``alpha`` the surface tilt towards the sensor in the look direction, the local
+incidence is ``theta - alpha``; a slope facing the sensor more steeply than ``theta`` (local
+incidence <= 0) is in layover, a slope facing away more steeply than ``90 - theta`` (local
+incidence >= 90 degrees) is in radar shadow. It is
 the *active* test, slope by slope: the passive shadow that a ridge casts over gentler terrain
 behind it and the passive layover of points at the same slant range are not marked. A DEM cannot
 tell water, so this mask never says :data:`MASK_WATER`.
@@ -43,6 +44,7 @@ from rasterio.windows import Window
 
 from nationmap.data.alos2 import is_alos2_name, parse_alos2_name
 from nationmap.data.mosaic import is_mosaic_name, parse_mosaic_name, read_local_incidence, read_uint8_layer
+from nationmap.data.sar import SarRaster
 from nationmap.errors import InputError, RasterError, first_line
 from nationmap.files import atomic_path
 
@@ -141,7 +143,7 @@ def same_grid(a: tuple, b: tuple) -> bool:
     (crs_a, t_a, w_a, h_a), (crs_b, t_b, w_b, h_b) = a, b
     if (w_a, h_a) != (w_b, h_b) or crs_a is None or crs_b is None or crs_a != crs_b:
         return False
-    tolerance = 1e-3 * min(abs(t_a.a), abs(t_a.e))
+    tolerance = 1e-3 * math.sqrt(abs(t_a.determinant))  # a thousandth of a pixel
     return all(abs(x - y) <= tolerance for x, y in zip(t_a[:6], t_b[:6]))
 
 
@@ -316,7 +318,7 @@ def terrain_mask(dem_path: str | Path, crs: CRS, transform: Affine, width: int, 
 
 def write_terrain_mask(scene_path: str | Path, dem_path: str | Path, *, near_incidence_deg: float = 30.0,
                        far_incidence_deg: float = 44.0, heading_deg: float | None = None,
-                       block_rows: int = 512) -> tuple[Path, Path]:
+                       block_rows: int = 256) -> tuple[Path, Path]:
     """Write the ``MSK-`` and ``LINCI-`` sidecars of an ALOS-2 scene from a DEM; returns their paths.
 
     Look side and pass direction come from the scene's file name, the heading from the pass
@@ -326,8 +328,6 @@ def write_terrain_mask(scene_path: str | Path, dem_path: str | Path, *, near_inc
     scene has no data, or outside the DEM, are 0 in both. Written in blocks of ``block_rows`` rows
     (memory bounded for large scenes), each file atomically (whole or not at all).
     """
-    from nationmap.data.sar import SarRaster  # the scene's own no-data conventions
-
     scene_path = Path(scene_path)
     name = parse_alos2_name(scene_path)
     heading = ALOS2_HEADING_DEG[name.pass_direction] if heading_deg is None else heading_deg
