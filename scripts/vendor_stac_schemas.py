@@ -1,9 +1,12 @@
 """Vendor the JSON schemas of the STAC extensions nationmap's catalogs use, for offline validation.
 
-The STAC core schemas ship with pystac (``pystac/validation/jsonschemas``); the extensions' do not,
-and validators fetch them at run time. The pystac-ext-* source distributions on PyPI carry them,
-as the HTTP responses their tests recorded (VCR cassettes): this script downloads those sdists
-with pip, takes the schema of each extension nationmap declares plus every schema it references,
+The STAC core schemas ship with pystac (``pystac/validation/jsonschemas``); the extensions' do not
+(or only some, and which ones depends on pystac's version), and validators fetch them at run time.
+The pystac-ext-* source distributions on PyPI carry them, as the HTTP responses their tests
+recorded (VCR cassettes) or as the schema files they ship (``pystac/extensions/json-schema/``,
+sar, sat and view): this script downloads those sdists with pip, takes the schema of each
+extension nationmap declares plus every schema it references (a recorded response first, else a
+shipped file whose ``$id`` is the address),
 checks each one's ``$id`` against its address, and writes them under
 ``nationmap/products/stac_schemas/`` with ``index.json`` (address -> file), ``SOURCES.md`` and the
 Apache-2.0 licence. Run it again when pystac's extension versions change:
@@ -26,7 +29,9 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "nationmap" / "products" / "stac_schemas"
 SDISTS = ("pystac-ext-projection==2.0.1", "pystac-ext-raster==1.1.1", "pystac-ext-file==2.1.1",
-          "pystac-ext-classification==2.0.1")
+          "pystac-ext-classification==2.0.1", "pystac-ext-sar==1.0.2", "pystac-ext-sat==1.0.2",
+          "pystac-ext-view==1.0.2")
+SHIPPED_DIR = "/pystac/extensions/json-schema/"  # where an ext sdist keeps the schema files it ships
 LICENSE_SDIST = "pystac==1.15.2"  # the ext sdists ship no licence file; pystac's is the same Apache-2.0
 
 
@@ -36,8 +41,12 @@ def extension_uris() -> list[str]:
     from pystac.extensions.file import FileExtension
     from pystac.extensions.projection import ProjectionExtension
     from pystac.extensions.raster import RasterExtension
+    from pystac.extensions.sar import SarExtension
+    from pystac.extensions.sat import SatExtension
+    from pystac.extensions.view import ViewExtension
 
-    return [e.get_schema_uri() for e in (ProjectionExtension, RasterExtension, FileExtension, ClassificationExtension)]
+    return [e.get_schema_uri() for e in (ProjectionExtension, RasterExtension, FileExtension, ClassificationExtension,
+                                         SarExtension, SatExtension, ViewExtension)]
 
 
 def download(specs, dest: Path) -> list[Path]:
@@ -63,6 +72,21 @@ def recorded_responses(sdist: Path) -> dict[str, tuple[str, str]]:
     return found | {uri: found[target] for uri, target in moved.items() if target in found}
 
 
+def shipped_schemas(sdist: Path) -> dict[str, tuple[str, str]]:
+    """{address: (JSON text, where it is in the sdist)} of every schema file ``sdist`` ships under
+    ``pystac/extensions/json-schema/``, by the ``$id`` it declares (fragment dropped)."""
+    found = {}
+    with tarfile.open(sdist) as tar:
+        for member in tar.getmembers():
+            if SHIPPED_DIR not in member.name or not member.name.endswith(".json"):
+                continue
+            body = tar.extractfile(member).read().decode()
+            declared = json.loads(body).get("$id")
+            if isinstance(declared, str) and declared.startswith("https://"):
+                found.setdefault(urldefrag(declared).url, (body, f"{sdist.name}:{member.name}"))
+    return found
+
+
 def references(schema, base: str) -> set[str]:
     """Absolute addresses of the other documents ``schema`` refers to (``$ref``)."""
     out = set()
@@ -85,9 +109,11 @@ def main() -> None:
 
     shipped = set(get_local_schema_cache())  # pystac's own: the core spec and GeoJSON
     with tempfile.TemporaryDirectory() as tmp:
-        responses = {}
+        responses, files = {}, {}
         for sdist in download(SDISTS, Path(tmp)):
             responses.update(recorded_responses(sdist))
+            files.update(shipped_schemas(sdist))
+        responses = files | responses  # a recorded response where there is one
         licence_dir = Path(tmp) / "licence"
         [pystac_sdist] = download([LICENSE_SDIST], licence_dir)
         with tarfile.open(pystac_sdist) as tar:
@@ -98,7 +124,7 @@ def main() -> None:
         if uri in index or uri in shipped:
             continue
         if uri not in responses:
-            raise SystemExit(f"no recorded response for {uri} in {', '.join(SDISTS)}")
+            raise SystemExit(f"no recorded response or shipped schema for {uri} in {', '.join(SDISTS)}")
         body, source = responses[uri]
         schema = json.loads(body)
         declared = urldefrag(schema.get("$id", uri)).url
@@ -114,11 +140,12 @@ def main() -> None:
     lines = ["# Vendored STAC extension schemas", "",
              "JSON schemas of the STAC extensions nationmap declares, for offline validation",
              "(`nationmap.products.stac_validate`). Written by `scripts/vendor_stac_schemas.py` from the HTTP",
-             "responses recorded in the test cassettes of these PyPI source distributions:",
+             "responses recorded in the test cassettes of these PyPI source distributions, or from the schema",
+             "files they ship (`pystac/extensions/json-schema/`; the table says which, for each):",
              f"{', '.join(SDISTS)}. The schemas are the stac-extensions project's, under the Apache",
              f"License 2.0 (`LICENSE`, from {LICENSE_SDIST}'s sdist), but for PROJ's PROJJSON schema, which",
              "is PROJ's under the MIT licence (its `$comment` says so). The STAC core schemas ship with pystac.", "",
-             "| schema | recorded in |", "|---|---|"]
+             "| schema | taken from |", "|---|---|"]
     lines += [f"| {uri} | `{sources[uri]}` |" for uri in sorted(index)]
     (OUT / "SOURCES.md").write_text("\n".join(lines) + "\n")
     print(f"{len(index)} schemas in {OUT.relative_to(ROOT)}")

@@ -60,7 +60,10 @@ def test_every_vendored_schema_is_at_the_address_it_declares():
     assert {"https://stac-extensions.github.io/projection/v2.0.0/schema.json",
             "https://stac-extensions.github.io/raster/v1.1.0/schema.json",
             "https://stac-extensions.github.io/file/v2.1.0/schema.json",
-            "https://stac-extensions.github.io/classification/v2.0.0/schema.json"} <= set(schemas)
+            "https://stac-extensions.github.io/classification/v2.0.0/schema.json",
+            "https://stac-extensions.github.io/sar/v1.0.0/schema.json",
+            "https://stac-extensions.github.io/sat/v1.0.0/schema.json",
+            "https://stac-extensions.github.io/view/v1.0.0/schema.json"} <= set(schemas)
     for uri, schema in schemas.items():
         assert schema["$id"].rstrip("#") == uri
     assert "Apache License" in (SCHEMA_DIR / "LICENSE").read_text()
