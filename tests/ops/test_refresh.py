@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from nationmap.data.alos2 import is_alos2_name
 from nationmap.data.catalog import read_catalog
 from nationmap.ops.lock import RunLock
 from nationmap.ops.publish import MonthDir
@@ -50,7 +51,9 @@ def tree_digest(root: Path) -> dict[str, str]:
 
 
 def scene_files(raw: Path, month: str = "2022-09") -> list[Path]:
-    return sorted(p for p in raw.rglob("*.tif") if month.replace("-", "") in p.name or month in str(p))
+    """The month's scene files (not their MSK-/LINCI- sidecars)."""
+    return sorted(p for p in raw.rglob("*.tif")
+                  if is_alos2_name(p.name) and (month.replace("-", "") in p.name or month in str(p)))
 
 
 @pytest.fixture(scope="module")
