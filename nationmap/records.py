@@ -267,9 +267,11 @@ class CellRecord(Record):
 @dataclass(frozen=True)
 class CellJob:
     """One cell to combine: the scene rasters that cover it (``scenes``, absolute paths, in the
-    order of ``scene_ids``), where its COGs go (``out_dir``) and its record (``record``), the unit
-    ``key``, the band layout and layers of the models, the cell settings, GeoTIFF tags and the
-    GDAL warp threads it may use."""
+    order of ``scene_ids``; ``scene_indexes``: their rows in the month's acquisition table,
+    ``scene_days``: their days since the month's first day), where its COGs go (``out_dir``) and
+    its record (``record``), the unit ``key``, the band layout of the scene rasters, the products
+    to write (``layers``, in order), the cell settings, GeoTIFF tags, the GDAL warp threads it may
+    use and the region's own area (a shapely geometry in degrees) when it cuts the cell."""
 
     cell: Cell
     month: str
@@ -283,6 +285,9 @@ class CellJob:
     settings: CellSettings
     tags: dict[str, str] = field(default_factory=dict)
     threads: int = 1
+    scene_indexes: tuple[int, ...] = ()
+    scene_days: tuple[int, ...] = ()
+    region: Any = None
 
 
 @dataclass(frozen=True)

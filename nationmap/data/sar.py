@@ -133,6 +133,16 @@ class SarRaster:
                 valid &= raw != value
         return valid
 
+    def no_data_mask(self, raw: np.ndarray) -> np.ndarray:
+        """(H, W) bool: pixels of ``raw`` that are no data by declaration (DN 0, a no-data
+        value, NaN), as opposed to values that are present but invalid (inf, negative power,
+        outside the physical range): the no-data reason layer tells the two apart."""
+        nodata = raw == 0 if self.units == "dn" else np.isnan(raw)
+        for value in self.nodata_values:
+            if not (isinstance(value, float) and np.isnan(value)):
+                nodata |= raw == value
+        return nodata
+
     def calibrate(self, raw: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Band values as stored -> ((H, W) float32 sigma0 dB, NaN where no data; (H, W) bool
         validity). Values outside :data:`SIGMA0_DB_RANGE` after calibration are no data."""

@@ -39,7 +39,11 @@ class InferConfig(Config):
         window / overlap / blend / batch_size / tta: sliding-window prediction (window 0: the
             models' input size; batch_size ``auto``: by the device, :mod:`nationmap.devices`;
             tta: test-time flips and rotations, :class:`WindowSettings`).
-        resampling / min_validity / water_threshold / cell_block: scene -> cell combination.
+        resampling / min_validity / water_threshold / min_count / cell_block: scene -> cell
+            combination (:class:`CellSettings`).
+        probabilities: also publish the LULC class probabilities (one uint8 band per class).
+        dem: a DEM (any GDAL raster of heights in metres) from which acquisitions without a
+            layover/shadow mask of their own get one; empty: such acquisitions have none.
         executor: ``ray`` (Ray Data + Ray tasks) or ``serial`` (in-process, for debugging).
         concurrency: predictor actors (0: one per GPU, or per ``cpus_per_actor`` CPUs).
         gpus_per_actor / cpus_per_actor: resources of each predictor actor (``auto`` GPUs: one
@@ -73,6 +77,9 @@ class InferConfig(Config):
     resampling: str = default_of(CellSettings, "resampling")
     min_validity: float = default_of(CellSettings, "min_validity")
     water_threshold: float = default_of(CellSettings, "water_threshold")
+    min_count: int = default_of(CellSettings, "min_count")
+    probabilities: bool = False
+    dem: str = ""
     cell_block: int = default_of(CellSettings, "block")
     executor: str = "ray"
     concurrency: int = 0
@@ -111,7 +118,8 @@ class InferConfig(Config):
 
     def cell_settings(self) -> CellSettings:
         return CellSettings(pixels_per_degree=self.pixels_per_degree, block=self.cell_block, resampling=self.resampling,
-                            min_validity=self.min_validity, water_threshold=self.water_threshold)
+                            min_validity=self.min_validity, water_threshold=self.water_threshold,
+                            min_count=self.min_count)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

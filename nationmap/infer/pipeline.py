@@ -84,7 +84,8 @@ def describe_models(cfg: InferConfig) -> ModelSet:
         raise InputError(f"window {window} px differs from the models' input size {size} px")
     classes = {t: class_table_from_dict(m.class_table).scheme(m.scheme).classes for t, m in metas.items()}
     layout = BandLayout(tuple(c.code for c in classes.get("lulc", ())), "water" in metas)
-    return ModelSet(paths, hashes, window, layout, product_layers(classes.get("lulc", ()), classes.get("water", ())))
+    layers = product_layers(classes.get("lulc", ()), classes.get("water", ()), probabilities=cfg.probabilities)
+    return ModelSet(paths, hashes, window, layout, layers)
 
 
 def select_scenes(cfg: InferConfig, region: Region):

@@ -13,6 +13,10 @@ Output, one GeoTIFF on the scene grid (CRS, transform, size of the input), uint8
     1..K   class probabilities x 255, multiplied by validity (0 where the input has no data);
            K = 9 LULC classes then 1 water band when both models are given
     K+1    validity: 255 where the input holds data, 0 elsewhere
+    K+2    the pixel's no-data reason (:mod:`nationmap.products.pixels`): 0 valid, 2 no data,
+           3 invalid value, 4 radar shadow, 5 layover (from the acquisition's mask,
+           :mod:`nationmap.data.masks`, where it has one)
+A pixel in layover or shadow is no data for the models: they are never asked to classify it.
 Storing validity-premultiplied probabilities makes any later resampling a weighted average
 that ignores no-data pixels: ``resampled(v * p) / resampled(v)``.
 
@@ -42,15 +46,21 @@ import torch
 from rasterio.windows import Window
 from torch import nn
 
+from nationmap.data.alos2 import is_alos2_name
 from nationmap.data.calibration import SIGMA0_DB_RANGE, physical_db
+from nationmap.data.masks import MASK_LAYOVER, MASK_NODATA, MASK_SHADOW, read_acquisition_mask
+from nationmap.data.mosaic import is_mosaic_name
 from nationmap.data.sar import SarRaster
 from nationmap.errors import InputError, NationmapError
 from nationmap.files import temporary_name
 from nationmap.infer.windows import ColumnBlock, WindowSettings, blend_weight, column_blocks, window_starts
+from nationmap.products import pixels
 
 VALID_BAND = "validity"
+REASON_BAND = "reason"
 SCENE_GDAL_CACHE_MB = 64
 FLUSH_COLUMNS = 2048
+TERRAIN_MASKED = (MASK_NODATA, MASK_LAYOVER, MASK_SHADOW)  # mask codes that make a pixel no data
 SCENE_PROFILE = dict(driver="GTiff", dtype="uint8", tiled=True, blockxsize=256, blockysize=256,
                      compress="deflate", interleave="pixel")
 
@@ -199,7 +209,7 @@ def predict_scene(src: str | Path, dst: str | Path, models: SceneModels, setting
         # or the cache of a 16k scene's output alone is a GiB
         with rasterio.Env(GDAL_CACHEMAX=SCENE_GDAL_CACHE_MB), SarRaster(src, units=units) as raster:
             h, w = raster.height, raster.width
-            profile = {**SCENE_PROFILE, "count": len(models.bands) + 1, "width": w, "height": h,
+            profile = {**SCENE_PROFILE, "count": len(models.bands) + 2, "width": w, "height": h,
                        "crs": raster.crs, "transform": raster.transform, "nodata": None}
             blocks = column_blocks(w, settings.size, settings.stride, settings.max_block)
             rows = window_starts(h, settings.size, settings.stride)
@@ -208,7 +218,7 @@ def predict_scene(src: str | Path, dst: str | Path, models: SceneModels, setting
             # the pools exit first (waiting for their task), so nothing touches a closed dataset
             with rasterio.open(tmp, "w", **profile) as out, ThreadPoolExecutor(1, "scene-read") as reader, \
                     ThreadPoolExecutor(1, "scene-write") as writer:
-                for i, b in enumerate((*models.bands, VALID_BAND), start=1):
+                for i, b in enumerate((*models.bands, VALID_BAND, REASON_BAND), start=1):
                     out.set_band_description(i, b)
                 stream = _SceneStream(raster, out, models, settings, writer)
 
@@ -218,10 +228,10 @@ def predict_scene(src: str | Path, dst: str | Path, models: SceneModels, setting
 
                 upcoming = reader.submit(read, 0)
                 for done, (block, r) in enumerate(strips, start=1):
-                    strip, strip_valid = upcoming.result()
+                    strip, strip_valid, strip_reason = upcoming.result()
                     if done < len(strips):
                         upcoming = reader.submit(read, done)
-                    stream.add_strip(block, r, strip, strip_valid)
+                    stream.add_strip(block, r, strip, strip_valid, strip_reason)
                     if on_strip is not None:
                         on_strip(done, len(strips))
                 stream.finish()
@@ -249,18 +259,31 @@ class _SceneStream:
         self.block = None
         self.written = None  # the write in flight (one at a time, in order)
         self.n_windows = self.n_valid = 0
+        # only a file named as an acquisition can have a mask beside it (masks.mask_path)
+        self.named = is_alos2_name(raster.path.name) or is_mosaic_name(raster.path.name)
         self.model_s = 0.0
 
-    def read_strip(self, block: ColumnBlock, r: int) -> tuple[np.ndarray, np.ndarray]:
-        """(size, block width) dB with NaN where no data, and the (rows, cols) validity read."""
+    def read_strip(self, block: ColumnBlock, r: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(size, block width) dB with NaN where no data, and the (rows, cols) validity and
+        no-data reason read (layover and shadow pixels of the acquisition's mask are no data)."""
         size, h = self.size, self.raster.height
         bw = block.width(size)
         cols = min(bw, self.raster.width - block.left)
-        sigma0 = self.raster.read(Window(block.left, r, cols, min(size, h - r)))
+        window = Window(block.left, r, cols, min(size, h - r))
+        raw = self.raster.read_raw(window)
+        db, valid = self.raster.calibrate(raw)
+        reason = np.where(self.raster.no_data_mask(raw), pixels.NOT_OBSERVED, pixels.INVALID).astype(np.uint8)
+        mask = read_acquisition_mask(self.raster.path, window) if self.named else None
+        if mask is not None:
+            valid &= ~np.isin(mask, TERRAIN_MASKED)
+            reason[mask == MASK_NODATA] = pixels.NOT_OBSERVED
+            reason[mask == MASK_SHADOW] = pixels.SHADOW
+            reason[mask == MASK_LAYOVER] = pixels.LAYOVER
+        reason[valid] = pixels.MAPPED
         strip = np.full((size, bw), np.nan, dtype=np.float32)
-        strip[: sigma0.valid.shape[0], :cols] = np.where(sigma0.valid, sigma0.db, np.nan)
+        strip[: valid.shape[0], :cols] = np.where(valid, db, np.nan)
         check_model_input(strip)  # in the reader thread: free while the models run
-        return strip, sigma0.valid
+        return strip, valid, reason
 
     def _start(self, block: ColumnBlock) -> None:
         if self.block is not None:
@@ -270,8 +293,10 @@ class _SceneStream:
         self.acc = np.zeros((self.k, self.cap, bw), dtype=np.float32)
         self.wsum = np.zeros((self.cap, bw), dtype=np.float32)
         self.valid = np.zeros((self.cap, bw), dtype=bool)
+        self.reason = np.full((self.cap, bw), pixels.NOT_OBSERVED, dtype=np.uint8)
 
-    def add_strip(self, block: ColumnBlock, r: int, strip: np.ndarray, strip_valid: np.ndarray) -> None:
+    def add_strip(self, block: ColumnBlock, r: int, strip: np.ndarray, strip_valid: np.ndarray,
+                  strip_reason: np.ndarray) -> None:
         if block is not self.block:
             self._start(block)
         size = self.size
@@ -279,7 +304,9 @@ class _SceneStream:
         if need > self.base:
             self._predict(sum(1 for p in self.pending if p[0] < need))  # rare: a short previous strip
             self._flush(min([r] + [p[0] for p in self.pending]))
-        self.valid[r - self.base: r - self.base + strip_valid.shape[0], : strip_valid.shape[1]] = strip_valid
+        rows, cols = strip_valid.shape
+        self.valid[r - self.base: r - self.base + rows, :cols] = strip_valid
+        self.reason[r - self.base: r - self.base + rows, :cols] = strip_reason
         for c in block.cols:
             x = c - block.left
             if strip_valid[:, x:x + size].any():  # a window without data is no data whatever the model says
@@ -316,7 +343,7 @@ class _SceneStream:
         block = self.block
         x0, x1 = block.x0 - block.left, block.x1 - block.left
         k, ow = self.k, x1 - x0
-        q = np.empty((k + 1, n, ow), dtype=np.uint8)
+        q = np.empty((k + 2, n, ow), dtype=np.uint8)
         for c0 in range(0, ow, FLUSH_COLUMNS):  # bounded temporaries, whatever the width
             c1 = min(c0 + FLUSH_COLUMNS, ow)
             v = self.valid[:n, x0 + c0:x0 + c1]
@@ -325,11 +352,12 @@ class _SceneStream:
                               out=np.zeros((k, n, c1 - c0), np.float32))
             q[:k, :, c0:c1] = np.rint(probs * (v * np.float32(255.0)))
             q[k, :, c0:c1] = v * np.uint8(255)
+            q[k + 1, :, c0:c1] = self.reason[:n, x0 + c0:x0 + c1]
             self.n_valid += int(v.sum())
         if self.written is not None:
             self.written.result()
         self.written = self.writer.submit(self.out.write, q, window=Window(block.x0, self.base, ow, n))
-        for a in (self.acc, self.wsum, self.valid):  # move the buffer up by n rows
+        for a in (self.acc, self.wsum, self.valid, self.reason):  # move the buffer up by n rows
             a[..., : self.cap - n, :] = a[..., n:, :]
-            a[..., self.cap - n:, :] = 0
+            a[..., self.cap - n:, :] = pixels.NOT_OBSERVED if a is self.reason else 0
         self.base = upto

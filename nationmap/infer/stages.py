@@ -27,7 +27,7 @@ from nationmap.devices import available_cpus, plan_predictors
 from nationmap.infer.config import InferConfig
 from nationmap.infer.tables import PreviousMonth, write_area_tables
 from nationmap.parallel import progress_bar, run_tasks
-from nationmap.products.cells import BandLayout, run_cell
+from nationmap.products.cells import SCENE_RASTER_FORMAT, BandLayout, run_cell
 from nationmap.products.layers import Layer
 from nationmap.products.mosaic import build_mosaic
 from nationmap.products.quicklook import write_quicklook
@@ -153,12 +153,21 @@ class SceneStage:
         # size as set, "auto" before the devices are known)
         window["batch_size"] = ctx.cfg.batch_size
         self.keys = {r.id: sha256_json({"input": r.sha256, "models": ctx.models.key, "window": window,
-                                        "units": r.units})
+                                        "units": r.units, "raster": SCENE_RASTER_FORMAT, "dem": self._dem_key()})
                      for r in self.rows.values()}
+        self.index = {sid: i for i, sid in enumerate(self.rows)}  # rows of the month's acquisition table
         self.records: dict[str, SceneRecord | None] = {
             sid: SceneRecord.read_or_none(ctx.paths.scene_record(sid)) for sid in self.rows}
         self.footprints = dict(zip(catalog.id, footprints(catalog)))
         self.ran: set[str] = set()
+
+    def _dem_key(self) -> str | None:
+        dem = self.ctx.cfg.dem
+        return sha256_file(Path(dem)) if dem else None
+
+    def day(self, sid: str) -> int:
+        """Days from the month's first day to the acquisition's."""
+        return (self.rows[sid].datetime.date() - self.ctx.month.start.date()).days
 
     def _done(self, sid: str, verify_raster: bool) -> bool:
         rec = self.records[sid]
@@ -244,15 +253,20 @@ class CellStage:
         tree = shapely.STRtree([self.scenes.footprints[s] for s in ok])  # cells x scenes grow fast nationally
         for name, cell in self.cells.items():
             covering = [ok[i] for i in sorted(tree.query(cell.polygon, predicate="intersects"))]
+            region = None if ctx.region.geometry.covers(cell.polygon) else ctx.region.geometry.intersection(cell.polygon)
             key = sha256_json({"scenes": [self.scenes.keys[s] for s in covering], "models": ctx.models.key,
-                               "cell": settings.__dict__, "month": ctx.cfg.month})
+                               "cell": settings.__dict__, "month": ctx.cfg.month, "products": list(ctx.models.layers),
+                               "sources": [self.scenes.index[s] for s in covering],
+                               "region": None if region is None else region.wkb_hex})
             self.jobs[name] = CellJob(
                 cell=cell, month=ctx.cfg.month, key=key, scene_ids=tuple(covering),
                 scenes=tuple(str(ctx.paths.scene_raster(s)) for s in covering), out_dir=str(ctx.paths.cell_dir(name)),
                 layout=ctx.models.layout, layers=ctx.models.layers, settings=settings,
                 record=str(ctx.paths.cell_record(name)), tags={"MODELS": ctx.models.key[:16]},
                 # a Ray cell task holds one CPU; serially the cores are the cell's
-                threads=1 if ctx.cfg.executor == "ray" else available_cpus())
+                threads=1 if ctx.cfg.executor == "ray" else available_cpus(),
+                scene_indexes=tuple(self.scenes.index[s] for s in covering),
+                scene_days=tuple(self.scenes.day(s) for s in covering), region=region)
         self.todo = [c for c in self.cells if not self._done(c)]
         return self.todo
 
@@ -297,12 +311,15 @@ def national_layer(job: NationalJob) -> dict[str, FileEntry]:
     ``{"mosaic"|"vrt"|"quicklooks": FileEntry}`` with absolute paths."""
     national = build_mosaic(job.cell_files, job.layer, job.pixels_per_degree, job.cog, job.tags, vrt=job.vrt)
     t = job.tags
-    png = write_quicklook(national.cog, job.quicklook, job.layer,
-                          title=f"{t['PRODUCT']}: {job.layer.description}, {t['REGION']}, {t['MONTH']}",
-                          subtitle=f"nationmap {__version__}, models {t['MODELS']}; WGS84 longitude/latitude "
-                                   f"(EPSG:4326), {job.pixels_per_degree} px per degree")
+    png = None
+    if job.layer.style != "none":  # what the layer declares is drawn is drawn here too
+        png = write_quicklook(national.cog or national.vrt, job.quicklook, job.layer,
+                              title=f"{t['PRODUCT']}: {job.layer.description}, {t['REGION']}, {t['MONTH']}",
+                              subtitle=f"nationmap {__version__}, models {t['MODELS']}; WGS84 longitude/latitude "
+                                       f"(EPSG:4326), {job.pixels_per_degree} px per degree")
     return {group: FileEntry(str(path), sha256_file(path))
-            for group, path in (("mosaic", national.cog), ("vrt", national.vrt), ("quicklooks", png))}
+            for group, path in (("mosaic", national.cog), ("vrt", national.vrt), ("quicklooks", png))
+            if path is not None}
 
 
 class NationalStage:
@@ -317,7 +334,7 @@ class NationalStage:
         self.previous = ctx.previous
         self.key = sha256_json({"cells": {c.name: {p: e.sha256 for p, e in r.files.items()}
                                           for c, r in self.ok_cells.items()},
-                                "region": [c.name for c in ctx.region.cells], "format": "vrt+sparse-cog+tables/2",
+                                "region": [c.name for c in ctx.region.cells], "format": "vrt+sparse-cog+tables/3",
                                 "previous": self.previous.key if self.previous else None})
         self.record = NationalRecord.read_or_none(ctx.paths.national_record)
 
@@ -328,7 +345,7 @@ class NationalStage:
         if (not self.ctx.force and rec is not None and rec.key == self.key
                 and all(files_verify(root, getattr(rec.products, g)) for g in Products.GROUPS)):
             return []
-        return list(self.ctx.models.layout.products)
+        return list(self.ctx.models.layers)
 
     def run(self, units: list[str]) -> None:
         if not units:
@@ -342,11 +359,13 @@ class NationalStage:
                              "MODELS": ctx.models.key[:16]}) for p in units]
         results = run_tasks(national_layer, jobs, desc="national layers", executor=ctx.cfg.executor)
         groups = {g: {p: FileEntry(str(Path(r[g].path).relative_to(paths.root)), r[g].sha256)
-                      for p, r in zip(units, results)} for g in ("mosaic", "vrt", "quicklooks")}
+                      for p, r in zip(units, results) if g in r} for g in ("mosaic", "vrt", "quicklooks")}
         cell_files = {c.name: {p: paths.cell_dir(c.name) / e.path for p, e in r.files.items()}
                       for c, r in self.ok_cells.items()}
+        unmapped = {c.name: _cell_km2(c, ctx.region) for c in ctx.region.cells if c not in self.ok_cells}
         tables = write_area_tables(cell_files, ctx.models.layers, ctx.region.name, ctx.cfg.month,
-                                   paths.national_file("tables", ctx.tag), self.previous, ctx.cfg.executor)
+                                   paths.national_file("tables", ctx.tag), self.previous, ctx.cfg.executor,
+                                   unmapped)
         groups["tables"] = {k: FileEntry(str(path.relative_to(paths.root)), sha256_file(path))
                             for k, path in tables.items()}
         self.record = NationalRecord(self.key, Products(**groups))
@@ -358,6 +377,14 @@ class NationalStage:
 
     def products(self) -> Products:
         return self.record.products if self.ok_cells and self.record is not None else Products()
+
+
+def _cell_km2(cell: Cell, region: Region) -> tuple[float, float]:
+    """(km^2 of the cell inside the region, outside it) on the WGS84 ellipsoid."""
+    from nationmap.products.areas import geometry_km2
+
+    inside = geometry_km2(region.geometry.intersection(cell.polygon))
+    return inside, geometry_km2(cell.polygon) - inside
 
 
 # ---------------------------------------------------------------------------- STAC
@@ -392,7 +419,7 @@ class StacStage:
             return
         ctx, root = self.ctx, self.ctx.paths.root
         cell_files = {p: {c: _product_file(ctx.paths.cell_dir(c.name) / r.files[p].path, r.files[p])
-                          for c, r in self.ok_cells.items()} for p in ctx.models.layout.products}
+                          for c, r in self.ok_cells.items()} for p in ctx.models.layers}
         products = self.national.products()
         national = {g: {p: _product_file(root / e.path, e) for p, e in getattr(products, g).items()}
                     for g in ("mosaic", "vrt", "tables")}

@@ -25,7 +25,8 @@ from nationmap.errors import InputError
 from nationmap.files import safe_child, sha256_file, sha256_json
 from nationmap.parallel import run_tasks
 from nationmap.products.areas import (AREA_COLUMNS, CHANGE_COLUMNS, cell_area_rows, cell_change_rows,
-                                      cell_coverage_rows, region_area_rows, region_change_rows, write_tables)
+                                      cell_coverage_rows, region_area_rows, region_change_rows, unmapped_cell_rows,
+                                      write_tables)
 from nationmap.products.layers import Layer
 from nationmap.records import FileEntry, RunManifest
 
@@ -47,7 +48,7 @@ class CellTablesJob:
 def cell_tables(job: CellTablesJob) -> tuple[list, list]:
     """(area rows, change rows) of one cell (a Ray task on a cluster)."""
     areas = cell_area_rows(job.cell, job.files, job.layers)
-    change = [row for p, before in sorted(job.previous.items()) if p in CHANGE_LAYERS
+    change = [row for p, before in sorted(job.previous.items()) if job.layers[p].change
               for row in cell_change_rows(job.cell, before, job.files[p], job.layers[p])]
     if "count" in job.previous:
         change += cell_coverage_rows(job.cell, job.previous["count"], job.files["count"])
@@ -103,16 +104,21 @@ def _checked(root: Path, cell: str, entry: FileEntry) -> Path:
 
 
 def write_area_tables(cell_files: dict[str, dict[str, Path]], layers: dict[str, Layer], region: str, month: str,
-                      stem: Path, previous: PreviousMonth | None, executor: str) -> dict[str, Path]:
-    """Area (and change) tables of the cells in ``cell_files`` (cell -> product -> COG) under
-    ``stem`` (``<dir>/<tag>``); returns {"areas_csv", "areas_parquet"[, "change_csv", "change_parquet"]: path}."""
+                      stem: Path, previous: PreviousMonth | None, executor: str,
+                      unmapped: dict[str, tuple[float, float]] | None = None) -> dict[str, Path]:
+    """Area (and change) tables of the cells in ``cell_files`` (cell -> product -> COG) and of the
+    region's cells without products (``unmapped``: cell -> (km^2 inside the region, outside it))
+    under ``stem`` (``<dir>/<tag>``); returns {"areas_csv", "areas_parquet"[, "change_csv",
+    "change_parquet"]: path}."""
     jobs = [CellTablesJob(cell, files, _previous_files(cell, files, previous), layers)
             for cell, files in sorted(cell_files.items())]
     results = run_tasks(cell_tables, jobs, desc="area tables", executor=executor)
     areas = [row for rows, _ in results for row in rows]
+    areas += [row for cell, (inside, outside) in sorted((unmapped or {}).items())
+              for row in unmapped_cell_rows(cell, inside, outside, layers)]
     fixed = {"region": region, "month": month}
     out = dict(zip(("areas_csv", "areas_parquet"),
-                   write_tables(region_area_rows(areas, region) + areas, AREA_COLUMNS, fixed,
+                   write_tables(region_area_rows(areas, region, layers) + areas, AREA_COLUMNS, fixed,
                                 stem.with_name(stem.name + "_areas"))))
     if previous is not None:
         change = [row for _, rows in results for row in rows]

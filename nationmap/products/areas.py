@@ -127,30 +127,58 @@ def _share(part: float, whole: float) -> float:
     return part / whole if whole > 0 else 0.0
 
 
+def geometry_km2(geometry) -> float:
+    """Area in km^2 on the WGS84 ellipsoid of a shapely geometry in degrees."""
+    area, _ = WGS84.geometry_area_perimeter(geometry)
+    return abs(area) / 1e6
+
+
 def cell_area_rows(cell: str, files: dict[str, Path], layers: dict[str, Layer]) -> list[AreaRow]:
-    """The area rows of one cell from its COGs (``files``: product -> path; ``count`` required,
-    ``lulc`` and ``water`` when present): mapped and not mapped, then every class of each layer."""
+    """The area rows of one cell from its COGs (``files``: product -> path; ``count`` required):
+    mapped and not mapped (mapped: the no-data reason is 0, or without a reason layer count > 0),
+    then every class of each layer that declares areas: per class of the mapped area
+    (``classes``), per code of the whole area (``reasons``)."""
+    km2 = {p: class_areas_km2(files[p]) for p, layer in layers.items() if layer.areas and p in files}
     count = class_areas_km2(files["count"])
-    total, unmapped = count.sum(), count[0]
-    mapped = total - unmapped
+    total = count.sum()
+    mapped = next((a[0] for p, a in km2.items() if layers[p].areas == "reasons"), total - count[0])
     rows = [AreaRow("cell", cell, MAPPED, 1, MAPPED_NAME, mapped, _share(mapped, total)),
-            AreaRow("cell", cell, MAPPED, 0, UNMAPPED_NAME, unmapped, _share(unmapped, total))]
-    for product in ("lulc", "water"):
-        if product in files:
-            km2 = class_areas_km2(files[product])
-            rows += [AreaRow("cell", cell, product, c.code, c.name, km2[c.code], _share(km2[c.code], mapped))
-                     for c in sorted(layers[product].classes, key=lambda c: c.code)]
+            AreaRow("cell", cell, MAPPED, 0, UNMAPPED_NAME, total - mapped, _share(total - mapped, total))]
+    for product, areas in km2.items():
+        whole = total if layers[product].areas == "reasons" else mapped
+        rows += [AreaRow("cell", cell, product, c.code, c.name, areas[c.code], _share(areas[c.code], whole))
+                 for c in sorted(layers[product].classes, key=lambda c: c.code)]
     return rows
 
 
-def region_area_rows(cell_rows: list[AreaRow], region: str) -> list[AreaRow]:
-    """The region's rows: the cells' km^2 summed per layer and class, shares recomputed."""
+def unmapped_cell_rows(cell: str, inside_km2: float, outside_km2: float, layers: dict[str, Layer]) -> list[AreaRow]:
+    """The area rows of a cell without products (no acquisition of the month covered it): all of
+    it not mapped, and for a ``reasons`` layer not observed (inside the region) or outside it."""
+    from nationmap.products.pixels import NOT_OBSERVED, OUTSIDE
+
+    total = inside_km2 + outside_km2
+    rows = [AreaRow("cell", cell, MAPPED, 1, MAPPED_NAME, 0.0, 0.0),
+            AreaRow("cell", cell, MAPPED, 0, UNMAPPED_NAME, total, _share(total, total))]
+    for product, layer in layers.items():
+        if layer.areas == "classes":
+            rows += [AreaRow("cell", cell, product, c.code, c.name, 0.0, 0.0) for c in layer.classes]
+        elif layer.areas == "reasons":
+            km2 = {NOT_OBSERVED: inside_km2, OUTSIDE: outside_km2}
+            rows += [AreaRow("cell", cell, product, c.code, c.name, km2.get(c.code, 0.0),
+                             _share(km2.get(c.code, 0.0), total)) for c in layer.classes]
+    return rows
+
+
+def region_area_rows(cell_rows: list[AreaRow], region: str, layers: dict[str, Layer]) -> list[AreaRow]:
+    """The region's rows: the cells' km^2 summed per layer and class, shares recomputed (of the
+    whole area for ``mapped`` and a ``reasons`` layer, of the mapped area otherwise)."""
     sums: dict[tuple[str, int, str], float] = {}
     for r in cell_rows:
         sums[(r.layer, r.code, r.name)] = sums.get((r.layer, r.code, r.name), 0.0) + r.km2
     total = sum(km2 for (layer, _, _), km2 in sums.items() if layer == MAPPED)
     mapped = sums.get((MAPPED, 1, MAPPED_NAME), 0.0)
-    return [AreaRow("region", region, layer, code, name, km2, _share(km2, total if layer == MAPPED else mapped))
+    of_whole = {MAPPED} | {p for p, layer in layers.items() if layer.areas == "reasons"}
+    return [AreaRow("region", region, layer, code, name, km2, _share(km2, total if layer in of_whole else mapped))
             for (layer, code, name), km2 in sums.items()]
 
 

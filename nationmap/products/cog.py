@@ -38,13 +38,13 @@ def part_path(path: Path) -> Path:
 
 
 def open_staging(path: Path, layer: Layer, width: int, height: int, crs, transform):
-    """A writable single-band dataset for ``layer`` to fill window by window and hand to
-    :func:`translate_to_cog`: in memory (GDAL's MEM driver) when ``width`` x ``height`` pixels
+    """A writable dataset of ``layer``'s bands to fill window by window and hand to
+    :func:`translate_to_cog`: in memory (GDAL's MEM driver) when ``width`` x ``height`` x bands
     of ``layer.dtype`` fit ``MEMORY_STAGING_BYTES``, else a ZSTD-1 tiled GeoTIFF at ``path``.
-    Band description, class names and colour table are set."""
-    common = dict(dtype=layer.dtype, count=1, width=width, height=height, crs=crs, transform=transform,
+    Band descriptions, class names and colour table are set."""
+    common = dict(dtype=layer.dtype, count=layer.count, width=width, height=height, crs=crs, transform=transform,
                   nodata=layer.nodata)
-    if width * height * np.dtype(layer.dtype).itemsize <= MEMORY_STAGING_BYTES:
+    if width * height * layer.count * np.dtype(layer.dtype).itemsize <= MEMORY_STAGING_BYTES:
         dataset = rasterio.open(path.name, "w", driver="MEM", **common)
     else:
         dataset = rasterio.open(path, "w", **STAGING_PROFILE, **common)
@@ -61,9 +61,10 @@ def discard_staging(staging) -> None:
 
 
 def describe_band(dst, layer: Layer) -> None:
-    """Band description, class names and colour table of ``layer`` on an open dataset."""
-    dst.set_band_description(1, layer.name)
-    dst.update_tags(1, **layer.band_tags())
+    """Band descriptions, class names and colour table of ``layer`` on an open dataset."""
+    for i, name in enumerate(layer.band_names, start=1):
+        dst.set_band_description(i, name)
+        dst.update_tags(i, **layer.band_tags())
     if layer.categorical:
         dst.write_colormap(1, layer.colormap())
 

@@ -1,43 +1,99 @@
-"""The product layers and how each is encoded (``DESIGN.md``, National grid and products).
+"""The products, each declared once: what every consumer of a product reads.
 
-    lulc        uint8 class code 1..K (0 = no data); colour table and class names embedded
-    water       uint8 0 = land, 1 = water (255 = no data); colour table embedded
-    confidence  uint8 percent: probability of the chosen LULC class (255 = no data)
-    count       uint8 number of valid acquisitions used for the pixel (0 = none: a gap)
+A :class:`Layer` says everything about one product: its name, bands, data type, no-data value,
+unit or legend (codes, names, colours), how a cell computes it (``compute``: a function of
+:mod:`nationmap.products.pixels`), whether area tables count it, whether it is tiled on the
+web map and how it is styled. Cells, national layers, PAM sidecars, area tables, STAC assets,
+quicklooks and the web map all read these declarations; none of them names a product.
+
+    lulc           uint8 class code 1..K (0 = no data); colour table and class names
+    water          uint8 0 = land, 1 = water (255 = no data); colour table
+    confidence     uint8 percent: mean probability of the chosen LULC class (255 = no data)
+    probabilities  K x uint8: probability of each LULC class x 255 (``--probabilities``)
+    reason         uint8 why a pixel has no class (0 = mapped; codes in pixels.REASONS)
+    source         uint16 index of the acquisition that decided the pixel in the month's
+                   acquisition table (65535 = none)
+    date           uint8 that acquisition's day: days since the month's first day (255 = none)
+    count          uint8 number of acquisitions used for the pixel (0 = none)
+
+Adding a product: declare it in :func:`product_layers` and write the function that computes
+it in :mod:`nationmap.products.pixels`; ``tests/products/test_declared.py`` checks that every
+consumer writes or shows it.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
 
 from nationmap.data.lulc import ClassInfo
+from nationmap.products import pixels
 
-PRODUCTS = ("lulc", "water", "confidence", "count")
+AREA_KINDS = ("classes", "reasons")
+STYLES = ("classes", "continuous", "none")
 
 
 @dataclass(frozen=True)
 class Layer:
-    """One product layer.
+    """One product.
 
     Attributes:
-        name: ``lulc``, ``water``, ``confidence`` or ``count``.
+        name: the product's name (file names, STAC collection ``nationmap-<name>``, web map).
         nodata: the no-data value written in the COG (``None``: every value is data).
         overview_resampling: GDAL resampling of the COG overviews (mode for categories).
+        description: one line for band metadata, STAC and legends.
+        compute: ``(CellBlock, nodata) -> (h, w)`` or ``(bands, h, w)`` array of ``dtype``.
         classes: (code, name, colour) of a categorical layer; empty otherwise.
         unit: unit of a continuous layer.
+        dtype: ``uint8`` or ``uint16``.
+        bands: names of the bands of a multi-band product (empty: one band named ``name``).
+        areas: ``classes``: area tables give km^2 per class of the mapped area; ``reasons``:
+            km^2 per code of the whole area; None: no areas.
+        change: the month-to-month change table compares it.
+        national_cog: a national sparse COG is built beside the national VRT (else VRT only).
+        style: ``classes`` (colour table), ``continuous`` (``palette_range``), ``none``: not
+            drawn as tiles (shown on a pixel click only).
+        palette_range: (low, high) of a continuous style.
+        requires: the models the product needs (``lulc``, ``water``).
     """
 
     name: str
     nodata: int | None
     overview_resampling: str
     description: str
+    compute: Callable = pixels.acquisition_count
     classes: tuple[ClassInfo, ...] = ()
     unit: str | None = None
     dtype: str = "uint8"
+    bands: tuple[str, ...] = ()
+    areas: str | None = None
+    change: bool = False
+    national_cog: bool = True
+    style: str = "continuous"
+    palette_range: tuple[float, float] | None = None
+    requires: tuple[str, ...] = ()
+
+    def __post_init__(self):
+        if self.dtype not in ("uint8", "uint16"):
+            raise ValueError(f"{self.name}: dtype must be uint8 or uint16, not {self.dtype}")
+        if self.areas not in (None, *AREA_KINDS) or self.style not in STYLES:
+            raise ValueError(f"{self.name}: areas must be one of {AREA_KINDS} or None, style one of {STYLES}")
+        if self.style == "classes" and not self.classes:
+            raise ValueError(f"{self.name}: a classes style needs classes")
 
     @property
     def categorical(self) -> bool:
         return bool(self.classes)
+
+    @property
+    def band_names(self) -> tuple[str, ...]:
+        return self.bands or (self.name,)
+
+    @property
+    def count(self) -> int:
+        return len(self.band_names)
 
     def colormap(self) -> dict[int, tuple[int, int, int, int]] | None:
         """GDAL colour table: class colours, transparent no data."""
@@ -59,12 +115,41 @@ class Layer:
             tags["UNIT"] = self.unit
         return tags
 
+    def empty(self, height: int, width: int) -> np.ndarray:
+        """(bands, height, width) of no data (0 without a no-data value)."""
+        return np.full((self.count, height, width), self.nodata or 0, dtype=self.dtype)
 
-def product_layers(lulc_classes: tuple[ClassInfo, ...], water_classes: tuple[ClassInfo, ...]) -> dict[str, Layer]:
-    """The four layers, with class tables from the models' label schemes."""
-    return {
-        "lulc": Layer("lulc", 0, "mode", "land-use/land-cover class", classes=tuple(lulc_classes)),
-        "water": Layer("water", 255, "mode", "water (1) or land (0)", classes=tuple(water_classes)),
-        "confidence": Layer("confidence", 255, "average", "probability of the LULC class", unit="percent"),
-        "count": Layer("count", None, "nearest", "valid acquisitions used", unit="acquisitions"),
-    }
+
+def reason_classes() -> tuple[ClassInfo, ...]:
+    return tuple(ClassInfo(code, name, colour) for code, (name, colour) in pixels.REASONS.items())
+
+
+def product_layers(lulc_classes: tuple[ClassInfo, ...], water_classes: tuple[ClassInfo, ...],
+                   probabilities: bool = False) -> dict[str, Layer]:
+    """The run's products, in declaration order: those whose models are given (``lulc_classes``
+    and ``water_classes``, from the models' label schemes; empty: no such model), and the class
+    probabilities when ``probabilities``."""
+    lulc = tuple(lulc_classes)
+    declared = [
+        Layer("lulc", 0, "mode", "land-use/land-cover class", pixels.lulc_class, classes=lulc,
+              areas="classes", change=True, style="classes", requires=("lulc",)),
+        Layer("water", 255, "mode", "water (1) or land (0)", pixels.water_class, classes=tuple(water_classes),
+              areas="classes", change=True, style="classes", requires=("water",)),
+        Layer("confidence", 255, "average", "probability of the LULC class", pixels.confidence_percent,
+              unit="percent", palette_range=(0.0, 100.0), requires=("lulc",)),
+        Layer("probabilities", None, "average", "probability of each LULC class x 255 (all 0: no data)",
+              pixels.class_probabilities, unit="probability x 255", bands=tuple(f"p_{c.name}" for c in lulc),
+              national_cog=False, style="none", requires=("lulc", "probabilities")),
+        Layer("reason", None, "mode", "why the pixel has no class (0: it has one)", pixels.no_data_reason,
+              classes=reason_classes(), areas="reasons", style="classes"),
+        Layer("source", 65535, "nearest", "index of the deciding acquisition in the month's acquisition table",
+              pixels.source_index, dtype="uint16", style="none"),
+        Layer("date", 255, "nearest", "day of the deciding acquisition (days since the month's first day)",
+              pixels.source_day, unit="days", palette_range=(0.0, 30.0)),
+        Layer("count", None, "nearest", "valid acquisitions used", pixels.acquisition_count,
+              unit="acquisitions", palette_range=(0.0, 10.0)),
+    ]
+    given = {"lulc"} if lulc else set()
+    given |= {"water"} if water_classes else set()
+    given |= {"probabilities"} if probabilities else set()
+    return {layer.name: layer for layer in declared if set(layer.requires) <= given}

@@ -43,7 +43,7 @@ class NationalLayer:
     """The files of one product's national layer and its grid (pixels of the region's box)."""
 
     vrt: Path
-    cog: Path
+    cog: Path | None  # None: the layer declares no national COG
     width: int
     height: int
     cells_with_data: int
@@ -79,13 +79,15 @@ def build_mosaic(cell_files: dict[Cell, Path | None], layer: Layer, pixels_per_d
     vrt = Path(vrt) if vrt is not None else dst.with_suffix(".vrt")
     _, width, height, _, _ = mosaic_grid(sorted(cell_files), pixels_per_degree)
     write_vrt(cell_files, layer, pixels_per_degree, vrt, tags)
+    with_data = sum(path is not None for path in cell_files.values())
+    if not layer.national_cog:  # declared VRT only (a multi-band layer: the cells are its COGs)
+        return NationalLayer(vrt, None, width, height, with_data)
     dst.parent.mkdir(parents=True, exist_ok=True)
     options = {**NATIONAL_COG_OPTIONS, "OVERVIEW_RESAMPLING": layer.overview_resampling.upper()}
     with atomic_path(dst) as tmp:
         rasterio.shutil.copy(str(vrt), str(tmp), **options)
         sidecar_path(tmp).unlink(missing_ok=True)  # GDAL's copy of the VRT's class names, under the temporary name
     write_sidecar(dst, layer)
-    with_data = sum(path is not None for path in cell_files.values())
     return NationalLayer(vrt, dst, width, height, with_data)
 
 
@@ -103,20 +105,22 @@ def write_vrt(cell_files: dict[Cell, Path | None], layer: Layer, pixels_per_degr
     if tags:
         _metadata(root, tags)
     block, gdal_type = str(COG_OPTIONS["BLOCKSIZE"]), _GDAL_TYPES[layer.dtype]
-    band = ET.SubElement(root, "VRTRasterBand", dataType=gdal_type, band="1", blockXSize=block, blockYSize=block)
-    _describe_band(band, layer)
     sources = {cell: path for cell, path in sorted(cell_files.items()) if path is not None}
-    _check_cells(sources, n)
-    for cell, path in sources.items():
-        source = ET.SubElement(band, "SimpleSource")
-        ET.SubElement(source, "SourceFilename", relativeToVRT="1").text = os.path.relpath(path, dst.parent)
-        ET.SubElement(source, "SourceBand").text = "1"
-        # declared, so GDAL opens a cell only when a read touches it
-        ET.SubElement(source, "SourceProperties", RasterXSize=str(n), RasterYSize=str(n), DataType=gdal_type,
-                      BlockXSize=block, BlockYSize=block)
-        ET.SubElement(source, "SrcRect", xOff="0", yOff="0", xSize=str(n), ySize=str(n))
-        ET.SubElement(source, "DstRect", xOff=str((cell.lon - lon0) * n), yOff=str((lat1 - 1 - cell.lat) * n),
-                      xSize=str(n), ySize=str(n))
+    _check_cells(sources, n, layer.count)
+    for i, name in enumerate(layer.band_names, start=1):
+        band = ET.SubElement(root, "VRTRasterBand", dataType=gdal_type, band=str(i), blockXSize=block,
+                             blockYSize=block)
+        _describe_band(band, layer, name)
+        for cell, path in sources.items():
+            source = ET.SubElement(band, "SimpleSource")
+            ET.SubElement(source, "SourceFilename", relativeToVRT="1").text = os.path.relpath(path, dst.parent)
+            ET.SubElement(source, "SourceBand").text = str(i)
+            # declared, so GDAL opens a cell only when a read touches it
+            ET.SubElement(source, "SourceProperties", RasterXSize=str(n), RasterYSize=str(n), DataType=gdal_type,
+                          BlockXSize=block, BlockYSize=block)
+            ET.SubElement(source, "SrcRect", xOff="0", yOff="0", xSize=str(n), ySize=str(n))
+            ET.SubElement(source, "DstRect", xOff=str((cell.lon - lon0) * n), yOff=str((lat1 - 1 - cell.lat) * n),
+                          xSize=str(n), ySize=str(n))
     factors = overview_factors(width, height)
     if factors:
         ET.SubElement(root, "OverviewList", resampling=layer.overview_resampling).text = " ".join(map(str, factors))
@@ -127,21 +131,22 @@ def write_vrt(cell_files: dict[Cell, Path | None], layer: Layer, pixels_per_degr
     return dst
 
 
-def _check_cells(sources: dict[Cell, Path], n: int) -> None:
-    """Every cell COG is one band of ``n`` x ``n`` pixels: the VRT declares them so, and GDAL would
-    otherwise read past a smaller cell or crop a larger one without a word."""
+def _check_cells(sources: dict[Cell, Path], n: int, bands: int) -> None:
+    """Every cell COG has the layer's ``bands`` of ``n`` x ``n`` pixels: the VRT declares them so,
+    and GDAL would otherwise read past a smaller cell or crop a larger one without a word."""
     for cell, path in sources.items():
         with rasterio.open(path) as ds:
-            if ds.count != 1 or ds.shape != (n, n):
-                raise ValueError(f"{path}: {ds.count} band(s) of {ds.shape[0]} x {ds.shape[1]} px, expected one of "
-                                 f"{n} x {n} for cell {cell.name}")
+            if ds.count != bands or ds.shape != (n, n):
+                raise ValueError(f"{path}: {ds.count} band(s) of {ds.shape[0]} x {ds.shape[1]} px, expected {bands} "
+                                 f"of {n} x {n} for cell {cell.name}")
 
 
-def _describe_band(band: ET.Element, layer: Layer) -> None:
-    """No data, description, metadata and colour table of ``layer`` (as cog.describe_band)."""
+def _describe_band(band: ET.Element, layer: Layer, name: str) -> None:
+    """No data, description, metadata and colour table of band ``name`` of ``layer`` (as
+    cog.describe_band)."""
     if layer.nodata is not None:
         ET.SubElement(band, "NoDataValue").text = str(layer.nodata)
-    ET.SubElement(band, "Description").text = layer.name
+    ET.SubElement(band, "Description").text = name
     _metadata(band, layer.band_tags())
     band.extend(band_elements(layer))  # class names and attribute table
     if layer.categorical:

@@ -52,7 +52,8 @@ def render(data: np.ndarray, layer: Layer) -> np.ndarray:
 
 
 def _top(data: np.ndarray, layer: Layer) -> float:
-    return 100.0 if layer.unit == "percent" else max(float(data.max()), 1.0)
+    """The value drawn brightest: the top of the declared range, else the data's maximum."""
+    return layer.palette_range[1] if layer.palette_range else max(float(data.max()), 1.0)
 
 
 def metres_per_degree_east(lat: float) -> float:

@@ -3,7 +3,11 @@
     STAC_DIR/catalog.json                          the run's root catalog
     STAC_DIR/nationmap-<product>/collection.json   product collection (+ national COG and VRT assets)
     STAC_DIR/nationmap-<product>/<cell>_<month>/<id>.json  item: cell COG asset with proj, raster,
-                                                   classification and file (checksum) fields
+                                                   classification and file (checksum) fields; derived_from
+                                                   links to the acquisitions the cell used
+    STAC_DIR/nationmap-acquisitions/<id>/<id>.json  item per acquisition of the month: footprint, time,
+                                                   sar, sat, view; the input file as asset
+                                                   (:mod:`nationmap.products.stac_acquisitions`)
 
 Asset hrefs are relative, so the products directory can be moved or served as is. The tree is
 written to a staging directory and swapped into place whole.
@@ -27,12 +31,17 @@ from shapely.geometry import mapping
 from nationmap.data.grid import Cell
 from nationmap.data.months import Month
 from nationmap.files import replace_dir
+from nationmap.products.acquisitions import Acquisition
 from nationmap.products.layers import Layer
+from nationmap.products.stac_acquisitions import acquisition_collection, link_sources
 
 COG_MEDIA_TYPE = pystac.MediaType.COG
 VRT_MEDIA_TYPE = "application/xml"  # GDAL's VRT has no registered media type; it is XML
 LICENSE = "proprietary"
 TABLE_MEDIA_TYPES = {"csv": "text/csv", "parquet": "application/vnd.apache.parquet"}
+TABLE_TITLES = {"areas": "area of every class, cell and {region} {month}, km^2",
+                "change": "class-to-class change from the previous month, {region} {month}, km^2",
+                "acquisitions": "the acquisitions of {region} {month}: row i is the source layer's index i"}
 
 
 @dataclass(frozen=True)
@@ -49,8 +58,9 @@ def _asset(file: ProductFile, layer: Layer, title: str, shape: tuple[int, int], 
     asset = pystac.Asset(href=href, media_type=COG_MEDIA_TYPE, title=title, roles=["data"])
     proj = ProjectionExtension.ext(asset, add_if_missing=False)
     proj.apply(code="EPSG:4326", shape=list(shape), transform=list(transform)[:6])
-    band = RasterBand.create(nodata=layer.nodata, data_type=DataType.UINT8, unit=layer.unit, sampling="area")
-    RasterExtension.ext(asset, add_if_missing=False).apply([band])
+    bands = [RasterBand.create(nodata=layer.nodata, data_type=DataType(layer.dtype), unit=layer.unit, sampling="area")
+             for _ in layer.band_names]
+    RasterExtension.ext(asset, add_if_missing=False).apply(bands)
     if layer.categorical:
         ClassificationExtension.ext(asset, add_if_missing=False).apply(
             [Classification.create(value=c.code, name=c.name.lower().replace(" ", "-"), description=c.name,
@@ -62,10 +72,10 @@ def _asset(file: ProductFile, layer: Layer, title: str, shape: tuple[int, int], 
 
 
 def _table_asset(file: ProductFile, key: str, region: str, month: Month, item_dir: Path) -> pystac.Asset:
-    """An area table (``areas_csv``, ``change_parquet``...) as a metadata asset with its checksum."""
-    what, kind = key.split("_")
-    title = (f"area of every class, cell and {region} {month}, km^2" if what == "areas"
-             else f"class-to-class change from the previous month, {region} {month}, km^2")
+    """A table (``areas_csv``, ``change_parquet``, ``acquisitions_csv``...) as a metadata asset
+    with its checksum."""
+    what, kind = key.rsplit("_", 1)
+    title = TABLE_TITLES.get(what, what + " table").format(region=region, month=month)
     asset = pystac.Asset(href=os.path.relpath(file.path, item_dir), media_type=TABLE_MEDIA_TYPES[kind],
                          title=f"{title} ({kind})", roles=["metadata"])
     f = FileExtension.ext(asset, add_if_missing=False)
@@ -82,17 +92,23 @@ def _extensions(obj, layer: Layer) -> None:
 def write_stac(stac_dir: str | Path, region: str, month: Month, layers: dict[str, Layer],
                cell_files: dict[str, dict[Cell, ProductFile]], mosaics: dict[str, ProductFile],
                pixels_per_degree: int, properties: dict | None = None,
-               vrts: dict[str, ProductFile] | None = None, tables: dict[str, ProductFile] | None = None) -> Path:
+               vrts: dict[str, ProductFile] | None = None, tables: dict[str, ProductFile] | None = None,
+               acquisitions: list[Acquisition] | None = None, sources: dict[Cell, list[str]] | None = None) -> Path:
     """Write the STAC tree for one region and month; returns the root catalog path. ``mosaics``
     (national COGs) and ``vrts`` (national VRTs) become assets of their product's collection;
     ``tables`` (``areas_csv``, ``change_parquet``...: the area tables) assets of the lulc and
-    water collections."""
+    water collections, the acquisition table's (``acquisitions_csv``...) of the acquisitions
+    collection, written when ``acquisitions`` (the month's acquisition table) are given;
+    ``sources`` (cell -> acquisition ids it used) become each product item's derived_from links."""
     stac_dir = Path(stac_dir)
     stage = stac_dir.with_name(f".{stac_dir.name}-part-{os.getpid()}")  # no suffix: pystac reads one as a file name
     shutil.rmtree(stage, ignore_errors=True)
     start, end = month.start, month.end
     root = pystac.Catalog(id=f"nationmap-{region}-{month}", description=f"nationmap products, region {region}, {month}",
                           title=f"nationmap {region} {month}")
+    acquired, by_id = acquisition_collection(acquisitions, region, month) if acquisitions else (None, {})
+    tables = dict(tables or {})
+    acquisition_tables = {k: tables.pop(k) for k in list(tables) if acquired and k.startswith("acquisitions_")}
     for product, files in cell_files.items():
         layer = layers[product]
         cells = sorted(files)
@@ -111,6 +127,7 @@ def write_stac(stac_dir: str | Path, region: str, month: Month, layers: dict[str
                                start_datetime=start, end_datetime=end,
                                properties={"nationmap:cell": cell.name, "nationmap:product": product, **(properties or {})})
             _extensions(item, layer)
+            link_sources(item, by_id, (sources or {}).get(cell, ()))
             n = pixels_per_degree
             item.add_asset(product, _asset(files[cell], layer, f"{product} {cell.name} {month}", (n, n),
                                            cell.transform(n), item_dir))
@@ -126,8 +143,12 @@ def write_stac(stac_dir: str | Path, region: str, month: Month, layers: dict[str
                 vrt.media_type = VRT_MEDIA_TYPE
                 collection.add_asset("vrt", vrt)
         if product in ("lulc", "water"):
-            for key, file in (tables or {}).items():
+            for key, file in tables.items():
                 collection.add_asset(key.replace("_", "-"), _table_asset(file, key, region, month, product_dir))
+    if acquired:
+        root.add_child(acquired)
+        for key, file in acquisition_tables.items():
+            acquired.add_asset(key.replace("_", "-"), _table_asset(file, key, region, month, stage / acquired.id))
     root.normalize_hrefs(str(stage))
     root.save(catalog_type=pystac.CatalogType.SELF_CONTAINED)
     replace_dir(stage, stac_dir)

@@ -18,6 +18,7 @@ from torch import nn
 from nationmap.data.calibration import db_to_dn
 from nationmap.infer.scene import Head, ModelValueError, SceneModels, WindowSettings, check_model_input, predict_scene
 from nationmap.infer.windows import blend_weight, column_blocks, ramp, window_starts
+from nationmap.products import pixels
 
 WATER_DB = -18.0
 
@@ -129,11 +130,12 @@ def test_streamed_prediction_matches_in_memory_reference(tmp_path, shape, max_bl
     with rasterio.open(tmp_path / "out.tif") as ds:
         out = ds.read()
         assert ds.transform == Affine(75.0, 0, 500_000.0, 0, -75.0, 3_950_000.0) and ds.crs.to_epsg() == 32653
-        assert ds.descriptions == ("water", "other", "validity")
+        assert ds.descriptions == ("water", "other", "validity", "reason")
     valid = np.isfinite(db)
     ref = _reference(db, module, settings)
     assert np.abs(out[:2].astype(float) - np.where(valid, np.rint(ref * 255), 0)).max() <= 1
     assert (out[2] == np.where(valid, 255, 0)).all()
+    assert (out[3] == np.where(valid, pixels.MAPPED, pixels.NOT_OBSERVED)).all()  # NaN is no data, not invalid
     assert result.valid_pixels == valid.sum()
     assert not list(tmp_path.glob(".*.part-*"))
 
@@ -226,14 +228,14 @@ def test_unphysical_input_never_reaches_the_models(tmp_path, monkeypatch):
             check_model_input(bad)
     from nationmap.data.sar import SarRaster
 
-    read = SarRaster.read
+    calibrate = SarRaster.calibrate
 
-    def lax_read(self, window=None, out_shape=None):  # a reader that lets an extreme value through
-        sigma = read(self, window, out_shape)
-        sigma.db[0, 0], sigma.valid[0, 0] = 3.4e38, True
-        return sigma
+    def lax_calibrate(self, raw):  # a calibration that lets an extreme value through
+        db, valid = calibrate(self, raw)
+        db[0, 0], valid[0, 0] = 3.4e38, True
+        return db, valid
 
-    monkeypatch.setattr(SarRaster, "read", lax_read)
+    monkeypatch.setattr(SarRaster, "calibrate", lax_calibrate)
     write_scene(tmp_path / "scene.tif", smooth_field((100, 90), seed=3))
     module = ZeroPaddedWater(-12.0, 6.0)
     with pytest.raises(ModelValueError, match="outside the physical sigma0 range"):
