@@ -7,11 +7,16 @@ schemas loaded and fetching turned into an error, so a catalog that declares an 
 nobody vendored fails with the address it wanted, never a download.
 
 Beyond the schemas, :func:`validate_catalog` checks what a schema cannot: every object the
-catalogue links (children, items) is a file inside the catalogue's directory, each object's
-``root`` link leads to the catalogue it was reached from, and every asset is a file inside the
-products directory (the catalogue's parent: the run or the published version; the path rule,
-links resolved) whose size and SHA-256 are those its ``file:size`` and ``file:checksum`` (a
-multihash, ``1220`` + hex digest, as the products write it) declare.
+catalogue links (children, items, and the acquisitions a product was ``derived_from``) is a file
+inside the catalogue's directory, each object's ``root`` link leads to the catalogue it was
+reached from, and every asset is a file inside the products directory (the catalogue's parent:
+the run or the published version; the path rule, links resolved) whose size and SHA-256 are those
+its ``file:size`` and ``file:checksum`` (a multihash, ``1220`` + hex digest, as the products write
+it) declare. The exception is the assets of the items of the ``nationmap-acquisitions``
+collection: those are the run's input files, outside the products by design; their href must be
+an absolute path or a URL and their ``file:checksum``, where given, a SHA-256 multihash, but their
+bytes are not read (hundreds of GB-sized scenes a month; the run manifest holds their checksums
+as the catalog read them).
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from pystac.validation.stac_validator import GetSchemaError, JsonSchemaSTACValid
 
 from nationmap.errors import InputError
 from nationmap.files import safe_child, sha256_file
+from nationmap.products.stac_acquisitions import ACQUISITIONS_COLLECTION
 
 SCHEMA_DIR = Path(__file__).with_name("stac_schemas")
 
@@ -60,9 +66,9 @@ def validate_catalog(path: str | Path, products: str | Path | None = None) -> in
     catalog = Path(path).resolve()
     products = Path(products).resolve() if products is not None else catalog.parent.parent
     validator, digests = OfflineValidator(), {}
-    queue, seen = [catalog], set()
+    queue, seen = [(catalog, False)], set()  # (object, an item of the acquisitions collection)
     while queue:
-        obj = queue.pop(0)
+        obj, is_input = queue.pop(0)
         if obj in seen:
             continue
         seen.add(obj)
@@ -72,9 +78,17 @@ def validate_catalog(path: str | Path, products: str | Path | None = None) -> in
         roots = [_linked(obj, link, catalog.parent) for link in links if link.get("rel") == "root"]
         if catalog not in roots:
             raise STACValidationError(f"{obj}: no root link leads to the catalog {catalog}")
-        queue += [_linked(obj, link, catalog.parent) for link in links if link.get("rel") in ("child", "item")]
+        inputs = values.get("type") == "Collection" and values.get("id") == ACQUISITIONS_COLLECTION
+        queue += [(_linked(obj, link, catalog.parent), inputs and link.get("rel") == "item")
+                  for link in links if link.get("rel") in ("child", "item")]
+        for link in links:
+            if link.get("rel") == "derived_from":
+                _linked(obj, link, catalog.parent)
         for key, asset in values.get("assets", {}).items():
-            _check_asset(obj, key, asset, products, digests)
+            if is_input:
+                _check_input_asset(obj, key, asset)
+            else:
+                _check_asset(obj, key, asset, products, digests)
     return len(seen)
 
 
@@ -105,6 +119,23 @@ def _linked(obj: Path, link: dict, stac_dir: Path) -> Path:
     if not target.is_file():
         raise STACValidationError(f"{what}: {link.get('href')!r} is not a file")
     return target
+
+
+def _check_input_asset(obj: Path, key: str, asset: Any) -> None:
+    """An acquisition item's asset: an input file named by an absolute path or URL, its
+    ``file:checksum`` (where given) a SHA-256 multihash; its bytes are not read."""
+    what = f"{obj}: input asset {key!r}"
+    href = asset.get("href") if isinstance(asset, dict) else None
+    if not isinstance(href, str) or not (os.path.isabs(href) or "://" in href):
+        raise STACValidationError(f"{what}: href {href!r} is not an absolute path or URL of the input")
+    checksum = asset.get("file:checksum")
+    if checksum is not None and not _is_multihash(checksum):
+        raise STACValidationError(f"{what}: file:checksum {checksum!r} is not a SHA-256 multihash (1220 + 64 hex)")
+
+
+def _is_multihash(checksum: Any) -> bool:
+    return (isinstance(checksum, str) and checksum.startswith("1220") and len(checksum) == 68
+            and all(c in "0123456789abcdefABCDEF" for c in checksum[4:]))
 
 
 def _check_asset(obj: Path, key: str, asset: Any, products: Path, digests: dict[Path, str]) -> None:
