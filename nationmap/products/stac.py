@@ -89,6 +89,31 @@ def _extensions(obj, layer: Layer) -> None:
         ext.add_to(obj)
 
 
+def _add_national(collection: pystac.Collection, layer: Layer, mosaic: ProductFile, vrt: ProductFile | None,
+                  when: str, product_dir: Path) -> None:
+    """The national COG (``mosaic``) and VRT of a product as assets of its collection."""
+    with rasterio.open(mosaic.path) as ds:  # the region's box, not only these cells'
+        shape, transform = ds.shape, ds.transform
+    product = layer.name
+    collection.add_asset("mosaic", _asset(mosaic, layer, f"{product} mosaic {when}", shape, transform, product_dir))
+    if vrt is not None:
+        asset = _asset(vrt, layer, f"{product} national VRT over the cell COGs {when}", shape, transform, product_dir)
+        asset.media_type = VRT_MEDIA_TYPE
+        collection.add_asset("vrt", asset)
+
+
+def _add_acquisitions(root: pystac.Catalog, stage: Path, region: str, month: Month, acquisitions: list[Acquisition],
+                      tables: dict[str, ProductFile]) -> dict[str, pystac.Item]:
+    """The acquisitions collection, with the acquisition table (taken out of ``tables``) as its
+    assets, as a child of ``root``; returns its items by acquisition id."""
+    collection, items = acquisition_collection(acquisitions, region, month)
+    root.add_child(collection)
+    for key in [k for k in tables if k.startswith("acquisitions_")]:
+        collection.add_asset(key.replace("_", "-"), _table_asset(tables.pop(key), key, region, month,
+                                                                 stage / collection.id))
+    return items
+
+
 def write_stac(stac_dir: str | Path, region: str, month: Month, layers: dict[str, Layer],
                cell_files: dict[str, dict[Cell, ProductFile]], mosaics: dict[str, ProductFile],
                pixels_per_degree: int, properties: dict | None = None,
@@ -106,9 +131,8 @@ def write_stac(stac_dir: str | Path, region: str, month: Month, layers: dict[str
     start, end = month.start, month.end
     root = pystac.Catalog(id=f"nationmap-{region}-{month}", description=f"nationmap products, region {region}, {month}",
                           title=f"nationmap {region} {month}")
-    acquired, by_id = acquisition_collection(acquisitions, region, month) if acquisitions else (None, {})
     tables = dict(tables or {})
-    acquisition_tables = {k: tables.pop(k) for k in list(tables) if acquired and k.startswith("acquisitions_")}
+    by_id = _add_acquisitions(root, stage, region, month, acquisitions, tables) if acquisitions else {}
     for product, files in cell_files.items():
         layer = layers[product]
         cells = sorted(files)
@@ -133,22 +157,11 @@ def write_stac(stac_dir: str | Path, region: str, month: Month, layers: dict[str
                                            cell.transform(n), item_dir))
             collection.add_item(item)
         if product in mosaics:
-            with rasterio.open(mosaics[product].path) as ds:  # the region's box, not only these cells'
-                shape, transform = ds.shape, ds.transform
-            collection.add_asset("mosaic", _asset(mosaics[product], layer, f"{product} mosaic {region} {month}",
-                                                  shape, transform, product_dir))
-            if vrts and product in vrts:
-                vrt = _asset(vrts[product], layer, f"{product} national VRT over the cell COGs {region} {month}",
-                             shape, transform, product_dir)
-                vrt.media_type = VRT_MEDIA_TYPE
-                collection.add_asset("vrt", vrt)
+            _add_national(collection, layer, mosaics[product], (vrts or {}).get(product), f"{region} {month}",
+                          product_dir)
         if product in ("lulc", "water"):
             for key, file in tables.items():
                 collection.add_asset(key.replace("_", "-"), _table_asset(file, key, region, month, product_dir))
-    if acquired:
-        root.add_child(acquired)
-        for key, file in acquisition_tables.items():
-            acquired.add_asset(key.replace("_", "-"), _table_asset(file, key, region, month, stage / acquired.id))
     root.normalize_hrefs(str(stage))
     root.save(catalog_type=pystac.CatalogType.SELF_CONTAINED)
     replace_dir(stage, stac_dir)
