@@ -109,6 +109,8 @@ class InferConfig(Config):
         if self.window:
             self.window_settings(self.window)
         self.cell_settings()
+        if self.dem and not Path(self.dem).is_file():
+            raise InputError(f"DEM {self.dem}: no such file")
 
     def window_settings(self, size: int) -> WindowSettings:
         """The window settings for models of input ``size``; an ``auto`` batch size is

@@ -33,6 +33,7 @@ from nationmap.products import pixels
 
 AREA_KINDS = ("classes", "reasons")
 STYLES = ("classes", "continuous", "none")
+READINGS = ("value", "day", "acquisition")
 
 
 @dataclass(frozen=True)
@@ -56,7 +57,10 @@ class Layer:
         style: ``classes`` (colour table), ``continuous`` (``palette_range``), ``none``: not
             drawn as tiles (shown on a pixel click only).
         palette_range: (low, high) of a continuous style.
-        requires: the models the product needs (``lulc``, ``water``).
+        requires: the models (``lulc``, ``water``) and options (``probabilities``) it needs.
+        reading: how one value reads to a person: ``value`` (a class name, or the number and
+            unit), ``day`` (a date: days since the month's first day), ``acquisition`` (a row of
+            the month's acquisition table: its id and date).
     """
 
     name: str
@@ -74,12 +78,15 @@ class Layer:
     style: str = "continuous"
     palette_range: tuple[float, float] | None = None
     requires: tuple[str, ...] = ()
+    reading: str = "value"
 
     def __post_init__(self):
         if self.dtype not in ("uint8", "uint16"):
             raise ValueError(f"{self.name}: dtype must be uint8 or uint16, not {self.dtype}")
         if self.areas not in (None, *AREA_KINDS) or self.style not in STYLES:
             raise ValueError(f"{self.name}: areas must be one of {AREA_KINDS} or None, style one of {STYLES}")
+        if self.reading not in READINGS:
+            raise ValueError(f"{self.name}: reading must be one of {READINGS}, not {self.reading!r}")
         if self.style == "classes" and not self.classes:
             raise ValueError(f"{self.name}: a classes style needs classes")
 
@@ -143,9 +150,9 @@ def product_layers(lulc_classes: tuple[ClassInfo, ...], water_classes: tuple[Cla
         Layer("reason", None, "mode", "why the pixel has no class (0: it has one)", pixels.no_data_reason,
               classes=reason_classes(), areas="reasons", style="classes"),
         Layer("source", 65535, "nearest", "index of the deciding acquisition in the month's acquisition table",
-              pixels.source_index, dtype="uint16", style="none"),
+              pixels.source_index, dtype="uint16", style="none", reading="acquisition"),
         Layer("date", 255, "nearest", "day of the deciding acquisition (days since the month's first day)",
-              pixels.source_day, unit="days", palette_range=(0.0, 30.0)),
+              pixels.source_day, unit="days", palette_range=(0.0, 30.0), reading="day"),
         Layer("count", None, "nearest", "valid acquisitions used", pixels.acquisition_count,
               unit="acquisitions", palette_range=(0.0, 10.0)),
     ]
@@ -153,3 +160,13 @@ def product_layers(lulc_classes: tuple[ClassInfo, ...], water_classes: tuple[Cla
     given |= {"water"} if water_classes else set()
     given |= {"probabilities"} if probabilities else set()
     return {layer.name: layer for layer in declared if set(layer.requires) <= given}
+
+
+def declared_layers() -> dict[str, Layer]:
+    """Every declared product, in order, with the classes of the default class table: for the
+    consumers that meet products as files (the web map: order, style, unit; their legends come
+    from the files themselves)."""
+    from nationmap.data.lulc import load_class_table
+
+    table = load_class_table()
+    return product_layers(table.scheme("lulc9").classes, table.scheme("water").classes, probabilities=True)

@@ -3,7 +3,7 @@
     GET /                                     the page (static/index.html, Leaflet from xstatic-leaflet)
     GET /api/maps                             every products run: region, month, version, legends, cells
                                               (a run that cannot be shown: available false and the reason)
-    GET /api/point?map=ID&lon=..&lat=..       lulc, water, confidence and count of that pixel
+    GET /api/point?map=ID&lon=..&lat=..       every product's value at that pixel, with a label
     GET /api/areas?map=ID                     the region's rows of the area table (km^2 per class)
     GET /tiles/{product}/{z}/{x}/{y}.png?map=ID   a Web Mercator tile of a national COG
 
@@ -29,9 +29,9 @@ import io
 import json
 import logging
 import math
-import os
 import threading
 from collections import OrderedDict
+from datetime import timedelta
 from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
 from pathlib import Path
@@ -45,6 +45,11 @@ from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
+from nationmap.data.months import parse_month
+from nationmap.devices import available_cpus
+from nationmap.errors import InputError, first_line
+from nationmap.products.acquisitions import AcquisitionTable, read_acquisition_table
+from nationmap.products.layers import declared_layers
 from nationmap.serve.catalog import MapEntry, MapIndex, MosaicFile
 from nationmap.serve.tiles import (
     RasterReadError,
@@ -58,11 +63,12 @@ from nationmap.serve.tiles import (
 )
 
 STATIC = Path(__file__).with_name("static")
-PRODUCT_ORDER = ("lulc", "water", "confidence", "count")
-UNITS = {"confidence": "%", "count": "acquisitions"}
+LAYERS = declared_layers()  # the products' declarations: order, style, units
+PRODUCT_ORDER = tuple(LAYERS)
+SHORT_UNITS = {"percent": "%"}
 DEADLINE_S = 10.0  # the longest a raster read may hold a request
 TILE_CACHE_BYTES = 8 * 2**20  # about 2,000 tiles: the screens viewers looked at last
-WORKERS = min(8, 2 * (os.cpu_count() or 1))  # GDAL releases the GIL while it reads and decodes
+WORKERS = min(8, 2 * available_cpus())  # GDAL releases the GIL while it reads and decodes
 log = logging.getLogger("nationmap.serve")
 
 
@@ -172,7 +178,7 @@ class MapServer:
     async def layer(self, request: Request) -> tuple[MapEntry, MosaicFile]:
         entry = await self.entry(request)
         product = request.path_params["product"]
-        if product not in entry.mosaics:
+        if product not in entry.mosaics or not _drawn(product):
             raise HTTPException(404, f"map {entry.id} has no {product} layer")
         return entry, entry.mosaics[product]
 
@@ -206,8 +212,8 @@ class MapServer:
         mosaics = [entry.mosaics[p] for p in PRODUCT_ORDER if p in entry.mosaics]
         inside = [(m, await self.version(entry, m.path, f"{m.product} layer")) for m in mosaics
                   if contains(m.info.bounds, lon, lat)]
-        read = await self.read(entry, "layers", _read_point, inside, lon, lat) if inside else {}
-        values = {m.product: {"value": read.get(m.product), "label": _label(m, read.get(m.product))} for m in mosaics}
+        read = await self.read(entry, "layers", _read_point, entry, inside, lon, lat) if inside else {}
+        values = {m.product: {"value": None, "label": "no data"} | read.get(m.product, {}) for m in mosaics}
         return JSONResponse({"map": entry.id, "lon": lon, "lat": lat, "values": values})
 
     async def areas(self, request: Request) -> Response:
@@ -223,8 +229,32 @@ def _png(png: bytes) -> Response:
     return Response(png, media_type="image/png", headers={"Cache-Control": "max-age=60"})
 
 
-def _read_point(inside: list[tuple[MosaicFile, tuple[int, ...]]], lon: float, lat: float) -> dict[str, int | None]:
-    return {m.product: pixel_value(m.path, version, lon, lat) for m, version in inside}
+def _read_point(entry: MapEntry, inside: list[tuple[MosaicFile, tuple[int, ...]]], lon: float,
+                lat: float) -> dict[str, dict]:
+    """{product: {"value", "label"}} at a point (in a worker thread: rasters and tables are read)."""
+    values = {m.product: pixel_value(m.path, version, lon, lat) for m, version in inside}
+    return {m.product: {"value": values[m.product], "label": _label(entry, m, values[m.product])} for m, _ in inside}
+
+
+@lru_cache(maxsize=64)
+def _acquisitions(csv: Path, version: tuple[int, ...]) -> AcquisitionTable:
+    """A month's acquisition table (read once per version of the file); RasterReadError if damaged."""
+    try:
+        return read_acquisition_table(csv)
+    except InputError as exc:
+        raise RasterReadError(f"acquisition table: {first_line(exc)}") from None
+
+
+def acquisition_label(entry: MapEntry, index: int) -> str:
+    """``<acquisition id>, <date>`` of row ``index`` of the map's acquisition table."""
+    if entry.acquisitions is None:
+        return f"acquisition {index} (the map has no acquisition table)"
+    try:
+        version = file_version(entry.acquisitions)
+    except OSError:
+        raise RasterReadError("acquisition table: missing") from None
+    row = _acquisitions(entry.acquisitions, version).get(index)
+    return f"acquisition {index} (not in the table)" if row is None else f"{row.id}, {row.datetime:%Y-%m-%d}"
 
 
 AREA_COLUMNS = ["layer", "code", "class", "area_km2", "share"]
@@ -254,7 +284,7 @@ def describe(entry: MapEntry) -> dict:
             "latest": entry.latest, "status": entry.status, "available": entry.available}
     if not entry.available:
         return {**head, "reason": entry.problem}
-    products = [p for p in PRODUCT_ORDER if p in entry.mosaics]
+    products = [p for p in PRODUCT_ORDER if p in entry.mosaics and _drawn(p)]
     cells = entry.cell_bounds()
     boxes = [b for _, b in cells] or [entry.mosaics[p].info.bounds for p in products]
     bounds = [min(b[0] for b in boxes), min(b[1] for b in boxes), max(b[2] for b in boxes), max(b[3] for b in boxes)]
@@ -264,11 +294,26 @@ def describe(entry: MapEntry) -> dict:
             "areas": entry.areas is not None}
 
 
-def _label(mosaic: MosaicFile, value: int | None) -> str:
+def _drawn(product: str) -> bool:
+    """Whether the product is drawn as tiles (its declared style); the others show on a click."""
+    return product not in LAYERS or LAYERS[product].style != "none"
+
+
+def _label(entry: MapEntry, mosaic: MosaicFile, value: int | list[int] | None) -> str:
+    """How a pixel's value reads: a class name, a value with its unit, a date, an acquisition."""
     if value is None:
         return "no data"
-    if mosaic.product in UNITS:
-        return f"{value} {UNITS[mosaic.product]}"
+    layer = LAYERS.get(mosaic.product)
+    if isinstance(value, list):  # one value per band: the classes, most probable first
+        names = layer.band_names if layer and len(layer.band_names) == len(value) else range(1, len(value) + 1)
+        ranked = sorted(zip(value, names), key=lambda t: -t[0])
+        return ", ".join(f"{str(n).removeprefix('p_')} {v / 255:.2f}" for v, n in ranked if v > 0) or "no data"
+    if layer is not None and layer.reading == "day":
+        return f"{parse_month(entry.month).start.date() + timedelta(days=value)} (day {value + 1} of the month)"
+    if layer is not None and layer.reading == "acquisition":
+        return acquisition_label(entry, value)
+    if layer is not None and layer.unit and not mosaic.info.legend.classes:
+        return f"{value} {SHORT_UNITS.get(layer.unit, layer.unit)}"
     names = {c.value: c.name for c in mosaic.info.legend.classes}
     return names.get(value, str(value))
 

@@ -3,7 +3,7 @@
 A products root holds published months (``<root>/<region>/<YYYY-MM>/vN/``, ``latest`` pointing at
 the current version) and plain inference runs (``<root>/<region>/<YYYY-MM>/``); each has a
 ``manifest.json`` (:class:`nationmap.records.RunManifest`). :class:`MapIndex` lists them as
-:class:`MapEntry` records with the national COG of each product, the area table and the cells,
+:class:`MapEntry` records with the national COG of each product (its VRT where it has none), the area and acquisition tables and the cells,
 so the web layer never builds a path from a request: a map is picked by its id.
 
 Every file the server opens is named here and passes the path rule (:func:`nationmap.files.safe_child`
@@ -69,6 +69,7 @@ class MapEntry:
     cells: tuple[str, ...]
     status: str
     problem: str | None = None
+    acquisitions: Path | None = None  # the month's acquisition table (CSV), what a ``source`` value names
 
     @property
     def available(self) -> bool:
@@ -125,6 +126,8 @@ def _mosaic(root: Path, run: Path, product: str, rel: str, damaged: dict) -> Mos
     path = _inside(root, run, rel, f"{product} layer")
     if not path.is_file():
         raise _Refused(f"{product} layer {path.relative_to(root)} is missing or not a file")
+    if path.suffix == ".vrt":
+        _vrt_sources_inside(run, path, product)
     version = file_version(path)
     info = inspect_cog(product, path, version)
     problem = info.problem or damaged.get((path, version))
@@ -133,12 +136,40 @@ def _mosaic(root: Path, run: Path, product: str, rel: str, damaged: dict) -> Mos
     return MosaicFile(product, path, path.relative_to(root).as_posix(), version, info)
 
 
-def _areas(root: Path, run: Path, manifest: RunManifest) -> Path | None:
-    entry = manifest.products.tables.get("areas_csv")
+def _table(root: Path, run: Path, manifest: RunManifest, key: str, what: str) -> Path | None:
+    entry = manifest.products.tables.get(key)
     if entry is None:
         return None
-    path = _inside(root, run, entry.path, "area table")
+    path = _inside(root, run, entry.path, what)
     return path if path.is_file() else None
+
+
+def _areas(root: Path, run: Path, manifest: RunManifest) -> Path | None:
+    return _table(root, run, manifest, "areas_csv", "area table")
+
+
+def _national_files(manifest: RunManifest) -> dict[str, str]:
+    """product -> the national file to show: its COG, or its VRT where it has no COG (a layer
+    declared VRT only, e.g. the class probabilities)."""
+    files = {p: e.path for p, e in manifest.products.vrt.items()}
+    files.update({p: e.path for p, e in manifest.products.mosaic.items()})
+    return files
+
+
+def _vrt_sources_inside(run: Path, path: Path, product: str) -> None:
+    """A VRT's sources are files inside its run (GDAL would open whatever it names)."""
+    import xml.etree.ElementTree as ET
+
+    try:
+        names = [(n.text or "", n.get("relativeToVRT") == "1") for n in ET.parse(path).getroot().iter("SourceFilename")]
+    except ET.ParseError as exc:
+        raise _Refused(f"{product} layer {path.name}: not a VRT ({exc})") from None
+    for name, relative in names:
+        target = (path.parent / name) if relative else Path(name)
+        try:
+            safe_child(run, os.path.relpath(target, run))
+        except (InputError, ValueError):
+            raise _Refused(f"{product} layer {path.name}: a source leads outside its run directory") from None
 
 
 class MapIndex:
@@ -246,8 +277,10 @@ class MapIndex:
         except (InputError, ValueError) as exc:
             return self._unavailable(base, f"manifest.json names a cell that is not one ({first_line(exc)})")
         try:
-            mosaics = {p: _mosaic(self.root, run, p, e.path, self._damaged) for p, e in manifest.products.mosaic.items()}
-            return dataclasses.replace(base, mosaics=mosaics, areas=_areas(self.root, run, manifest))
+            mosaics = {p: _mosaic(self.root, run, p, rel, self._damaged) for p, rel in _national_files(manifest).items()}
+            return dataclasses.replace(base, mosaics=mosaics, areas=_areas(self.root, run, manifest),
+                                       acquisitions=_table(self.root, run, manifest, "acquisitions_csv",
+                                                           "acquisition table"))
         except _Refused as exc:
             return self._unavailable(base, str(exc))
         except OSError as exc:

@@ -2,8 +2,8 @@
 
 Tiles are Web Mercator (WebMercatorQuad, what Leaflet asks for) read from the COG's overviews
 with nearest resampling, so a class stays a class at every zoom. A categorical layer is drawn
-with its own colour table (no data transparent); a continuous one (confidence, count) with
-viridis over ``CONTINUOUS_RANGES``. Legends come from the COG itself: the colour table and the
+with its own colour table (no data transparent); a continuous one with viridis over the range its
+declaration gives (:mod:`nationmap.products.layers`, ``CONTINUOUS_RANGES``). Legends come from the COG itself: the colour table and the
 class names in its band metadata (``CLASS_<code>``).
 
 The national COGs are north-up EPSG:4326, and Web Mercator is separable in longitude and
@@ -42,8 +42,10 @@ from rio_tiler.errors import PointOutsideBounds, TileOutsideBounds
 from rio_tiler.io import Reader
 
 from nationmap.errors import first_line
+from nationmap.products.layers import declared_layers
 
-CONTINUOUS_RANGES = {"confidence": (0.0, 100.0), "count": (0.0, 10.0)}  # drawn from dark to bright
+CONTINUOUS_RANGES = {name: layer.palette_range for name, layer in declared_layers().items()
+                     if layer.palette_range}  # the declared ranges, drawn from dark to bright
 PALETTE = "viridis"
 TMS = morecantile.tms.get("WebMercatorQuad")
 MAX_ZOOM = 30  # beyond, a tile is a fraction of a millimetre: nothing to draw
@@ -318,9 +320,9 @@ def render_tile(product: str, cog: Path, version: tuple[int, ...], x: int, y: in
         raise RasterReadError(first_line(exc)) from None
 
 
-def pixel_value(cog: Path, version: tuple[int, ...], lon: float, lat: float) -> int | None:
-    """The value of band 1 of ``cog`` at (``lon``, ``lat``) degrees; None outside it or at no data.
-    RasterReadError if the file cannot be read."""
+def pixel_value(cog: Path, version: tuple[int, ...], lon: float, lat: float) -> int | list[int] | None:
+    """The value of ``cog`` at (``lon``, ``lat``) degrees (a list, one per band, for a multi-band
+    raster); None outside it or at no data. RasterReadError if the file cannot be read."""
     try:
         opened = _open(cog, version)
         if opened.reader is None:
@@ -333,4 +335,5 @@ def pixel_value(cog: Path, version: tuple[int, ...], lon: float, lat: float) -> 
         raise RasterReadError(first_line(exc)) from None
     if bool(np.ma.getmaskarray(point.array)[0]):
         return None
-    return int(point.array[0])
+    values = [int(v) for v in point.array]
+    return values[0] if len(values) == 1 else values

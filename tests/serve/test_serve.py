@@ -18,6 +18,7 @@ import rasterio
 from PIL import Image
 
 from nationmap.infer.pipeline import run_inference
+from nationmap.products.acquisitions import read_acquisition_table
 from nationmap.serve.app import create_app
 from nationmap.serve.catalog import find_maps
 from tests.infer.test_pipeline import config
@@ -30,9 +31,20 @@ FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "-
 @pytest.fixture(scope="module")
 def products(tiny_catalog, tiny_world, tiny_bundles, tmp_path_factory):
     out = tmp_path_factory.mktemp("served")
-    runs = [Path(run_inference(config(tiny_catalog, tiny_world, tiny_bundles, out, month=m)).run_dir)
+    runs = [Path(run_inference(config(tiny_catalog, tiny_world, tiny_bundles, out, month=m,
+                                      probabilities=m == "2022-10")).run_dir)
             for m in ("2022-09", "2022-10")]
     return out, runs
+
+
+SEPTEMBER = ("lulc", "water", "confidence", "reason", "source", "date", "count")  # the declared products
+OCTOBER = SEPTEMBER + ("probabilities",)  # ... with --probabilities
+
+
+def _national(run: Path, product: str) -> Path:
+    """The national file of a product: its COG, or its VRT where it has none (probabilities)."""
+    cog = next((run / "mosaic").glob(f"*_{product}.tif"), None)
+    return cog or next((run / "mosaic").glob(f"*_{product}.vrt"))
 
 
 @pytest.fixture(scope="module")
@@ -70,7 +82,9 @@ def page(server):
 def test_the_catalog_finds_both_months_newest_first(products):
     maps = find_maps(products[0])
     assert [m.month for m in maps.values()] == ["2022-10", "2022-09"]
-    assert all(set(m.mosaics) == {"lulc", "water", "confidence", "count"} and m.areas for m in maps.values())
+    october, september = maps.values()
+    assert set(october.mosaics) == set(OCTOBER) and set(september.mosaics) == set(SEPTEMBER)
+    assert all(m.areas and m.acquisitions for m in maps.values())
 
 
 def test_page_legend_selector_and_tiles(page, products):
@@ -107,13 +121,19 @@ def test_a_click_reads_the_pixel_as_rasterio_does(page, products):
     lat = float(page.locator("#pixel dl").get_attribute("data-lat"))
     shown = {d.get_attribute("data-product"): d.get_attribute("data-value")
              for d in page.locator("#pixel dd").all()}
-    assert set(shown) == {"lulc", "water", "confidence", "count"} and shown["lulc"] not in ("", "0")
+    labels = {d.get_attribute("data-product"): d.inner_text() for d in page.locator("#pixel dd").all()}
+    assert set(shown) == set(OCTOBER) and shown["lulc"] not in ("", "0")
     for product, value in shown.items():
-        with rasterio.open(next((october / "mosaic").glob(f"*_{product}.tif"))) as ds:
-            expected = int(next(ds.sample([(lon, lat)]))[0])
-            expected = "" if ds.nodata is not None and expected == ds.nodata else str(expected)
+        with rasterio.open(_national(october, product)) as ds:
+            sample = [int(v) for v in next(ds.sample([(lon, lat)]))]
+            expected = "" if ds.nodata is not None and sample[0] == ds.nodata else ",".join(map(str, sample))
         assert value == expected, (product, lon, lat)
-    assert page.locator(".leaflet-popup-content dd").count() == 4
+    table = read_acquisition_table(next((october / "tables").glob("*_acquisitions.csv")))
+    deciding = table.get(int(shown["source"]))
+    assert labels["source"] == f"{deciding.id}, {deciding.datetime:%Y-%m-%d}"  # the click names the acquisition
+    assert labels["date"].startswith(f"2022-10-{1 + int(shown['date']):02d}") and deciding.day == int(shown["date"])
+    assert labels["reason"] == "mapped" and sum(map(int, shown["probabilities"].split(","))) in range(251, 260)
+    assert page.locator(".leaflet-popup-content dd").count() == len(OCTOBER)
 
 
 def _get(url: str) -> tuple[int, bytes]:
@@ -152,7 +172,7 @@ def test_a_point_outside_the_products_reads_no_data(server, products, query):
     import json
 
     values = json.loads(body)["values"]
-    assert set(values) == {"lulc", "water", "confidence", "count"}
+    assert set(values) == set(OCTOBER)
     assert all(v["value"] is None for v in values.values()), values
 
 

@@ -1,0 +1,109 @@
+"""Every declared product reaches every consumer: the test that fails when a consumer ignores a
+product (issue 37). One tiny inference run with every option, then, for each declaration of
+:func:`nationmap.products.layers.declared_layers`: its cell COGs (bands, type, no data), its
+national VRT (and COG where declared), the class names GDAL reads (gdalinfo), its area rows
+(where declared), its STAC collection and items, its quicklook (where drawn) and the web map's
+listing, legend and pixel click."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import rasterio
+from starlette.testclient import TestClient
+
+from nationmap.infer.pipeline import run_inference
+from nationmap.products.layers import declared_layers
+from nationmap.serve.app import create_app
+from tests.infer.test_pipeline import config
+
+LAYERS = declared_layers()
+
+
+@pytest.fixture(scope="module")
+def run(tiny_catalog, tiny_world, tiny_bundles, tmp_path_factory):
+    out = tmp_path_factory.mktemp("declared")
+    manifest = run_inference(config(tiny_catalog, tiny_world, tiny_bundles, out, probabilities=True))
+    assert manifest.status == "ok", manifest.failures
+    return out, manifest
+
+
+def test_the_run_writes_every_declared_product(run):
+    _, manifest = run
+    assert list(LAYERS) == ["lulc", "water", "confidence", "probabilities", "reason", "source", "date", "count"]
+    for cell in manifest.ok_cells():
+        assert set(cell.files) == set(LAYERS), cell.cell
+        for name, layer in LAYERS.items():
+            with rasterio.open(Path(manifest.run_dir) / "cells" / cell.cell / cell.files[name].path) as ds:
+                assert ds.count == layer.count and ds.dtypes[0] == layer.dtype and ds.nodata == layer.nodata
+                assert ds.descriptions == layer.band_names
+    assert set(manifest.products.vrt) == set(LAYERS)
+    assert set(manifest.products.mosaic) == {n for n, layer in LAYERS.items() if layer.national_cog}
+    assert set(manifest.products.quicklooks) == {n for n, layer in LAYERS.items() if layer.style != "none"}
+
+
+@pytest.mark.skipif(shutil.which("gdalinfo") is None, reason="needs Debian's gdal-bin (make setup-test installs it)")
+def test_gdalinfo_names_every_band_and_class(run):
+    _, manifest = run
+    for name, layer in LAYERS.items():
+        info = json.loads(subprocess.run(["gdalinfo", "-json", str(Path(manifest.run_dir) / manifest.products.vrt[name].path)],
+                                         capture_output=True, text=True, check=True).stdout)
+        assert [b["description"] for b in info["bands"]] == list(layer.band_names), name
+        if layer.categorical:  # names of the classes, as GDAL shows them to QGIS
+            names = info["bands"][0]["categories"] if "categories" in info["bands"][0] else []
+            assert all(c.name in names for c in layer.classes), (name, names)
+
+
+def test_area_tables_count_every_declared_area(run):
+    _, manifest = run
+    table = pd.read_csv(Path(manifest.run_dir) / manifest.products.tables["areas_csv"].path)
+    region = table[table.scope == "region"]
+    for name, layer in LAYERS.items():
+        rows = region[region.layer == name]
+        if layer.areas is None:
+            assert rows.empty, name
+        else:
+            assert sorted(rows.code) == sorted(c.code for c in layer.classes), name
+    total = region[(region.layer == "mapped")].area_km2.sum()
+    reasons = region[(region.layer == "reason") & (region.code != 0)].area_km2.sum()
+    assert region[region.layer == "lulc"].area_km2.sum() + reasons == pytest.approx(total, rel=1e-3)
+
+
+def test_stac_describes_every_declared_product(run):
+    _, manifest = run
+    stac = Path(manifest.run_dir) / "stac"
+    for name, layer in LAYERS.items():
+        collection = json.loads((stac / f"nationmap-{name}" / "collection.json").read_text())
+        items = [json.loads(p.read_text()) for p in (stac / f"nationmap-{name}").glob("*/*.json")]
+        assert len(items) == len(manifest.ok_cells()) and collection["id"] == f"nationmap-{name}"
+        for item in items:
+            asset = item["assets"][name]
+            assert len(asset["raster:bands"]) == layer.count and asset["raster:bands"][0]["data_type"] == layer.dtype
+            assert ("classification:classes" in asset) == layer.categorical
+            assert any(link["rel"] == "derived_from" for link in item["links"])
+
+
+def test_the_web_map_lists_draws_and_reads_every_declared_product(run):
+    out, manifest = run
+    client = TestClient(create_app(out))
+    (listed,) = client.get("/api/maps").json()["maps"]
+    drawn = [n for n, layer in LAYERS.items() if layer.style != "none"]
+    assert listed["products"] == drawn and set(listed["legends"]) == set(drawn)
+    for name in drawn:
+        legend = listed["legends"][name]
+        layer = LAYERS[name]
+        assert [c["value"] for c in legend["classes"]] == [c.code for c in layer.classes], name
+        if not layer.categorical:
+            assert tuple(legend["range"]) == layer.palette_range, name
+    with rasterio.open(Path(manifest.run_dir) / manifest.products.mosaic["lulc"].path) as ds:
+        rows, cols = np.nonzero(ds.read(1) != ds.nodata)
+        lon, lat = ds.xy(rows[len(rows) // 2], cols[len(rows) // 2])
+    values = client.get("/api/point", params={"map": listed["id"], "lon": lon, "lat": lat}).json()["values"]
+    assert list(values) == list(LAYERS)
+    assert all(v["value"] is not None and v["label"] not in ("", "no data") for v in values.values()), values
