@@ -5,8 +5,8 @@ raster (:mod:`nationmap.infer.scene`: validity-premultiplied probabilities, a va
 the acquisition's no-data reason) is reprojected onto the block by GDAL (bilinear by default;
 the reason band nearest). For scene ``s`` this gives ``P_s = resampled(v * p)`` and
 ``V_s = resampled(v)`` with ``v`` the scene's validity in [0, 1]. A scene counts at a pixel
-when ``V_s >= min_validity``; the month's probability there is the validity-weighted mean of
-the counted scenes,
+when ``V_s >= min_validity`` and its own nearest pixel holds data (reason 0); the month's
+probability there is the validity-weighted mean of the counted scenes,
 
     p = sum_s P_s / sum_s V_s,
 
@@ -153,10 +153,12 @@ class _Sums:
     def add(self, scene: SceneInput, dest: np.ndarray, reason: np.ndarray, min_validity: float) -> bool:
         """Add one acquisition resampled onto the block (``dest``: its bands; ``reason``: its
         reason band, nearest); returns whether it counted anywhere."""
+        v = dest[-1] / 255.0
+        # the scene's own pixel (nearest) must hold data too: where it is layover or shadow the
+        # resampled validity of its neighbours must not let the scene count
+        hit = (v >= min_validity) & (reason == pixels.MAPPED)
         reason = np.where(reason == pixels.MAPPED, pixels.NOT_OBSERVED, reason)  # valid, but not enough
         np.maximum(self.reason, reason, out=self.reason)
-        v = dest[-1] / 255.0
-        hit = v >= min_validity
         if not hit.any():
             return False
         p = dest[:-1]  # in place: a block is 2k x 2k x K floats, temporaries cost more than the sums

@@ -1,0 +1,99 @@
+"""The no-data reason layer end to end on a world with a steep mountain range: the synthetic
+world's own layover/shadow masks (its truth, per acquisition) against what the published
+``reason`` layer says, and the area table's reasons against the cell's area."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import rasterio
+from rasterio.enums import Resampling
+from rasterio.warp import reproject
+
+from nationmap.data.grid import parse_cell
+from nationmap.data.masks import MASK_LAND, MASK_LAYOVER, MASK_SHADOW, MASK_WATER, mask_path
+from nationmap.data.synth.world import STEEP_RELIEF_M
+from nationmap.infer.config import InferConfig
+from nationmap.infer.pipeline import run_inference
+from nationmap.products import pixels
+from nationmap.products.areas import geometry_km2
+
+CELL, MONTH, PPD = "N34E138", "2022-09", 600
+
+
+@pytest.fixture(scope="module")
+def steep(tmp_path_factory, tiny_bundles):
+    from nationmap.data.catalog import build_catalog
+    from nationmap.data.synth.generate import SynthConfig, synthesize
+
+    root = tmp_path_factory.mktemp("steep")
+    cfg = SynthConfig(cells=(CELL,), months=(MONTH,), seed=5, lulc_pixels_per_degree=PPD, scene_pixel_m=100.0,
+                      scene_length_km=50.0, scene_width_km=45.0, missing_fraction=0.0, relief_m=STEEP_RELIEF_M)
+    synthesize(root / "raw", cfg, executor="serial")
+    build_catalog(root / "raw", root / "catalog.parquet", executor="serial")
+    _one_path(root / "catalog.parquet")
+    manifest = run_inference(InferConfig(
+        region=CELL, month=MONTH, catalog=str(root / "catalog.parquet"), lulc_model=str(tiny_bundles["lulc"]),
+        water_model=str(tiny_bundles["water"]), out=str(root / "products"), pixels_per_degree=PPD, overlap=16,
+        batch_size=8, executor="serial", cell_block=512))
+    assert manifest.status == "ok", manifest.failures
+    return root, manifest
+
+
+def _one_path(catalog: Path) -> None:
+    """Keep the acquisitions of the one path (orbit) whose scenes hold the most layover and
+    shadow: seen from one geometry, what it cannot see no other acquisition fills in."""
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(catalog)
+    masked: dict[int, int] = {}
+    for orbit, path in zip(table["orbit"].to_pylist(), table["path"].to_pylist()):
+        with rasterio.open(mask_path(path)) as ds:
+            masked[orbit] = masked.get(orbit, 0) + int(np.isin(ds.read(1), (MASK_LAYOVER, MASK_SHADOW)).sum())
+    pq.write_table(table.filter(pc.equal(table["orbit"], max(masked, key=masked.get))), catalog)
+
+
+def _truth(root: Path, manifest) -> tuple[np.ndarray, np.ndarray]:
+    """(layover or shadow in every acquisition that covers the pixel, seen validly by one) on the
+    cell's grid, from the world's own per-acquisition masks (nearest)."""
+    cell = parse_cell(CELL)
+    masked = np.zeros((PPD, PPD), bool)
+    seen = np.zeros((PPD, PPD), bool)
+    for entry in manifest.inputs:
+        with rasterio.open(mask_path(entry.path)) as src:
+            codes = np.zeros((PPD, PPD), np.uint8)
+            reproject(rasterio.band(src, 1), codes, dst_transform=cell.transform(PPD), dst_crs="EPSG:4326",
+                      resampling=Resampling.nearest)
+        masked |= np.isin(codes, (MASK_LAYOVER, MASK_SHADOW))
+        seen |= np.isin(codes, (MASK_LAND, MASK_WATER))
+    return masked & ~seen, seen
+
+
+def test_layover_and_shadow_of_the_truth_are_flagged_and_never_classified(steep):
+    root, manifest = steep
+    truth, _ = _truth(root, manifest)
+    files = {p: Path(manifest.run_dir) / "cells" / CELL / e.path for p, e in manifest.ok_cells()[0].files.items()}
+    with rasterio.open(files["reason"]) as ds:
+        reason = ds.read(1)
+    with rasterio.open(files["lulc"]) as ds:
+        lulc, nodata = ds.read(1), ds.nodata
+    assert truth.sum() > 500, "the steep world must have layover/shadow that no acquisition sees"
+    flagged = np.isin(reason, (pixels.LAYOVER, pixels.SHADOW))
+    assert (flagged & truth).sum() / truth.sum() >= 0.99
+    assert (lulc[flagged] == nodata).all() and (lulc[reason == pixels.MAPPED] != nodata).all()
+
+
+def test_areas_per_reason_and_class_add_up_to_the_region(steep):
+    _, manifest = steep
+    table = pd.read_csv(Path(manifest.run_dir) / manifest.products.tables["areas_csv"].path)
+    region = table[table.scope == "region"]
+    classes = region[region.layer == "lulc"].area_km2.sum()
+    reasons = region[(region.layer == "reason") & (region.code != pixels.MAPPED)]
+    whole = geometry_km2(parse_cell(CELL).polygon)
+    assert classes + reasons.area_km2.sum() == pytest.approx(whole, rel=1e-3)
+    by_name = dict(zip(reasons["class"], reasons.area_km2))
+    assert by_name["layover"] + by_name["radar shadow"] > 0
