@@ -152,7 +152,8 @@ def full_resolution(size: ScaleSize, workdir: Path, bundles: dict) -> dict:
     from nationmap.parallel import init_ray
     from nationmap.infer.config import InferConfig
     from nationmap.infer.pipeline import RunPaths, describe_models, run_inference
-    from nationmap.products.cells import combine_cell
+    from nationmap.products.cells import combine_cell, scene_inputs
+    from nationmap.products.layers import product_layers
     from nationmap.products.mosaic import build_mosaic
 
     root = workdir / f"scale-fullres-{size.full_ppd}-{size.full_side}"
@@ -171,12 +172,20 @@ def full_resolution(size: ScaleSize, workdir: Path, bundles: dict) -> dict:
     scenes = [s for s in manifest.scenes if s.ok]
     rasters = [str(RunPaths(run_dir).scene_raster(s.id)) for s in scenes]
     models, cell = describe_models(cfg), parse_cell(size.full_cell)
+    inputs = scene_inputs(rasters, list(range(len(rasters))), [0] * len(rasters), models.layout)
     combine_s = {}
     for k in (2, 4):
         t0 = time.perf_counter()
-        combine_cell(cell, MONTH, rasters[:k], root / f"combine-{k}", models.layout, models.layers,
+        combine_cell(cell, MONTH, inputs[:k], root / f"combine-{k}", models.layout, models.layers,
                      cfg.cell_settings(), threads=1)
         combine_s[k] = time.perf_counter() - t0
+    # the same cell with the class probabilities too (--probabilities): its extra seconds and bytes
+    with_probabilities = product_layers(models.layers["lulc"].classes, models.layers["water"].classes, True)
+    t0 = time.perf_counter()
+    extra = combine_cell(cell, MONTH, inputs[:4], root / "combine-probabilities", models.layout, with_probabilities,
+                         cfg.cell_settings(), threads=1)
+    probabilities_s = time.perf_counter() - t0 - combine_s[4]
+    probabilities_bytes = (root / "combine-probabilities" / extra.files["probabilities"]).stat().st_size
     record = manifest.cell_results[0]
     mosaic_s = {}
     for product, entry in record.files.items():  # each national layer alone, one process
@@ -186,6 +195,7 @@ def full_resolution(size: ScaleSize, workdir: Path, bundles: dict) -> dict:
         mosaic_s[product] = time.perf_counter() - t0
     shutil.rmtree(root / "products", ignore_errors=True)
     return {"timings": manifest.timings, "combine_s": combine_s, "cell_pixels": size.full_ppd**2,
+            "probabilities_s": probabilities_s, "probabilities_bytes": probabilities_bytes,
             "mosaic_s": mosaic_s, "scenes": len(scenes), "windows": sum(s.windows for s in scenes),
             "valid_px": sum(s.valid_pixels for s in scenes), "scene_actor_s": sum(s.seconds for s in scenes),
             "scene_model_s": sum(s.model_seconds for s in scenes)}
@@ -255,6 +265,8 @@ def costs(nat: dict, full: dict, bare_s: float, size: ScaleSize) -> dict:
         "cell_task_s": sum(c.seconds for c in cells) / len(cells),
         "cell_fixed_s": sum(c.seconds for c in cells) / len(cells) - cell_pixel_work,
         "mosaic_s_per_gpx": {p: s / gpx for p, s in full["mosaic_s"].items()},
+        "probabilities_s_per_gpx": full["probabilities_s"] / gpx,
+        "probabilities_bytes_per_gpx": full["probabilities_bytes"] / gpx,
         "stac_s_per_item": m.timings["stac_s"] / (len(cells) * len(full["mosaic_s"])),
         "full_windows_per_valid_px": full["windows"] / full["valid_px"],
         "full_window_s_cpu": full_window_s,
@@ -298,8 +310,9 @@ def report(res: Result, nat: dict, full: dict, c: dict, proj: dict, size: ScaleS
         ("cells", t["cells_s"], f"{len(m.ok_cells())} cells, task "
                                 f"{c['cell_task_s']:.2f} s (fixed {c['cell_fixed_s']:.2f} s)",
          f"{proj['cells']} cells x 144 Mpx x {c['mean_scenes_per_cell']:.1f} scenes: {proj['cell_core_s'] / 3600:.2f} core-h"),
-        ("national layers", t["mosaic_s"], "4 products (VRT + sparse COG + quicklook), a task each",
-         f"{proj['gpx']:.1f} Gpx x 4 products: {mosaic_core / 3600:.2f} core-h (longest product "
+        ("national layers", t["mosaic_s"], f"{len(full['mosaic_s'])} products (VRT, sparse COG, quicklook as "
+                                           "declared), a task each",
+         f"{proj['gpx']:.1f} Gpx x {len(full['mosaic_s'])} products: {mosaic_core / 3600:.2f} core-h (longest product "
          f"{max(proj['mosaic_core_s'].values()) / 60:.1f} min)"),
         ("STAC", t["stac_s"], f"{c['stac_s_per_item'] * 1000:.1f} ms per item", f"{proj['stac_s']:.0f} s"),
         ("total", t["total_s"], f"driver peak RSS {nat['first']['peak_rss_mib']:.0f} MiB", ""),
@@ -349,7 +362,10 @@ def report(res: Result, nat: dict, full: dict, c: dict, proj: dict, size: ScaleS
         + ", ".join(f"{k} {v:.0f} s" for k, v in full["timings"].items()) + "). Cell combined alone, 1 thread: "
         f"2 scenes {full['combine_s'][2]:.1f} s, 4 scenes {full['combine_s'][4]:.1f} s -> "
         f"{c['cell_base_s_per_gpx']:.0f} s + {c['cell_scene_s_per_gpx']:.0f} s per scene, per Gpx of cell. National layer "
-        "of the cell alone: " + ", ".join(f"{k} {v:.1f} s" for k, v in full["mosaic_s"].items()) + ".",
+        "of the cell alone: " + ", ".join(f"{k} {v:.1f} s" for k, v in full["mosaic_s"].items()) + ". "
+        f"With --probabilities the cell took {full['probabilities_s']:+.1f} s more "
+        f"({c['probabilities_s_per_gpx']:.0f} s per Gpx) and its probabilities COG is "
+        f"{full['probabilities_bytes'] / 2**20:.1f} MiB ({c['probabilities_bytes_per_gpx'] / 2**30:.2f} GiB per Gpx).",
         f"Projection: scene stage at {proj['gpu_rate']:,.0f} windows/s per GPU ({proj['gpu_rate_source']}); "
         f"{proj['windows_per_acquisition']:,.0f} windows per acquisition, so "
         f"{proj['scene_gpu_s'] / c['acquisitions']:.1f} GPU-s each against a fixed {c['acquisition_fixed_s']:.2f} s "
