@@ -181,8 +181,9 @@ SCENE_STATUSES = ("ok", "failed", "not run")
 @dataclass(frozen=True)
 class SceneJob(Record):
     """One acquisition to predict: input ``path``, calibration ``units`` ("" = from the file),
-    the unit ``key`` (hash of inputs, models, settings), the probability raster ``output`` and
-    the ``record`` file to write (absolute paths)."""
+    the unit ``key`` (hash of inputs, models, settings), the probability raster ``output``, the
+    ``record`` file to write (absolute paths) and the run's ``dem`` ("" = none), from which an
+    ALOS-2 scene without a layover/shadow mask of its own gets one."""
 
     FORMAT: ClassVar[str] = SCENE_JOB_FORMAT
     id: str
@@ -191,6 +192,7 @@ class SceneJob(Record):
     key: str
     output: str
     record: str
+    dem: str = ""
 
 
 @dataclass(frozen=True)

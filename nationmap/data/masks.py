@@ -108,11 +108,14 @@ def linci_path(acquisition_path: str | Path) -> Path | None:
     return path if path.is_file() else None
 
 
-def read_acquisition_mask(acquisition_path: str | Path, window: Window | None = None) -> np.ndarray | None:
+def read_acquisition_mask(acquisition_path: str | Path, window: Window | None = None,
+                          mask: str | Path | None = None) -> np.ndarray | None:
     """(h, w) uint8 JAXA mask codes of ``window`` of the acquisition's own grid (``None``: all of
-    it), or ``None`` when the acquisition has no mask file. A mask on another grid (CRS, transform
-    or size) than the acquisition's, or a window outside the grid, is refused with InputError."""
-    path = mask_path(acquisition_path)
+    it), or ``None`` when the acquisition has no mask file. ``mask``: the file to read instead of
+    the acquisition's own (a DEM-derived mask written elsewhere, :func:`write_terrain_mask`). A
+    mask on another grid (CRS, transform or size) than the acquisition's, or a window outside the
+    grid, is refused with InputError."""
+    path = Path(mask) if mask else mask_path(acquisition_path)
     if path is None:
         return None
     _check_layer(acquisition_path, path, window)
@@ -318,8 +321,10 @@ def terrain_mask(dem_path: str | Path, crs: CRS, transform: Affine, width: int, 
 
 def write_terrain_mask(scene_path: str | Path, dem_path: str | Path, *, near_incidence_deg: float = 30.0,
                        far_incidence_deg: float = 44.0, heading_deg: float | None = None,
-                       block_rows: int = 256) -> tuple[Path, Path]:
-    """Write the ``MSK-`` and ``LINCI-`` sidecars of an ALOS-2 scene from a DEM; returns their paths.
+                       block_rows: int = 256, out_dir: str | Path | None = None) -> tuple[Path, Path]:
+    """Write the ``MSK-`` and ``LINCI-`` sidecars of an ALOS-2 scene from a DEM; returns their paths
+    (beside the scene, or in ``out_dir``: an inference run keeps them in its work directory and
+    never writes into the archive).
 
     Look side and pass direction come from the scene's file name, the heading from the pass
     direction (:data:`ALOS2_HEADING_DEG`) unless given; the incidence goes from
@@ -338,8 +343,9 @@ def write_terrain_mask(scene_path: str | Path, dem_path: str | Path, *, near_inc
         shape = (max(1, round(height / scale)), max(1, round(width / scale)))
         span = range_span(transform, width, height, look_vector(heading, name.look_side),
                           scene.valid_mask(scene.read_raw(out_shape=shape)))
-        paths = (scene_path.with_name(sidecar_name(MASK_PREFIX, scene_path)),
-                 scene_path.with_name(sidecar_name(LINCI_PREFIX, scene_path)))
+        where = Path(out_dir) if out_dir is not None else scene_path.parent
+        where.mkdir(parents=True, exist_ok=True)
+        paths = (where / sidecar_name(MASK_PREFIX, scene_path), where / sidecar_name(LINCI_PREFIX, scene_path))
         profile = dict(LAYER_PROFILE, width=width, height=height, crs=crs, transform=transform, nodata=0)
         with atomic_path(paths[0]) as tmp_mask, atomic_path(paths[1]) as tmp_linci, \
                 rasterio.open(tmp_mask, "w", **profile) as mask_out, rasterio.open(tmp_linci, "w", **profile) as linci_out:

@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import os
 import time
+from pathlib import Path
 
 import torch
 
+from nationmap.data.alos2 import is_alos2_name
+from nationmap.data.masks import mask_path, write_terrain_mask
 from nationmap.devices import PredictorPlan, available_cpus
 from nationmap.errors import describe
 from nationmap.files import sha256_file, write_json
@@ -32,7 +35,8 @@ def run_scene(job: SceneJob, models: SceneModels, settings: WindowSettings) -> S
     started = round(time.time(), 3)  # with the worker, lets a profile find each worker's idle gaps
     t0 = time.perf_counter()
     try:
-        result = predict_scene(job.path, job.output, models, settings, units=job.units or None)
+        result = predict_scene(job.path, job.output, models, settings, units=job.units or None,
+                               mask=dem_mask(job))
         outcome = dict(status="ok", windows=result.windows, valid_pixels=result.valid_pixels, height=result.height,
                        width=result.width, model_seconds=round(result.model_seconds, 3), sha256=sha256_file(job.output))
     except Exception as exc:  # one unreadable scene must not stop the month
@@ -43,6 +47,15 @@ def run_scene(job: SceneJob, models: SceneModels, settings: WindowSettings) -> S
                          **outcome)
     write_json(job.record, record, durable=True)
     return record
+
+
+def dem_mask(job: SceneJob) -> Path | None:
+    """The layover/shadow mask of an ALOS-2 scene that has none of its own, from the run's DEM
+    (``job.dem``), written beside the scene's probability raster; None without a DEM or when the
+    acquisition has its own mask (or is not an ALOS-2 scene: mosaics ship JAXA's)."""
+    if not job.dem or mask_path(job.path) is not None or not is_alos2_name(Path(job.path).name):
+        return None
+    return write_terrain_mask(job.path, job.dem, out_dir=Path(job.output).parent / "masks")[0]
 
 
 def local_resources() -> dict:

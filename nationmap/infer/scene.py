@@ -195,10 +195,11 @@ class SceneResult:
 
 
 def predict_scene(src: str | Path, dst: str | Path, models: SceneModels, settings: WindowSettings,
-                  units: str | None = None, on_strip=None) -> SceneResult:
+                  units: str | None = None, on_strip=None, mask: str | Path | None = None) -> SceneResult:
     """Predict ``src`` (a SAR raster) into ``dst`` (written atomically; see module docstring).
 
-    ``on_strip(done, total)`` is called after every strip of windows (progress).
+    ``on_strip(done, total)`` is called after every strip of windows (progress). ``mask``: a
+    layover/shadow mask on the scene's grid to use instead of the acquisition's own (a DEM's).
     """
     t0 = time.perf_counter()
     dst = Path(dst)
@@ -220,7 +221,7 @@ def predict_scene(src: str | Path, dst: str | Path, models: SceneModels, setting
                     ThreadPoolExecutor(1, "scene-write") as writer:
                 for i, b in enumerate((*models.bands, VALID_BAND, REASON_BAND), start=1):
                     out.set_band_description(i, b)
-                stream = _SceneStream(raster, out, models, settings, writer)
+                stream = _SceneStream(raster, out, models, settings, writer, mask)
 
                 def read(i: int):
                     b, r = strips[i]
@@ -251,7 +252,7 @@ class _SceneStream:
     the windows of the current strip and those of the previous strip still waiting.
     """
 
-    def __init__(self, raster, out, models: SceneModels, settings: WindowSettings, writer):
+    def __init__(self, raster, out, models: SceneModels, settings: WindowSettings, writer, mask=None):
         self.raster, self.out, self.models, self.settings, self.writer = raster, out, models, settings, writer
         self.size, self.k = settings.size, len(models.bands)
         self.weight = blend_weight(settings.size, settings.overlap, settings.blend)
@@ -260,7 +261,8 @@ class _SceneStream:
         self.written = None  # the write in flight (one at a time, in order)
         self.n_windows = self.n_valid = 0
         # only a file named as an acquisition can have a mask beside it (masks.mask_path)
-        self.named = is_alos2_name(raster.path.name) or is_mosaic_name(raster.path.name)
+        self.mask = mask
+        self.masked = mask is not None or is_alos2_name(raster.path.name) or is_mosaic_name(raster.path.name)
         self.model_s = 0.0
 
     def read_strip(self, block: ColumnBlock, r: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -273,7 +275,7 @@ class _SceneStream:
         raw = self.raster.read_raw(window)
         db, valid = self.raster.calibrate(raw)
         reason = np.where(self.raster.no_data_mask(raw), pixels.NOT_OBSERVED, pixels.INVALID).astype(np.uint8)
-        mask = read_acquisition_mask(self.raster.path, window) if self.named else None
+        mask = read_acquisition_mask(self.raster.path, window, self.mask) if self.masked else None
         if mask is not None:
             valid &= ~np.isin(mask, TERRAIN_MASKED)
             reason[mask == MASK_NODATA] = pixels.NOT_OBSERVED

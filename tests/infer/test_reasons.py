@@ -97,3 +97,56 @@ def test_areas_per_reason_and_class_add_up_to_the_region(steep):
     assert classes + reasons.area_km2.sum() == pytest.approx(whole, rel=1e-3)
     by_name = dict(zip(reasons["class"], reasons.area_km2))
     assert by_name["layover"] + by_name["radar shadow"] > 0
+
+
+def _write_dem(path: Path, world) -> None:
+    """The world's own heights (m) on a 0.002-degree grid over the cell and a margin, EPSG:4326."""
+    from nationmap.data.synth.noise import lonlat_to_km
+    from nationmap.data.synth.world import landscape
+
+    cell, step = parse_cell(CELL), 0.002
+    lon = np.arange(cell.lon - 0.3, cell.lon + 1.3, step) + step / 2
+    lat = np.arange(cell.lat + 1.3, cell.lat - 0.3, -step) - step / 2
+    x, y = lonlat_to_km(*np.meshgrid(lon, lat))
+    heights = landscape(x, y, world).elevation_m.astype(np.float32)
+    profile = dict(driver="GTiff", dtype="float32", count=1, width=len(lon), height=len(lat), crs="EPSG:4326",
+                   transform=rasterio.transform.from_origin(lon[0] - step / 2, lat[0] + step / 2, step, step))
+    with rasterio.open(path, "w", **profile) as dst:
+        dst.write(heights, 1)
+
+
+def test_a_dem_gives_scenes_without_a_mask_one(steep, tiny_bundles, tmp_path):
+    """The same acquisitions without their MSK- sidecars, and the world's heights as a DEM
+    (``--dem``): the DEM's layover and shadow are flagged where the world's own masks are."""
+    import shutil
+
+    from nationmap.data.catalog import build_catalog
+    from nationmap.data.synth.generate import SynthConfig
+
+    root, manifest = steep
+    raw = tmp_path / "raw"
+    shutil.copytree(root / "raw", raw, ignore=shutil.ignore_patterns("MSK-*", "LINCI-*"))
+    build_catalog(raw, tmp_path / "catalog.parquet", executor="serial")
+    _keep(tmp_path / "catalog.parquet", pd.read_parquet(root / "catalog.parquet").orbit.iloc[0])
+    world = SynthConfig(cells=(CELL,), months=(MONTH,), seed=5, scene_pixel_m=100.0, relief_m=STEEP_RELIEF_M).world
+    _write_dem(tmp_path / "dem.tif", world)
+    run = run_inference(InferConfig(
+        region=CELL, month=MONTH, catalog=str(tmp_path / "catalog.parquet"), lulc_model=str(tiny_bundles["lulc"]),
+        water_model=str(tiny_bundles["water"]), out=str(tmp_path / "products"), pixels_per_degree=PPD, overlap=16,
+        batch_size=8, executor="serial", cell_block=512, dem=str(tmp_path / "dem.tif")))
+    assert run.status == "ok", run.failures
+    assert not list(raw.rglob("MSK-*")), "the archive is never written to"
+    truth, _ = _truth(root, manifest)
+    with rasterio.open(Path(run.run_dir) / "cells" / CELL / run.ok_cells()[0].files["reason"].path) as ds:
+        flagged = np.isin(ds.read(1), (pixels.LAYOVER, pixels.SHADOW))
+    recall = (flagged & truth).sum() / truth.sum()
+    precision = (flagged & truth).sum() / max(1, flagged.sum())
+    assert recall >= 0.8 and precision >= 0.5, (recall, precision)
+
+
+def _keep(catalog: Path, orbit: int) -> None:
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(catalog)
+    pq.write_table(table.filter(pc.equal(table["orbit"], orbit)), catalog)
