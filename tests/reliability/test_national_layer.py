@@ -48,7 +48,7 @@ def test_a_cell_of_the_wrong_size_is_refused(national):
     layer, files, built, before = national
     cell = parse_cell("N32E133")
     write(files[cell], np.full((PPD // 2, PPD // 2), 3, np.uint8), layer, cell, PPD // 2)  # another grid
-    with pytest.raises(ValueError, match=f"{cell.name}.tif: 1 band\\(s\\) of 60 x 60 px, expected one of 120 x 120"):
+    with pytest.raises(ValueError, match=f"{cell.name}.tif: 1 band\\(s\\) of 60 x 60 px, expected 1 of 120 x 120"):
         build_mosaic(files, layer, PPD, built.cog)
     assert unchanged(built, before)
 

@@ -105,6 +105,13 @@ def test_page_legend_selector_and_tiles(page, products):
     drawn = [code for code, rgb in colours.items() if tuple(rgb) in seen]
     assert len(drawn) >= min(3, len(colours)), (colours, drawn)  # the classes' own colours, exactly
     assert page.locator("#areas tbody tr").count() > 0
+    offered = [i.get_attribute("value") for i in page.locator("#products input").all()]
+    assert offered == [p for p in OCTOBER if p not in ("source", "probabilities")]  # drawn as declared
+    page.locator("#product-reason").check()  # the no-data reasons: their own legend
+    page.wait_for_function("document.getElementById('legend-title').textContent.includes('why the pixel')")
+    reasons = page.locator("#legend .name").all_text_contents()
+    assert {"mapped", "layover", "radar shadow", "not observed this month"} <= set(reasons)
+    page.locator("#product-lulc").check()
 
 
 def test_a_click_reads_the_pixel_as_rasterio_does(page, products):
