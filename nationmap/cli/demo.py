@@ -184,14 +184,14 @@ def _models(root: Path, state: DemoState) -> dict[str, dict]:
     return test
 
 
-def _infer(root: Path, name: str, lulc: Path, water: Path | None, executor: str):
+def _infer(root: Path, name: str, lulc: Path, water: Path | None, executor: str, probabilities: bool = False):
     from nationmap.infer.config import InferConfig
     from nationmap.infer.pipeline import run_inference, summarize
 
     cfg = InferConfig(region="demo-heldout", month=DEMO_MAP_MONTH, catalog=str(root / "heldout" / "catalog.parquet"),
                       lulc_model=str(lulc), water_model=str(water or ""), out=str(root / name),
                       lulc_dir=str(root / "heldout" / "raw" / "lulc"), pixels_per_degree=DEMO_PIXELS_PER_DEGREE,
-                      executor=executor)  # devices and batch size: auto
+                      executor=executor, probabilities=probabilities)  # devices and batch size: auto
     manifest = run_inference(cfg, log=console.print)
     console.print(summarize(manifest), highlight=False, soft_wrap=True)
     return manifest
@@ -272,7 +272,7 @@ def _run_demo(root: Path, seed: int, executor: str, data_only: bool, state: Demo
     t = time.time()
     state.enter(7, f"inference of {DEMO_MAP_MONTH} over the held-out region: models, then baselines")
     models = root / "models"
-    manifest = _infer(root, "products", models / "lulc", models / "water", executor)
+    manifest = _infer(root, "products", models / "lulc", models / "water", executor, probabilities=True)
     # the baseline's LULC map only, in this process: its trees cost about 10 us a pixel, the
     # water layer would double that, and its Water class already gives the thin-water recall
     base = _infer(root, "baseline-products", models / "baseline-lulc", None, "serial")
