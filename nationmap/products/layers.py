@@ -87,8 +87,6 @@ class Layer:
             raise ValueError(f"{self.name}: areas must be one of {AREA_KINDS} or None, style one of {STYLES}")
         if self.reading not in READINGS:
             raise ValueError(f"{self.name}: reading must be one of {READINGS}, not {self.reading!r}")
-        if self.style == "classes" and not self.classes:
-            raise ValueError(f"{self.name}: a classes style needs classes")
 
     @property
     def categorical(self) -> bool:

@@ -107,3 +107,16 @@ def test_the_web_map_lists_draws_and_reads_every_declared_product(run):
     values = client.get("/api/point", params={"map": listed["id"], "lon": lon, "lat": lat}).json()["values"]
     assert list(values) == list(LAYERS)
     assert all(v["value"] is not None and v["label"] not in ("", "no data") for v in values.values()), values
+
+
+def test_products_follow_the_models_and_options_given():
+    from nationmap.data.lulc import load_class_table
+    from nationmap.products.layers import product_layers
+
+    table = load_class_table()
+    lulc, water = table.scheme("lulc9").classes, table.scheme("water").classes
+    always = ["reason", "source", "date", "count"]
+    assert list(product_layers(lulc, ())) == ["lulc", "confidence"] + always
+    assert list(product_layers((), water)) == ["water"] + always
+    assert list(product_layers(lulc, water, probabilities=True)) == list(LAYERS)
+    assert product_layers(lulc, (), True)["probabilities"].band_names == tuple(f"p_{c.name}" for c in lulc)
