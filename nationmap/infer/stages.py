@@ -27,6 +27,7 @@ from nationmap.devices import available_cpus, plan_predictors
 from nationmap.infer.config import InferConfig
 from nationmap.infer.tables import PreviousMonth, write_area_tables
 from nationmap.parallel import progress_bar, run_tasks
+from nationmap.products.acquisitions import acquisition_rows, read_acquisition_table, write_acquisition_table
 from nationmap.products.cells import SCENE_RASTER_FORMAT, BandLayout, run_cell
 from nationmap.products.layers import Layer
 from nationmap.products.mosaic import build_mosaic
@@ -186,7 +187,8 @@ class SceneStage:
     def job(self, sid: str) -> SceneJob:
         r, paths = self.rows[sid], self.ctx.paths
         return SceneJob(id=sid, path=r.path, units=r.units or "", key=self.keys[sid],
-                        output=str(paths.scene_raster(sid)), record=str(paths.scene_record(sid)))
+                        output=str(paths.scene_raster(sid)), record=str(paths.scene_record(sid)),
+                        dem=str(Path(self.ctx.cfg.dem).resolve()) if self.ctx.cfg.dem else "")
 
     def run(self, units: list[str]) -> None:
         if not units:  # a verified rerun: no models to load, no Ray to reach
@@ -335,7 +337,8 @@ class NationalStage:
         self.key = sha256_json({"cells": {c.name: {p: e.sha256 for p, e in r.files.items()}
                                           for c, r in self.ok_cells.items()},
                                 "region": [c.name for c in ctx.region.cells], "format": "vrt+sparse-cog+tables/3",
-                                "previous": self.previous.key if self.previous else None})
+                                "previous": self.previous.key if self.previous else None,
+                                "acquisitions": [(r.id, str(r.sha256), r.path) for r in cells.scenes.rows.values()]})
         self.record = NationalRecord.read_or_none(ctx.paths.national_record)
 
     def plan(self) -> list[str]:
@@ -366,6 +369,9 @@ class NationalStage:
         tables = write_area_tables(cell_files, ctx.models.layers, ctx.region.name, ctx.cfg.month,
                                    paths.national_file("tables", ctx.tag), self.previous, ctx.cfg.executor,
                                    unmapped)
+        acquisitions = acquisition_rows(self.cells.scenes.rows.values(), ctx.month)  # the source layer's index
+        tables |= dict(zip(("acquisitions_csv", "acquisitions_parquet"), write_acquisition_table(
+            acquisitions, paths.national_file("tables", f"{ctx.tag}_acquisitions"))))
         groups["tables"] = {k: FileEntry(str(path.relative_to(paths.root)), sha256_file(path))
                             for k, path in tables.items()}
         self.record = NationalRecord(self.key, Products(**groups))
@@ -404,7 +410,8 @@ class StacStage:
                                 "models": ctx.models.key, "national": {"mosaic": _plain(products.mosaic),
                                                                        "vrt": _plain(products.vrt),
                                                                        "tables": _plain(products.tables)},
-                                "format": "stac/3"})
+                                "sources": {c.name: r.scenes_used for c, r in self.ok_cells.items()},
+                                "format": "stac/4"})
         self.record = StacRecord.read_or_none(ctx.paths.stac_record)
 
     def plan(self) -> list[str]:
@@ -423,9 +430,12 @@ class StacStage:
         products = self.national.products()
         national = {g: {p: _product_file(root / e.path, e) for p, e in getattr(products, g).items()}
                     for g in ("mosaic", "vrt", "tables")}
+        table = products.tables.get("acquisitions_csv")  # the acquisitions as published, with their index
+        acquisitions = list(read_acquisition_table(root / table.path).rows) if table else None
         write_stac(root / "stac", ctx.region.slug, ctx.month, ctx.models.layers, cell_files,
                    national["mosaic"], ctx.cfg.pixels_per_degree, {"nationmap:models": ctx.models.key[:16]},
-                   vrts=national["vrt"], tables=national["tables"])
+                   vrts=national["vrt"], tables=national["tables"], acquisitions=acquisitions,
+                   sources={c: r.scenes_used for c, r in self.ok_cells.items()} if acquisitions else None)
         files = {str(p.relative_to(root)): FileEntry(str(p.relative_to(root)), sha256_file(p))
                  for p in sorted((root / "stac").rglob("*.json"))}
         self.record = StacRecord(self.key, files)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import signal
@@ -105,9 +106,10 @@ def test_mosaic_quicklooks_stac_and_manifest(first_run, tiny_catalog):
             assert Image.open(png).mode == "RGBA" and Image.open(png).size == (1200, 900)  # 10 x 7.5 in at 120 dpi
     catalog = pystac.Catalog.from_file(str(run_dir / "stac" / "catalog.json"))
     n = len(PRODUCTS)
-    assert validate_catalog(run_dir / "stac" / "catalog.json") == 1 + n + n * 2  # offline, every object
+    acquisitions = 1 + len(manifest.inputs)  # the acquisitions collection and an item per acquisition
+    assert validate_catalog(run_dir / "stac" / "catalog.json") == 1 + n + n * 2 + acquisitions  # offline, every object
     collections = {c.id: c for c in catalog.get_children()}
-    assert set(collections) == {f"nationmap-{p}" for p in PRODUCTS}
+    assert set(collections) == {f"nationmap-{p}" for p in PRODUCTS} | {"nationmap-acquisitions"}
     lulc = collections["nationmap-lulc"]
     items = list(lulc.get_items())
     assert sorted(i.id for i in items) == ["N35E137_2022-09_lulc", "N35E138_2022-09_lulc"]
@@ -275,6 +277,34 @@ def test_area_tables_add_up_and_match_an_independent_computation(first_run):
     got = table.query("scope == 'cell' and cell == 'N35E137' and layer == 'lulc'").set_index("code").area_km2
     for code, km2 in got.items():
         assert km2 == pytest.approx(expected.get(code, 0.0), rel=1e-6, abs=1e-9), code
+
+
+def test_the_acquisition_table_explains_source_date_and_stac_provenance(first_run):
+    """Row i of the published acquisition table is the manifest's input i; every source index of a
+    cell names an acquisition the cell used, whose day is the date layer's value there; the
+    product items are derived_from exactly the acquisitions the cell used."""
+    from nationmap.products.acquisitions import NO_SOURCE, read_acquisition_table
+
+    run_dir, manifest = first_run
+    table = read_acquisition_table(run_dir / manifest.products.tables["acquisitions_csv"].path)
+    assert table.ids() == [i.id for i in manifest.inputs]
+    assert [a.datetime for a in table.rows] == [dt.datetime.fromisoformat(i.datetime) for i in manifest.inputs]
+    for cell in manifest.ok_cells():
+        with rasterio.open(run_dir / "cells" / cell.cell / f"{cell.cell}_2022-09_source.tif") as ds:
+            source = ds.read(1)
+        with rasterio.open(run_dir / "cells" / cell.cell / f"{cell.cell}_2022-09_date.tif") as ds:
+            date = ds.read(1)
+        used = sorted({int(v) for v in np.unique(source)} - {NO_SOURCE})
+        assert used and {table.get(i).id for i in used} <= set(cell.scenes_used)
+        for i in used:
+            assert (date[source == i] == table.get(i).day).all()
+        item = run_dir / "stac" / "nationmap-lulc" / f"{cell.cell}_2022-09_lulc" / f"{cell.cell}_2022-09_lulc.json"
+        links = [link["href"] for link in json.loads(item.read_text())["links"] if link["rel"] == "derived_from"]
+        assert [json.loads((item.parent / href).read_text())["id"] for href in links] == cell.scenes_used
+    collection = pystac.Collection.from_file(str(run_dir / "stac" / "nationmap-acquisitions" / "collection.json"))
+    assert {"acquisitions-csv", "acquisitions-parquet"} == set(collection.assets)
+    first = next(collection.get_items())
+    assert first.properties["sar:frequency_band"] == "L" and first.properties["sar:polarizations"] == ["HH"]
 
 
 def test_change_tables_against_the_previous_month(first_run, tiny_catalog, tiny_world, tiny_bundles, tmp_path):
