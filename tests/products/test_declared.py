@@ -120,3 +120,18 @@ def test_products_follow_the_models_and_options_given():
     assert list(product_layers((), water)) == ["water"] + always
     assert list(product_layers(lulc, water, probabilities=True)) == list(LAYERS)
     assert product_layers(lulc, (), True)["probabilities"].band_names == tuple(f"p_{c.name}" for c in lulc)
+
+
+def test_the_class_is_the_argmax_of_the_published_probabilities(run):
+    _, manifest = run
+    codes = np.array([c.code for c in LAYERS["lulc"].classes])
+    for cell in manifest.ok_cells():
+        folder = Path(manifest.run_dir) / "cells" / cell.cell
+        with rasterio.open(folder / cell.files["lulc"].path) as ds:
+            lulc, nodata = ds.read(1), ds.nodata
+        with rasterio.open(folder / cell.files["probabilities"].path) as ds:
+            p = ds.read().astype(int)
+        has = lulc != nodata
+        assert has.any() and (codes[p.argmax(0)][has] == lulc[has]).all()
+        total = p.sum(0)
+        assert (np.abs(total[has] - 255) <= len(codes) // 2 + 1).all() and (total[~has] == 0).all()
