@@ -35,9 +35,8 @@ import shapely
 from nationmap.data.months import Month
 from nationmap.errors import InputError, NationmapError, first_line
 from nationmap.files import atomic_path
+from nationmap.products.pixels import NO_SOURCE  # the source layer's value where no acquisition decided
 
-NO_SOURCE = 65535
-"""The ``source`` layer's value where no acquisition decided the pixel."""
 COLUMNS = ("index", "id", "datetime", "day", "kind", "polarisation", "mode", "level", "look_side",
            "pass_direction", "orbit", "frame", "incidence_near_deg", "incidence_far_deg", "footprint", "path",
            "sha256", "size_bytes")

@@ -123,6 +123,8 @@ def scene_inputs(scenes: list[str], indexes: list[int], days: list[int], layout:
     """The scenes of a cell with their bounds in degrees; checks each raster's band layout."""
     out = []
     for path, index, day in zip(scenes, indexes, days):
+        if not 0 <= index < pixels.NO_SOURCE:
+            raise InputError(f"acquisition index {index}: the source layer holds 0..{pixels.NO_SOURCE - 1}")
         with rasterio.open(path) as src:
             if src.count != layout.count:
                 raise InputError(f"{path}: {src.count} bands, expected {layout.count} (models or nationmap changed?)")
@@ -145,9 +147,10 @@ class _Sums:
         self.v = np.zeros((h, w), dtype=np.float32)
         self.count = np.zeros((h, w), dtype=np.uint16)
         self.reason = np.full((h, w), pixels.NOT_OBSERVED, dtype=np.uint8)
-        # per LULC class (or validity alone without one): the best single acquisition so far
-        self.best = np.zeros((max(n, 1), h, w), dtype=np.float16)
-        self.best_source = np.full((max(n, 1), h, w), pixels.NO_SOURCE, dtype=np.int32)
+        # per LULC class (or validity alone without one): the best single acquisition so far, its
+        # probability x 255 in uint8 (what the scene raster stored) and its index
+        self.best = np.zeros((max(n, 1), h, w), dtype=np.uint8)
+        self.best_source = np.full((max(n, 1), h, w), pixels.NO_SOURCE, dtype=np.uint16)
         self.n = n
 
     def add(self, scene: SceneInput, dest: np.ndarray, reason: np.ndarray, min_validity: float) -> bool:
@@ -162,15 +165,15 @@ class _Sums:
         if not hit.any():
             return False
         p = dest[:-1]  # in place: a block is 2k x 2k x K floats, temporaries cost more than the sums
-        np.divide(p, 255.0, out=p)
         p *= hit
+        support = np.rint(p[: self.n] if self.n else dest[-1:] * hit).astype(np.uint8)  # 0..255
+        better = support > self.best
+        np.maximum(self.best, support, out=self.best)
+        np.copyto(self.best_source, np.uint16(scene.index), where=better)
+        np.divide(p, 255.0, out=p)
         self.p += p
         self.v += np.where(hit, v, 0.0)
         self.count += hit
-        support = p[: self.n] if self.n else np.where(hit, v, 0.0)[None]
-        better = support > self.best
-        self.best[better] = support[better]
-        self.best_source[better] = scene.index
         return True
 
 
@@ -215,10 +218,9 @@ def _block(sums: _Sums, scenes: list[SceneInput], layout: BandLayout, settings: 
     else:
         source = sums.best_source[0]
     source = np.where(has, source, pixels.NO_SOURCE)
-    days = {s.index: s.day for s in scenes}
-    lut = np.full(max(days, default=0) + 2, -1, dtype=np.int16)  # the last slot: NO_SOURCE
-    for index, day in days.items():
-        lut[index] = day
+    lut = np.full(pixels.NO_SOURCE + 1, -1, dtype=np.int16)  # acquisition index -> day (-1: none)
+    for scene in scenes:
+        lut[scene.index] = scene.day
     return pixels.CellBlock(mean, sums.count, reason, source, lut[source], layout.lulc_codes, layout.water,
                             settings.water_threshold)
 

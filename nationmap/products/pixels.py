@@ -39,7 +39,8 @@ REASONS = {
     LOW_COVERAGE: ("low coverage", "#e6ab02"),
 }
 """code -> (name, colour) of the no-data reason layer."""
-NO_SOURCE = -1
+NO_SOURCE = 65535
+"""The ``source`` of a pixel no acquisition decided (uint16: a month holds at most 65,535)."""
 
 
 @dataclass(frozen=True)
@@ -51,7 +52,7 @@ class CellBlock:
             (LULC classes in ``lulc_codes`` order, then water); 0 where none counted.
         count: (h, w) uint16 acquisitions counted.
         reason: (h, w) uint8 no-data reason (module docstring); 0 where the pixel has a class.
-        source: (h, w) int32 index in the month's acquisition table of the acquisition that
+        source: (h, w) uint16 index in the month's acquisition table of the acquisition that
             decided the pixel (:data:`NO_SOURCE` where none).
         day: (h, w) int16 that acquisition's day, days since the month's first day (-1: none).
         lulc_codes: the LULC class codes of the first bands of ``mean`` (empty: no LULC model).
@@ -111,7 +112,7 @@ def no_data_reason(block: CellBlock, nodata: int | None) -> np.ndarray:
 
 def source_index(block: CellBlock, nodata: int) -> np.ndarray:
     """(h, w) uint16 acquisition index (``nodata`` where no acquisition decided the pixel)."""
-    return np.where(block.source >= 0, block.source, nodata).astype(np.uint16)
+    return np.where(block.source != NO_SOURCE, block.source, nodata).astype(np.uint16)
 
 
 def source_day(block: CellBlock, nodata: int) -> np.ndarray:
