@@ -36,6 +36,8 @@ def synth(
     scene_length_km: float = typer.Option(None, help="Scene along-track length (km)."),
     scene_width_km: float = typer.Option(None, help="Scene swath width (km)."),
     missing_fraction: float = typer.Option(None, help="Share of frames missing in a month."),
+    relief_m: float = typer.Option(None, help="Height (m) of the hills and ridges (500; 2500: a steep range with "
+                                              "layover and radar shadow)."),
     overwrite: bool = typer.Option(False, help="Replace an existing world at OUT."),
     executor: str = ExecutorOpt,
     address: str = AddressOpt,
@@ -51,7 +53,7 @@ def synth(
             cells=tuple(r.cell_names), months=tuple(str(m) for m in parse_months(months)), seed=seed,
             lulc_pixels_per_degree=lulc_pixels_per_degree, scene_pixel_m=scene_pixel_m,
             scene_length_km=scene_length_km, scene_width_km=scene_width_km,
-            missing_fraction=missing_fraction), "synth option")
+            missing_fraction=missing_fraction, relief_m=relief_m), "synth option")
         start_ray(executor, address)
         with replacing(out, overwrite) as stage:
             summary = generate.synthesize(stage, cfg, executor=executor)

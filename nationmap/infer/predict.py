@@ -53,7 +53,7 @@ def dem_mask(job: SceneJob) -> Path | None:
     """The layover/shadow mask of an ALOS-2 scene that has none of its own, from the run's DEM
     (``job.dem``), written beside the scene's probability raster; None without a DEM or when the
     acquisition has its own mask (or is not an ALOS-2 scene: mosaics ship JAXA's)."""
-    if not job.dem or mask_path(job.path) is not None or not is_alos2_name(Path(job.path).name):
+    if not job.dem or not is_alos2_name(Path(job.path).name) or mask_path(job.path) is not None:
         return None
     return write_terrain_mask(job.path, job.dem, out_dir=Path(job.output).parent / "masks")[0]
 
