@@ -330,7 +330,8 @@ def write_terrain_mask(scene_path: str | Path, dem_path: str | Path, *, near_inc
     direction (:data:`ALOS2_HEADING_DEG`) unless given; the incidence goes from
     ``near_incidence_deg`` to ``far_incidence_deg`` across the scene's valid pixels (defaults: the
     synthetic world's 30..44 degrees; give a real product's from its metadata). Pixels where the
-    scene has no data, or outside the DEM, are 0 in both. Written in blocks of ``block_rows`` rows
+    scene has no data are 0 in both; where the scene has data but the DEM no height (voids, its
+    edge), the mask says land (255) and the local incidence 0. Written in blocks of ``block_rows`` rows
     (memory bounded for large scenes), each file atomically (whole or not at all).
     """
     scene_path = Path(scene_path)
@@ -355,7 +356,11 @@ def write_terrain_mask(scene_path: str | Path, dem_path: str | Path, *, near_inc
                 local = _block_local_incidence(dem_path, crs, transform, width, height, (r0, r1), heading,
                                                name.look_side, (near_incidence_deg, far_incidence_deg), span)
                 window = Window(0, r0, width, r1 - r0)
-                mask_out.write(classify_local_incidence(local, valid), 1, window=window)
+                codes = classify_local_incidence(local, valid)
+                # where the DEM has no height (a void, sea left as no data, beyond its edge) it cannot
+                # say layover or shadow: the radar's own data stands (never drop a pixel it saw)
+                codes[valid & ~np.isfinite(local)] = MASK_LAND
+                mask_out.write(codes, 1, window=window)
                 linci_out.write(linci_codes(local, valid), 1, window=window)
             mask_out.set_band_description(1, "JAXA data mask from a DEM: 0 no data, 100 layover, 150 shadow, 255 land")
             linci_out.set_band_description(1, "local incidence angle (degrees) from a DEM")

@@ -19,7 +19,10 @@ import shapely
 
 from nationmap import __version__
 from nationmap.data.catalog import footprints
+from nationmap.data.alos2 import is_alos2_name
 from nationmap.data.grid import Cell
+from nationmap.data.masks import mask_path
+from nationmap.data.mosaic import is_mosaic_name
 from nationmap.data.months import Month
 from nationmap.data.regions import Region
 from nationmap.files import safe_child, sha256_file, sha256_json, write_json
@@ -153,18 +156,15 @@ class SceneStage:
         # (without test-time augmentation the key is what it was before the option existed; the batch
         # size as set, "auto" before the devices are known)
         window["batch_size"] = ctx.cfg.batch_size
+        dem = sha256_file(Path(ctx.cfg.dem)) if ctx.cfg.dem else None  # once: a national DEM is GBs
         self.keys = {r.id: sha256_json({"input": r.sha256, "models": ctx.models.key, "window": window,
-                                        "units": r.units, "raster": SCENE_RASTER_FORMAT, "dem": self._dem_key()})
+                                        "units": r.units, "raster": SCENE_RASTER_FORMAT, **_mask_key(r.path, dem)})
                      for r in self.rows.values()}
         self.index = {sid: i for i, sid in enumerate(self.rows)}  # rows of the month's acquisition table
         self.records: dict[str, SceneRecord | None] = {
             sid: SceneRecord.read_or_none(ctx.paths.scene_record(sid)) for sid in self.rows}
         self.footprints = dict(zip(catalog.id, footprints(catalog)))
         self.ran: set[str] = set()
-
-    def _dem_key(self) -> str | None:
-        dem = self.ctx.cfg.dem
-        return sha256_file(Path(dem)) if dem else None
 
     def day(self, sid: str) -> int:
         """Days from the month's first day to the acquisition's."""
@@ -207,6 +207,16 @@ class SceneStage:
                 .replace(skipped=s not in self.ran) for s in self.rows]
 
 
+def _mask_key(path: str, dem: str | None) -> dict:
+    """What a scene's layover/shadow mask depends on: its own mask file's SHA-256, else the DEM's
+    for an ALOS-2 scene (:func:`nationmap.infer.predict.dem_mask`); nothing otherwise (the keys
+    of scenes without either are what they were before masks)."""
+    own = mask_path(path) if is_alos2_name(Path(path).name) or is_mosaic_name(Path(path).name) else None
+    if own is not None:
+        return {"mask": sha256_file(own)}
+    return {"dem": dem} if dem and is_alos2_name(Path(path).name) else {}
+
+
 def predict_scenes(jobs: list[SceneJob], cfg: InferConfig, models: ModelSet, settings, log) -> list[SceneRecord]:
     """Predict ``jobs`` with a progress bar (per scene): Ray Data actors or this process, on the
     devices :func:`nationmap.devices.plan_predictors` finds (printed first)."""
@@ -234,10 +244,11 @@ def predict_scenes(jobs: list[SceneJob], cfg: InferConfig, models: ModelSet, set
 
 
 class CellStage:
-    """Scene rasters -> per-cell COGs (lulc, water, confidence, count), one Ray task per cell.
+    """Scene rasters -> a COG per declared product and cell, one Ray task per cell.
 
-    A cell's key hashes the keys of the scenes that cover it, the models, the cell settings and
-    the month; it is done when its record has that key and its COGs verify."""
+    A cell's key hashes the keys of the scenes that cover it (with their rows and days in the
+    month's acquisition table), the models, the cell settings, the month, the products and the
+    region's cut of the cell; it is done when its record has that key and its COGs verify."""
 
     name = "cells"
 
@@ -258,7 +269,7 @@ class CellStage:
             region = None if ctx.region.geometry.covers(cell.polygon) else ctx.region.geometry.intersection(cell.polygon)
             key = sha256_json({"scenes": [self.scenes.keys[s] for s in covering], "models": ctx.models.key,
                                "cell": settings.__dict__, "month": ctx.cfg.month, "products": list(ctx.models.layers),
-                               "sources": [self.scenes.index[s] for s in covering],
+                               "sources": [(self.scenes.index[s], self.scenes.day(s)) for s in covering],
                                "region": None if region is None else region.wkb_hex})
             self.jobs[name] = CellJob(
                 cell=cell, month=ctx.cfg.month, key=key, scene_ids=tuple(covering),
@@ -338,7 +349,8 @@ class NationalStage:
                                           for c, r in self.ok_cells.items()},
                                 "region": [c.name for c in ctx.region.cells], "format": "vrt+sparse-cog+tables/3",
                                 "previous": self.previous.key if self.previous else None,
-                                "acquisitions": [(r.id, str(r.sha256), r.path) for r in cells.scenes.rows.values()]})
+                                "acquisitions": [(r.id, str(r.sha256), r.path, str(r.datetime))
+                                                 for r in cells.scenes.rows.values()]})
         self.record = NationalRecord.read_or_none(ctx.paths.national_record)
 
     def plan(self) -> list[str]:
@@ -365,7 +377,8 @@ class NationalStage:
                       for p, r in zip(units, results) if g in r} for g in ("mosaic", "vrt", "quicklooks")}
         cell_files = {c.name: {p: paths.cell_dir(c.name) / e.path for p, e in r.files.items()}
                       for c, r in self.ok_cells.items()}
-        unmapped = {c.name: _cell_km2(c, ctx.region) for c in ctx.region.cells if c not in self.ok_cells}
+        unmapped = {c.name: _cell_km2(c, ctx.region) for c in ctx.region.cells  # empty cells, not failed ones
+                    if self.cells.records[c.name] is not None and self.cells.records[c.name].status == "empty"}
         tables = write_area_tables(cell_files, ctx.models.layers, ctx.region.name, ctx.cfg.month,
                                    paths.national_file("tables", ctx.tag), self.previous, ctx.cfg.executor,
                                    unmapped)

@@ -8,8 +8,9 @@ driver sums the region and writes
     tables/<tag>_areas.csv / .parquet     region, month, scope, cell, layer, code, class, area_km2, share
     tables/<tag>_change.csv / .parquet    ... previous_month, from_code/class, to_code/class, area_km2
 
-The change table states the area it covers: its ``mapped`` rows (from the ``count`` COGs) give the
-km^2 mapped in both months, per cell and for the region (0 when none). The previous month is a
+The change table states the area it covers: its ``mapped`` rows (from the ``reason`` COGs: reason
+0; from the ``count`` COGs against a month published before that layer) give the km^2 mapped in
+both months, per cell and for the region (0 when none). The previous month is a
 products run directory or a published version (its ``manifest.json``); that manifest and the COGs
 read from it must lie inside it (the path rule, links resolved), and the COGs match its manifest's
 SHA-256, so a manifest or COG replaced by a symlink leading out, or a damaged COG, is refused,
@@ -27,12 +28,13 @@ from nationmap.parallel import run_tasks
 from nationmap.products.areas import (AREA_COLUMNS, CHANGE_COLUMNS, cell_area_rows, cell_change_rows,
                                       cell_coverage_rows, region_area_rows, region_change_rows, unmapped_cell_rows,
                                       write_tables)
-from nationmap.products.layers import Layer
+from nationmap.products.layers import Layer, declared_layers
 from nationmap.records import FileEntry, RunManifest
 
-CHANGE_LAYERS = ("lulc", "water")
-PREVIOUS_PRODUCTS = (*CHANGE_LAYERS, "count")  # what the change table reads of the previous month
-CHANGE_FORMAT = "change/2"  # with the mapped rows: tables of an earlier format are redone
+COVERAGE_PRODUCTS = ("reason", "count")  # where each month mapped: the reason (0), else the count (> 0)
+PREVIOUS_PRODUCTS = (*(n for n, layer in declared_layers().items() if layer.change), *COVERAGE_PRODUCTS)
+"""What the change table reads of the previous month: the declared ``change`` products and the coverage."""
+CHANGE_FORMAT = "change/3"  # the mapped rows by the reason layer: tables of an earlier format are redone
 
 
 @dataclass(frozen=True)
@@ -48,10 +50,12 @@ class CellTablesJob:
 def cell_tables(job: CellTablesJob) -> tuple[list, list]:
     """(area rows, change rows) of one cell (a Ray task on a cluster)."""
     areas = cell_area_rows(job.cell, job.files, job.layers)
-    change = [row for p, before in sorted(job.previous.items()) if job.layers[p].change
+    change = [row for p, before in sorted(job.previous.items()) if p in job.layers and job.layers[p].change
               for row in cell_change_rows(job.cell, before, job.files[p], job.layers[p])]
-    if "count" in job.previous:
-        change += cell_coverage_rows(job.cell, job.previous["count"], job.files["count"])
+    # the area both months mapped: by the no-data reason, or by the count for an older month
+    coverage = COVERAGE_PRODUCTS[0] if all(COVERAGE_PRODUCTS[0] in f for f in (job.previous, job.files)) else "count"
+    if coverage in job.previous:
+        change += cell_coverage_rows(job.cell, job.previous[coverage], job.files[coverage], coverage == "reason")
     return areas, change
 
 

@@ -8,8 +8,8 @@ accumulated strip by strip (:func:`class_areas_km2`), and a change between two m
 same sum over (before, after) pairs of codes (:func:`change_km2`).
 
 The tables a map user quotes (:func:`write_tables`, CSV and Parquet): per cell and for the region,
-the km^2 and share of every class of lulc and water and of the mapped area (count > 0)
-(:class:`AreaRow`), and the class-to-class change from the previous month (:class:`ChangeRow`).
+the km^2 and share of every class of the layers that declare areas (lulc and water classes,
+the no-data reasons) and of the mapped area (reason 0) (:class:`AreaRow`), and the class-to-class change from the previous month (:class:`ChangeRow`).
 A change table states the area it covers: its ``mapped`` rows give the km^2 mapped in both
 months (code 1 -> 1, always present for the region, 0 when the months share no mapped pixel)
 and mapped in only one of them (1 -> 0, 0 -> 1) (:func:`cell_coverage_rows`, :func:`read_common_area`).
@@ -87,8 +87,8 @@ def change_km2(before: str | Path, after: str | Path) -> np.ndarray:
 
 # ---------------------------------------------------------------------------- tables
 
-MAPPED = "mapped"  # the pseudo-layer of the area with at least one valid acquisition (count > 0)
-MAPPED_NAME, UNMAPPED_NAME = "mapped (count > 0)", "not mapped"
+MAPPED = "mapped"  # the pseudo-layer of the area with a class (reason 0; without a reason layer, count > 0)
+MAPPED_NAME, UNMAPPED_NAME = "mapped (has a class)", "not mapped"
 AREA_COLUMNS = ("region", "month", "scope", "cell", "layer", "code", "class", "area_km2", "share")
 CHANGE_COLUMNS = ("region", "month", "previous_month", "scope", "cell", "layer", "from_code", "from_class",
                   "to_code", "to_class", "area_km2")
@@ -191,12 +191,24 @@ def cell_change_rows(cell: str, before: Path, after: Path, layer: Layer) -> list
             for a in classes for b in classes if km2[a.code, b.code] > 0]
 
 
-def cell_coverage_rows(cell: str, before: Path, after: Path) -> list[ChangeRow]:
-    """The change table's ``mapped`` rows of one cell, from its ``count`` COGs of the previous
-    month and this one: km^2 mapped in both months (1 -> 1, always given: the area the
-    class-to-class rows cover), mapped then but not now (1 -> 0) and now but not then (0 -> 1)."""
-    km2 = change_km2(before, after)
-    both, lost, gained = float(km2[1:, 1:].sum()), float(km2[1:, 0].sum()), float(km2[0, 1:].sum())
+def mapped_codes(by_reason: bool) -> np.ndarray:
+    """(256,) bool: the codes that mean "mapped" in a ``reason`` COG (0) or a ``count`` COG (> 0)."""
+    mapped = np.zeros(CODES, dtype=bool)
+    if by_reason:
+        mapped[0] = True
+    else:
+        mapped[1:] = True
+    return mapped
+
+
+def cell_coverage_rows(cell: str, before: Path, after: Path, by_reason: bool = True) -> list[ChangeRow]:
+    """The change table's ``mapped`` rows of one cell, from its ``reason`` COGs (``by_reason``;
+    a pixel is mapped where its reason is 0) or ``count`` COGs (mapped where count > 0: months
+    published before the reason layer) of the previous month and this one: km^2 mapped in both
+    months (1 -> 1, always given: the area the class-to-class rows cover), mapped then but not
+    now (1 -> 0) and now but not then (0 -> 1)."""
+    km2, m = change_km2(before, after), mapped_codes(by_reason)
+    both, lost, gained = (float(km2[np.ix_(a, b)].sum()) for a, b in ((m, m), (m, ~m), (~m, m)))
     rows = [ChangeRow("cell", cell, MAPPED, 1, MAPPED_NAME, 1, MAPPED_NAME, both)]
     rows += [ChangeRow("cell", cell, MAPPED, 1, MAPPED_NAME, 0, UNMAPPED_NAME, lost)] if lost > 0 else []
     rows += [ChangeRow("cell", cell, MAPPED, 0, UNMAPPED_NAME, 1, MAPPED_NAME, gained)] if gained > 0 else []

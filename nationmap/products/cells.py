@@ -14,7 +14,8 @@ and ``count`` the number of counted scenes. A pixel has a class where at least `
 scenes counted; elsewhere its no-data reason is the strongest of what the covering scenes
 said (layover, shadow, invalid input, not observed: :mod:`nationmap.products.pixels`).
 The acquisition that decided a pixel is the counted one that gave the chosen LULC class its
-highest probability (without a LULC model: the one with the highest validity). Every product
+highest validity-weighted probability (without a LULC model: the one with the highest validity);
+a pixel without a class has none. Every product
 of :mod:`nationmap.products.layers` is then a function of that block. Scenes are summed in a
 fixed (sorted) order so reruns give identical bytes.
 """
@@ -37,7 +38,7 @@ from nationmap.errors import InputError, describe
 from nationmap.files import sha256_file, write_json
 from nationmap.parallel import node_id
 from nationmap.products import pixels
-from nationmap.products.cog import discard_staging, open_staging, part_path, translate_to_cog
+from nationmap.products.cog import MEMORY_STAGING_BYTES, discard_staging, open_staging, part_path, translate_to_cog
 from nationmap.products.layers import Layer
 from nationmap.records import CellJob, CellRecord, FileEntry
 
@@ -212,17 +213,18 @@ def _block(sums: _Sums, scenes: list[SceneInput], layout: BandLayout, settings: 
     reason[has & (sums.count < settings.min_count)] = pixels.LOW_COVERAGE
     if outside is not None:
         reason[outside] = pixels.OUTSIDE
-    if layout.lulc_codes:
-        chosen = mean[: len(layout.lulc_codes)].argmax(0)[None]
-        source = np.take_along_axis(sums.best_source, chosen, 0)[0]
+    mapped = reason == pixels.MAPPED
+    quantised = pixels.quantise(mean[: len(layout.lulc_codes)], mapped)
+    if layout.lulc_codes:  # the class the published layer shows: the argmax of the published probabilities
+        source = np.take_along_axis(sums.best_source, quantised.argmax(0)[None], 0)[0]
     else:
         source = sums.best_source[0]
-    source = np.where(has, source, pixels.NO_SOURCE)
+    source = np.where(mapped, source, pixels.NO_SOURCE)  # a pixel without a class has no deciding acquisition
     lut = np.full(pixels.NO_SOURCE + 1, -1, dtype=np.int16)  # acquisition index -> day (-1: none)
     for scene in scenes:
         lut[scene.index] = scene.day
-    return pixels.CellBlock(mean, sums.count, reason, source, lut[source], layout.lulc_codes, layout.water,
-                            settings.water_threshold)
+    return pixels.CellBlock(mean, quantised, sums.count, reason, source, lut[source], layout.lulc_codes,
+                            layout.water, settings.water_threshold)
 
 
 def _outside(region, transform, h: int, w: int) -> np.ndarray | None:
@@ -248,6 +250,19 @@ class CellOutcome:
     seconds: float
 
 
+def _open_stagings(out_dir: Path, cell: Cell, month: str, layers: dict[str, Layer], n: int) -> dict:
+    """A staging raster per layer, in memory while the layers' total fits ``MEMORY_STAGING_BYTES``
+    (the cell's budget, not each layer's: eight layers of a 12,000 px cell are 1.3 GB), on disk
+    for the rest."""
+    datasets, budget = {}, MEMORY_STAGING_BYTES
+    for p, layer in layers.items():
+        size = n * n * layer.count * np.dtype(layer.dtype).itemsize
+        staging = part_path(out_dir / f"staging-{product_name(cell.name, month, p)}")
+        datasets[p] = open_staging(staging, layer, n, n, "EPSG:4326", cell.transform(n), in_memory=size <= budget)
+        budget -= size if size <= budget else 0
+    return datasets
+
+
 def combine_cell(cell: Cell, month: str, scenes: list[SceneInput], out_dir: str | Path, layout: BandLayout,
                  layers: dict[str, Layer], settings: CellSettings, tags: dict | None = None, threads: int = 1,
                  region=None) -> CellOutcome:
@@ -256,26 +271,25 @@ def combine_cell(cell: Cell, month: str, scenes: list[SceneInput], out_dir: str 
     ``scenes``: the acquisitions covering the cell (their order is fixed by the caller: sorted);
     ``region``: the region's own area (degrees) when it cuts the cell, else None. ``threads``:
     GDAL warp threads (1 in a Ray task that holds one CPU; the cores when serial). Nothing is
-    written when no acquisition covered any pixel with data (``files`` empty).
+    written when the acquisitions said nothing of any pixel: none covered one with data, or
+    flagged one (invalid, shadow, layover) (``files`` empty).
     """
     t0 = time.perf_counter()
     out_dir = Path(out_dir)
     n = settings.pixels_per_degree
     transform = cell.transform(n)
     out_dir.mkdir(parents=True, exist_ok=True)
-    datasets, valid, used = {}, 0, np.zeros(len(scenes), dtype=bool)
+    valid, flagged, used = 0, 0, np.zeros(len(scenes), dtype=bool)
     lulc_hist, water_pixels = np.zeros(256, dtype=np.int64), 0
+    datasets = _open_stagings(out_dir, cell, month, layers, n)
     try:
-        for p, layer in layers.items():
-            staging = part_path(out_dir / f"staging-{product_name(cell.name, month, p)}")
-            datasets[p] = open_staging(staging, layer, n, n, "EPSG:4326", transform)
         for window in _blocks(n, settings.block):
             sums, hit = _accumulate(scenes, layout, transform, window, settings, threads)
             used |= np.asarray(hit, dtype=bool)
-            block_transform = rasterio.windows.transform(window, transform)
-            block = _block(sums, scenes, layout, settings,
-                           _outside(region, block_transform, int(window.height), int(window.width)))
+            block = _block(sums, scenes, layout, settings, _outside(region, rasterio.windows.transform(window, transform),
+                                                                    int(window.height), int(window.width)))
             valid += int((sums.count > 0).sum())
+            flagged += int((block.reason >= pixels.INVALID).sum())
             for p, layer in layers.items():
                 data = layer.compute(block, layer.nodata)
                 datasets[p].write(data if data.ndim == 3 else data[None], window=window)
@@ -284,12 +298,10 @@ def combine_cell(cell: Cell, month: str, scenes: list[SceneInput], out_dir: str 
                 elif p == "water":
                     water_pixels += int((data == 1).sum())
         files = {}
-        if valid:
-            for p, layer in layers.items():
-                dst = out_dir / product_name(cell.name, month, p)
-                translate_to_cog(datasets.pop(p), dst, layer, {"CELL": cell.name, "MONTH": month, "PRODUCT": p,
-                                                               **(tags or {})})
-                files[p] = dst.name
+        for p, layer in (layers.items() if valid or flagged else ()):
+            dst = out_dir / product_name(cell.name, month, p)
+            translate_to_cog(datasets.pop(p), dst, layer, {"CELL": cell.name, "MONTH": month, "PRODUCT": p, **(tags or {})})
+            files[p] = dst.name
         return CellOutcome(files, n * n, valid,
                            {str(c): int(lulc_hist[c]) for c in layout.lulc_codes} if "lulc" in layers else None,
                            water_pixels if "water" in layers else None,

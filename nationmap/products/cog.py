@@ -3,12 +3,14 @@
 Every product is first written block by block into a staging dataset, then copied into a COG
 by GDAL's COG driver (``gdal_translate -of COG``: internal overviews, DEFLATE, 512 px tiles,
 colour table, band and dataset tags), and renamed into place only when complete; a categorical
-layer's class names follow in the PAM sidecar GDAL reads with it (:mod:`nationmap.products.pam`). A staging
-raster up to ``MEMORY_STAGING_BYTES`` lives in GDAL's MEM driver, so the driver reads plain
-memory, as ``gdal_translate`` reads an uncompressed file; a larger one is a ZSTD level 1 tiled
-GeoTIFF next to the output, so nothing needs the whole raster in memory. (The national COG is
-not staged: :mod:`nationmap.products.mosaic` copies it from a VRT over the cell COGs.) ``benchmarks/products.py`` measured rio-cogeo's ``cog_translate`` on
-the same rasters at 2-3x the driver's time; rio-cogeo still validates (:func:`is_valid_cog`).
+layer's class names follow in the PAM sidecar GDAL reads with it (:mod:`nationmap.products.pam`).
+Staging rasters within ``MEMORY_STAGING_BYTES`` (all the layers of a cell together) live in
+GDAL's MEM driver, so the driver reads plain memory, as ``gdal_translate`` reads an
+uncompressed file; the others are ZSTD level 1 tiled GeoTIFFs next to the output, so nothing
+needs every raster in memory. (The national COG is not staged: :mod:`nationmap.products.mosaic`
+copies it from a VRT over the cell COGs.) ``benchmarks/products.py`` measured rio-cogeo's
+``cog_translate`` on the same rasters at 2-3x the driver's time; rio-cogeo still validates
+(:func:`is_valid_cog`).
 """
 
 from __future__ import annotations
@@ -29,7 +31,8 @@ COG_OPTIONS = dict(driver="COG", COMPRESS="DEFLATE", BLOCKSIZE=512, NUM_THREADS=
 STAGING_PROFILE = dict(driver="GTiff", tiled=True, blockxsize=512, blockysize=512, compress="zstd", zstd_level=1)
 """The intermediate tiled GeoTIFF a COG is copied from, for rasters over ``MEMORY_STAGING_BYTES``."""
 MEMORY_STAGING_BYTES = 512 * 2**20
-"""Staging rasters up to this size are held in memory (a 12,000 px cell of uint8 is 144 MB)."""
+"""Staging rasters are held in memory up to this size, for one raster and for all the layers of a
+cell together (a 12,000 px cell of uint8 is 144 MB a layer; the rest is staged on disk)."""
 
 
 def part_path(path: Path) -> Path:
@@ -37,14 +40,16 @@ def part_path(path: Path) -> Path:
     return temporary_name(path)
 
 
-def open_staging(path: Path, layer: Layer, width: int, height: int, crs, transform):
+def open_staging(path: Path, layer: Layer, width: int, height: int, crs, transform, in_memory: bool | None = None):
     """A writable dataset of ``layer``'s bands to fill window by window and hand to
-    :func:`translate_to_cog`: in memory (GDAL's MEM driver) when ``width`` x ``height`` x bands
-    of ``layer.dtype`` fit ``MEMORY_STAGING_BYTES``, else a ZSTD-1 tiled GeoTIFF at ``path``.
-    Band descriptions, class names and colour table are set."""
+    :func:`translate_to_cog`: in memory (GDAL's MEM driver) when ``in_memory`` (default: when
+    ``width`` x ``height`` x bands of ``layer.dtype`` fit ``MEMORY_STAGING_BYTES``), else a ZSTD-1
+    tiled GeoTIFF at ``path``. Band descriptions, class names and colour table are set."""
     common = dict(dtype=layer.dtype, count=layer.count, width=width, height=height, crs=crs, transform=transform,
                   nodata=layer.nodata)
-    if width * height * layer.count * np.dtype(layer.dtype).itemsize <= MEMORY_STAGING_BYTES:
+    if in_memory is None:
+        in_memory = width * height * layer.count * np.dtype(layer.dtype).itemsize <= MEMORY_STAGING_BYTES
+    if in_memory:
         dataset = rasterio.open(path.name, "w", driver="MEM", **common)
     else:
         dataset = rasterio.open(path, "w", **STAGING_PROFILE, **common)

@@ -4,13 +4,16 @@ A :class:`Layer` says everything about one product: its name, bands, data type, 
 unit or legend (codes, names, colours), how a cell computes it (``compute``: a function of
 :mod:`nationmap.products.pixels`), whether area tables count it, whether it is tiled on the
 web map and how it is styled. Cells, national layers, PAM sidecars, area tables, STAC assets,
-quicklooks and the web map all read these declarations; none of them names a product.
+quicklooks and the web map all read these declarations (what still names a product: the
+month-to-month change reads the previous month's ``reason`` or ``count`` for the area both
+months mapped, and the run record's per-class pixel counts are of ``lulc`` and ``water``).
 
     lulc           uint8 class code 1..K (0 = no data); colour table and class names
     water          uint8 0 = land, 1 = water (255 = no data); colour table
     confidence     uint8 percent: mean probability of the chosen LULC class (255 = no data)
     probabilities  K x uint8: probability of each LULC class x 255 (``--probabilities``)
-    reason         uint8 why a pixel has no class (0 = mapped; codes in pixels.REASONS)
+    reason         uint8 why a pixel has no class (0 = mapped; codes in pixels.REASONS; 255 = no
+                   data: outside every cell with products, in the national layers)
     source         uint16 index of the acquisition that decided the pixel in the month's
                    acquisition table (65535 = none)
     date           uint8 that acquisition's day: days since the month's first day (255 = none)
@@ -26,7 +29,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
-import numpy as np
 
 from nationmap.data.lulc import ClassInfo
 from nationmap.products import pixels
@@ -67,7 +69,7 @@ class Layer:
     nodata: int | None
     overview_resampling: str
     description: str
-    compute: Callable = pixels.acquisition_count
+    compute: Callable
     classes: tuple[ClassInfo, ...] = ()
     unit: str | None = None
     dtype: str = "uint8"
@@ -120,10 +122,6 @@ class Layer:
             tags["UNIT"] = self.unit
         return tags
 
-    def empty(self, height: int, width: int) -> np.ndarray:
-        """(bands, height, width) of no data (0 without a no-data value)."""
-        return np.full((self.count, height, width), self.nodata or 0, dtype=self.dtype)
-
 
 def reason_classes() -> tuple[ClassInfo, ...]:
     return tuple(ClassInfo(code, name, colour) for code, (name, colour) in pixels.REASONS.items())
@@ -145,7 +143,7 @@ def product_layers(lulc_classes: tuple[ClassInfo, ...], water_classes: tuple[Cla
         Layer("probabilities", None, "average", "probability of each LULC class x 255 (all 0: no data)",
               pixels.class_probabilities, unit="probability x 255", bands=tuple(f"p_{c.name}" for c in lulc),
               national_cog=False, style="none", requires=("lulc", "probabilities")),
-        Layer("reason", None, "mode", "why the pixel has no class (0: it has one)", pixels.no_data_reason,
+        Layer("reason", 255, "mode", "why the pixel has no class (0: it has one)", pixels.no_data_reason,
               classes=reason_classes(), areas="reasons", style="classes"),
         Layer("source", 65535, "nearest", "index of the deciding acquisition in the month's acquisition table",
               pixels.source_index, dtype="uint16", style="none", reading="acquisition"),

@@ -24,7 +24,6 @@ The scene rasters carry the same codes per acquisition pixel (0 valid, 2-5 as ab
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import cached_property
 
 import numpy as np
 
@@ -43,6 +42,14 @@ NO_SOURCE = 65535
 """The ``source`` of a pixel no acquisition decided (uint16: a month holds at most 65,535)."""
 
 
+def quantise(mean: np.ndarray, mapped: np.ndarray) -> np.ndarray:
+    """(K, h, w) float32 probabilities -> uint8 x 255, rounded, 0 where not ``mapped``: the
+    published probabilities, and what the class is the argmax of."""
+    q = np.rint(mean * np.float32(255.0)).astype(np.uint8)
+    q *= mapped
+    return q
+
+
 @dataclass(frozen=True)
 class CellBlock:
     """The month at one block of a cell.
@@ -50,10 +57,12 @@ class CellBlock:
     Attributes:
         mean: (K, h, w) float32 validity-weighted mean probabilities of the counted acquisitions
             (LULC classes in ``lulc_codes`` order, then water); 0 where none counted.
+        quantised: (K_lulc, h, w) uint8 the LULC probabilities x 255 as published
+            (:func:`quantise`); the class is their argmax (the first on a tie).
         count: (h, w) uint16 acquisitions counted.
         reason: (h, w) uint8 no-data reason (module docstring); 0 where the pixel has a class.
         source: (h, w) uint16 index in the month's acquisition table of the acquisition that
-            decided the pixel (:data:`NO_SOURCE` where none).
+            decided the pixel (:data:`NO_SOURCE` where the pixel has no class).
         day: (h, w) int16 that acquisition's day, days since the month's first day (-1: none).
         lulc_codes: the LULC class codes of the first bands of ``mean`` (empty: no LULC model).
         water: whether the last band of ``mean`` is the water probability.
@@ -61,6 +70,7 @@ class CellBlock:
     """
 
     mean: np.ndarray
+    quantised: np.ndarray
     count: np.ndarray
     reason: np.ndarray
     source: np.ndarray
@@ -72,14 +82,6 @@ class CellBlock:
     @property
     def mapped(self) -> np.ndarray:
         return self.reason == MAPPED
-
-    @cached_property
-    def quantised(self) -> np.ndarray:
-        """(K_lulc, h, w) uint8 LULC probabilities x 255, rounded (0 where not mapped): the
-        published probabilities, and what the class is the argmax of."""
-        q = np.rint(self.mean[: len(self.lulc_codes)] * np.float32(255.0)).astype(np.uint8)
-        q *= self.mapped
-        return q
 
 
 def lulc_class(block: CellBlock, nodata: int) -> np.ndarray:

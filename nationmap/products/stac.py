@@ -89,13 +89,15 @@ def _extensions(obj, layer: Layer) -> None:
         ext.add_to(obj)
 
 
-def _add_national(collection: pystac.Collection, layer: Layer, mosaic: ProductFile, vrt: ProductFile | None,
+def _add_national(collection: pystac.Collection, layer: Layer, mosaic: ProductFile | None, vrt: ProductFile | None,
                   when: str, product_dir: Path) -> None:
-    """The national COG (``mosaic``) and VRT of a product as assets of its collection."""
-    with rasterio.open(mosaic.path) as ds:  # the region's box, not only these cells'
+    """The national COG (``mosaic``, None for a layer declared VRT only) and VRT of a product as
+    assets of its collection."""
+    with rasterio.open((mosaic or vrt).path) as ds:  # the region's box, not only these cells'
         shape, transform = ds.shape, ds.transform
     product = layer.name
-    collection.add_asset("mosaic", _asset(mosaic, layer, f"{product} mosaic {when}", shape, transform, product_dir))
+    if mosaic is not None:
+        collection.add_asset("mosaic", _asset(mosaic, layer, f"{product} mosaic {when}", shape, transform, product_dir))
     if vrt is not None:
         asset = _asset(vrt, layer, f"{product} national VRT over the cell COGs {when}", shape, transform, product_dir)
         asset.media_type = VRT_MEDIA_TYPE
@@ -156,10 +158,10 @@ def write_stac(stac_dir: str | Path, region: str, month: Month, layers: dict[str
             item.add_asset(product, _asset(files[cell], layer, f"{product} {cell.name} {month}", (n, n),
                                            cell.transform(n), item_dir))
             collection.add_item(item)
-        if product in mosaics:
-            _add_national(collection, layer, mosaics[product], (vrts or {}).get(product), f"{region} {month}",
+        if product in mosaics or product in (vrts or {}):
+            _add_national(collection, layer, mosaics.get(product), (vrts or {}).get(product), f"{region} {month}",
                           product_dir)
-        if product in ("lulc", "water"):
+        if layer.areas == "classes":  # the area tables beside the layers they count
             for key, file in tables.items():
                 collection.add_asset(key.replace("_", "-"), _table_asset(file, key, region, month, product_dir))
     root.normalize_hrefs(str(stage))

@@ -216,3 +216,19 @@ def test_write_terrain_mask_sidecars(tmp_path):
 def test_write_terrain_mask_needs_a_scene(tmp_path, real_dir):
     with pytest.raises(InputError, match="not an ALOS-2 product name"):
         M.write_terrain_mask(real_dir / MOSAIC / "N23W161_20_sl_HH_F02DAR.tif", tmp_path / "dem.tif")
+
+
+def test_a_dem_void_never_drops_what_the_radar_saw(tmp_path):
+    """Where the DEM has no height (a void, sea stored as no data) the mask says land: only
+    layover and shadow may take a pixel from the models, never a hole in the DEM."""
+    dn = np.zeros((GRID["height"], GRID["width"]), np.uint16)
+    dn[5:35, 10:90] = 4000
+    scene = _write(tmp_path / SCENE, dn, UTM, GRID["transform"])
+    _plane_dem(tmp_path, 0.0)
+    with rasterio.open(tmp_path / "dem.tif", "r+") as dem:
+        heights = dem.read(1)
+        heights[:, 40:70] = -9999.0  # a void across the scene
+        dem.write(heights, 1)
+    M.write_terrain_mask(scene, tmp_path / "dem.tif", block_rows=7)
+    codes = M.read_acquisition_mask(scene)
+    np.testing.assert_array_equal(codes, np.where(dn > 0, M.MASK_LAND, M.MASK_NODATA))

@@ -82,6 +82,7 @@ def test_stac_describes_every_declared_product(run):
         collection = json.loads((stac / f"nationmap-{name}" / "collection.json").read_text())
         items = [json.loads(p.read_text()) for p in (stac / f"nationmap-{name}").glob("*/*.json")]
         assert len(items) == len(manifest.ok_cells()) and collection["id"] == f"nationmap-{name}"
+        assert "vrt" in collection["assets"] and ("mosaic" in collection["assets"]) == layer.national_cog
         for item in items:
             asset = item["assets"][name]
             assert len(asset["raster:bands"]) == layer.count and asset["raster:bands"][0]["data_type"] == layer.dtype
@@ -135,3 +136,20 @@ def test_the_class_is_the_argmax_of_the_published_probabilities(run):
         assert has.any() and (codes[p.argmax(0)][has] == lulc[has]).all()
         total = p.sum(0)
         assert (np.abs(total[has] - 255) <= len(codes) // 2 + 1).all() and (total[~has] == 0).all()
+
+
+def test_the_national_reason_layer_is_no_data_beyond_the_cells_with_products(run, tmp_path):
+    """A cell of the region without products (no acquisition covered it) reads no data in the
+    national reason layer, never 0 (mapped)."""
+    from nationmap.data.grid import parse_cell
+    from nationmap.products.mosaic import build_mosaic
+
+    _, manifest = run
+    cell = manifest.ok_cells()[0]
+    here = parse_cell(cell.cell)
+    gap = parse_cell(f"N{here.lat:02d}E{here.lon + 5:03d}")
+    national = build_mosaic({here: Path(manifest.run_dir) / "cells" / cell.cell / cell.files["reason"].path,
+                             gap: None}, LAYERS["reason"], 600, tmp_path / "reason.tif")
+    with rasterio.open(national.cog) as ds:
+        (value,) = next(ds.sample([(gap.lon + 0.5, gap.lat + 0.5)]))
+        assert value == ds.nodata == 255

@@ -10,7 +10,7 @@ import pytest
 
 from nationmap.data.grid import parse_cell
 from nationmap.data.lulc import ClassInfo, load_class_table
-from nationmap.products import cog
+from nationmap.products import cog, pixels
 from nationmap.products.layers import Layer, product_layers
 from nationmap.products.mosaic import build_mosaic
 from nationmap.products.pam import band_elements, category_names, sidecar_path
@@ -42,12 +42,12 @@ def write_cell(path, layer, pixels):
 
 
 def test_category_names_cover_every_code_up_to_the_largest_with_no_data_named():
-    layer = Layer("x", 0, "mode", "test", classes=(ClassInfo(3, "C", "#000000"), ClassInfo(1, "A", "#ffffff")))
+    layer = Layer("x", 0, "mode", "test", pixels.lulc_class, classes=(ClassInfo(3, "C", "#000000"), ClassInfo(1, "A", "#ffffff")))
     assert category_names(layer) == ["no data", "A", "", "C"]
-    water = Layer("w", 255, "mode", "test", classes=(ClassInfo(0, "Land", "#000000"), ClassInfo(1, "Water", "#0000ff")))
+    water = Layer("w", 255, "mode", "test", pixels.water_class, classes=(ClassInfo(0, "Land", "#000000"), ClassInfo(1, "Water", "#0000ff")))
     names = category_names(water)
     assert len(names) == 256 and names[:2] == ["Land", "Water"] and names[255] == "no data" and names[2] == ""
-    assert band_elements(Layer("c", None, "nearest", "continuous", unit="n")) == []
+    assert band_elements(Layer("c", None, "nearest", "continuous", pixels.acquisition_count, unit="n")) == []
 
 
 def test_gdalinfo_lists_the_class_names_and_attribute_table_of_cell_and_national_cogs(tmp_path, layers):
