@@ -9,7 +9,6 @@ import json
 from pathlib import Path
 
 import pandas as pd
-import pystac
 import pytest
 from pystac.errors import STACValidationError
 from pystac.validation import validate_dict
@@ -35,15 +34,7 @@ SAT = "https://stac-extensions.github.io/sat/v1.0.0/schema.json"
 VIEW = "https://stac-extensions.github.io/view/v1.0.0/schema.json"
 
 
-@pytest.fixture(autouse=True)
-def no_network(monkeypatch):
-    """Any schema read through pystac's I/O fails the test: validation must not fetch."""
-    def refuse(self, source, *args, **kwargs):
-        if str(source).startswith("http"):
-            raise AssertionError(f"validation tried to fetch {source}")
-        return original(self, source, *args, **kwargs)
-    original = pystac.StacIO.default().__class__.read_text
-    monkeypatch.setattr(pystac.StacIO.default().__class__, "read_text", refuse)
+pytestmark = pytest.mark.usefixtures("no_network")  # validation never fetches (tests/products/conftest.py)
 
 
 def acquisition(index: int, sid: str, day: int, lon: float, **kw) -> Acquisition:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 
 import numpy as np
-import pystac
 import pytest
 from pystac.errors import STACValidationError
 from pystac.validation import validate_dict
@@ -25,15 +24,7 @@ PPD = 600
 CELLS = ("N35E137", "N35E138")
 
 
-@pytest.fixture(autouse=True)
-def no_network(monkeypatch):
-    """Any schema read through pystac's I/O fails the test: validation must not fetch."""
-    def refuse(self, source, *args, **kwargs):
-        if str(source).startswith("http"):
-            raise AssertionError(f"validation tried to fetch {source}")
-        return original(self, source, *args, **kwargs)
-    original = pystac.StacIO.default().__class__.read_text
-    monkeypatch.setattr(pystac.StacIO.default().__class__, "read_text", refuse)
+pytestmark = pytest.mark.usefixtures("no_network")  # validation never fetches (tests/products/conftest.py)
 
 
 @pytest.fixture(scope="module")
