@@ -3,7 +3,8 @@
     GET /                                     the page (static/index.html, Leaflet from xstatic-leaflet)
     GET /api/maps                             every products run: region, month, version, legends, cells
                                               (a run that cannot be shown: available false and the reason)
-    GET /api/point?map=ID&lon=..&lat=..       every product's value at that pixel, with a label
+    GET /api/point?map=ID&lon=..&lat=..       every product's value at that pixel, with a label (a class
+                                              name from the raster, a date, an acquisition of the month's table)
     GET /api/areas?map=ID                     the region's rows of the area table (km^2 per class)
     GET /tiles/{product}/{z}/{x}/{y}.png?map=ID   a Web Mercator tile of a national COG
 
@@ -17,7 +18,8 @@ COG's bounds first (an empty tile costs no I/O), rendered tiles are kept (``TILE
 keyed by the file's version), and every GDAL read runs in a pool of worker threads within
 ``deadline_s``. A request the server cannot answer gets a status and a JSON ``{"error": reason}``:
 404 (no such map, layer), 400 (bad point), 410 (the run was removed while serving), 503 (the run
-is damaged, or a read ran past its deadline); never a traceback.
+is damaged, or a read ran past its deadline); never a traceback. A click on a run whose acquisition
+table cannot be read still answers every value: only the ``source`` label says the table is damaged.
 """
 
 from __future__ import annotations
@@ -31,8 +33,8 @@ import logging
 import math
 import threading
 from collections import OrderedDict
-from datetime import timedelta
 from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
 from functools import lru_cache
 from pathlib import Path
 
@@ -237,23 +239,30 @@ def _read_point(entry: MapEntry, inside: list[tuple[MosaicFile, tuple[int, ...]]
 
 
 @lru_cache(maxsize=64)
-def _acquisitions(csv: Path, version: tuple[int, ...]) -> AcquisitionTable:
-    """A month's acquisition table (read once per version of the file); RasterReadError if damaged."""
+def _acquisitions(csv: Path, version: tuple[int, ...]) -> AcquisitionTable | None:
+    """A month's acquisition table (read once per version of the file); None, logged, if it cannot
+    be read whole (not the table, a row cut short)."""
     try:
+        if not Path(csv).read_bytes().endswith(b"\n"):
+            raise InputError(f"{csv}: the last row is cut short")
         return read_acquisition_table(csv)
-    except InputError as exc:
-        raise RasterReadError(f"acquisition table: {first_line(exc)}") from None
+    except (InputError, OSError) as exc:
+        log.warning("acquisition table %s cannot be read: %s", csv, first_line(exc))
+        return None
 
 
 def acquisition_label(entry: MapEntry, index: int) -> str:
-    """``<acquisition id>, <date>`` of row ``index`` of the map's acquisition table."""
+    """``<acquisition id>, <date>`` of row ``index`` of the map's acquisition table; the index alone,
+    with why, where the map has no table or it cannot be read (the click's other values stand)."""
     if entry.acquisitions is None:
         return f"acquisition {index} (the map has no acquisition table)"
     try:
-        version = file_version(entry.acquisitions)
-    except OSError:
-        raise RasterReadError("acquisition table: missing") from None
-    row = _acquisitions(entry.acquisitions, version).get(index)
+        table = _acquisitions(entry.acquisitions, file_version(entry.acquisitions))
+    except OSError:  # removed since the index was built
+        table = None
+    if table is None:
+        return f"acquisition {index} (the acquisition table cannot be read)"
+    row = table.get(index)
     return f"acquisition {index} (not in the table)" if row is None else f"{row.id}, {row.datetime:%Y-%m-%d}"
 
 
@@ -305,9 +314,8 @@ def _label(entry: MapEntry, mosaic: MosaicFile, value: int | list[int] | None) -
         return "no data"
     layer = LAYERS.get(mosaic.product)
     if isinstance(value, list):  # one value per band: the classes, most probable first
-        names = layer.band_names if layer and len(layer.band_names) == len(value) else range(1, len(value) + 1)
-        ranked = sorted(zip(value, names), key=lambda t: -t[0])
-        return ", ".join(f"{str(n).removeprefix('p_')} {v / 255:.2f}" for v, n in ranked if v > 0) or "no data"
+        ranked = sorted(zip(value, _band_names(mosaic, len(value))), key=lambda t: -t[0])
+        return ", ".join(f"{n} {v / 255:.2f}" for v, n in ranked if v > 0) or "no data"
     if layer is not None and layer.reading == "day":
         return f"{parse_month(entry.month).start.date() + timedelta(days=value)} (day {value + 1} of the month)"
     if layer is not None and layer.reading == "acquisition":
@@ -316,6 +324,14 @@ def _label(entry: MapEntry, mosaic: MosaicFile, value: int | list[int] | None) -
         return f"{value} {SHORT_UNITS.get(layer.unit, layer.unit)}"
     names = {c.value: c.name for c in mosaic.info.legend.classes}
     return names.get(value, str(value))
+
+
+def _band_names(mosaic: MosaicFile, count: int) -> list[str]:
+    """The names of a multi-band layer's ``count`` bands, from the raster's own band descriptions
+    (``p_forest`` reads ``forest``: the run's class scheme, whatever it is); ``band N`` where a band
+    has none."""
+    names = mosaic.info.legend.bands if mosaic.info.legend else ()
+    return [(names[i] if i < len(names) and names[i] else f"band {i + 1}").removeprefix("p_") for i in range(count)]
 
 
 async def _error(request: Request, exc: HTTPException) -> Response:

@@ -3,14 +3,20 @@
 A products root holds published months (``<root>/<region>/<YYYY-MM>/vN/``, ``latest`` pointing at
 the current version) and plain inference runs (``<root>/<region>/<YYYY-MM>/``); each has a
 ``manifest.json`` (:class:`nationmap.records.RunManifest`). :class:`MapIndex` lists them as
-:class:`MapEntry` records with the national COG of each product (its VRT where it has none), the area and acquisition tables and the cells,
-so the web layer never builds a path from a request: a map is picked by its id.
+:class:`MapEntry` records with the national COG of each product (its VRT where it has none), the
+area and acquisition tables and the cells, so the web layer never builds a path from a request: a
+map is picked by its id.
 
 Every file the server opens is named here and passes the path rule (:func:`nationmap.files.safe_child`
 against the products root, symlinks resolved): a product path in a manifest that climbs out, is
-absolute, or is a symlink leading out of the root is never opened. A run that cannot be shown
-(a manifest that cannot be read, a COG that is truncated or not a raster, a file outside the root)
-is listed as unavailable with its reason; the other runs are unaffected.
+absolute, or is a symlink leading out of the root is never opened. Nor is a national file that
+could make GDAL open another one (:mod:`nationmap.serve.safety`): a VRT not of the form nationmap
+writes (a nested or warped VRT, a GDAL syntax name, a source outside the run or not a GeoTIFF), an
+external overview or mask beside a raster; and a national file opens with the driver its suffix
+names only (:func:`nationmap.serve.tiles.open_raster`: a VRT saved as ``.tif`` is not a GeoTIFF).
+A run that cannot be shown (a manifest that cannot be read, a COG that is truncated or not a
+raster, a file outside the root or that could open one) is listed as unavailable with its reason;
+the other runs are unaffected.
 
 The index is built once and refreshed when the tree changes: :meth:`MapIndex.refresh` walks the
 directories (no file is read) at most every ``refresh_s`` seconds and re-reads only manifests and
@@ -32,6 +38,7 @@ from nationmap.data.grid import parse_cell
 from nationmap.errors import InputError, first_line
 from nationmap.files import read_json, safe_child
 from nationmap.records import RUN_FORMAT, RecordError, RunManifest
+from nationmap.serve.safety import sidecar_problem, vrt_problem
 from nationmap.serve.tiles import CogInfo, file_version, inspect_cog, sidecars
 
 MAX_DEPTH = 4  # <root>/<region>/<month>/<vN>/manifest.json
@@ -123,12 +130,18 @@ def _inside(root: Path, run: Path, rel: str, what: str) -> Path:
 
 
 def _mosaic(root: Path, run: Path, product: str, rel: str, damaged: dict) -> MosaicFile:
+    """The national file of ``product`` (``rel`` in ``run``), refused (:class:`_Refused`) if it is
+    outside the run, could make GDAL open another file (:mod:`nationmap.serve.safety`), cannot be
+    read, or a read of this version of it failed (``damaged``)."""
     path = _inside(root, run, rel, f"{product} layer")
     if not path.is_file():
         raise _Refused(f"{product} layer {path.relative_to(root)} is missing or not a file")
-    if path.suffix == ".vrt":
-        _vrt_sources_inside(run, path, product)
     version = file_version(path)
+    problem = sidecar_problem(path)
+    if problem is None and path.suffix.lower() == ".vrt":
+        problem = vrt_problem(run, path, version)
+    if problem:
+        raise _Refused(f"{product} layer {path.relative_to(root)}: {problem}")
     info = inspect_cog(product, path, version)
     problem = info.problem or damaged.get((path, version))
     if problem:
@@ -154,22 +167,6 @@ def _national_files(manifest: RunManifest) -> dict[str, str]:
     files = {p: e.path for p, e in manifest.products.vrt.items()}
     files.update({p: e.path for p, e in manifest.products.mosaic.items()})
     return files
-
-
-def _vrt_sources_inside(run: Path, path: Path, product: str) -> None:
-    """A VRT's sources are files inside its run (GDAL would open whatever it names)."""
-    import xml.etree.ElementTree as ET
-
-    try:
-        names = [(n.text or "", n.get("relativeToVRT") == "1") for n in ET.parse(path).getroot().iter("SourceFilename")]
-    except ET.ParseError as exc:
-        raise _Refused(f"{product} layer {path.name}: not a VRT ({exc})") from None
-    for name, relative in names:
-        target = (path.parent / name) if relative else Path(name)
-        try:
-            safe_child(run, os.path.relpath(target, run))
-        except (InputError, ValueError):
-            raise _Refused(f"{product} layer {path.name}: a source leads outside its run directory") from None
 
 
 class MapIndex:

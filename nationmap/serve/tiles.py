@@ -4,7 +4,13 @@ Tiles are Web Mercator (WebMercatorQuad, what Leaflet asks for) read from the CO
 with nearest resampling, so a class stays a class at every zoom. A categorical layer is drawn
 with its own colour table (no data transparent); a continuous one with viridis over the range its
 declaration gives (:mod:`nationmap.products.layers`, ``CONTINUOUS_RANGES``). Legends come from the COG itself: the colour table and the
-class names in its band metadata (``CLASS_<code>``).
+class names in its band metadata (``CLASS_<code>``), and the names of its bands (their descriptions:
+``p_<class>`` of the class probabilities).
+
+Every national file is opened by :func:`open_raster`, with the one GDAL driver its suffix names
+(GTiff for ``.tif``, VRT for ``.vrt``): GDAL would otherwise pick the driver from the content, and
+open a VRT saved under a ``.tif`` name, with whatever files it names. What a VRT may name, and
+the sidecars beside a raster, are checked before it is indexed (:mod:`nationmap.serve.safety`).
 
 The national COGs are north-up EPSG:4326, and Web Mercator is separable in longitude and
 latitude, so a tile is cut without a warp: one source column per tile column, one source row per
@@ -34,7 +40,7 @@ import numpy as np
 import rasterio
 from PIL import Image
 from rasterio._err import CPLE_BaseError
-from rasterio.errors import RasterioError
+from rasterio.errors import RasterioError, RasterioIOError
 from rasterio.warp import transform_bounds
 from rasterio.windows import Window
 from rio_tiler.colormap import cmap
@@ -51,6 +57,8 @@ TMS = morecantile.tms.get("WebMercatorQuad")
 MAX_ZOOM = 30  # beyond, a tile is a fraction of a millimetre: nothing to draw
 READERS_PER_THREAD = 16
 READ_ERRORS = (RasterioError, CPLE_BaseError, OSError, ValueError)  # what GDAL raises on a damaged file
+DRIVERS = {".tif": "GTiff", ".vrt": "VRT"}  # the one GDAL driver that opens a national file, by suffix
+FORMATS = {"GTiff": "GeoTIFF", "VRT": "VRT"}
 
 Bounds = tuple[float, float, float, float]  # west, south, east, north (degrees)
 
@@ -64,7 +72,8 @@ class LegendEntry:
 
 @dataclass(frozen=True)
 class Legend:
-    """How a product is drawn: its classes (categorical) or value range and unit (continuous)."""
+    """How a product is drawn: its classes (categorical) or value range and unit (continuous), and
+    the names of its bands (their descriptions, "" where a band has none)."""
 
     product: str
     description: str
@@ -72,6 +81,7 @@ class Legend:
     range: tuple[float, float] | None
     unit: str | None
     colours: tuple[str, ...]  # the continuous palette, low to high (a few stops)
+    bands: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -86,6 +96,24 @@ class CogInfo:
 
 class RasterReadError(Exception):
     """A COG that could be opened failed while being read (damaged after it was indexed)."""
+
+
+def open_raster(path: str | Path, **options):
+    """``path`` opened read-only by the GDAL driver its suffix names (:data:`DRIVERS`) and no other
+    (``options``: rasterio's, e.g. ``overview_level``). RasterioIOError, one line, if the suffix is
+    not one of them or the file is not of that format (a VRT saved as ``.tif``)."""
+    name = Path(path).name
+    driver = DRIVERS.get(Path(path).suffix.lower())
+    if driver is None:
+        raise RasterioIOError(f"{name} is neither a GeoTIFF (.tif) nor a VRT (.vrt)")
+    try:
+        dataset = rasterio.open(path, driver=driver, **options)
+    except RasterioIOError as exc:
+        raise RasterioIOError(f"{name} is not a {FORMATS[driver]} GDAL can read ({first_line(exc)})") from None
+    if dataset.driver != driver:  # GDAL honours the list of drivers: never reached
+        dataset.close()
+        raise RasterioIOError(f"{name} opened as {dataset.driver}, not {driver}")
+    return dataset
 
 
 def file_version(path: str | Path) -> tuple[int, ...]:
@@ -129,8 +157,9 @@ def legend(product: str, cog: Path) -> Legend:
 
 @lru_cache(maxsize=512)
 def _legend(product: str, cog: str, version: tuple[int, ...]) -> Legend:
-    with rasterio.open(cog) as ds:
+    with open_raster(cog) as ds:
         tags = ds.tags(1)
+        bands = tuple(d or "" for d in ds.descriptions)
         try:
             table = ds.colormap(1)
         except ValueError:  # no colour table: a continuous layer
@@ -139,17 +168,19 @@ def _legend(product: str, cog: str, version: tuple[int, ...]) -> Legend:
     if table is not None:
         names = {int(k.removeprefix("CLASS_")): v for k, v in tags.items() if k.startswith("CLASS_")}
         classes = tuple(LegendEntry(code, name, _hex(table[code])) for code, name in sorted(names.items()))
-        return Legend(product, description, classes, None, None, ())
+        return Legend(product, description, classes, None, None, (), bands)
     stops = cmap.get(PALETTE)
     colours = tuple(_hex(stops[i]) for i in np.linspace(0, 255, 6).astype(int))
-    return Legend(product, description, (), CONTINUOUS_RANGES.get(product, (0.0, 255.0)), tags.get("UNIT"), colours)
+    return Legend(product, description, (), CONTINUOUS_RANGES.get(product, (0.0, 255.0)), tags.get("UNIT"), colours,
+                  bands)
 
 
 @lru_cache(maxsize=2048)
 def inspect_cog(product: str, path: Path, version: tuple[int, ...]) -> CogInfo:
-    """Open ``path`` once per version of the file: its bounds and legend, or why it cannot be served."""
+    """Open ``path`` (:func:`open_raster`) once per version of the file: its bounds and legend, or
+    why it cannot be served."""
     try:
-        with rasterio.open(path) as ds:
+        with open_raster(path) as ds:
             if ds.crs is None or ds.count < 1:
                 return CogInfo(None, None, "not a georeferenced raster")
             end = _data_end(ds)
@@ -158,7 +189,7 @@ def inspect_cog(product: str, path: Path, version: tuple[int, ...]) -> CogInfo:
             bounds = tuple(transform_bounds(ds.crs, "EPSG:4326", *ds.bounds))
         legend_read = _legend(product, str(path), version)
     except READ_ERRORS as exc:
-        return CogInfo(None, None, f"not a raster GDAL can read ({first_line(exc)})")
+        return CogInfo(None, None, f"cannot be read ({first_line(exc)})")
     except (KeyError, IndexError) as exc:  # a class named in the metadata without a colour
         return CogInfo(None, None, f"its legend cannot be read ({type(exc).__name__}: {first_line(exc)})")
     return CogInfo(bounds, legend_read)
@@ -186,18 +217,25 @@ _local = threading.local()
 @dataclass
 class _OpenCog:
     """One thread's open handles of a COG version: the dataset at full resolution and at each
-    overview (finest first), its colour table, and rio-tiler's reader for what is not separable."""
+    overview (finest first), its colour table, and rio-tiler's reader (over the dataset at full
+    resolution, :meth:`reader_of`) for what is not separable and for points."""
 
     levels: list
     colormap: dict | None
     separable: bool  # north-up EPSG:4326 uint8: a Web Mercator tile is cut without a warp
     reader: Reader | None = None
 
+    def reader_of(self) -> Reader:
+        """rio-tiler's reader of the dataset already opened (it opens no file of its own)."""
+        if self.reader is None:
+            self.reader = Reader(self.levels[0].name, dataset=self.levels[0])
+        return self.reader
+
     def close(self) -> None:
+        if self.reader is not None:  # first: what it wrapped around the dataset (a WarpedVRT)
+            self.reader.close()
         for ds in self.levels:
             ds.close()
-        if self.reader is not None:
-            self.reader.close()
 
 
 def _open(path: Path, version: tuple[int, ...]) -> _OpenCog:
@@ -209,9 +247,9 @@ def _open(path: Path, version: tuple[int, ...]) -> _OpenCog:
     if key in cogs:
         cogs.move_to_end(key)
         return cogs[key]
-    full = rasterio.open(path)
+    full = open_raster(path)
     try:
-        levels = [full] + [rasterio.open(path, overview_level=i) for i in range(len(full.overviews(1)))]
+        levels = [full] + [open_raster(path, overview_level=i) for i in range(len(full.overviews(1)))]
         try:
             colormap = full.colormap(1)
         except ValueError:  # no colour table: a continuous layer
@@ -291,16 +329,15 @@ def _png(product: str, cog: _OpenCog, values: np.ndarray, outside: np.ndarray) -
     return buffer.getvalue()
 
 
-def _render_warped(product: str, cog: _OpenCog, path: Path, x: int, y: int, z: int) -> bytes | None:
+def _render_warped(product: str, cog: _OpenCog, x: int, y: int, z: int) -> bytes | None:
     """A tile through rio-tiler (GDAL's warp): for a COG in another CRS or rotated."""
-    if cog.reader is None:
-        cog.reader = Reader(str(path))
+    reader = cog.reader_of()
     try:
-        image = cog.reader.tile(x, y, z, resampling_method="nearest")
+        image = reader.tile(x, y, z, resampling_method="nearest")
     except TileOutsideBounds:
         return None
-    if cog.reader.colormap:
-        return image.render(img_format="PNG", colormap=cog.reader.colormap)
+    if reader.colormap:
+        return image.render(img_format="PNG", colormap=reader.colormap)
     low, high = CONTINUOUS_RANGES.get(product, (0.0, 255.0))
     image.rescale(in_range=((low, high),), out_range=((0, 255),))
     return image.render(img_format="PNG", colormap=cmap.get(PALETTE))
@@ -312,7 +349,7 @@ def render_tile(product: str, cog: Path, version: tuple[int, ...], x: int, y: in
     try:
         opened = _open(cog, version)
         if not opened.separable:
-            return _render_warped(product, opened, cog, x, y, z)
+            return _render_warped(product, opened, x, y, z)
         pixels = _tile_pixels(opened.levels, z, x, y)
         return None if pixels is None else _png(product, opened, *pixels)
     except READ_ERRORS as exc:
@@ -324,10 +361,7 @@ def pixel_value(cog: Path, version: tuple[int, ...], lon: float, lat: float) -> 
     """The value of ``cog`` at (``lon``, ``lat``) degrees (a list, one per band, for a multi-band
     raster); None outside it or at no data. RasterReadError if the file cannot be read."""
     try:
-        opened = _open(cog, version)
-        if opened.reader is None:
-            opened.reader = Reader(str(cog))
-        point = opened.reader.point(lon, lat)
+        point = _open(cog, version).reader_of().point(lon, lat)
     except PointOutsideBounds:
         return None
     except READ_ERRORS as exc:

@@ -9,7 +9,9 @@ and a JSON ``{"error": reason}``, never a 500 or a traceback, and no file outsid
 from __future__ import annotations
 
 import json
+import logging
 import os
+import random
 import shutil
 import signal
 import socket
@@ -21,13 +23,16 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+import numpy as np
 import pytest
 import rasterio
+from rasterio.transform import from_origin
 from starlette.testclient import TestClient
 
 from benchmarks.serve import write_products_root
 from nationmap.serve.app import create_app
 from tests.reliability.conftest import assert_refused, run_cli
+from tests.serve.helpers import PROBABILITIES, add_acquisitions, add_probabilities
 
 SECRET = "SECRET-OUTSIDE-THE-ROOT"
 REGION_DIR = "N35E138_N35E139_N36E138_N36E139"
@@ -232,6 +237,115 @@ def test_a_file_outside_the_root_is_never_read(root, tmp_path, opened, case):
     assert_served(c, LATEST)
 
 
+SECRET_VALUE = 77  # every pixel of the raster outside the root
+CELL_SOURCE = "../cells/N35E138/N35E138_2022-10_probabilities.tif"  # the click's cell in OLD's probabilities VRT
+LOW_ZOOM_TILE = "6/56/25"  # over the click, coarse enough to read an overview
+
+
+@pytest.fixture()
+def gdal_opened(monkeypatch, caplog):
+    """A function listing every file GDAL has opened so far, from GDAL's debug messages
+    (``GDALOpen(<file>, ...) succeeds``): the sources a VRT names and the overviews beside a
+    raster too, which GDAL opens itself, never through rasterio.open."""
+    monkeypatch.setenv("CPL_DEBUG", "ON")
+    caplog.set_level(logging.DEBUG, logger="rasterio")
+    return lambda: [r.getMessage() for r in caplog.records if "GDALOpen(" in r.getMessage()]
+
+
+def _secret_raster(tmp_path: Path) -> Path:
+    """A 3-band raster outside the root over the click's cell (N35E138), every pixel SECRET_VALUE."""
+    path = tmp_path / "outside" / "secret.tif"
+    path.parent.mkdir(exist_ok=True)
+    with rasterio.open(path, "w", driver="GTiff", width=120, height=120, count=3, dtype="uint8", crs="EPSG:4326",
+                       transform=from_origin(138, 36, 1 / 120, 1 / 120)) as ds:
+        ds.write(np.full((3, 120, 120), SECRET_VALUE, dtype=np.uint8))
+    return path
+
+
+_GRID = '<SRS>EPSG:4326</SRS><GeoTransform>138, 0.008333333333333333, 0, 36, 0, -0.008333333333333333</GeoTransform>'
+
+
+def _plain_vrt(secret: Path, bands: int) -> str:
+    """A VRT of ``bands`` bands of ``secret`` by its absolute name."""
+    band = ('<VRTRasterBand dataType="Byte" band="{i}"><SimpleSource><SourceFilename relativeToVRT="0">{src}'
+            '</SourceFilename><SourceBand>{i}</SourceBand></SimpleSource></VRTRasterBand>')
+    body = "".join(band.format(i=i, src=secret) for i in range(1, bands + 1))
+    return f'<VRTDataset rasterXSize="120" rasterYSize="120">{_GRID}{body}</VRTDataset>'
+
+
+def _warped_vrt(secret: Path) -> str:
+    """A warped VRT (subClass VRTWarpedDataset) of ``secret``'s 3 bands: its <SourceDataset> names it."""
+    grid = "138, 0.008333333333333333, 0, 36, 0, -0.008333333333333333"
+    inverse = "-16560, 120, 0, 4320, 0, -120"
+    bands = "".join(f'<VRTRasterBand dataType="Byte" band="{i}" subClass="VRTWarpedRasterBand"/>' for i in (1, 2, 3))
+    mapping = "".join(f'<BandMapping src="{i}" dst="{i}"/>' for i in (1, 2, 3))
+    return (f'<VRTDataset rasterXSize="120" rasterYSize="120" subClass="VRTWarpedDataset">{_GRID}{bands}'
+            "<BlockXSize>120</BlockXSize><BlockYSize>120</BlockYSize><GDALWarpOptions>"
+            "<WarpMemoryLimit>6.7e7</WarpMemoryLimit><ResampleAlg>NearestNeighbour</ResampleAlg>"
+            f'<WorkingDataType>Byte</WorkingDataType><SourceDataset relativeToVRT="0">{secret}</SourceDataset>'
+            f"<Transformer><GenImgProjTransformer><SrcGeoTransform>{grid}</SrcGeoTransform>"
+            f"<SrcInvGeoTransform>{inverse}</SrcInvGeoTransform><DstGeoTransform>{grid}</DstGeoTransform>"
+            f"<DstInvGeoTransform>{inverse}</DstInvGeoTransform></GenImgProjTransformer></Transformer>"
+            f"<BandList>{mapping}</BandList></GDALWarpOptions></VRTDataset>")
+
+
+def _plant_gdal(case: str, root: Path, secret: Path) -> None:
+    """Make OLD name ``secret`` where GDAL, not the path rule, would follow it."""
+    vrt = add_probabilities(root / OLD)  # the class probabilities: the national VRT, as inference writes it
+    cog = product_file(root, OLD, "lulc")
+    if case == "nested-vrt":  # a source inside the run that is a VRT naming the secret
+        (vrt.parent / "inner.vrt").write_text(_plain_vrt(secret, 3))
+        vrt.write_text(vrt.read_text().replace(CELL_SOURCE, "inner.vrt"))
+    elif case == "warped-vrt":
+        vrt.write_text(_warped_vrt(secret))
+    elif case == "gdal-syntax-name":  # relativeToVRT="1", yet GDAL opens the absolute name inside it
+        vrt.write_text(vrt.read_text().replace(CELL_SOURCE, f"GTIFF_DIR:1:{secret}"))
+    elif case == "vrt-named-tif":  # GDAL sniffs the content, whatever the name says
+        cog.write_text(_plain_vrt(secret, 1))
+    elif case == "ovr-sidecar":  # an external overview beside the COG: GDAL opens it with any driver
+        cog.with_name(cog.name + ".ovr").write_text(_plain_vrt(secret, 1).replace('"120"', '"60"'))
+    else:  # the COG's PAM sidecar names an overview file
+        pam = cog.with_name(cog.name + ".aux.xml")
+        pam.write_text(pam.read_text().replace("<PAMDataset>", '<PAMDataset><Metadata domain="OVERVIEWS">'
+                                               f'<MDI key="OVERVIEW_FILE">{secret}</MDI></Metadata>', 1))
+
+
+@pytest.mark.parametrize("case, words", [
+    ("nested-vrt", "inner.vrt, is not a GeoTIFF"),
+    ("warped-vrt", "has a subClass"),
+    ("gdal-syntax-name", "not a plain file name"),
+    ("vrt-named-tif", "is not a GeoTIFF"),
+    ("ovr-sidecar", "external overview"),
+    ("pam-overview-file", "names an overview file"),
+])
+def test_a_file_that_would_make_gdal_open_one_outside_the_root_is_never_opened(root, tmp_path, gdal_opened, case,
+                                                                             words):
+    """The path rule checked the names the server reads, but GDAL opens more: what a VRT names
+    (nested, warped, a GDAL syntax name), a VRT saved as .tif, an overview beside a COG. The run
+    is unavailable with the reason, and GDAL never opened the file outside."""
+    secret = _secret_raster(tmp_path)
+    _plant_gdal(case, root, secret)
+    c = client(root)
+    answers = [c.get(f"/tiles/lulc/{tile}.png?map={OLD}") for tile in (TILE, LOW_ZOOM_TILE)]
+    answers.append(c.get(f"/api/point?map={OLD}&lon=138.5&lat=35.5"))
+    maps = listing(c)
+    assert not [m for m in gdal_opened() if str(secret.parent) in m], "GDAL opened a file outside the root"
+    assert maps[OLD]["available"] is False and words in maps[OLD]["reason"], maps[OLD]
+    assert str(tmp_path) not in maps[OLD]["reason"]
+    for answer in answers:
+        assert_refusal(answer, 503)
+    assert_served(c, LATEST)
+
+
+def test_a_probabilities_vrt_as_inference_writes_it_is_served(root):
+    add_probabilities(root / OLD)
+    c = client(root)
+    assert listing(c)[OLD]["available"], listing(c)[OLD]
+    point = c.get(f"/api/point?map={OLD}&lon=138.5&lat=35.5").json()
+    assert point["values"]["probabilities"]["value"] == list(PROBABILITIES)
+    assert_served(c, OLD)
+
+
 def test_the_map_list_names_no_absolute_path(root):
     body = client(root).get("/api/maps").text
     assert str(root) not in body and str(root.resolve()) not in body and '"root"' not in body
@@ -289,6 +403,33 @@ def test_a_cog_damaged_while_serving_is_a_503_then_listed_unavailable(root):
     assert "truncated" in reason, reason
     assert listing(c)[OLD]["available"] is False
     assert_served(c, LATEST)
+
+
+@pytest.mark.parametrize("damage", ["row-cut", "header-cut", "garbage", "removed"])
+def test_a_damaged_acquisition_table_costs_the_source_label_only(root, damage):
+    """A click reads every layer; only the deciding acquisition cannot be named (it was a 503 of the
+    whole click)."""
+    csv = add_acquisitions(root / OLD)
+    c = client(root)
+    url = f"/api/point?map={OLD}&lon=138.5&lat=35.5"
+    before = c.get(url).json()["values"]
+    assert before["source"]["label"].startswith("ALOS2"), before
+    data = csv.read_bytes()
+    if damage == "removed":
+        csv.unlink()
+    elif damage == "garbage":
+        csv.write_bytes(random.Random(0).randbytes(len(data)))
+    else:
+        keep = 40 if damage == "header-cut" else len(data) // 2
+        csv.write_bytes(data[:keep].rstrip(b"\n"))
+    answer = c.get(url)
+    assert answer.status_code == 200, answer.text
+    values = answer.json()["values"]
+    index = before["source"]["value"]
+    assert values["source"] == {"value": index, "label": f"acquisition {index} (the acquisition table cannot be read)"}
+    assert {p: v for p, v in values.items() if p != "source"} == {p: v for p, v in before.items() if p != "source"}
+    assert listing(c)[OLD]["available"]
+    assert_served(c, OLD)
 
 
 @pytest.mark.parametrize("keep", [40, "half"], ids=["header-cut", "row-cut"])
