@@ -61,23 +61,28 @@ class MosaicTile:
     polarisation: str
     code: str
 
+    def _sibling(self, kind: str, suffix: str = ".tif") -> Path:
+        """``<TILE>_<YY>_<kind>_<CODE><suffix>`` beside the tile (no ``kind``: the XML's name)."""
+        middle = f"{kind}_" if kind else ""
+        return self.path.with_name(f"{self.tile}_{self.year % 100:02d}_{middle}{self.code}{suffix}")
+
     @property
     def xml_path(self) -> Path:
-        return self.path.with_name(f"{self.tile}_{self.year % 100:02d}_{self.code}.xml")
+        return self._sibling("", ".xml")
 
     @property
     def date_path(self) -> Path:
-        return self.path.with_name(f"{self.tile}_{self.year % 100:02d}_date_{self.code}.tif")
+        return self._sibling("date")
 
     @property
     def mask_path(self) -> Path:
         """The tile's data mask ``<TILE>_<YY>_mask_<CODE>.tif`` (it may not exist)."""
-        return self.path.with_name(f"{self.tile}_{self.year % 100:02d}_mask_{self.code}.tif")
+        return self._sibling("mask")
 
     @property
     def linci_path(self) -> Path:
         """The tile's local incidence angle layer ``<TILE>_<YY>_linci_<CODE>.tif`` (it may not exist)."""
-        return self.path.with_name(f"{self.tile}_{self.year % 100:02d}_linci_{self.code}.tif")
+        return self._sibling("linci")
 
     @property
     def tile_id(self) -> str:
