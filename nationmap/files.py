@@ -60,11 +60,12 @@ def safe_child(root: str | Path, *parts: str) -> Path:
     return path
 
 
-def temporary_name(path: str | Path) -> Path:
+def temporary_name(path: str | Path, keep_suffix: bool = False) -> Path:
     """The temporary sibling of ``path`` a writer fills before renaming it to ``path``: hidden (so
-    globs and listings of finished outputs skip it) and unique per process."""
+    globs and listings of finished outputs skip it) and unique per process; ``keep_suffix`` ends
+    it with the suffix of ``path`` too (for a writer that goes by it: GDAL's GeoPackage driver)."""
     path = Path(path)
-    return path.with_name(f".{path.name}.part-{os.getpid()}")
+    return path.with_name(f".{path.name}.part-{os.getpid()}{path.suffix if keep_suffix else ''}")
 
 
 def is_temporary(path: str | Path) -> bool:
@@ -114,12 +115,13 @@ def atomic_file(path: str | Path, mode: str = "w", durable: bool = False, **open
 
 
 @contextmanager
-def atomic_path(path: str | Path) -> Iterator[Path]:
+def atomic_path(path: str | Path, keep_suffix: bool = False) -> Iterator[Path]:
     """``with atomic_path(path) as tmp:`` a library writes the file ``tmp`` (GDAL, Arrow, matplotlib);
     on success ``tmp`` replaces ``path``, on an exception it is removed and ``path`` is unchanged.
-    The directory must exist (a writer that makes its own is told so by the failure)."""
+    The directory must exist (a writer that makes its own is told so by the failure).
+    ``keep_suffix``: see :func:`temporary_name`."""
     path = Path(path)
-    tmp = temporary_name(path)
+    tmp = temporary_name(path, keep_suffix)
     tmp.unlink(missing_ok=True)
     with _removed_on_failure(tmp, path):
         yield tmp

@@ -45,5 +45,11 @@ target="."
 [ "$KIND" = test ] && target=".[test]"
 # uv resolves against the package index only (not the local CPU wheel folder).
 "$VENV/bin/python" -m uv pip install -q --python "$VENV/bin/python" $TORCH_PAIR -e "$target"
+if [ "$KIND" = test ]; then
+    # lulc-validation: an independent implementation of Stehman (2014), the oracle of
+    # tests/assess. Its code imports pandas only; its declared geopandas, fiona and rtree are not
+    # needed and not installed.
+    "$VENV/bin/python" -m uv pip install -q --python "$VENV/bin/python" --no-deps "lulc-validation==0.0.4"
+fi
 "$VENV/bin/python" -c "import torchvision.ops, timm, ray, rasterio" >/dev/null
 echo "$want $KIND" > "$stamp"

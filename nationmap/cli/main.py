@@ -12,6 +12,7 @@ import sys
 import typer
 
 from nationmap import __version__
+from nationmap.cli import assess as assess_cli
 from nationmap.cli import data as data_cli
 from nationmap.cli import infer as infer_cli
 from nationmap.cli import models as models_cli
@@ -45,6 +46,7 @@ app.command("plan")(ops_cli.plan)
 app.add_typer(ops_cli.runs_app, name="runs")
 app.command("serve")(serve_cli.serve)
 app.command("verify")(verify_cli.verify)
+app.add_typer(assess_cli.app, name="assess")
 
 
 def _version(value: bool):

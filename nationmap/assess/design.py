@@ -1,0 +1,251 @@
+"""A stratified random sample of a map's pixels, its strata the map's classes (Olofsson et al.
+2014, section 4): how many points, how they are allocated, and which pixels they are.
+
+The map is one or more rasters of one categorical layer (a month's cell COGs, or any GeoTIFF or
+VRT in degrees). A first pass counts every class's pixels ``N_h`` and area ``A_h`` (km^2 on the
+ellipsoid); each stratum's ``n_h`` pixels are then drawn with equal probability without
+replacement, as ranks among the stratum's pixels in raster order, found in a second pass. Both
+passes read strips of rows, so memory does not grow with the map.
+
+Allocations of ``n`` points (every stratum gets at least 2, for its variance, or all its
+pixels when it has fewer):
+
+    proportional      n_h ~ W_h (the stratum's share of the area)
+    equal             n_h = n / H
+    neyman            n_h ~ W_h * sqrt(U_h (1 - U_h)), U_h the anticipated user's accuracy
+    min-per-class=M   at least M per stratum, the rest proportional (the paper's advice for
+                      rare classes)
+
+Sample size for a target standard error ``S`` of overall accuracy (the paper's eq. 13, after
+Cochran 1977): ``n = (sum_h W_h * sqrt(U_h (1 - U_h)) / S)^2``.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import rasterio
+from rasterio.windows import Window
+
+from nationmap.errors import InputError
+from nationmap.files import sha256_file
+from nationmap.products.areas import CODES, STRIP_ROWS, row_areas_km2
+
+ALLOCATIONS = ("proportional", "equal", "neyman", "min-per-class")
+_MIN_PER_CLASS = re.compile(r"^min-per-class=(\d+)$")
+MIN_STRATUM_SAMPLE = 2  # a stratum's variance needs two points
+
+
+@dataclass(frozen=True)
+class Allocation:
+    """How ``n`` is shared among strata: ``method`` of ALLOCATIONS, ``minimum`` for min-per-class."""
+
+    method: str
+    minimum: int = 0
+
+    @classmethod
+    def parse(cls, text: str) -> "Allocation":
+        """``proportional``, ``equal``, ``neyman`` or ``min-per-class=M``; InputError otherwise."""
+        m = _MIN_PER_CLASS.match(text.strip())
+        if m:
+            return cls("min-per-class", int(m.group(1)))
+        if text.strip() in ("proportional", "equal", "neyman"):
+            return cls(text.strip())
+        raise InputError(f"allocation {text!r}: expected proportional, equal, neyman or min-per-class=M")
+
+    def __str__(self) -> str:
+        return f"min-per-class={self.minimum}" if self.method == "min-per-class" else self.method
+
+
+def accuracy_spread(expected_ua: np.ndarray) -> np.ndarray:
+    """(H,) ``sqrt(U (1 - U))``: the standard deviation of a stratum's correct/incorrect outcome."""
+    u = np.clip(np.asarray(expected_ua, float), 0.0, 1.0)
+    return np.sqrt(u * (1 - u))
+
+
+def sample_size(weights: np.ndarray, expected_ua: np.ndarray, target_se: float) -> int:
+    """Points for a standard error ``target_se`` of overall accuracy under stratified random
+    sampling (the paper's eq. 13): ``weights`` (H,) area shares, ``expected_ua`` (H,)."""
+    if not 0 < target_se < 1:
+        raise InputError(f"target standard error {target_se}: expected between 0 and 1")
+    return max(1, math.ceil((float(np.dot(weights, accuracy_spread(expected_ua))) / target_se) ** 2))
+
+
+def overall_se(weights: np.ndarray, expected_ua: np.ndarray, counts: np.ndarray) -> float:
+    """The standard error of overall accuracy an allocation ``counts`` (H,) should give."""
+    s = accuracy_spread(expected_ua)
+    n = np.maximum(np.asarray(counts, float), 1.0)
+    return float(np.sqrt(np.sum(np.asarray(weights) ** 2 * s ** 2 / n)))
+
+
+def _largest_remainder(total: int, shares: np.ndarray) -> np.ndarray:
+    """Integers proportional to ``shares`` summing to ``total`` (Hamilton's method)."""
+    if total <= 0 or shares.sum() <= 0:
+        return np.zeros(len(shares), int)
+    exact = shares / shares.sum() * total
+    counts = np.floor(exact).astype(int)
+    order = np.argsort(-(exact - counts), kind="stable")
+    counts[order[: total - counts.sum()]] += 1
+    return counts
+
+
+def allocate(n: int, weights: np.ndarray, pixels: np.ndarray, allocation: Allocation,
+             expected_ua: np.ndarray | None = None) -> np.ndarray:
+    """(H,) sample sizes summing to ``n`` (less only where strata hold fewer pixels): every
+    stratum at least ``min(2, N_h)`` (min-per-class: ``min(M, N_h)``), none above ``N_h``."""
+    weights, pixels = np.asarray(weights, float), np.asarray(pixels, int)
+    floor = np.minimum(pixels, max(MIN_STRATUM_SAMPLE, allocation.minimum))
+    if n < floor.sum():
+        raise InputError(f"--n {n} is too small: the {len(pixels)} strata need at least {int(floor.sum())} points "
+                         f"({allocation} gives each at least {max(MIN_STRATUM_SAMPLE, allocation.minimum)})")
+    if allocation.method == "equal":
+        shares = np.ones(len(weights))
+    elif allocation.method == "neyman":
+        spread = accuracy_spread(expected_ua if expected_ua is not None else np.full(len(weights), 0.8))
+        shares = weights * np.maximum(spread, 1e-6)
+    else:
+        shares = weights.copy()
+    counts = floor.copy()
+    # the points above the floors, shared out; a stratum that would pass its N_h is capped and the
+    # rest shared again among the others
+    open_ = counts < pixels
+    while (left := n - counts.sum()) > 0 and open_.any():
+        extra = _largest_remainder(left, np.where(open_, shares, 0.0) if shares[open_].sum() > 0 else open_ * 1.0)
+        counts = np.minimum(counts + extra, pixels)
+        open_ = counts < pixels
+    return counts
+
+
+@dataclass(frozen=True)
+class Census:
+    """Per raster, (256,) pixel counts and km^2 of every code of the map (no data included)."""
+
+    rasters: tuple[Path, ...]
+    pixels: np.ndarray  # (R, 256) int64
+    km2: np.ndarray  # (R, 256) float64
+
+
+def _check_map_raster(ds, path: Path) -> None:
+    if ds.count < 1 or ds.dtypes[0] != "uint8":
+        raise InputError(f"{path}: a map layer must be a single-band uint8 class raster (found {ds.dtypes[0]})")
+    if ds.crs is None or not ds.crs.is_geographic:
+        raise InputError(f"{path}: the map must be in degrees (EPSG:4326), found {ds.crs}")
+
+
+def census(rasters: list[Path]) -> Census:
+    """Pass 1: every code's pixels and area in each raster (strips of rows)."""
+    pixels = np.zeros((len(rasters), CODES), np.int64)
+    km2 = np.zeros((len(rasters), CODES))
+    for r, path in enumerate(rasters):
+        with rasterio.open(path) as ds:
+            _check_map_raster(ds, path)
+            rows = row_areas_km2(ds.transform, ds.height)
+            for top in range(0, ds.height, STRIP_ROWS):
+                codes = ds.read(1, window=Window(0, top, ds.width, min(STRIP_ROWS, ds.height - top))).ravel()
+                pixels[r] += np.bincount(codes, minlength=CODES)
+                strip_areas = np.repeat(rows[top:top + STRIP_ROWS], ds.width)[: codes.size]
+                km2[r] += np.bincount(codes, strip_areas, minlength=CODES)
+    return Census(tuple(rasters), pixels, km2)
+
+
+@dataclass(frozen=True)
+class SamplePixel:
+    """One drawn pixel: the raster (index into the census), its row and column, its code, the
+    longitude and latitude of its centre (degrees) and its area (km^2)."""
+
+    raster: int
+    row: int
+    col: int
+    code: int
+    lon: float
+    lat: float
+    km2: float
+
+
+def draw(census: Census, counts: dict[int, int], rng: np.random.Generator) -> list[SamplePixel]:
+    """Pass 2: ``counts[code]`` pixels of each code, equal probability without replacement,
+    in raster then row-major order."""
+    wanted: dict[int, dict[int, np.ndarray]] = {r: {} for r in range(len(census.rasters))}
+    for code, n in counts.items():
+        per_raster = census.pixels[:, code]
+        ranks = np.sort(rng.choice(int(per_raster.sum()), size=n, replace=False))
+        starts = np.concatenate([[0], np.cumsum(per_raster)])
+        for r in range(len(census.rasters)):
+            mine = ranks[(ranks >= starts[r]) & (ranks < starts[r + 1])] - starts[r]
+            if mine.size:
+                wanted[r][code] = mine
+    out: list[SamplePixel] = []
+    for r, by_code in wanted.items():
+        if by_code:
+            out += _pixels_at_ranks(census.rasters[r], r, by_code)
+    return out
+
+
+def _pixels_at_ranks(path: Path, r: int, by_code: dict[int, np.ndarray]) -> list[SamplePixel]:
+    """The pixels of ``path`` whose rank among the pixels of their code is in ``by_code``."""
+    found: list[SamplePixel] = []
+    seen = {code: 0 for code in by_code}
+    with rasterio.open(path) as ds:
+        rows = row_areas_km2(ds.transform, ds.height)
+        for top in range(0, ds.height, STRIP_ROWS):
+            strip = ds.read(1, window=Window(0, top, ds.width, min(STRIP_ROWS, ds.height - top))).ravel()
+            for code, ranks in by_code.items():
+                where = np.flatnonzero(strip == code)
+                local = ranks[(ranks >= seen[code]) & (ranks < seen[code] + where.size)] - seen[code]
+                seen[code] += where.size
+                for flat in where[local]:
+                    row, col = top + int(flat) // ds.width, int(flat) % ds.width
+                    lon, lat = ds.xy(row, col)
+                    found.append(SamplePixel(r, row, col, code, float(lon), float(lat), float(rows[row])))
+    return found
+
+
+@dataclass(frozen=True)
+class MapLayer:
+    """The rasters of one categorical layer, its legend (code -> name) and no-data code."""
+
+    source: Path
+    product: str
+    rasters: tuple[Path, ...]
+    legend: dict[int, str]
+    nodata: int | None
+    checksums: dict[str, str]  # raster (relative to ``source`` when it is a directory) -> SHA-256
+
+
+def _legend(path: Path) -> tuple[dict[int, str], int | None]:
+    with rasterio.open(path) as ds:
+        _check_map_raster(ds, path)
+        tags = ds.tags(1)
+        nodata = None if ds.nodata is None else int(ds.nodata)
+    legend = {int(k[6:]): v for k, v in tags.items() if k.startswith("CLASS_") and k[6:].isdigit()}
+    return dict(sorted(legend.items())), nodata
+
+
+def map_layer(source: str | Path, product: str = "lulc") -> MapLayer:
+    """The layer ``product`` of a month's products (a run directory, or a published version: its
+    ``manifest.json`` names the cell COGs), or a single raster file (its own legend)."""
+    from nationmap.records import RunManifest
+
+    source = Path(source)
+    if source.is_dir():
+        if not (source / "manifest.json").is_file():
+            raise InputError(f"{source}: no manifest.json (not a month's products, a version or a raster)")
+        manifest = RunManifest.read(source / "manifest.json")
+        cells = [c for c in manifest.ok_cells() if product in c.files]
+        if not cells:
+            raise InputError(f"{source}: no cell has a {product!r} layer")
+        rasters = tuple(source / "cells" / c.cell / c.files[product].path for c in cells)
+        checksums = {f"cells/{c.cell}/{c.files[product].path}": c.files[product].sha256 for c in cells}
+    elif source.is_file():
+        rasters, checksums = (source,), {source.name: sha256_file(source)}
+    else:
+        raise InputError(f"{source}: no such products directory or raster")
+    try:
+        legend, nodata = _legend(rasters[0])
+    except rasterio.errors.RasterioIOError as exc:
+        raise InputError(f"{rasters[0]}: not a readable raster ({str(exc).splitlines()[0]})") from None
+    return MapLayer(source.resolve(), product, rasters, legend, nodata, checksums)

@@ -1,0 +1,152 @@
+"""design -> reference -> estimate on a small map whose truth is known everywhere."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+
+import numpy as np
+import pandas as pd
+import pyogrio
+import pytest
+import rasterio
+
+from nationmap.assess import design as design_mod
+from nationmap.assess.protocol import design_sample, estimate_sample, fill_reference
+from nationmap.assess.samples import read_design, read_points
+from nationmap.errors import InputError
+from nationmap.products.areas import class_areas_km2, row_areas_km2
+
+
+@pytest.fixture(scope="module")
+def labelled(world, tmp_path_factory):
+    out = tmp_path_factory.mktemp("sample") / "sep"
+    result = design_sample(world["map"], out, n=300, allocation="min-per-class=20", seed=7)
+    fill_reference(out.with_name("sep.csv"), world["reference_dir"])
+    return out, result
+
+
+def test_design_strata_are_the_maps_classes_with_their_areas(world, labelled):
+    _, result = labelled
+    mapped = world["mapped"]
+    counts = np.bincount(mapped.ravel(), minlength=256)
+    areas = class_areas_km2(world["map"])
+    strata = {s.code: s for s in result.design.strata}
+    assert sorted(strata) == [c for c in range(1, 256) if counts[c]]  # no data (0) is not a stratum
+    for code, s in strata.items():
+        assert s.pixels == counts[code] and s.area_km2 == pytest.approx(areas[code], rel=1e-9)
+        assert s.n >= min(20, s.pixels)
+    assert result.design.n == 300 and sum(s.n for s in strata.values()) == 300
+    assert result.design.classes["8"] == "Wetland"  # the legend, from the raster's class names
+
+
+def test_points_lie_on_pixels_of_their_stratum(world, labelled):
+    out, result = labelled
+    points = pd.read_csv(out.with_name("sep.csv"))
+    with rasterio.open(world["map"]) as ds:
+        values = np.array([v[0] for v in ds.sample(zip(points.lon, points.lat))])
+        rows = row_areas_km2(ds.transform, ds.height)
+    assert (values == points.stratum).all() and (points.stratum == points.map_class).all()
+    assert np.allclose(points.pixel_km2, rows[points.row])
+    by_stratum = points.groupby("stratum").size()
+    for s in result.design.strata:
+        assert by_stratum[s.code] == s.n
+        mine = points[points.stratum == s.code]
+        assert np.allclose(mine.inclusion_probability, s.n / s.pixels)
+    assert not points.duplicated(["row", "col"]).any()  # without replacement
+
+
+def test_the_geopackage_is_what_a_gis_opens(labelled):
+    out, _ = labelled
+    gpkg = out.with_name("sep.gpkg")
+    info = subprocess.run(["ogrinfo", "-so", "-al", str(gpkg)], capture_output=True, text=True, check=True).stdout
+    assert "Geometry: Point" in info and "Feature Count: 300" in info and "EPSG" in info and "4326" in info
+    meta, _, geometry, fields = pyogrio.raw.read(str(gpkg), layer="sample")
+    assert "reference" in list(meta["fields"]) and len(geometry) == 300
+
+
+def test_same_seed_same_sample(world, tmp_path):
+    a = design_sample(world["map"], tmp_path / "a", n=60, seed=3)
+    b = design_sample(world["map"], tmp_path / "b", n=60, seed=3)
+    c = design_sample(world["map"], tmp_path / "c", n=60, seed=4)
+    read = [pd.read_csv(tmp_path / f"{k}.csv")[["row", "col"]] for k in "abc"]
+    assert read[0].equals(read[1]) and not read[0].equals(read[2])
+    assert a.design.seed == 3 and c.design.seed == 4 and b.files[0].name == "b.csv"
+
+
+def test_every_pixel_of_a_stratum_is_equally_likely(tmp_path, monkeypatch):
+    """A 12 x 10 map read in strips of 5 rows: over 3000 draws of 4 points from a stratum of 30
+    pixels, each pixel is drawn 4/30 of the time (binomial tolerance: 5 standard deviations)."""
+    monkeypatch.setattr(design_mod, "STRIP_ROWS", 5)
+    codes = np.ones((12, 10), np.uint8)
+    codes[np.random.default_rng(0).random(codes.shape) < 0.25] = 2
+    path = tmp_path / "m.tif"
+    with rasterio.open(path, "w", driver="GTiff", width=10, height=12, count=1, dtype="uint8", crs="EPSG:4326",
+                       transform=rasterio.transform.from_origin(140, 36.1, 0.01, 0.01)) as ds:
+        ds.write(codes, 1)
+    tally = design_mod.census([path])
+    big_n = int(tally.pixels[0, 2])
+    hits = np.zeros(codes.shape)
+    rng = np.random.default_rng(1)
+    draws = 3000
+    for _ in range(draws):
+        for p in design_mod.draw(tally, {2: 4}, rng):
+            assert codes[p.row, p.col] == 2
+            hits[p.row, p.col] += 1
+    p = 4 / big_n
+    tolerance = 5 * np.sqrt(draws * p * (1 - p))
+    assert np.abs(hits[codes == 2] - draws * p).max() < tolerance and hits[codes == 1].sum() == 0
+
+
+def test_reference_comes_from_the_tiles(world, labelled):
+    out, _ = labelled
+    points = pd.read_csv(out.with_name("sep.csv"))
+    truth = world["truth"]
+    assert (points.reference.astype(int) == truth[points.row, points["col"]]).all()
+
+
+def test_reference_keeps_a_persons_labels(world, tmp_path):
+    design_sample(world["map"], tmp_path / "s", n=40, seed=1)
+    sample = tmp_path / "s.csv"
+    points = pd.read_csv(sample, dtype=str, keep_default_na=False)
+    points.loc[0, "reference"] = "Forest"
+    points.to_csv(sample, index=False)
+    result = fill_reference(sample, world["reference_dir"])
+    assert (result.kept, result.labelled, result.missing) == (1, 39, 0)
+    assert read_points(sample)["reference"][0] == "Forest"
+
+
+def test_estimates_cover_the_truth(world, labelled):
+    """Area of each class and overall accuracy from 300 points, against the truth known at every
+    pixel (area-weighted): within 3 standard errors (this seed: every class)."""
+    out, _ = labelled
+    result = estimate_sample(out.with_name("sep.csv"))
+    report = result.report
+    with rasterio.open(world["map"]) as ds:
+        rows = row_areas_km2(ds.transform, ds.height)
+    pixel_km2 = np.broadcast_to(rows[:, None], world["truth"].shape)
+    land = world["mapped"] > 0  # the map's extent: the population sampled
+    truth, mapped = world["truth"], world["mapped"]
+    true_oa = pixel_km2[land & (truth == mapped)].sum() / pixel_km2[land].sum()
+    assert abs(report.overall.estimate - true_oa) < 3 * report.overall.se
+    for c in report.classes:
+        true_km2 = pixel_km2[land & (truth == c.code)].sum()
+        if c.area_km2.se:
+            assert abs(c.area_km2.estimate - true_km2) < 3 * c.area_km2.se, c.name
+    wetland = next(c for c in report.classes if c.name == "Wetland")  # mapped only by mistake: never right
+    assert wetland.mapped_km2 > 0 and wetland.users.estimate == 0 and wetland.producers.estimate == 0
+    assert sum(c.area_km2.estimate for c in report.classes) == pytest.approx(report.total_km2)
+    assert json.loads((out.parent / "accuracy.json").read_text())["format"] == "nationmap-accuracy/1"
+    md = (out.parent / "accuracy.md").read_text()
+    assert "Overall accuracy" in md and "| Forest |" in md
+    table = pd.read_csv(out.parent / "areas_estimated.csv")
+    assert list(table.columns[:6]) == ["class", "name", "mapped_km2", "area_estimate_km2", "se_km2", "ci95_km2"]
+
+
+def test_an_existing_sample_is_never_replaced(world, labelled):
+    out, _ = labelled
+    before = out.with_name("sep.csv").read_bytes()
+    with pytest.raises(InputError, match="never overwritten"):
+        design_sample(world["map"], out, n=50, seed=1)
+    assert out.with_name("sep.csv").read_bytes() == before
+    assert read_design(out.with_name("sep.csv")).n == 300
