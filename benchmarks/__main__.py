@@ -17,7 +17,7 @@ from pathlib import Path
 from benchmarks.common import ROOT, SIZES, WORKDIR, machine, run_child
 
 BENCHMARKS = ("infer_overhead", "infer_memory", "products", "national_layer", "scale", "training", "data_prep", "gpu",
-              "quality", "serve")
+              "quality", "serve", "assess_coverage")
 # ratio -> (target, "min" (ratio must be >= target) or "max" (<=), what it means)
 TARGETS = {
     ("infer_overhead", "scene_stage_vs_bare"): (0.90, "min", "scene stage throughput / bare forward"),
@@ -43,6 +43,10 @@ TARGETS = {
     ("quality", "demo_miou_minus_baseline"):
         (0.0, "min", "held-out LULC mIoU, jobs/cpu-demo minus the per-pixel baseline (difference, not ratio)"),
     ("quality", "long_classes_at_iou_0"): (0.0, "max", "training classes mapped at IoU 0 by jobs/cpu-long"),
+    ("assess_coverage", "min_class_coverage"):
+        (0.93, "min", "share of repeated samples whose 95 % interval holds a class's true area, lowest class"),
+    ("assess_coverage", "max_class_coverage"):
+        (0.97, "max", "share of repeated samples whose 95 % interval holds a class's true area, highest class"),
 }
 DEFAULT_RESULTS = ROOT / "benchmarks" / "RESULTS.md"
 

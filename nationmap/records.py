@@ -165,6 +165,7 @@ class Products(Record):
     quicklooks: dict[str, FileEntry] = field(default_factory=dict)
     tables: dict[str, FileEntry] = field(default_factory=dict)  # areas_csv, areas_parquet, change_csv, ...
     stac: str = ""
+    owners: dict[str, str] = field(default_factory=dict)  # table key -> the one product it belongs to (else all)
 
     GROUPS: ClassVar[tuple[str, ...]] = ("mosaic", "vrt", "quicklooks", "tables")
 

@@ -31,6 +31,7 @@ import numpy as np
 import rasterio
 from rasterio.windows import Window
 
+from nationmap.assess.estimators import Strata
 from nationmap.errors import InputError
 from nationmap.files import sha256_file
 from nationmap.products.areas import CODES, STRIP_ROWS, row_areas_km2
@@ -134,6 +135,17 @@ def _check_map_raster(ds, path: Path) -> None:
         raise InputError(f"{path}: a map layer must be a single-band uint8 class raster (found {ds.dtypes[0]})")
     if ds.crs is None or not ds.crs.is_geographic:
         raise InputError(f"{path}: the map must be in degrees (EPSG:4326), found {ds.crs}")
+    t = ds.transform
+    if t.b or t.d or t.e >= 0:
+        raise InputError(f"{path}: the map must be a north-up grid (no rotation, rows from north to south)")
+
+
+def _open(path: Path):
+    """A map raster opened for reading; InputError (naming it) if it is missing or unreadable."""
+    try:
+        return rasterio.open(path)
+    except rasterio.errors.RasterioIOError as exc:
+        raise InputError(f"{path}: not a readable raster ({str(exc).splitlines()[0]})") from None
 
 
 def census(rasters: list[Path]) -> Census:
@@ -141,7 +153,7 @@ def census(rasters: list[Path]) -> Census:
     pixels = np.zeros((len(rasters), CODES), np.int64)
     km2 = np.zeros((len(rasters), CODES))
     for r, path in enumerate(rasters):
-        with rasterio.open(path) as ds:
+        with _open(path) as ds:
             _check_map_raster(ds, path)
             rows = row_areas_km2(ds.transform, ds.height)
             for top in range(0, ds.height, STRIP_ROWS):
@@ -167,8 +179,8 @@ class SamplePixel:
 
 
 def draw(census: Census, counts: dict[int, int], rng: np.random.Generator) -> list[SamplePixel]:
-    """Pass 2: ``counts[code]`` pixels of each code, equal probability without replacement,
-    in raster then row-major order."""
+    """Pass 2: ``counts[code]`` pixels of each code, equal probability without replacement
+    (grouped by raster and strip of rows; callers sort them)."""
     wanted: dict[int, dict[int, np.ndarray]] = {r: {} for r in range(len(census.rasters))}
     for code, n in counts.items():
         per_raster = census.pixels[:, code]
@@ -189,7 +201,7 @@ def _pixels_at_ranks(path: Path, r: int, by_code: dict[int, np.ndarray]) -> list
     """The pixels of ``path`` whose rank among the pixels of their code is in ``by_code``."""
     found: list[SamplePixel] = []
     seen = {code: 0 for code in by_code}
-    with rasterio.open(path) as ds:
+    with _open(path) as ds:
         rows = row_areas_km2(ds.transform, ds.height)
         for top in range(0, ds.height, STRIP_ROWS):
             strip = ds.read(1, window=Window(0, top, ds.width, min(STRIP_ROWS, ds.height - top))).ravel()
@@ -217,7 +229,8 @@ class MapLayer:
 
 
 def _legend(path: Path) -> tuple[dict[int, str], int | None]:
-    with rasterio.open(path) as ds:
+    """The class names a raster's band metadata gives (``CLASS_<code>``) and its no-data code."""
+    with _open(path) as ds:
         _check_map_raster(ds, path)
         tags = ds.tags(1)
         nodata = None if ds.nodata is None else int(ds.nodata)
@@ -230,7 +243,7 @@ def map_layer(source: str | Path, product: str = "lulc") -> MapLayer:
     ``manifest.json`` names the cell COGs), or a single raster file (its own legend)."""
     from nationmap.records import RunManifest
 
-    source = Path(source)
+    source = Path(source).resolve()  # raster names in a sample are relative to it
     if source.is_dir():
         if not (source / "manifest.json").is_file():
             raise InputError(f"{source}: no manifest.json (not a month's products, a version or a raster)")
@@ -244,8 +257,32 @@ def map_layer(source: str | Path, product: str = "lulc") -> MapLayer:
         rasters, checksums = (source,), {source.name: sha256_file(source)}
     else:
         raise InputError(f"{source}: no such products directory or raster")
-    try:
-        legend, nodata = _legend(rasters[0])
-    except rasterio.errors.RasterioIOError as exc:
-        raise InputError(f"{rasters[0]}: not a readable raster ({str(exc).splitlines()[0]})") from None
-    return MapLayer(source.resolve(), product, rasters, legend, nodata, checksums)
+    legend, nodata = _legend(rasters[0])
+    return MapLayer(source, product, rasters, legend, nodata, checksums)
+
+
+@dataclass(frozen=True)
+class StrataCensus:
+    """The strata of a map: every code with pixels except no data, its pixels ``N_h`` and km^2."""
+
+    codes: tuple[int, ...]
+    pixels: np.ndarray  # (H,) int64
+    km2: np.ndarray  # (H,) float64
+
+    @property
+    def weights(self) -> np.ndarray:
+        """(H,) each stratum's share of the map's area."""
+        return self.km2 / self.km2.sum()
+
+    def table(self) -> Strata:
+        """The strata as the estimators take them."""
+        return Strata(self.codes, tuple(int(p) for p in self.pixels), tuple(float(a) for a in self.km2))
+
+
+def strata_of(tally: Census, nodata: int | None) -> StrataCensus:
+    """The strata of a census (InputError if the map has no mapped pixel)."""
+    px, km2 = tally.pixels.sum(axis=0), tally.km2.sum(axis=0)
+    codes = tuple(c for c in range(len(px)) if px[c] > 0 and c != nodata)
+    if not codes:
+        raise InputError(f"{tally.rasters[0]}: the map has no mapped pixel")
+    return StrataCensus(codes, px[list(codes)], km2[list(codes)])

@@ -19,7 +19,12 @@ with area-weighted indicators (``I`` is 1 or 0):
     producer's accuracy of j   y = a * I(map = j and reference = j)   x = a * I(reference = j)
     area share of class j      y = a * I(reference = j)               x = a
 
-and a class's area is its share times the strata's known area ``sum_h A_h``. Strata need not
+and a class's area is its share times the strata's known area ``sum_h A_h``.
+
+A reference may hold no class at a point (``OUTSIDE``: open sea beyond a land-cover map's coast):
+accuracy is then of the reference's domain (``x`` above times ``I(reference is a class)`` for the
+error matrix, overall and user's accuracy), areas stay of the whole map, and the area outside
+the reference's domain is estimated too. Strata need not
 be the map's classes (a sample designed on an older map, a change stratum): these are the general
 estimators, which reduce to Olofsson et al.'s when they are, and the pixel area ``a`` drops out
 where all pixels have one area.
@@ -31,6 +36,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+OUTSIDE = -1  # a reference value: the reference has no class at the point (outside its domain)
 Z95 = 1.96  # the 95 % normal quantile as the good-practice paper rounds it (its printed intervals use it)
 
 
@@ -72,8 +78,8 @@ class Strata:
 
 @dataclass(frozen=True)
 class LabelledSample:
-    """(n,) arrays of a labelled sample: stratum code, map class, reference class and pixel area
-    (km^2) of each sample pixel."""
+    """(n,) arrays of a labelled sample: stratum code, map class, reference class (or
+    ``OUTSIDE``) and pixel area (km^2) of each sample pixel."""
 
     stratum: np.ndarray
     map_class: np.ndarray
@@ -98,6 +104,8 @@ class Assessment:
     mapped_km2: tuple[float, ...]
     sample_counts: tuple[tuple[int, ...], ...]
     total_km2: float
+    outside_km2: Estimate  # the map's area where the reference has no class
+    points_outside: int
 
 
 def ratio_estimate(y: np.ndarray, x: np.ndarray, stratum: np.ndarray, strata: Strata,
@@ -130,21 +138,28 @@ def assess(sample: LabelledSample, strata: Strata, classes: tuple[int, ...],
     """Error matrix, overall / user's / producer's accuracy and area per class of ``classes``
     (the map's legend, in order), each with its standard error. Sample strata must be
     ``strata.codes`` with at least 2 sample pixels each (checked by the caller's reader).
-    ``mapped_km2``: the map's area of each class (default: the strata's, where strata are the
-    map's classes)."""
+    ``mapped_km2``: the map's area of each class (default: the strata's where every sample pixel's
+    map class is its stratum, else NaN: unknown here)."""
     a, m, ref = sample.pixel_km2.astype(float), sample.map_class, sample.reference
 
     def ratio(y, x):
         return ratio_estimate(y, x, sample.stratum, strata, finite_population)
 
-    matrix = tuple(tuple(ratio(a * ((m == i) & (ref == j)), a) for j in classes) for i in classes)
-    users = tuple(ratio(a * ((m == c) & (ref == c)), a * (m == c)) for c in classes)
+    inside = a * (ref != OUTSIDE)  # the reference's domain, each pixel with its area
+    matrix = tuple(tuple(ratio(a * ((m == i) & (ref == j)), inside) for j in classes) for i in classes)
+    users = tuple(ratio(a * ((m == c) & (ref == c)), inside * (m == c)) for c in classes)
     producers = tuple(ratio(a * ((m == c) & (ref == c)), a * (ref == c)) for c in classes)
     shares = tuple(ratio(a * (ref == c), a) for c in classes)
     total = strata.total_km2
     by_code = dict(zip(strata.codes, strata.area_km2))
-    mapped = tuple(mapped_km2) if mapped_km2 is not None else tuple(float(by_code.get(c, 0.0)) for c in classes)
+    if mapped_km2 is not None:
+        mapped = tuple(mapped_km2)
+    elif (sample.stratum == m).all():  # strata are the map's classes: their areas are the map's
+        mapped = tuple(float(by_code.get(c, 0.0)) for c in classes)
+    else:
+        mapped = tuple(float("nan") for _ in classes)
     counts = tuple(tuple(int(((m == i) & (ref == j)).sum()) for j in classes) for i in classes)
-    return Assessment(classes=tuple(classes), matrix=matrix, overall=ratio(a * (m == ref), a), users=users,
+    return Assessment(classes=tuple(classes), matrix=matrix, overall=ratio(a * (m == ref), inside), users=users,
                       producers=producers, area_share=shares, area_km2=tuple(s.scaled(total) for s in shares),
-                      mapped_km2=mapped, sample_counts=counts, total_km2=total)
+                      mapped_km2=mapped, sample_counts=counts, total_km2=total,
+                      outside_km2=ratio(a * (ref == OUTSIDE), a).scaled(total), points_outside=int((ref == OUTSIDE).sum()))

@@ -2,10 +2,12 @@
 synthetic world's truth in the same form), where a tile covers them.
 
 A point reads the tile pixel holding its centre; the tile's code is remapped to the map's scheme
-(``lulc9`` for an LULC map, ``water`` for a water map) by the class table. A point with no tile,
-on the tile's no-data or on a code the table does not know keeps an empty reference (a person
-labels it, or the estimate leaves it out with ``--drop-unlabelled``). A reference already in the
-file (a person's label) is kept unless ``overwrite``.
+(``lulc9`` for an LULC map, ``water`` for a water map) by the class table. On the tile's no-data
+code the reference has no class: the point is ``outside`` its domain (JAXA's tiles and the
+synthetic truth leave the open sea as no data), which the estimators take as such. A point with
+no tile, or on a code the table does not know, keeps an empty reference (a person labels it, or
+the estimate leaves it out with ``--drop-unlabelled``). A reference already in the file (a
+person's label) is kept unless ``overwrite``.
 """
 
 from __future__ import annotations
@@ -19,7 +21,8 @@ import pandas as pd
 import rasterio
 from rasterio.windows import Window
 
-from nationmap.assess.samples import read_design, read_points, write_geopackage
+from nationmap.assess.estimators import OUTSIDE
+from nationmap.assess.samples import OUTSIDE_LABEL, read_design, read_points, write_geopackage
 from nationmap.data.grid import Cell
 from nationmap.data.lulc import DEFAULT_TABLE, LabelScheme, check_lulc_tile, find_lulc_tiles, load_class_table
 from nationmap.errors import InputError
@@ -30,10 +33,12 @@ SCHEMES = {"lulc": "lulc9", "water": "water"}  # the label scheme of each map pr
 
 @dataclass(frozen=True)
 class ReferenceOutcome:
-    """What filling gave: points labelled now, points without a reference, labels kept."""
+    """What filling gave: points labelled now (``outside`` of them outside the reference's domain),
+    points left without a reference, labels kept."""
 
     path: Path
     labelled: int
+    outside: int
     missing: int
     kept: int
 
@@ -50,20 +55,23 @@ def _tile_codes(tile: Path, lons: np.ndarray, lats: np.ndarray) -> np.ndarray:
     return out
 
 
+MISSING = -2  # no tile covers the point, or its code is not the class table's
+
+
 def reference_classes(lons: np.ndarray, lats: np.ndarray, tiles: dict[str, Path], scheme: LabelScheme,
-                      known: list[int]) -> np.ndarray:
-    """(n,) the scheme's class at each point (lon, lat in degrees); -1 where no tile covers it
-    or the tile holds no data or an unknown code there."""
+                      known: list[int], nodata: int) -> np.ndarray:
+    """(n,) the scheme's class at each point (lon, lat in degrees); OUTSIDE where the tile holds
+    its no-data code ``nodata``; MISSING where no tile covers it or the code is unknown."""
     cells = [Cell(math.floor(lat), math.floor(lon)).name for lon, lat in zip(lons, lats)]
-    out = np.full(len(lons), -1, dtype=int)
+    out = np.full(len(lons), MISSING, dtype=int)
     for cell in sorted(set(cells)):
         if cell not in tiles:
             continue
         mine = np.array([c == cell for c in cells])
         codes = _tile_codes(tiles[cell], lons[mine], lats[mine])
-        usable = (codes >= 0) & np.isin(codes, known)
-        mapped = np.where(usable, scheme.lut[np.clip(codes, 0, 255)], -1).astype(int)
-        out[mine] = np.where(mapped == scheme.nodata, -1, mapped)
+        classes = scheme.lut.astype(int)[np.clip(codes, 0, 255)]
+        out[mine] = np.where(codes == nodata, OUTSIDE,
+                             np.where(np.isin(codes, known) & (classes != scheme.nodata), classes, MISSING))
     return out
 
 
@@ -92,11 +100,14 @@ def fill_reference(sample: str | Path, reference_dir: str | Path, table: str = D
         raise InputError(f"{reference_dir}: no reference tile (LC_<cell>.tif)")
     lons = pd.to_numeric(points["lon"], errors="coerce").to_numpy(float)
     lats = pd.to_numeric(points["lat"], errors="coerce").to_numpy(float)
-    if not (np.isfinite(lons) & np.isfinite(lats)).all():
-        raise InputError(f"{sample}: every point needs a numeric lon and lat")
-    found = reference_classes(lons, lats, tiles, scheme, classes.codes)
+    bad = ~(np.isfinite(lons) & np.isfinite(lats) & (np.abs(lats) < 90) & (np.abs(lons) <= 180))
+    if bad.any():
+        raise InputError(f"{sample} point {points['id'].iloc[int(np.argmax(bad))] if 'id' in points else ''}: "
+                         "lon and lat must be degrees (-180..180, -90..90)")
+    found = reference_classes(lons, lats, tiles, scheme, classes.codes, classes.nodata)
     had = points["reference"].astype(str).str.strip() != ""
-    write = (found >= 0) & (overwrite | ~had)
-    points.loc[write, "reference"] = found[write].astype(str)
+    write = (found != MISSING) & (overwrite | ~had)
+    points.loc[write, "reference"] = [OUTSIDE_LABEL if f == OUTSIDE else str(f) for f in found[write]]
     _write_points(sample, points)
-    return ReferenceOutcome(sample, int(write.sum()), int(((found < 0) & ~had).sum()), int((had & ~write).sum()))
+    return ReferenceOutcome(sample, int(write.sum()), int((write & (found == OUTSIDE)).sum()),
+                            int(((found == MISSING) & ~had).sum()), int((had & ~write).sum()))

@@ -7,7 +7,8 @@ the map's area), ``inclusion_probability`` (``n_h / N_h``), ``raster``, ``row``,
 the pixel is), and ``reference``: empty until a person (QGIS) or ``nationmap assess reference``
 fills it with a class code or name of the legend. ``<stem>.design.json`` (:class:`SampleDesign`)
 holds the strata (``N_h``, ``A_h``, ``n_h``), the legend, the allocation and the seed: the
-estimators read the strata from it, never from the rows.
+estimators read the strata from it, never from the rows. The design writes both point files; the
+later steps read and rewrite the one they are given (a person labels one of them).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from nationmap.assess.estimators import LabelledSample, Strata
+from nationmap.assess.estimators import OUTSIDE, LabelledSample, Strata
 from nationmap.errors import InputError
 from nationmap.files import atomic_path, write_json
 from nationmap.records import Record
@@ -28,6 +29,9 @@ COLUMNS = ("id", "lon", "lat", "stratum", "stratum_name", "map_class", "map_name
            "inclusion_probability", "raster", "row", "col", "reference")
 NEEDED = ("id", "stratum", "map_class", "pixel_km2", "reference")  # what the estimators read
 SUFFIXES = (".csv", ".gpkg")
+# a reference that holds no class at the point (open sea beyond a land-cover map's coast, a hole
+# in the reference): not an error, the point is outside the reference's domain
+OUTSIDE_LABEL = "outside"
 LAYER = "sample"
 
 
@@ -63,6 +67,14 @@ class SampleDesign(Record):
     map_files: dict[str, str] = field(default_factory=dict)  # the map's rasters -> SHA-256 when drawn
     created: str = ""
 
+    def __post_init__(self):
+        if not self.strata:
+            raise InputError("sample design: no stratum")
+        for s in self.strata:
+            if s.pixels < 1 or not s.area_km2 > 0 or not 0 <= s.n <= s.pixels:
+                raise InputError(f"sample design: stratum {s.code} needs pixels >= 1, area_km2 > 0 and "
+                                 f"0 <= n <= pixels (found {s.pixels}, {s.area_km2}, {s.n})")
+
     def strata_table(self) -> Strata:
         return Strata(tuple(s.code for s in self.strata), tuple(s.pixels for s in self.strata),
                       tuple(s.area_km2 for s in self.strata))
@@ -79,6 +91,7 @@ def design_path(sample: str | Path) -> Path:
 
 
 def sample_stem(path: str | Path) -> Path:
+    """A sample's name without ``.csv`` / ``.gpkg`` (``--out s.csv`` and ``--out s`` are one sample)."""
     path = Path(path)
     return path.with_suffix("") if path.suffix.lower() in SUFFIXES else path
 
@@ -88,11 +101,40 @@ def write_sample(stem: str | Path, design: SampleDesign, points: pd.DataFrame) -
     stem = Path(stem)
     points = points.loc[:, list(COLUMNS)]
     csv_path, gpkg_path = stem.with_name(stem.name + ".csv"), stem.with_name(stem.name + ".gpkg")
-    with atomic_path(csv_path) as tmp:
-        points.to_csv(tmp, index=False)
-    write_geopackage(gpkg_path, points)
-    write_json(design_path(csv_path), design.to_json())
+    written = []
+    try:  # the three or none: a sample left half-written would refuse the retry
+        with atomic_path(csv_path) as tmp:
+            points.to_csv(tmp, index=False)
+        written.append(csv_path)
+        write_geopackage(gpkg_path, points)
+        written.append(gpkg_path)
+        write_json(design_path(csv_path), design.to_json())
+    except BaseException:
+        for path in written:
+            path.unlink(missing_ok=True)
+        raise
     return [csv_path, gpkg_path, design_path(csv_path)]
+
+
+def _text(value) -> str:
+    """A cell as text: empty for a missing value."""
+    return "" if value is None or (isinstance(value, float) and np.isnan(value)) else str(value)
+
+
+TEXT_COLUMNS = ("stratum_name", "map_name", "raster", "reference")
+
+
+def _typed(points: pd.DataFrame) -> dict[str, np.ndarray]:
+    """Each column as numbers where all its cells are numbers (ids, coordinates, codes, areas,
+    weights), else as text: a GIS sorts and styles the numbers as numbers."""
+    out = {}
+    for name in points.columns:
+        numbers = None if name in TEXT_COLUMNS else pd.to_numeric(points[name], errors="coerce")
+        if numbers is not None and not numbers.isna().any():
+            out[name] = numbers.to_numpy()
+        else:
+            out[name] = np.asarray([_text(v) for v in points[name]], dtype=object)
+    return out
 
 
 def write_geopackage(path: Path, points: pd.DataFrame) -> None:
@@ -100,14 +142,11 @@ def write_geopackage(path: Path, points: pd.DataFrame) -> None:
     import pyogrio.raw
     import shapely
 
-    geometry = shapely.to_wkb(shapely.points(points["lon"].to_numpy(float), points["lat"].to_numpy(float)))
-    names = list(points.columns)
-    data = [points[c].to_numpy(dtype=object if points[c].dtype == object else None) for c in names]
-    data = [np.asarray(["" if v is None or (isinstance(v, float) and np.isnan(v)) else str(v) for v in d], dtype=object)
-            if d.dtype == object else d for d in data]
+    columns = _typed(points)
+    geometry = shapely.to_wkb(shapely.points(columns["lon"].astype(float), columns["lat"].astype(float)))
     with atomic_path(path, keep_suffix=True) as tmp:
-        pyogrio.raw.write(str(tmp), geometry, data, names, crs="EPSG:4326", driver="GPKG", geometry_type="Point",
-                          layer=LAYER)
+        pyogrio.raw.write(str(tmp), geometry, list(columns.values()), list(columns), crs="EPSG:4326", driver="GPKG",
+                          geometry_type="Point", layer=LAYER)
 
 
 def read_points(path: str | Path) -> pd.DataFrame:
@@ -126,18 +165,23 @@ def read_points(path: str | Path) -> pd.DataFrame:
 
 
 def _read_geopackage(path: Path) -> pd.DataFrame:
+    """The points of layer ``sample``, or of the file's only layer (a copy saved from QGIS)."""
+    import pyogrio
     import pyogrio.raw
-    from pyogrio.errors import DataSourceError, DataLayerError
+    from pyogrio.errors import DataLayerError, DataSourceError
 
     try:
-        meta, _, _, fields = pyogrio.raw.read(str(path), layer=LAYER)
+        layers = [str(name) for name, _ in pyogrio.list_layers(str(path))]
+        layer = LAYER if LAYER in layers or len(layers) != 1 else layers[0]
+        meta, _, _, fields = pyogrio.raw.read(str(path), layer=layer)
     except (DataSourceError, DataLayerError) as exc:
         raise InputError(f"{path}: not a sample GeoPackage (layer {LAYER!r}): {str(exc).splitlines()[0]}") from None
     frame = pd.DataFrame({name: values for name, values in zip(meta["fields"], fields)})
-    return frame.map(lambda v: "" if v is None or (isinstance(v, float) and np.isnan(v)) else str(v))
+    return frame.map(_text)
 
 
 def read_design(sample: str | Path, design: str | Path | None = None) -> SampleDesign:
+    """The design record of ``sample`` (``design``, or the ``.design.json`` beside it)."""
     path = Path(design) if design else design_path(sample)
     if not path.is_file():
         raise InputError(f"{path}: no sample design beside the sample (written by `nationmap assess design`)")
@@ -147,8 +191,10 @@ def read_design(sample: str | Path, design: str | Path | None = None) -> SampleD
 def _codes(values: pd.Series, ids: pd.Series, what: str, allowed: dict[int, str], source: str,
            names: bool = False) -> np.ndarray:
     """(n,) int codes of a column: each a code of ``allowed`` (or, with ``names``, a class name,
-    case aside); InputError naming the first point that is not."""
+    case aside, or ``outside``: OUTSIDE); InputError naming the first point that is not."""
     by_name = {name.casefold(): code for code, name in allowed.items()} if names else {}
+    if names:
+        by_name[OUTSIDE_LABEL] = OUTSIDE
     out = np.empty(len(values), int)
     for i, (value, point) in enumerate(zip(values, ids)):
         text = str(value).strip()
@@ -158,8 +204,8 @@ def _codes(values: pd.Series, ids: pd.Series, what: str, allowed: dict[int, str]
                 code = int(float(text)) if text and float(text).is_integer() else None
             except ValueError:
                 code = None
-        if code is None or code not in allowed:
-            legend = ", ".join(f"{c} {n}" for c, n in allowed.items())
+        if code is None or (code not in allowed and not (names and text.casefold() == OUTSIDE_LABEL)):
+            legend = ", ".join(f"{c} {n}" for c, n in allowed.items()) + (f" or {OUTSIDE_LABEL}" if names else "")
             raise InputError(f"{source} point {point}: {what} {text!r} is not one of {legend}")
         out[i] = code
     return out

@@ -35,7 +35,7 @@ def design(
     out: Path = typer.Option(..., help="Sample to write: OUT.csv, OUT.gpkg and OUT.design.json (never replaced)."),
     n: int = typer.Option(600, "--n", min=2, help="Points in all."),
     allocation: str = typer.Option("proportional", help="proportional, equal, neyman or min-per-class=M."),
-    seed: int = typer.Option(None, help="Seed of the draw (default: a random one, recorded)."),
+    seed: int = typer.Option(None, min=0, help="Seed of the draw (default: a random one, recorded)."),
     product: str = typer.Option("lulc", help="The layer assessed (lulc or water)."),
     target_se: float = typer.Option(0.01, help="Standard error of overall accuracy the size guidance aims at."),
     expected_ua: list[str] = typer.Option([], "--expected-ua", help="Anticipated user's accuracy of a class, "
@@ -71,8 +71,9 @@ def reference(
     from nationmap.assess.protocol import fill_reference
 
     result = run_guarded(lambda: fill_reference(sample, reference_dir, overwrite=overwrite))
-    console.print(f"{result.path}: {result.labelled} points labelled from the tiles, {result.kept} labels kept, "
-                  f"{result.missing} without a reference", highlight=False)
+    console.print(f"{result.path}: {result.labelled} points labelled from the tiles ({result.outside} outside the "
+                  f"reference's domain), {result.kept} labels kept, {result.missing} without a reference",
+                  highlight=False)
 
 
 @app.command()
@@ -94,7 +95,7 @@ def estimate(
                   highlight=False)
     table = Table("class", "map km²", "estimated km²", "± 95 %", "user's", "producer's")
     for c in r.classes:
-        table.add_row(c.name, f"{c.mapped_km2:,.2f}", _num(c.area_km2.estimate, 2), _num(c.area_km2.ci95, 2),
+        table.add_row(c.name, _num(c.mapped_km2, 2), _num(c.area_km2.estimate, 2), _num(c.area_km2.ci95, 2),
                       _num(c.users.estimate, 3), _num(c.producers.estimate, 3))
     console.print(table)
     for path in result.files:

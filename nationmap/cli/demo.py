@@ -35,6 +35,8 @@ BASELINE_PIXELS = 200_000  # training pixels of the per-pixel baselines
 STAGES = 8
 EXIT_INTERRUPTED = 130  # as a shell reports a command stopped by SIGINT
 STATE_FORMAT = "nationmap-demo/1"
+ASSESS_POINTS = 600  # the held-out map's accuracy sample (Olofsson et al. 2014: 50 at least per class)
+ASSESS_ALLOCATION = "min-per-class=50"
 
 
 class DemoState:
@@ -184,14 +186,16 @@ def _models(root: Path, state: DemoState) -> dict[str, dict]:
     return test
 
 
-def _infer(root: Path, name: str, lulc: Path, water: Path | None, executor: str, probabilities: bool = False):
+def _infer(root: Path, name: str, lulc: Path, water: Path | None, executor: str, probabilities: bool = False,
+           assessment: Path | None = None):
     from nationmap.infer.config import InferConfig
     from nationmap.infer.pipeline import run_inference, summarize
 
     cfg = InferConfig(region="demo-heldout", month=DEMO_MAP_MONTH, catalog=str(root / "heldout" / "catalog.parquet"),
                       lulc_model=str(lulc), water_model=str(water or ""), out=str(root / name),
                       lulc_dir=str(root / "heldout" / "raw" / "lulc"), pixels_per_degree=DEMO_PIXELS_PER_DEGREE,
-                      executor=executor, probabilities=probabilities)  # devices and batch size: auto
+                      executor=executor, probabilities=probabilities,
+                      assessment=str(assessment or ""))  # devices and batch size: auto
     manifest = run_inference(cfg, log=console.print)
     console.print(summarize(manifest), highlight=False, soft_wrap=True)
     return manifest
@@ -221,6 +225,39 @@ def _summary(root: Path, test: dict, agreement: "Agreement", manifest) -> list[s
         f"                 {wa.majority.name} {wa.majority.headline:.3f} (the baseline maps LULC only here: "
         "its Water class is in the LULC rows)",
     ]
+
+
+def _assessment(root: Path, seed: int, manifest, executor: str) -> list[str]:
+    """The accuracy assessment of the held-out LULC map, published with it: a stratified sample of
+    the map (redrawn only when the map changed), labelled from the synthetic truth, then the
+    products run again with it (only the national tables and STAC are redone): accuracy.json and
+    .md and the estimated areas with 95 % intervals join the month's tables. The summary lines."""
+    from nationmap.assess.design import map_layer
+    from nationmap.assess.protocol import design_sample, fill_reference
+    from nationmap.assess.report import AccuracyReport, append_summary, run_table_key
+    from nationmap.assess.samples import design_path, read_design
+
+    run_dir = Path(manifest.run_dir)
+    stem = root / "assessment" / f"heldout-lulc-{DEMO_MAP_MONTH}"
+    csv = stem.with_name(stem.name + ".csv")
+    if csv.is_file() and read_design(csv).map_files != map_layer(run_dir).checksums:  # the demo's own, for another map
+        for old in (csv, stem.with_name(stem.name + ".gpkg"), design_path(csv)):
+            old.unlink(missing_ok=True)
+    if not csv.is_file():
+        design_sample(run_dir, stem, n=ASSESS_POINTS, allocation=ASSESS_ALLOCATION, seed=seed)
+    fill_reference(csv, root / "heldout" / "raw" / "lulc")
+    models = root / "models"
+    manifest = _infer(root, "products", models / "lulc", models / "water", executor, probabilities=True, assessment=csv)
+    report = AccuracyReport.read(run_dir / manifest.products.tables[run_table_key("lulc")].path)
+    append_summary(run_dir / "agreement.md", report)
+    lines = [f"held-out accuracy and area from a stratified sample ({report.points} points labelled from the truth, "
+             f"{ASSESS_ALLOCATION}; 95 % intervals; {run_dir}/tables/*_lulc_accuracy.md):",
+             f"  overall accuracy {report.overall.estimate:.3f} +- {report.overall.ci95:.3f}"]
+    for c in report.classes:
+        if (c.mapped_km2 or 0) > 0 or (c.area_km2.estimate or 0) > 0:
+            lines.append(f"  {c.name:<14} map {c.mapped_km2 or 0:9.1f} km2   estimated {c.area_km2.estimate:9.1f} "
+                         f"+- {c.area_km2.ci95:7.1f} km2")
+    return lines
 
 
 def run_demo(out: str, seed: int, executor: str, address: str | None, data_only: bool = False) -> int:
@@ -277,11 +314,12 @@ def _run_demo(root: Path, seed: int, executor: str, data_only: bool, state: Demo
     # water layer would double that, and its Water class already gives the thin-water recall
     base = _infer(root, "baseline-products", models / "baseline-lulc", None, "serial")
     times["inference"] = time.time() - t
-    state.enter(8, "held-out agreement with the synthetic truth")
+    state.enter(8, "held-out agreement with the synthetic truth, and accuracy from a sample")
     agreement = map_agreement(manifest.run_dir, root / "heldout" / "raw" / "lulc", baseline_run=base.run_dir)
     console.print(agreement.table, highlight=False, soft_wrap=True)
+    assessment = _assessment(root, seed, manifest, executor)
     console.rule("done")
-    lines += _summary(root, test, agreement, manifest)
+    lines += _summary(root, test, agreement, manifest) + assessment
     console.print("\n".join(lines), highlight=False, soft_wrap=True)
     console.print("total {:.0f} s (data {:.0f} s, training and baselines {:.0f} s, inference {:.0f} s)".format(
         time.time() - t0, times["data"], times["training"], times["inference"]))

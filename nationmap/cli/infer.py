@@ -36,16 +36,16 @@ def infer(
     min_count: int = typer.Option(None, help="Acquisitions a pixel needs to get a class (fewer: reason 'low coverage')."),
     dem: Path = typer.Option(None, help="DEM (heights in m, any GDAL raster) for the layover/shadow mask of "
                                         "acquisitions that have none of their own."),
+    assessment: Path = typer.Option(None, help="A labelled sample of this LULC map (nationmap assess): publish its accuracy."),
     force: bool = typer.Option(False, "--force", help="Redo everything, even work already done and verified."),
     address: str = typer.Option(None, help="Ray cluster address (default: RAY_ADDRESS or an embedded local Ray; "
                                            "with --submit: the job API, http://HEAD:8265)."),
     submit: bool = typer.Option(False, "--submit", help="Run it on the cluster as a Ray Job; print the job id."),
     token_file: Path = typer.Option(None, help="Ray auth token file, for --submit."),
 ):
-    """Map every acquisition of a month in a region: COGs per cell of every declared product (LULC,
-    water, confidence, no-data reason, deciding acquisition and its date, count; class
-    probabilities with --probabilities), national layers, area tables, STAC and quicklooks, with a
-    run manifest. Reruns skip verified work."""
+    """Map every acquisition of a month in a region: COGs per cell of every declared product (class
+    probabilities too with --probabilities), national layers, area tables (accuracy with
+    --assessment), STAC and quicklooks, with a run manifest. Reruns skip verified work."""
     if submit:
         return submit_instead(address, token_file)
     from nationmap.infer.config import resolve_infer_config
@@ -58,10 +58,10 @@ def infer(
         overrides = {"region": region, "month": date, "batch_size": parse_auto(batch_size, "batch-size", integer=True), "overlap": overlap, "blend": blend, "tta": tta,
                      "concurrency": concurrency, "gpus_per_actor": parse_auto(gpus_per_actor, "gpus-per-actor"),
                      "cpus_per_actor": cpus_per_actor, "executor": executor, "keep_scenes": keep_scenes, "compile": compile, "pixels_per_degree": pixels_per_degree,
-                     "probabilities": probabilities, "min_count": min_count, "dem": str(dem) if dem else None}
-        for key, value in (("catalog", catalog), ("lulc_model", lulc_model), ("water_model", water_model),
-                           ("out", out), ("lulc_dir", lulc_dir)):
-            overrides[key] = None if value is None else str(value)
+                     "probabilities": probabilities, "min_count": min_count}
+        overrides |= {key: None if value is None else str(value) for key, value in (
+            ("catalog", catalog), ("lulc_model", lulc_model), ("water_model", water_model), ("out", out),
+            ("lulc_dir", lulc_dir), ("dem", dem), ("assessment", assessment))}
         cfg = resolve_infer_config(config, overrides)
         use_ray_address(address)
         return run_inference(cfg, force=force, log=console.print)

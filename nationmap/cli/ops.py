@@ -35,6 +35,7 @@ def refresh(
     gpus_per_actor: str = typer.Option(None, help="GPUs per predictor actor (auto: 1 where the cluster has GPUs, "
                                                   "else the CPU; 0: CPU)."),
     cpus_per_actor: float = typer.Option(None, help="CPUs per predictor actor."),
+    assessment: Path = typer.Option(None, help="A labelled sample of the month's LULC map: publish its accuracy."),
     force: bool = typer.Option(False, "--force", help="Redo the inference even where verified work exists."),
     address: str = typer.Option(None, help="Ray cluster address (with --submit: the job API, http://HEAD:8265)."),
     submit: bool = typer.Option(False, "--submit", help="Run it on the cluster as a Ray Job; print the job id."),
@@ -58,7 +59,7 @@ def refresh(
         overrides = {"region": region, "month": str(parse_month(month) if month else previous_month()),
                      "executor": executor, "concurrency": concurrency,
                      "gpus_per_actor": parse_auto(gpus_per_actor, "gpus-per-actor"),
-                     "cpus_per_actor": cpus_per_actor, "out": None if out is None else str(out)}
+                     "cpus_per_actor": cpus_per_actor, "out": out and str(out), "assessment": assessment and str(assessment)}
         cfg = resolve_infer_config(spec.infer, overrides)
         month_dir(cfg)  # the region resolves and its directory stays inside the products root
         use_ray_address(address)

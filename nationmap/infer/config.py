@@ -44,6 +44,9 @@ class InferConfig(Config):
         probabilities: also publish the LULC class probabilities (one uint8 band per class).
         dem: a DEM (any GDAL raster of heights in metres) from which acquisitions without a
             layover/shadow mask of their own get one; empty: such acquisitions have none.
+        assessment: a labelled stratified sample of this month's LULC map (``nationmap assess``;
+            its CSV or GeoPackage, the design beside it): the run publishes the map's accuracy and
+            estimated class areas with 95 % intervals. Empty: none.
         executor: ``ray`` (Ray Data + Ray tasks) or ``serial`` (in-process, for debugging).
         concurrency: predictor actors (0: one per GPU, or per ``cpus_per_actor`` CPUs).
         gpus_per_actor / cpus_per_actor: resources of each predictor actor (``auto`` GPUs: one
@@ -80,6 +83,7 @@ class InferConfig(Config):
     min_count: int = default_of(CellSettings, "min_count")
     probabilities: bool = False
     dem: str = ""
+    assessment: str = ""
     cell_block: int = default_of(CellSettings, "block")
     executor: str = "ray"
     concurrency: int = 0
@@ -111,6 +115,8 @@ class InferConfig(Config):
         self.cell_settings()
         if self.dem and not Path(self.dem).is_file():
             raise InputError(f"DEM {self.dem}: no such file")
+        if self.assessment and not Path(self.assessment).is_file():
+            raise InputError(f"assessment sample {self.assessment}: no such file")
 
     def window_settings(self, size: int) -> WindowSettings:
         """The window settings for models of input ``size``; an ``auto`` batch size is

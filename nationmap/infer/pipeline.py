@@ -35,6 +35,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from nationmap import __version__
+from nationmap.assess.protocol import check_sample
 from nationmap.data.catalog import filter_catalog, read_catalog
 from nationmap.data.lulc import class_table_from_dict
 from nationmap.data.months import parse_month
@@ -112,7 +113,8 @@ def run_inference(cfg: InferConfig, force: bool = False, log=print, run_dir: Pat
     models = describe_models(cfg)
     cfg.window_settings(models.window)  # unusable settings are refused before anything is written
     previous = read_previous(cfg.previous, cfg.month, cfg.pixels_per_degree) if cfg.previous else None
-    ctx = RunContext(cfg, region, parse_month(cfg.month), models, paths, force, log, previous)
+    assessment = check_sample(cfg.assessment) if cfg.assessment else None  # a bad sample is refused first
+    ctx = RunContext(cfg, region, parse_month(cfg.month), models, paths, force, log, previous, assessment)
     if force:
         shutil.rmtree(paths.work / "state", ignore_errors=True)
     paths.root.mkdir(parents=True, exist_ok=True)

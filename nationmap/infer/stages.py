@@ -18,6 +18,8 @@ from typing import Callable, Protocol
 import shapely
 
 from nationmap import __version__
+from nationmap.assess.protocol import CheckedSample, run_assessment
+from nationmap.assess.report import AccuracyReport, run_table_key
 from nationmap.data.catalog import footprints
 from nationmap.data.alos2 import is_alos2_name
 from nationmap.data.grid import Cell
@@ -93,6 +95,9 @@ class RunPaths:
     def national_file(self, group: str, name: str) -> Path:
         return self._child(group, name)
 
+    def national_dir(self, group: str) -> Path:
+        return self._child(group)
+
 
 @dataclass(frozen=True)
 class ModelSet:
@@ -121,6 +126,7 @@ class RunContext:
     force: bool
     log: Callable[[str], None] = print
     previous: PreviousMonth | None = None  # the month before, for the change tables (read before any work)
+    assessment: CheckedSample | None = None  # the labelled sample of the LULC map, checked before any work
 
     @property
     def tag(self) -> str:
@@ -350,7 +356,8 @@ class NationalStage:
                                 "region": [c.name for c in ctx.region.cells], "format": "vrt+sparse-cog+tables/3",
                                 "previous": self.previous.key if self.previous else None,
                                 "acquisitions": [(r.id, str(r.sha256), r.path, str(r.datetime))
-                                                 for r in cells.scenes.rows.values()]})
+                                                 for r in cells.scenes.rows.values()],
+                                "assessment": ctx.assessment.key if ctx.assessment is not None else None})
         self.record = NationalRecord.read_or_none(ctx.paths.national_record)
 
     def plan(self) -> list[str]:
@@ -385,10 +392,19 @@ class NationalStage:
         acquisitions = acquisition_rows(self.cells.scenes.rows.values(), ctx.month)  # the source layer's index
         tables |= dict(zip(("acquisitions_csv", "acquisitions_parquet"), write_acquisition_table(
             acquisitions, paths.national_file("tables", f"{ctx.tag}_acquisitions"))))
+        assessed = self._assessment()
+        tables |= assessed
         groups["tables"] = {k: FileEntry(str(path.relative_to(paths.root)), sha256_file(path))
                             for k, path in tables.items()}
-        self.record = NationalRecord(self.key, Products(**groups))
+        self.record = NationalRecord(self.key, Products(**groups, owners={k: "lulc" for k in assessed}))
         write_json(paths.national_record, self.record)
+
+    def _assessment(self) -> dict[str, Path]:
+        """The LULC map's accuracy tables, from the run's labelled sample (none without one)."""
+        if self.ctx.assessment is None or "lulc" not in self.ctx.models.layers:
+            return {}
+        lulc = {f"cells/{c.name}/{r.files['lulc'].path}": r.files["lulc"].sha256 for c, r in self.ok_cells.items()}
+        return run_assessment(self.ctx.assessment, lulc, self.ctx.paths.national_dir("tables"), self.ctx.tag)
 
     def _cell_files(self, product: str) -> dict:
         return {c: (self.ctx.paths.cell_dir(c.name) / self.ok_cells[c].files[product].path) if c in self.ok_cells
@@ -448,11 +464,24 @@ class StacStage:
         write_stac(root / "stac", ctx.region.slug, ctx.month, ctx.models.layers, cell_files,
                    national["mosaic"], ctx.cfg.pixels_per_degree, {"nationmap:models": ctx.models.key[:16]},
                    vrts=national["vrt"], tables=national["tables"], acquisitions=acquisitions,
-                   sources={c: r.scenes_used for c, r in self.ok_cells.items()} if acquisitions else None)
+                   sources={c: r.scenes_used for c, r in self.ok_cells.items()} if acquisitions else None,
+                   table_owners=products.owners, collection_fields=self._accuracy_fields(products))
         files = {str(p.relative_to(root)): FileEntry(str(p.relative_to(root)), sha256_file(p))
                  for p in sorted((root / "stac").rglob("*.json"))}
         self.record = StacRecord(self.key, files)
         write_json(ctx.paths.stac_record, self.record)
+
+    def _accuracy_fields(self, products: Products) -> dict[str, dict]:
+        """product -> the headline of its accuracy assessment, as its collection's fields."""
+        fields = {}
+        for product in ("lulc", "water"):
+            entry = products.tables.get(run_table_key(product))
+            if entry is not None:
+                report = AccuracyReport.read(self.ctx.paths.root / entry.path)
+                fields[product] = {"nationmap:overall_accuracy": report.overall.estimate,
+                                   "nationmap:overall_accuracy_ci95": report.overall.ci95,
+                                   "nationmap:accuracy_sample_points": report.points}
+        return fields
 
     def catalog(self) -> str:
         return self.CATALOG if self.ok_cells else ""

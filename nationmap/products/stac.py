@@ -38,10 +38,15 @@ from nationmap.products.stac_acquisitions import acquisition_collection, link_so
 COG_MEDIA_TYPE = pystac.MediaType.COG
 VRT_MEDIA_TYPE = "application/xml"  # GDAL's VRT has no registered media type; it is XML
 LICENSE = "proprietary"
-TABLE_MEDIA_TYPES = {"csv": "text/csv", "parquet": "application/vnd.apache.parquet"}
+TABLE_MEDIA_TYPES = {"csv": "text/csv", "parquet": "application/vnd.apache.parquet", "json": "application/json",
+                     "md": "text/markdown"}
 TABLE_TITLES = {"areas": "area of every class, cell and {region} {month}, km^2",
                 "change": "class-to-class change from the previous month, {region} {month}, km^2",
-                "acquisitions": "the acquisitions of {region} {month}: row i is the source layer's index i"}
+                "acquisitions": "the acquisitions of {region} {month}: row i is the source layer's index i",
+                "lulc_accuracy": "accuracy of the LULC map of {region} {month} from a labelled stratified sample, "
+                                 "with 95 % confidence intervals",
+                "lulc_areas-estimated": "area of every LULC class of {region} {month} estimated from the labelled "
+                                        "sample, with 95 % confidence intervals, km^2"}
 
 
 @dataclass(frozen=True)
@@ -120,13 +125,17 @@ def write_stac(stac_dir: str | Path, region: str, month: Month, layers: dict[str
                cell_files: dict[str, dict[Cell, ProductFile]], mosaics: dict[str, ProductFile],
                pixels_per_degree: int, properties: dict | None = None,
                vrts: dict[str, ProductFile] | None = None, tables: dict[str, ProductFile] | None = None,
-               acquisitions: list[Acquisition] | None = None, sources: dict[Cell, list[str]] | None = None) -> Path:
+               acquisitions: list[Acquisition] | None = None, sources: dict[Cell, list[str]] | None = None,
+               table_owners: dict[str, str] | None = None, collection_fields: dict[str, dict] | None = None) -> Path:
     """Write the STAC tree for one region and month; returns the root catalog path. ``mosaics``
     (national COGs) and ``vrts`` (national VRTs) become assets of their product's collection;
     ``tables`` (``areas_csv``, ``change_parquet``...: the area tables) assets of the lulc and
     water collections, the acquisition table's (``acquisitions_csv``...) of the acquisitions
     collection, written when ``acquisitions`` (the month's acquisition table) are given;
-    ``sources`` (cell -> acquisition ids it used) become each product item's derived_from links."""
+    ``sources`` (cell -> acquisition ids it used) become each product item's derived_from links.
+    ``table_owners`` (table key -> product) puts a product's own tables (its accuracy assessment)
+    in its collection only; ``collection_fields`` (product -> fields) are added to a collection
+    (the headline of its accuracy)."""
     stac_dir = Path(stac_dir)
     stage = stac_dir.with_name(f".{stac_dir.name}-part-{os.getpid()}")  # no suffix: pystac reads one as a file name
     shutil.rmtree(stage, ignore_errors=True)
@@ -161,9 +170,11 @@ def write_stac(stac_dir: str | Path, region: str, month: Month, layers: dict[str
         if product in mosaics or product in (vrts or {}):
             _add_national(collection, layer, mosaics.get(product), (vrts or {}).get(product), f"{region} {month}",
                           product_dir)
-        if layer.areas == "classes":  # the area tables beside the layers they count
+        if layer.areas == "classes":  # the area tables beside the layers they count; a product's own beside it only
             for key, file in tables.items():
-                collection.add_asset(key.replace("_", "-"), _table_asset(file, key, region, month, product_dir))
+                if (table_owners or {}).get(key, product) == product:
+                    collection.add_asset(key.replace("_", "-"), _table_asset(file, key, region, month, product_dir))
+        collection.extra_fields.update((collection_fields or {}).get(product, {}))
     root.normalize_hrefs(str(stage))
     root.save(catalog_type=pystac.CatalogType.SELF_CONTAINED)
     replace_dir(stage, stac_dir)

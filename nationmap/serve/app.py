@@ -224,7 +224,11 @@ class MapServer:
             return JSONResponse({"map": entry.id, "rows": []})
         version = await self.version(entry, entry.areas, "area table")
         rows = await self.read(entry, "area table", area_rows, entry.areas, version)
-        return JSONResponse({"map": entry.id, "rows": rows})
+        accuracy = None
+        if entry.accuracy is not None:
+            accuracy = await self.read(entry, "accuracy report", accuracy_summary, entry.accuracy,
+                                       await self.version(entry, entry.accuracy, "accuracy report"))
+        return JSONResponse({"map": entry.id, "rows": rows, "accuracy": accuracy})
 
 
 def _png(png: bytes) -> Response:
@@ -286,6 +290,25 @@ def area_rows(csv: Path, version: tuple[int, ...]) -> list[dict]:
     return columns[columns["scope"] == "region"][AREA_COLUMNS].to_dict(orient="records")
 
 
+@lru_cache(maxsize=64)
+def accuracy_summary(path: Path, version: tuple[int, ...]) -> dict | None:
+    """What the web map shows of a LULC accuracy report: overall accuracy, the sample's size and
+    each class's estimated area with its 95 % half-width (read once per version of the file);
+    None, logged, if the report is damaged (the area table is still shown)."""
+    from nationmap.assess.report import AccuracyReport
+    from nationmap.records import RecordError
+
+    try:
+        report = AccuracyReport.read(path)
+    except RecordError as exc:
+        log.warning("accuracy report %s cannot be read: %s", path, first_line(exc))
+        return None
+    return {"overall": report.overall.estimate, "overall_ci95": report.overall.ci95, "points": report.points,
+            "classes": {str(c.code): {"estimate_km2": c.area_km2.estimate, "ci95_km2": c.area_km2.ci95,
+                                      "users": c.users.estimate, "producers": c.producers.estimate}
+                        for c in report.classes}}
+
+
 def describe(entry: MapEntry) -> dict:
     """What /api/maps says of a map: where it is (relative to the root), what it holds, or why it
     cannot be shown."""
@@ -300,7 +323,7 @@ def describe(entry: MapEntry) -> dict:
     return {**head, "products": products, "bounds": bounds,
             "cells": [{"name": n, "bounds": list(b)} for n, b in cells],
             "legends": {p: dataclasses.asdict(entry.mosaics[p].info.legend) for p in products},
-            "areas": entry.areas is not None}
+            "areas": entry.areas is not None, "accuracy": entry.accuracy is not None}
 
 
 def _drawn(product: str) -> bool:

@@ -34,6 +34,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from nationmap.assess.report import run_table_key
 from nationmap.data.grid import parse_cell
 from nationmap.errors import InputError, first_line
 from nationmap.files import read_json, safe_child
@@ -77,6 +78,7 @@ class MapEntry:
     status: str
     problem: str | None = None
     acquisitions: Path | None = None  # the month's acquisition table (CSV), what a ``source`` value names
+    accuracy: Path | None = None  # the LULC map's accuracy report (JSON) where a labelled sample assessed it
 
     @property
     def available(self) -> bool:
@@ -277,7 +279,9 @@ class MapIndex:
             mosaics = {p: _mosaic(self.root, run, p, rel, self._damaged) for p, rel in _national_files(manifest).items()}
             return dataclasses.replace(base, mosaics=mosaics, areas=_areas(self.root, run, manifest),
                                        acquisitions=_table(self.root, run, manifest, "acquisitions_csv",
-                                                           "acquisition table"))
+                                                           "acquisition table"),
+                                       accuracy=_table(self.root, run, manifest, run_table_key("lulc"),
+                                                       "accuracy report"))
         except _Refused as exc:
             return self._unavailable(base, str(exc))
         except OSError as exc:

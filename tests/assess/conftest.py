@@ -50,6 +50,7 @@ def world(tmp_path_factory) -> dict:
     wrong = (rng.random(truth.shape) < 0.12) & (truth > 0)  # 12 % of the land mapped as another class
     mapped[wrong] = rng.integers(1, 10, int(wrong.sum()))
     mapped[(truth == 8)] = 4  # wetland always mapped as grassland: a class the map never has
+    mapped[-30:, :] = 1  # the map's water where the reference has no data (the open sea beyond its coast)
     path = root / "map_lulc.tif"
     with rasterio.open(path, "w", **_profile(0)) as ds:
         ds.write(mapped, 1)

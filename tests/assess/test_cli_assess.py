@@ -82,6 +82,8 @@ def test_unlabelled_points_can_be_left_out(sample, tmp_path):
     (["--n", "5"], "--n 5 is too small"),
     (["--allocation", "random"], "allocation 'random'"),
     (["--expected-ua", "3=1.5"], "between 0 and 1"),
+    (["--seed", "-1"], "--seed"),
+    (["--target-se", "0"], "--target-se 0.0: expected between 0 and 1"),
 ])
 def test_bad_designs_are_refused(world, tmp_path, args, message):
     done = runner.invoke(app, ["assess", "design", str(world["map"]), "--out", str(tmp_path / "s"), *args])

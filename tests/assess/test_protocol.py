@@ -98,11 +98,16 @@ def test_every_pixel_of_a_stratum_is_equally_likely(tmp_path, monkeypatch):
     assert np.abs(hits[codes == 2] - draws * p).max() < tolerance and hits[codes == 1].sum() == 0
 
 
+def _expected_reference(truth: np.ndarray, rows, cols) -> list[str]:
+    """The reference column a point should get: the truth's class, or outside on its no data."""
+    return ["outside" if v == 0 else str(v) for v in truth[np.asarray(rows, int), np.asarray(cols, int)]]
+
+
 def test_reference_comes_from_the_tiles(world, labelled):
     out, _ = labelled
-    points = pd.read_csv(out.with_name("sep.csv"))
-    truth = world["truth"]
-    assert (points.reference.astype(int) == truth[points.row, points["col"]]).all()
+    points = pd.read_csv(out.with_name("sep.csv"), dtype=str)
+    assert list(points.reference) == _expected_reference(world["truth"], points.row, points["col"])
+    assert "outside" in set(points.reference)  # the open sea: mapped, no reference class there
 
 
 def test_reference_keeps_a_persons_labels(world, tmp_path):
@@ -127,19 +132,25 @@ def test_estimates_cover_the_truth(world, labelled):
     pixel_km2 = np.broadcast_to(rows[:, None], world["truth"].shape)
     land = world["mapped"] > 0  # the map's extent: the population sampled
     truth, mapped = world["truth"], world["mapped"]
-    true_oa = pixel_km2[land & (truth == mapped)].sum() / pixel_km2[land].sum()
+    domain = land & (truth > 0)  # where the reference has a class: accuracy is of it
+    true_oa = pixel_km2[domain & (truth == mapped)].sum() / pixel_km2[domain].sum()
     assert abs(report.overall.estimate - true_oa) < 3 * report.overall.se
+    true_outside = pixel_km2[land & (truth == 0)].sum()
+    assert report.points_outside > 0 and abs(report.outside_km2.estimate - true_outside) < 3 * report.outside_km2.se
     for c in report.classes:
         true_km2 = pixel_km2[land & (truth == c.code)].sum()
         if c.area_km2.se:
             assert abs(c.area_km2.estimate - true_km2) < 3 * c.area_km2.se, c.name
     wetland = next(c for c in report.classes if c.name == "Wetland")  # mapped only by mistake: never right
     assert wetland.mapped_km2 > 0 and wetland.users.estimate == 0 and wetland.producers.estimate == 0
-    assert sum(c.area_km2.estimate for c in report.classes) == pytest.approx(report.total_km2)
-    assert json.loads((out.parent / "accuracy.json").read_text())["format"] == "nationmap-accuracy/1"
-    md = (out.parent / "accuracy.md").read_text()
+    assert sum(c.area_km2.estimate for c in report.classes) + report.outside_km2.estimate == \
+        pytest.approx(report.total_km2)
+    written = out.parent / "sep-accuracy"  # beside the sample, after it: two samples never share a report
+    assert [p.name for p in result.files] == ["accuracy.json", "accuracy.md", "areas_estimated.csv"]
+    assert json.loads((written / "accuracy.json").read_text())["format"] == "nationmap-accuracy/1"
+    md = (written / "accuracy.md").read_text()
     assert "Overall accuracy" in md and "| Forest |" in md
-    table = pd.read_csv(out.parent / "areas_estimated.csv")
+    table = pd.read_csv(written / "areas_estimated.csv")
     assert list(table.columns[:6]) == ["class", "name", "mapped_km2", "area_estimate_km2", "se_km2", "ci95_km2"]
 
 
@@ -150,3 +161,24 @@ def test_an_existing_sample_is_never_replaced(world, labelled):
         design_sample(world["map"], out, n=50, seed=1)
     assert out.with_name("sep.csv").read_bytes() == before
     assert read_design(out.with_name("sep.csv")).n == 300
+
+
+def test_a_relative_products_path_from_any_directory(world, tmp_path, monkeypatch):
+    """The map given relative to the working directory (as typed), the sample elsewhere."""
+    monkeypatch.chdir(world["map"].parent)
+    result = design_sample(world["map"].name, tmp_path / "rel.csv", n=30, seed=1)  # --out s.csv: sample "s"
+    assert result.design.map == str(world["map"].resolve()) and result.files[0] == tmp_path / "rel.csv"
+    assert set(pd.read_csv(tmp_path / "rel.csv").raster) == {world["map"].name}
+
+
+def test_the_geopackage_keeps_its_types_through_reference(world, tmp_path):
+    """Labels filled into the GeoPackage a person opens in QGIS: numbers stay numbers."""
+    design_sample(world["map"], tmp_path / "g", n=30, seed=4)
+    result = fill_reference(tmp_path / "g.gpkg", world["reference_dir"])
+    assert result.labelled == 30
+    info = subprocess.run(["ogrinfo", "-so", "-al", str(tmp_path / "g.gpkg")], capture_output=True, text=True,
+                          check=True).stdout
+    assert "stratum: Integer64" in info and "pixel_km2: Real" in info and "stratum_name: String" in info
+    points = read_points(tmp_path / "g.gpkg")
+    assert list(points.reference) == _expected_reference(world["truth"], points.row, points["col"])
+    assert read_points(tmp_path / "g.csv").reference.eq("").all()  # the CSV was not the one labelled

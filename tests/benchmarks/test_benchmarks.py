@@ -10,7 +10,7 @@ import re
 
 import pytest
 
-from benchmarks import data_prep, gpu, infer_memory, infer_overhead, national_layer, scale, training
+from benchmarks import assess_coverage, data_prep, gpu, infer_memory, infer_overhead, national_layer, scale, training
 from benchmarks.__main__ import main as bench_main
 from nationmap.records import SceneRecord
 
@@ -153,3 +153,13 @@ def test_quality_training_key_follows_the_specs_the_data_and_the_size(tmp_path, 
     (jobs / "cpu-demo" / "pretrain.toml").unlink()  # a recipe without pretraining: other models
     assert quality.recipe_tasks("cpu-demo") == ("lulc", "water")
     assert key != quality.training_key("cpu-demo", tmp_path / "data", "full")
+
+
+def test_assess_coverage(tmp_path):
+    """Repeated samples of a map whose truth is known: a coverage per class, and the truth's
+    areas independent of the sample (the map's pixel counts differ from them: a map has errors)."""
+    r = assess_coverage.run("tiny", tmp_path)
+    _check(r, "assess_coverage")
+    assert 0 <= r.ratios["min_class_coverage"] <= r.ratios["mean_class_coverage"] <= r.ratios["max_class_coverage"] <= 1
+    classes = [row for row in r.rows if row["class"] != "overall accuracy"]
+    assert any(row["true km2"] != row["map km2 (pixel count)"] for row in classes)

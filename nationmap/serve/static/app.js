@@ -90,20 +90,30 @@ async function drawAreas(m) {
   const body = document.querySelector("#areas tbody");
   body.replaceChildren();
   if (!m.areas) return;
-  let rows;
+  let rows, accuracy;
   try {
-    ({ rows } = await getJson(`/api/areas?map=${encodeURIComponent(m.id)}`));
+    ({ rows, accuracy } = await getJson(`/api/areas?map=${encodeURIComponent(m.id)}`));
   } catch (error) {
     const tr = el("tr");
     tr.append(el("td", { class: "error" }, `not available: ${error.message}`));
     body.append(tr);
     return;
   }
+  const km2 = (v) => v.toLocaleString("en", { maximumFractionDigits: 1 });
+  if (accuracy) {  // a labelled sample assessed the LULC map: estimates with 95 % intervals
+    const tr = el("tr", { class: "accuracy" });
+    tr.append(el("td", { colspan: "5" }, `LULC overall accuracy ${accuracy.overall.toFixed(3)} ± `
+      + `${accuracy.overall_ci95.toFixed(3)} (95 %, ${accuracy.points} sample points); estimated areas ± 95 %:`));
+    body.append(tr);
+  }
   for (const r of rows) {
     const tr = el("tr", { "data-layer": r.layer, "data-code": r.code });
+    const estimate = r.layer === "lulc" && accuracy ? accuracy.classes[String(r.code)] : null;
     tr.append(el("td", {}, r.layer), el("td", {}, r.class),
-      el("td", { class: "num" }, r.area_km2.toLocaleString("en", { maximumFractionDigits: 1 })),
-      el("td", { class: "num" }, `${(100 * r.share).toFixed(1)} %`));
+      el("td", { class: "num" }, km2(r.area_km2)),
+      el("td", { class: "num" }, `${(100 * r.share).toFixed(1)} %`),
+      el("td", { class: "num estimate" }, estimate && estimate.estimate_km2 !== null && estimate.ci95_km2 !== null
+        ? `${km2(estimate.estimate_km2)} ± ${km2(estimate.ci95_km2)}` : ""));
     body.append(tr);
   }
 }
