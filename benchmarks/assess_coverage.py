@@ -21,8 +21,8 @@ import numpy as np
 
 from benchmarks.common import Result, main
 
-SIZES = {"tiny": {"ppd": 120, "reps": 20, "n": 200, "minimum": 10},
-         "full": {"ppd": 600, "reps": 200, "n": 600, "minimum": 50}}
+SIZES = {"tiny": {"ppd": 120, "reps": 20, "designs": ((200, 10),)},
+         "full": {"ppd": 600, "reps": 200, "designs": ((600, 50), (2400, 100))}}
 CELLS = ("N36E139", "N36E140")
 SEED = 11  # a world no recipe was tuned on
 CONFUSION = {5: 4, 4: 5, 3: 4, 2: 6}  # forest -> grassland, grassland -> forest, cropland -> grassland, built-up -> bare
@@ -104,16 +104,15 @@ def _truth_figures(truths, maps, rows, classes):
     return area, correct / total
 
 
-def _repeat(paths, truths, size: str):
-    """Per repetition: the Assessment of one sample."""
+def _repeat(paths, truths, design: tuple[int, int], reps: int):
+    """Per repetition: the Assessment of one sample of ``design`` (n, at least per stratum)."""
     from nationmap.assess.design import Allocation, allocate, census, draw, strata_of
     from nationmap.assess.estimators import LabelledSample, assess
 
-    cfg = SIZES[size]
     tally = census(list(paths))
     strata = strata_of(tally, nodata=0)
-    counts = allocate(cfg["n"], strata.weights, strata.pixels, Allocation("min-per-class", cfg["minimum"]))
-    for rep in range(cfg["reps"]):
+    counts = allocate(design[0], strata.weights, strata.pixels, Allocation("min-per-class", design[1]))
+    for rep in range(reps):
         drawn = draw(tally, dict(zip(strata.codes, (int(k) for k in counts))), np.random.default_rng(1000 + rep))
         stratum = np.array([p.code for p in drawn])
         reference = np.array([truths[p.raster][p.row, p.col] for p in drawn])
@@ -121,40 +120,49 @@ def _repeat(paths, truths, size: str):
         yield assess(sample, strata.table(), tuple(range(1, 10)))
 
 
+def _coverage(results, true_km2: np.ndarray, true_oa: float):
+    """(per class: inside (reps, K), estimates, half-widths; overall accuracy: inside (reps,))."""
+    k = len(true_km2)
+    est = np.array([[a.area_km2[i].value for i in range(k)] for a in results])
+    half = np.array([[a.area_km2[i].ci95 for i in range(k)] for a in results])
+    oa_inside = np.array([abs(a.overall.value - true_oa) <= a.overall.ci95 for a in results])
+    return np.abs(est - true_km2) <= half, est, half, oa_inside
+
+
 def run(size: str, workdir: Path) -> Result:
     from nationmap.data.lulc import load_class_table
 
-    classes = tuple(range(1, 10))
-    names = load_class_table().scheme("lulc9").names
+    cfg, names = SIZES[size], load_class_table().scheme("lulc9").names
     paths, truths, maps, rows = _world(size, workdir)
-    true_km2, true_oa = _truth_figures(truths, maps, rows, classes)
-    results = list(_repeat(paths, truths, size))
-    reps = len(results)
-    est = np.array([[a.area_km2[i].value for i in range(len(classes))] for a in results])
-    half = np.array([[a.area_km2[i].ci95 for i in range(len(classes))] for a in results])
-    inside = np.abs(est - true_km2) <= half
-    oa = np.array([a.overall.value for a in results])
-    oa_inside = np.abs(oa - true_oa) <= np.array([a.overall.ci95 for a in results])
-    mapped_km2 = np.array(results[0].mapped_km2)
+    true_km2, true_oa = _truth_figures(truths, maps, rows, tuple(range(1, 10)))
+    measured = [i for i in range(len(true_km2)) if true_km2[i] > 0]
     out = Result("assess_coverage", "Coverage of the 95 % intervals of `nationmap assess` (repeated samples)")
-    measured = [i for i in range(len(classes)) if true_km2[i] > 0]
-    for i in measured:
-        out.rows.append({"class": names[i], "true km2": round(float(true_km2[i]), 1),
-                         "map km2 (pixel count)": round(float(mapped_km2[i]), 1),
-                         "mean estimate km2": round(float(est[:, i].mean()), 1),
-                         "mean 95 % half-width km2": round(float(half[:, i].mean()), 1),
-                         "coverage": f"{inside[:, i].mean():.3f}"})
-    out.rows.append({"class": "overall accuracy", "true km2": f"{true_oa:.4f}", "map km2 (pixel count)": "",
-                     "mean estimate km2": f"{oa.mean():.4f}", "mean 95 % half-width km2": "",
-                     "coverage": f"{oa_inside.mean():.3f}"})
-    coverage = inside[:, measured].mean(axis=0)
-    out.ratios = {"min_class_coverage": float(coverage.min()), "max_class_coverage": float(coverage.max()),
-                  "mean_class_coverage": float(coverage.mean()), "overall_accuracy_coverage": float(oa_inside.mean())}
-    cfg = SIZES[size]
-    out.notes = [f"{reps} samples of n = {cfg['n']} ({cfg['minimum']} at least per stratum) from {len(CELLS)} cells "
-                 f"at {cfg['ppd']} px/degree; world seed {SEED}; a class's figure covers the map's extent.",
-                 f"coverage's own standard error at {reps} repetitions: about "
-                 f"{np.sqrt(0.95 * 0.05 / reps):.3f}; the target band is 0.93-0.97."]
+    for n, minimum in cfg["designs"]:
+        results = list(_repeat(paths, truths, (n, minimum), cfg["reps"]))
+        inside, est, half, oa_inside = _coverage(results, true_km2, true_oa)
+        for i in measured:
+            out.rows.append({"design": f"n {n}, >= {minimum}", "class": names[i], "true km2": round(float(true_km2[i]), 1),
+                             "map km2 (pixel count)": round(float(results[0].mapped_km2[i]), 1),
+                             "mean estimate km2": round(float(est[:, i].mean()), 1),
+                             "sd of estimates km2": round(float(est[:, i].std(ddof=1)), 1),
+                             "mean 95 % half-width km2": round(float(half[:, i].mean()), 1),
+                             "coverage": f"{inside[:, i].mean():.3f}"})
+        out.rows.append({"design": f"n {n}, >= {minimum}", "class": "overall accuracy", "true km2": f"{true_oa:.4f}",
+                         "coverage": f"{oa_inside.mean():.3f}"})
+        coverage = inside[:, measured].mean(axis=0)
+        out.ratios |= {f"min_class_coverage_n{n}": float(coverage.min()),
+                       f"max_class_coverage_n{n}": float(coverage.max()),
+                       f"overall_accuracy_coverage_n{n}": float(oa_inside.mean())}
+    out.notes = [f"{cfg['reps']} samples per design (min-per-class allocation) from {len(CELLS)} cells at "
+                 f"{cfg['ppd']} px/degree; world seed {SEED}; a class's figure covers the map's extent.",
+                 f"coverage's own standard error at {cfg['reps']} repetitions: about "
+                 f"{np.sqrt(0.95 * 0.05 / cfg['reps']):.3f}; the target band is 0.93-0.97.",
+                 "The estimates are unbiased (mean estimate against true km2). Where the map omits a rare class "
+                 "inside large strata (solar panel, wetland: a few km2 spread over thousands), most samples hold "
+                 "none of those pixels: their interval is narrow around the rest and misses the truth, a few hold "
+                 "one and are wide (sd of estimates against half-widths). The normal interval then covers less than "
+                 "95 %; more points in the large strata or strata of their own for likely omissions (e.g. buffers "
+                 "around rare classes) would be the remedy, not built yet."]
     return out
 
 

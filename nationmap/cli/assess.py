@@ -97,6 +97,9 @@ def estimate(
     for c in r.classes:
         table.add_row(c.name, _num(c.mapped_km2, 2), _num(c.area_km2.estimate, 2), _num(c.area_km2.ci95, 2),
                       _num(c.users.estimate, 3), _num(c.producers.estimate, 3))
+    if r.points_outside:
+        table.add_row(f"outside the reference ({r.points_outside} points)", "", _num(r.outside_km2.estimate, 2),
+                      _num(r.outside_km2.ci95, 2), "", "")
     console.print(table)
     for path in result.files:
         console.print(f"wrote {path}", highlight=False)

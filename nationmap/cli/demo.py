@@ -257,6 +257,9 @@ def _assessment(root: Path, seed: int, manifest, executor: str) -> list[str]:
         if (c.mapped_km2 or 0) > 0 or (c.area_km2.estimate or 0) > 0:
             lines.append(f"  {c.name:<14} map {c.mapped_km2 or 0:9.1f} km2   estimated {c.area_km2.estimate:9.1f} "
                          f"+- {c.area_km2.ci95:7.1f} km2")
+    if report.points_outside:  # mapped where the truth has no class (the open sea): in no class's estimate
+        lines.append(f"  {'no reference':<14} {report.points_outside} points (open sea)     estimated "
+                     f"{report.outside_km2.estimate:9.1f} +- {report.outside_km2.ci95:7.1f} km2")
     return lines
 
 

@@ -160,6 +160,6 @@ def test_assess_coverage(tmp_path):
     areas independent of the sample (the map's pixel counts differ from them: a map has errors)."""
     r = assess_coverage.run("tiny", tmp_path)
     _check(r, "assess_coverage")
-    assert 0 <= r.ratios["min_class_coverage"] <= r.ratios["mean_class_coverage"] <= r.ratios["max_class_coverage"] <= 1
+    assert 0 <= r.ratios["min_class_coverage_n200"] <= r.ratios["max_class_coverage_n200"] <= 1
     classes = [row for row in r.rows if row["class"] != "overall accuracy"]
     assert any(row["true km2"] != row["map km2 (pixel count)"] for row in classes)
