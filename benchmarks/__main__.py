@@ -51,6 +51,10 @@ TARGETS = {
         (0.93, "min", "95 % intervals holding a class's true area, lowest class, samples of 2,400 points"),
     ("assess_coverage", "max_class_coverage_n2400"):
         (0.97, "max", "95 % intervals holding a class's true area, highest class, samples of 2,400 points"),
+    ("assess_coverage", "min_class_coverage_n600_buffers2"):
+        (0.93, "min", "the same, lowest class, 600 points with 2 px buffer strata around the rare classes"),
+    ("assess_coverage", "min_class_coverage_n2400_buffers2"):
+        (0.93, "min", "the same, lowest class, 2,400 points with 2 px buffer strata around the rare classes"),
 }
 DEFAULT_RESULTS = ROOT / "benchmarks" / "RESULTS.md"
 

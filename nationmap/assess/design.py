@@ -29,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 import rasterio
+from scipy import ndimage
 from rasterio.windows import Window
 
 from nationmap.assess.estimators import Strata
@@ -121,13 +122,65 @@ def allocate(n: int, weights: np.ndarray, pixels: np.ndarray, allocation: Alloca
     return counts
 
 
+BUFFER_BASE = 100  # a buffer stratum's code: BUFFER_BASE + the class it surrounds
+
+
+@dataclass(frozen=True)
+class Buffer:
+    """A stratum of the map's pixels within ``pixels`` px (8-neighbour steps) of class ``code``
+    and not of it: where that class's omission errors are likely (Olofsson et al. 2014, 5.1.3:
+    a rare class's omissions otherwise hide in the large strata, where few points fall)."""
+
+    code: int
+    pixels: int
+
+    def __post_init__(self):
+        if not 0 <= self.code < BUFFER_BASE or not 1 <= self.pixels <= 50:
+            raise InputError(f"buffer {self.code}={self.pixels}: a class code below {BUFFER_BASE} and 1-50 px")
+
+    @property
+    def stratum(self) -> int:
+        return BUFFER_BASE + self.code
+
+    @classmethod
+    def parse(cls, text: str) -> "Buffer":
+        """``CODE=PX``, e.g. ``7=2``."""
+        code, _, px = text.partition("=")
+        try:
+            return cls(int(code), int(px))
+        except ValueError:
+            raise InputError(f"--buffer {text!r}: expected CODE=PX, e.g. 7=2") from None
+
+
+def strata_strip(ds, top: int, height: int, buffers: tuple[Buffer, ...], nodata: int | None) -> tuple[np.ndarray, np.ndarray]:
+    """(h, w) stratum codes and map codes of rows ``top .. top + height`` of a map: the map's code,
+    or a buffer's stratum (the first buffer that claims a pixel) where it is mapped and within the
+    buffer's reach of its class; rows beyond the strip are read so that reach crosses strips."""
+    halo = max((b.pixels for b in buffers), default=0)
+    lo, hi = max(0, top - halo), min(ds.height, top + height + halo)
+    codes = ds.read(1, window=Window(0, lo, ds.width, hi - lo))
+    strata = codes.copy()
+    free = codes != nodata if nodata is not None else np.ones(codes.shape, bool)
+    for b in buffers:
+        near = ndimage.binary_dilation(codes == b.code, structure=np.ones((3, 3), bool), iterations=b.pixels)
+        claim = near & free & (codes != b.code)
+        strata[claim] = b.stratum
+        free &= ~claim
+    cut = slice(top - lo, top - lo + height)
+    return strata[cut], codes[cut]
+
+
 @dataclass(frozen=True)
 class Census:
-    """Per raster, (256,) pixel counts and km^2 of every code of the map (no data included)."""
+    """Per raster, (256,) pixel counts and km^2 of every stratum code (the map's codes and the
+    buffers', no data included), and km^2 of every map code."""
 
     rasters: tuple[Path, ...]
     pixels: np.ndarray  # (R, 256) int64
     km2: np.ndarray  # (R, 256) float64
+    map_km2: np.ndarray  # (R, 256) float64
+    buffers: tuple[Buffer, ...] = ()
+    nodata: int | None = None
 
 
 def _check_map_raster(ds, path: Path) -> None:
@@ -148,31 +201,35 @@ def _open(path: Path):
         raise InputError(f"{path}: not a readable raster ({str(exc).splitlines()[0]})") from None
 
 
-def census(rasters: list[Path]) -> Census:
-    """Pass 1: every code's pixels and area in each raster (strips of rows)."""
+def census(rasters: list[Path], buffers: tuple[Buffer, ...] = (), nodata: int | None = None) -> Census:
+    """Pass 1: every stratum's pixels and area, and every map code's area, in each raster (strips
+    of rows)."""
     pixels = np.zeros((len(rasters), CODES), np.int64)
-    km2 = np.zeros((len(rasters), CODES))
+    km2, map_km2 = np.zeros((len(rasters), CODES)), np.zeros((len(rasters), CODES))
     for r, path in enumerate(rasters):
         with _open(path) as ds:
             _check_map_raster(ds, path)
             rows = row_areas_km2(ds.transform, ds.height)
             for top in range(0, ds.height, STRIP_ROWS):
-                codes = ds.read(1, window=Window(0, top, ds.width, min(STRIP_ROWS, ds.height - top))).ravel()
-                pixels[r] += np.bincount(codes, minlength=CODES)
-                strip_areas = np.repeat(rows[top:top + STRIP_ROWS], ds.width)[: codes.size]
-                km2[r] += np.bincount(codes, strip_areas, minlength=CODES)
-    return Census(tuple(rasters), pixels, km2)
+                height = min(STRIP_ROWS, ds.height - top)
+                strata, codes = strata_strip(ds, top, height, buffers, nodata)
+                areas = np.repeat(rows[top:top + height], ds.width)
+                pixels[r] += np.bincount(strata.ravel(), minlength=CODES)
+                km2[r] += np.bincount(strata.ravel(), areas, minlength=CODES)
+                map_km2[r] += np.bincount(codes.ravel(), areas, minlength=CODES)
+    return Census(tuple(rasters), pixels, km2, map_km2, tuple(buffers), nodata)
 
 
 @dataclass(frozen=True)
 class SamplePixel:
-    """One drawn pixel: the raster (index into the census), its row and column, its code, the
-    longitude and latitude of its centre (degrees) and its area (km^2)."""
+    """One drawn pixel: the raster (index into the census), its row and column, its stratum and
+    map code, the longitude and latitude of its centre (degrees) and its area (km^2)."""
 
     raster: int
     row: int
     col: int
     code: int
+    map_code: int
     lon: float
     lat: float
     km2: float
@@ -193,26 +250,28 @@ def draw(census: Census, counts: dict[int, int], rng: np.random.Generator) -> li
     out: list[SamplePixel] = []
     for r, by_code in wanted.items():
         if by_code:
-            out += _pixels_at_ranks(census.rasters[r], r, by_code)
+            out += _pixels_at_ranks(census, r, by_code)
     return out
 
 
-def _pixels_at_ranks(path: Path, r: int, by_code: dict[int, np.ndarray]) -> list[SamplePixel]:
-    """The pixels of ``path`` whose rank among the pixels of their code is in ``by_code``."""
+def _pixels_at_ranks(census: Census, r: int, by_code: dict[int, np.ndarray]) -> list[SamplePixel]:
+    """The pixels of raster ``r`` whose rank among the pixels of their stratum is in ``by_code``."""
     found: list[SamplePixel] = []
     seen = {code: 0 for code in by_code}
-    with _open(path) as ds:
+    with _open(census.rasters[r]) as ds:
         rows = row_areas_km2(ds.transform, ds.height)
         for top in range(0, ds.height, STRIP_ROWS):
-            strip = ds.read(1, window=Window(0, top, ds.width, min(STRIP_ROWS, ds.height - top))).ravel()
+            strata, codes = strata_strip(ds, top, min(STRIP_ROWS, ds.height - top), census.buffers, census.nodata)
+            strata, codes = strata.ravel(), codes.ravel()
             for code, ranks in by_code.items():
-                where = np.flatnonzero(strip == code)
+                where = np.flatnonzero(strata == code)
                 local = ranks[(ranks >= seen[code]) & (ranks < seen[code] + where.size)] - seen[code]
                 seen[code] += where.size
                 for flat in where[local]:
                     row, col = top + int(flat) // ds.width, int(flat) % ds.width
                     lon, lat = ds.xy(row, col)
-                    found.append(SamplePixel(r, row, col, code, float(lon), float(lat), float(rows[row])))
+                    found.append(SamplePixel(r, row, col, code, int(codes[flat]), float(lon), float(lat),
+                                             float(rows[row])))
     return found
 
 
@@ -268,6 +327,7 @@ class StrataCensus:
     codes: tuple[int, ...]
     pixels: np.ndarray  # (H,) int64
     km2: np.ndarray  # (H,) float64
+    map_km2: dict[int, float]  # the map's area of each of its classes (buffers aside)
 
     @property
     def weights(self) -> np.ndarray:
@@ -285,4 +345,6 @@ def strata_of(tally: Census, nodata: int | None) -> StrataCensus:
     codes = tuple(c for c in range(len(px)) if px[c] > 0 and c != nodata)
     if not codes:
         raise InputError(f"{tally.rasters[0]}: the map has no mapped pixel")
-    return StrataCensus(codes, px[list(codes)], km2[list(codes)])
+    mapped = tally.map_km2.sum(axis=0)
+    classes = {c: float(mapped[c]) for c in range(len(mapped)) if mapped[c] > 0 and c != nodata}
+    return StrataCensus(codes, px[list(codes)], km2[list(codes)], classes)

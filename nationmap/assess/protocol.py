@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from nationmap.assess.design import (MIN_STRATUM_SAMPLE, Allocation, Census, MapLayer, allocate, census, draw,
+from nationmap.assess.design import (MIN_STRATUM_SAMPLE, Allocation, Buffer, MapLayer, allocate, census, draw,
                                      map_layer, overall_se, sample_size, strata_of)
 from nationmap.assess.estimators import LabelledSample, assess
 from nationmap.assess.reference import fill_reference  # noqa: F401  (the second step, re-exported)
@@ -40,7 +40,7 @@ def _refuse_overwrite(stem: Path) -> None:
         raise InputError(f"{existing[0]} exists: a sample is never overwritten (it may hold labels); choose another --out")
 
 
-def _points(layer: MapLayer, tally: Census, pixels: list, strata: dict[int, StratumRecord],
+def _points(layer: MapLayer, legend: dict[int, str], pixels: list, strata: dict[int, StratumRecord],
             total_km2: float) -> pd.DataFrame:
     """The sample's rows (see :mod:`nationmap.assess.samples`), in raster and row order."""
     names = list(layer.checksums)  # each raster's name: relative to the products, or the file's
@@ -48,7 +48,7 @@ def _points(layer: MapLayer, tally: Census, pixels: list, strata: dict[int, Stra
     for i, p in enumerate(sorted(pixels, key=lambda p: (p.raster, p.row, p.col)), start=1):
         s = strata[p.code]
         rows.append({"id": i, "lon": round(p.lon, 8), "lat": round(p.lat, 8), "stratum": p.code, "stratum_name": s.name,
-                     "map_class": p.code, "map_name": s.name, "pixel_km2": p.km2,
+                     "map_class": p.map_code, "map_name": legend[p.map_code], "pixel_km2": p.km2,
                      "stratum_weight": s.area_km2 / total_km2, "inclusion_probability": s.n / s.pixels,
                      "raster": names[p.raster], "row": p.row, "col": p.col, "reference": ""})
     return pd.DataFrame(rows)
@@ -68,31 +68,41 @@ def _check_design_options(n: int, allocation: str, seed: int | None, target_se: 
     return Allocation.parse(allocation)
 
 
+def _stratum_name(code: int, legend: dict[int, str], buffers: tuple[Buffer, ...]) -> str:
+    for b in buffers:
+        if code == b.stratum:
+            return f"within {b.pixels} px of {legend.get(b.code, f'class {b.code}')}"
+    return legend.get(code, f"class {code}")
+
+
 def design_sample(source: str | Path, out: str | Path, n: int, allocation: str = "proportional",
                   seed: int | None = None, product: str = "lulc", target_se: float = 0.01,
-                  expected_ua: dict[int, float] | None = None, default_ua: float = 0.8) -> DesignOutcome:
+                  expected_ua: dict[int, float] | None = None, default_ua: float = 0.8,
+                  buffers: tuple[Buffer, ...] = ()) -> DesignOutcome:
     """A stratified random sample of ``n`` pixels of a map's layer ``product``, its strata the
-    map's classes, written as ``out``.csv, .gpkg and .design.json (never over an existing one)."""
+    map's classes (and ``buffers``: strata of the pixels near a class), written as ``out``.csv,
+    .gpkg and .design.json (never over an existing one)."""
     stem = sample_stem(out)
     _refuse_overwrite(stem)
     how = _check_design_options(n, allocation, seed, target_se, expected_ua or {})
     layer = map_layer(source, product)
-    tally = census(list(layer.rasters))
+    tally = census(list(layer.rasters), tuple(buffers), layer.nodata)
     strata = strata_of(tally, layer.nodata)
     ua = np.array([(expected_ua or {}).get(c, default_ua) for c in strata.codes])
     counts = allocate(n, strata.weights, strata.pixels, how, ua)
     seed = secrets.randbits(32) if seed is None else seed
     pixels = draw(tally, {c: int(k) for c, k in zip(strata.codes, counts)}, np.random.default_rng(seed))
-    records = [StratumRecord(c, layer.legend.get(c, f"class {c}"), int(px), float(km2), int(k))
+    legend = {**{c: f"class {c}" for c in strata.map_km2}, **layer.legend}
+    records = [StratumRecord(c, _stratum_name(c, legend, tuple(buffers)), int(px), float(km2), int(k))
                for c, px, km2, k in zip(strata.codes, strata.pixels, strata.km2, counts)]
-    legend = {**layer.legend, **{s.code: s.name for s in records}}
-    design = SampleDesign(map=str(layer.source), product=product, classes={str(c): v for c, v in legend.items()},
+    design = SampleDesign(map=str(layer.source), product=product, classes={str(c): v for c, v in sorted(legend.items())},
                           strata=records, allocation=str(how), seed=seed, n=int(counts.sum()), target_se=target_se,
                           recommended_n=sample_size(strata.weights, ua, target_se),
                           expected_overall_se=overall_se(strata.weights, ua, counts),
                           expected_ua={str(c): float(u) for c, u in zip(strata.codes, ua)}, map_files=layer.checksums,
-                          created=_now())
-    points = _points(layer, tally, pixels, {s.code: s for s in records}, float(strata.km2.sum()))
+                          buffers={str(b.code): b.pixels for b in buffers},
+                          map_km2={str(c): km2 for c, km2 in strata.map_km2.items()}, created=_now())
+    points = _points(layer, legend, pixels, {s.code: s for s in records}, float(strata.km2.sum()))
     stem.parent.mkdir(parents=True, exist_ok=True)
     return DesignOutcome(tuple(write_sample(stem, design, points)), design)
 
@@ -103,7 +113,7 @@ def _now() -> str:
 
 def _report(plan: SampleDesign, sample: LabelledSample, path: Path, dropped: int) -> AccuracyReport:
     """The estimates of a checked sample as the report a person and the web map read."""
-    result = assess(sample, plan.strata_table(), tuple(plan.legend))
+    result = assess(sample, plan.strata_table(), tuple(plan.legend), mapped_km2=plan.mapped_km2())
     return build_report(result, plan.legend, map_source=plan.map, product=plan.product, sample=str(path.resolve()),
                         dropped=dropped, strata=len(plan.strata), allocation=plan.allocation, seed=plan.seed,
                         created=_now())

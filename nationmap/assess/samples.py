@@ -65,6 +65,8 @@ class SampleDesign(Record):
     expected_overall_se: float
     expected_ua: dict[str, float] = field(default_factory=dict)
     map_files: dict[str, str] = field(default_factory=dict)  # the map's rasters -> SHA-256 when drawn
+    buffers: dict[str, int] = field(default_factory=dict)  # class code -> px of its buffer stratum
+    map_km2: dict[str, float] = field(default_factory=dict)  # the map's area of each class (pixel count)
     created: str = ""
 
     def __post_init__(self):
@@ -82,6 +84,12 @@ class SampleDesign(Record):
     @property
     def legend(self) -> dict[int, str]:
         return {int(code): name for code, name in self.classes.items()}
+
+    def mapped_km2(self) -> tuple[float, ...] | None:
+        """The map's area of each legend class, where the design recorded it."""
+        if not self.map_km2:
+            return None
+        return tuple(float(self.map_km2.get(str(c), 0.0)) for c in self.legend)
 
 
 def design_path(sample: str | Path) -> Path:

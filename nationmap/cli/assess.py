@@ -40,12 +40,15 @@ def design(
     target_se: float = typer.Option(0.01, help="Standard error of overall accuracy the size guidance aims at."),
     expected_ua: list[str] = typer.Option([], "--expected-ua", help="Anticipated user's accuracy of a class, "
                                                                    "CODE=U (repeatable; others 0.8)."),
+    buffer: list[str] = typer.Option([], "--buffer", help="A stratum of the pixels within PX px of class CODE, "
+                                                         "where its omissions are likely: CODE=PX (repeatable)."),
 ):
     """A stratified random sample of the map's pixels, its classes as strata, for labelling in QGIS."""
+    from nationmap.assess.design import Buffer
     from nationmap.assess.protocol import design_sample
 
     result = run_guarded(lambda: design_sample(products, out, n, allocation, seed, product, target_se,
-                                               _expected(expected_ua)))
+                                               _expected(expected_ua), buffers=tuple(map(Buffer.parse, buffer))))
     d = result.design
     table = Table("code", "class", "pixels", "km²", "share", "points", title=f"{d.n} points, {d.allocation}, seed {d.seed}")
     total = sum(s.area_km2 for s in d.strata)

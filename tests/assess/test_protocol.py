@@ -182,3 +182,38 @@ def test_the_geopackage_keeps_its_types_through_reference(world, tmp_path):
     points = read_points(tmp_path / "g.gpkg")
     assert list(points.reference) == _expected_reference(world["truth"], points.row, points["col"])
     assert read_points(tmp_path / "g.csv").reference.eq("").all()  # the CSV was not the one labelled
+
+
+def test_buffer_strata_hold_the_pixels_near_a_rare_class(world, tmp_path, monkeypatch):
+    """``--buffer 7=2``: a stratum of the mapped pixels within 2 px (8-neighbour steps) of solar
+    panels and not solar panels, across strips of rows (read here in strips of 50); the points'
+    map class stays the map's; the estimate uses the general estimator and the map's own areas."""
+    monkeypatch.setattr(design_mod, "STRIP_ROWS", 50)
+    mapped = world["mapped"]
+    result = design_sample(world["map"], tmp_path / "b", n=120, allocation="min-per-class=10", seed=3,
+                           buffers=(design_mod.Buffer(7, 2),))
+    strata = {s.code: s for s in result.design.strata}
+    assert strata[107].name == "within 2 px of Solar panel"
+    solar = np.pad(mapped == 7, 2)
+    near = np.zeros_like(mapped, dtype=bool)  # an independent dilation: any solar pixel in the 5 x 5 window
+    for dr in range(5):
+        for dc in range(5):
+            near |= solar[dr:dr + mapped.shape[0], dc:dc + mapped.shape[1]]
+    expected = near & (mapped != 7) & (mapped != 0)
+    assert strata[107].pixels == int(expected.sum())
+    assert strata[7].pixels == int((mapped == 7).sum())  # the class keeps its own pixels
+    points = pd.read_csv(tmp_path / "b.csv")
+    buffered = points[points.stratum == 107]
+    assert len(buffered) == strata[107].n and expected[buffered.row, buffered["col"]].all()
+    assert (points.map_class == mapped[points.row, points["col"]]).all()
+    fill_reference(tmp_path / "b.csv", world["reference_dir"])
+    report = estimate_sample(tmp_path / "b.csv").report
+    areas = class_areas_km2(world["map"])
+    assert [c.mapped_km2 for c in report.classes] == pytest.approx([areas[c.code] for c in report.classes], rel=1e-6)
+
+
+def test_a_bad_buffer_is_refused():
+    with pytest.raises(InputError, match="CODE=PX"):
+        design_mod.Buffer.parse("solar")
+    with pytest.raises(InputError, match="1-50 px"):
+        design_mod.Buffer(7, 0)
