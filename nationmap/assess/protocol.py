@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from nationmap.assess.design import (MIN_STRATUM_SAMPLE, Allocation, Buffer, MapLayer, allocate, census, draw,
+from nationmap.assess.design import (MIN_STRATUM_SAMPLE, Allocation, Buffer, Census, MapLayer, allocate, census, draw,
                                      map_layer, overall_se, sample_size, strata_of)
 from nationmap.assess.estimators import LabelledSample, assess
 from nationmap.assess.reference import fill_reference  # noqa: F401  (the second step, re-exported)
@@ -75,6 +75,21 @@ def _stratum_name(code: int, legend: dict[int, str], buffers: tuple[Buffer, ...]
     return legend.get(code, f"class {code}")
 
 
+def _check_buffers(buffers: tuple[Buffer, ...], tally: Census, nodata: int | None) -> None:
+    """A buffer names a class on the map, once, and its stratum code is no code of the map."""
+    mapped = tally.map_km2.sum(axis=0)
+    seen = set()
+    for b in buffers:
+        where = f"--buffer {b.code}={b.pixels}"
+        if b.code in seen:
+            raise InputError(f"{where}: class {b.code} has a buffer already")
+        if b.code == nodata or not mapped[b.code] > 0:
+            raise InputError(f"{where}: class {b.code} is not on the map")
+        if b.stratum == nodata or mapped[b.stratum] > 0:
+            raise InputError(f"{where}: its stratum code {b.stratum} is a code of the map")
+        seen.add(b.code)
+
+
 def design_sample(source: str | Path, out: str | Path, n: int, allocation: str = "proportional",
                   seed: int | None = None, product: str = "lulc", target_se: float = 0.01,
                   expected_ua: dict[int, float] | None = None, default_ua: float = 0.8,
@@ -87,6 +102,7 @@ def design_sample(source: str | Path, out: str | Path, n: int, allocation: str =
     how = _check_design_options(n, allocation, seed, target_se, expected_ua or {})
     layer = map_layer(source, product)
     tally = census(list(layer.rasters), tuple(buffers), layer.nodata)
+    _check_buffers(tuple(buffers), tally, layer.nodata)
     strata = strata_of(tally, layer.nodata)
     ua = np.array([(expected_ua or {}).get(c, default_ua) for c in strata.codes])
     counts = allocate(n, strata.weights, strata.pixels, how, ua)

@@ -72,6 +72,10 @@ class SampleDesign(Record):
     def __post_init__(self):
         if not self.strata:
             raise InputError("sample design: no stratum")
+        if len({s.code for s in self.strata}) != len(self.strata):
+            raise InputError("sample design: a stratum code appears twice")
+        if not all(code.strip().lstrip("-").isdigit() for code in self.classes):
+            raise InputError("sample design: the classes' codes must be integers")
         for s in self.strata:
             if s.pixels < 1 or not s.area_km2 > 0 or not 0 <= s.n <= s.pixels:
                 raise InputError(f"sample design: stratum {s.code} needs pixels >= 1, area_km2 > 0 and "

@@ -94,7 +94,7 @@ def estimate(
 
     result = run_guarded(lambda: estimate_sample(sample, out, design_file, drop_unlabelled))
     r = result.report
-    console.print(f"overall accuracy {r.overall.estimate:.3f} ± {r.overall.ci95:.3f} (95 % CI, {r.points} points)",
+    console.print(f"overall accuracy {_num(r.overall.estimate, 3)} ± {_num(r.overall.ci95, 3)} (95 % CI, {r.points} points)",
                   highlight=False)
     table = Table("class", "map km²", "estimated km²", "± 95 %", "user's", "producer's")
     for c in r.classes:

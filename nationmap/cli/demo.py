@@ -250,9 +250,10 @@ def _assessment(root: Path, seed: int, manifest, executor: str) -> list[str]:
     manifest = _infer(root, "products", models / "lulc", models / "water", executor, probabilities=True, assessment=csv)
     report = AccuracyReport.read(run_dir / manifest.products.tables[run_table_key("lulc")].path)
     append_summary(run_dir / "agreement.md", report)
+    oa = report.overall
     lines = [f"held-out accuracy and area from a stratified sample ({report.points} points labelled from the truth, "
              f"{ASSESS_ALLOCATION}; 95 % intervals; {run_dir}/tables/*_lulc_accuracy.md):",
-             f"  overall accuracy {report.overall.estimate:.3f} +- {report.overall.ci95:.3f}"]
+             "  overall accuracy " + ("n/a" if oa.estimate is None else f"{oa.estimate:.3f} +- {oa.ci95:.3f}")]
     for c in report.classes:
         if (c.mapped_km2 or 0) > 0 or (c.area_km2.estimate or 0) > 0:
             lines.append(f"  {c.name:<14} map {c.mapped_km2 or 0:9.1f} km2   estimated {c.area_km2.estimate:9.1f} "

@@ -225,9 +225,12 @@ class MapServer:
         version = await self.version(entry, entry.areas, "area table")
         rows = await self.read(entry, "area table", area_rows, entry.areas, version)
         accuracy = None
-        if entry.accuracy is not None:
-            accuracy = await self.read(entry, "accuracy report", accuracy_summary, entry.accuracy,
-                                       await self.version(entry, entry.accuracy, "accuracy report"))
+        if entry.accuracy is not None:  # damaged or removed: the counts are still shown, without estimates
+            try:
+                accuracy = await self.read(entry, "accuracy report", accuracy_summary, entry.accuracy,
+                                           await self.version(entry, entry.accuracy, "accuracy report"))
+            except HTTPException:
+                accuracy = None
         return JSONResponse({"map": entry.id, "rows": rows, "accuracy": accuracy})
 
 

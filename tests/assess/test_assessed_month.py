@@ -101,3 +101,17 @@ def test_an_unlabelled_sample_is_refused_before_any_work(assessed, tiny_catalog,
     with pytest.raises(InputError, match="no reference class"):
         run_inference(config(tiny_catalog, tiny_world, tiny_bundles, tmp_path / "never", assessment=str(unlabelled)))
     assert not (tmp_path / "never").exists()
+
+
+def test_a_missing_accuracy_report_costs_the_estimates_only(assessed, tmp_path):
+    import shutil
+
+    run_dir, _, _, again = assessed
+    root = tmp_path / "root"
+    shutil.copytree(run_dir.parents[1], root, symlinks=True)
+    copy = root / run_dir.relative_to(run_dir.parents[1])
+    (copy / again.products.tables["lulc_accuracy_json"].path).unlink()
+    client = TestClient(create_app(root), raise_server_exceptions=False)
+    entry = next(m for m in client.get("/api/maps").json()["maps"] if m["available"])
+    body = client.get("/api/areas", params={"map": entry["id"]})
+    assert body.status_code == 200 and body.json()["rows"] and body.json()["accuracy"] is None

@@ -217,3 +217,26 @@ def test_a_bad_buffer_is_refused():
         design_mod.Buffer.parse("solar")
     with pytest.raises(InputError, match="1-50 px"):
         design_mod.Buffer(7, 0)
+
+
+@pytest.mark.parametrize("buffers, message", [
+    ((design_mod.Buffer(3, 2), design_mod.Buffer(3, 1)), "has a buffer already"),
+    ((design_mod.Buffer(0, 2),), "class 0 is not on the map"),  # the map's no data
+    ((design_mod.Buffer(42, 2),), "class 42 is not on the map"),
+])
+def test_buffers_that_cannot_be_strata_are_refused(world, tmp_path, buffers, message):
+    with pytest.raises(InputError, match=message):
+        design_sample(world["map"], tmp_path / "x", n=60, seed=1, buffers=buffers)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_buffer_whose_stratum_code_is_on_the_map_is_refused(tmp_path):
+    """A map with a class 107 of its own: a buffer around class 7 cannot take that code."""
+    codes = np.full((20, 20), 7, np.uint8)
+    codes[:10] = 107
+    path = tmp_path / "m.tif"
+    with rasterio.open(path, "w", driver="GTiff", width=20, height=20, count=1, dtype="uint8", crs="EPSG:4326",
+                       transform=rasterio.transform.from_origin(140, 36.1, 0.01, 0.01), nodata=0) as ds:
+        ds.write(codes, 1)
+    with pytest.raises(InputError, match="stratum code 107 is a code of the map"):
+        design_sample(path, tmp_path / "x", n=20, seed=1, buffers=(design_mod.Buffer(7, 1),))

@@ -100,7 +100,7 @@ async function drawAreas(m) {
     return;
   }
   const km2 = (v) => v.toLocaleString("en", { maximumFractionDigits: 1 });
-  if (accuracy) {  // a labelled sample assessed the LULC map: estimates with 95 % intervals
+  if (accuracy && accuracy.overall !== null && accuracy.overall_ci95 !== null) {  // estimates with 95 % intervals
     const tr = el("tr", { class: "accuracy" });
     tr.append(el("td", { colspan: "5" }, `LULC overall accuracy ${accuracy.overall.toFixed(3)} ± `
       + `${accuracy.overall_ci95.toFixed(3)} (95 %, ${accuracy.points} sample points); estimated areas ± 95 %:`));
