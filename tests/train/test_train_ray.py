@@ -118,6 +118,9 @@ def _launch_in_foreground(args: list[str], env: dict, log: Path) -> subprocess.P
         signal.signal(signal.SIGINT, previous)
 
 
+# slow: 150-190 s on 2 cores, which the default suite (890 s with it, 2026-12-08) cannot spare under its
+# 15 minutes; it passes alone and in a pytest started with `&` (SIGINT ignored: the case that failed)
+@pytest.mark.slow
 def test_stopped_run_resumes_to_the_same_epochs(ray_local, train_dataset, tmp_path):
     """Ctrl-C after epoch 1, then --resume: epochs 2-6 continue the same step count and the same
     learning-rate schedule (against the cosine formula), from the checkpoint, with its moving
