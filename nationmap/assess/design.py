@@ -348,3 +348,18 @@ def strata_of(tally: Census, nodata: int | None) -> StrataCensus:
     mapped = tally.map_km2.sum(axis=0)
     classes = {c: float(mapped[c]) for c in range(len(mapped)) if mapped[c] > 0 and c != nodata}
     return StrataCensus(codes, px[list(codes)], km2[list(codes)], classes)
+
+
+def map_values_at(layer: MapLayer, lons: np.ndarray, lats: np.ndarray) -> np.ndarray:
+    """(n,) the layer's code at each point (degrees); its no-data code (or -1 without one) where
+    no raster of the layer covers the point."""
+    out = np.full(len(lons), layer.nodata if layer.nodata is not None else -1, dtype=int)
+    for path in layer.rasters:
+        with _open(path) as ds:
+            b = ds.bounds
+            inside = np.flatnonzero((lons >= b.left) & (lons < b.right) & (lats > b.bottom) & (lats <= b.top))
+            for i in inside:
+                row, col = ds.index(lons[i], lats[i])
+                if 0 <= row < ds.height and 0 <= col < ds.width:
+                    out[i] = int(ds.read(1, window=Window(col, row, 1, 1))[0, 0])
+    return out

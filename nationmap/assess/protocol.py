@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from nationmap.assess.design import (MIN_STRATUM_SAMPLE, Allocation, Buffer, Census, MapLayer, allocate, census, draw,
-                                     map_layer, overall_se, sample_size, strata_of)
+                                     map_layer, map_values_at, overall_se, sample_size, strata_of)
 from nationmap.assess.estimators import LabelledSample, assess
 from nationmap.assess.reference import fill_reference  # noqa: F401  (the second step, re-exported)
 from nationmap.assess.report import ACCURACY_KINDS, AccuracyReport, build_report, run_table_key, write_report
@@ -143,14 +143,34 @@ class EstimateOutcome:
     report: AccuracyReport
 
 
+def _on_another_map(plan: SampleDesign, points: pd.DataFrame, source: str | Path) -> tuple[SampleDesign, pd.DataFrame, int]:
+    """The sample read against another map of the same legend (a later month's): each point's map
+    class from that map (its no data where it left the point unmapped), the map's class areas in
+    the design; the strata stay the design's (the general estimator)."""
+    layer = map_layer(source, plan.product)
+    nodata = layer.nodata if layer.nodata is not None else -1
+    lons = pd.to_numeric(points["lon"], errors="coerce").to_numpy(float)
+    lats = pd.to_numeric(points["lat"], errors="coerce").to_numpy(float)
+    if not (np.isfinite(lons) & np.isfinite(lats)).all():
+        raise InputError("every point needs a numeric lon and lat to be read on another map")
+    values = map_values_at(layer, lons, lats)
+    areas = strata_of(census(list(layer.rasters), (), layer.nodata), layer.nodata).map_km2
+    plan = plan.replace(map=str(layer.source), map_files=layer.checksums,
+                        map_km2={str(c): km2 for c, km2 in areas.items()})
+    return plan, points.assign(map_class=[str(v) for v in values]), nodata
+
+
 def estimate_sample(sample: str | Path, out: str | Path | None = None, design: str | Path | None = None,
-                    drop_unlabelled: bool = False) -> EstimateOutcome:
-    """Accuracy and area of the sample's map from its labelled points, written as accuracy.json,
-    accuracy.md and areas_estimated.csv in ``out`` (default: ``<sample>-accuracy/`` beside the
-    sample; never into a published version). Every check runs before anything is written."""
+                    drop_unlabelled: bool = False, map_source: str | Path | None = None) -> EstimateOutcome:
+    """Accuracy and area of the sample's map (or of ``map_source``, another map of the same legend)
+    from its labelled points, written as accuracy.json, accuracy.md and areas_estimated.csv in
+    ``out`` (default: ``<sample>-accuracy/`` beside the sample; never into a published version).
+    Every check runs before anything is written."""
     sample = Path(sample)
-    plan = read_design(sample, design)
-    labelled, dropped = labelled_sample(plan, read_points(sample), str(sample), drop_unlabelled)
+    plan, points, unmapped = read_design(sample, design), read_points(sample), None
+    if map_source is not None:
+        plan, points, unmapped = _on_another_map(plan, points, map_source)
+    labelled, dropped = labelled_sample(plan, points, str(sample), drop_unlabelled, unmapped)
     from nationmap.products.agreement import check_destination  # (its module imports torch: not at start-up)
 
     out_dir = Path(out) if out is not None else sample.with_name(sample_stem(sample).name + "-accuracy")

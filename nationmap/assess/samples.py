@@ -234,11 +234,12 @@ def _check_strata_counts(design: SampleDesign, stratum: np.ndarray, source: str)
 
 
 def labelled_sample(design: SampleDesign, points: pd.DataFrame, source: str,
-                    drop_unlabelled: bool = False) -> tuple[LabelledSample, int]:
+                    drop_unlabelled: bool = False, unmapped: int | None = None) -> tuple[LabelledSample, int]:
     """The estimators' arrays from a sample's rows, checked: the needed columns, strata of the
     design, map and reference classes of the legend (a reference by code or name), a positive
     pixel area, at least 2 labelled points per stratum. Unlabelled points are an error, or with
-    ``drop_unlabelled`` left out (non-response within their stratum) and counted."""
+    ``drop_unlabelled`` left out (non-response within their stratum) and counted. ``unmapped``:
+    a map code allowed beside the legend's (another map's no data: a point it left unmapped)."""
     missing = [c for c in NEEDED if c not in points.columns]
     if missing:
         raise InputError(f"{source}: missing column(s) {', '.join(missing)} (a sample has {', '.join(NEEDED)})")
@@ -251,7 +252,8 @@ def labelled_sample(design: SampleDesign, points: pd.DataFrame, source: str,
     kept = points[~blank]
     strata = {s.code: s.name for s in design.strata}
     stratum = _codes(kept["stratum"], kept["id"], "stratum", strata, source)
-    map_class = _codes(kept["map_class"], kept["id"], "map class", design.legend, source)
+    map_legend = design.legend | ({unmapped: "not mapped"} if unmapped is not None else {})
+    map_class = _codes(kept["map_class"], kept["id"], "map class", map_legend, source)
     reference = _codes(kept["reference"], kept["id"], "reference", design.legend, source, names=True)
     km2 = pd.to_numeric(kept["pixel_km2"], errors="coerce").to_numpy(float)
     if not (np.isfinite(km2) & (km2 > 0)).all():

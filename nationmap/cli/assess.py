@@ -87,12 +87,14 @@ def estimate(
     design_file: Path = typer.Option(None, "--design", help="The design record (default: SAMPLE's .design.json)."),
     drop_unlabelled: bool = typer.Option(False, "--drop-unlabelled", help="Leave unlabelled points out "
                                                                           "(else they are an error)."),
+    map_source: Path = typer.Option(None, "--map", help="Assess another map of the same legend (a later month's "
+                                                        "products or a raster) with this sample's strata."),
 ):
     """Overall, user's and producer's accuracy and each class's area, with standard errors and 95 %
     confidence intervals (stratified estimators of Stehman 2014)."""
     from nationmap.assess.protocol import estimate_sample
 
-    result = run_guarded(lambda: estimate_sample(sample, out, design_file, drop_unlabelled))
+    result = run_guarded(lambda: estimate_sample(sample, out, design_file, drop_unlabelled, map_source))
     r = result.report
     console.print(f"overall accuracy {_num(r.overall.estimate, 3)} ± {_num(r.overall.ci95, 3)} (95 % CI, {r.points} points)",
                   highlight=False)

@@ -240,3 +240,23 @@ def test_a_buffer_whose_stratum_code_is_on_the_map_is_refused(tmp_path):
         ds.write(codes, 1)
     with pytest.raises(InputError, match="stratum code 107 is a code of the map"):
         design_sample(path, tmp_path / "x", n=20, seed=1, buffers=(design_mod.Buffer(7, 1),))
+
+
+def test_the_sample_of_one_map_assesses_another(world, labelled, tmp_path):
+    """``estimate --map``: the truth itself as the other map (same legend). The strata stay the
+    first map's, the map classes are read from the truth: every accuracy is exactly 1 with no
+    error, and the map areas are the truth's."""
+    out, _ = labelled
+    truth = tmp_path / "truth_map.tif"
+    with rasterio.open(world["map"]) as src:
+        profile = src.profile
+    with rasterio.open(truth, "w", **profile) as ds:
+        ds.write(world["truth"], 1)
+    report = estimate_sample(out.with_name("sep.csv"), out=tmp_path / "acc", map_source=truth).report
+    assert report.map == str(truth.resolve())
+    assert report.overall.estimate == 1.0 and report.overall.se == 0.0
+    for c in report.classes:
+        if c.points_mapped:
+            assert c.users.estimate == 1.0 and c.producers.estimate == 1.0
+    areas = class_areas_km2(truth)
+    assert [c.mapped_km2 for c in report.classes] == pytest.approx([areas[c.code] for c in report.classes], rel=1e-6)
