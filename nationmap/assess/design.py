@@ -55,7 +55,7 @@ class Allocation:
         m = _MIN_PER_CLASS.match(text.strip())
         if m:
             return cls("min-per-class", int(m.group(1)))
-        if text.strip() in ("proportional", "equal", "neyman"):
+        if text.strip() in ALLOCATIONS[:-1]:  # min-per-class takes its M above
             return cls(text.strip())
         raise InputError(f"allocation {text!r}: expected proportional, equal, neyman or min-per-class=M")
 
@@ -297,6 +297,12 @@ def _legend(path: Path) -> tuple[dict[int, str], int | None]:
     return dict(sorted(legend.items())), nodata
 
 
+def layer_checksums(cells, product: str) -> dict[str, str]:
+    """``cells/<cell>/<file>`` -> SHA-256 of the ``product`` COG of each cell record that has one:
+    what names a run's map (a sample's design, a run that publishes its assessment)."""
+    return {f"cells/{c.cell}/{c.files[product].path}": c.files[product].sha256 for c in cells if product in c.files}
+
+
 def map_layer(source: str | Path, product: str = "lulc") -> MapLayer:
     """The layer ``product`` of a month's products (a run directory, or a published version: its
     ``manifest.json`` names the cell COGs), or a single raster file (its own legend)."""
@@ -307,11 +313,10 @@ def map_layer(source: str | Path, product: str = "lulc") -> MapLayer:
         if not (source / "manifest.json").is_file():
             raise InputError(f"{source}: no manifest.json (not a month's products, a version or a raster)")
         manifest = RunManifest.read(source / "manifest.json")
-        cells = [c for c in manifest.ok_cells() if product in c.files]
-        if not cells:
+        checksums = layer_checksums(manifest.ok_cells(), product)
+        if not checksums:
             raise InputError(f"{source}: no cell has a {product!r} layer")
-        rasters = tuple(source / "cells" / c.cell / c.files[product].path for c in cells)
-        checksums = {f"cells/{c.cell}/{c.files[product].path}": c.files[product].sha256 for c in cells}
+        rasters = tuple(source / rel for rel in checksums)
     elif source.is_file():
         rasters, checksums = (source,), {source.name: sha256_file(source)}
     else:
@@ -350,16 +355,20 @@ def strata_of(tally: Census, nodata: int | None) -> StrataCensus:
     return StrataCensus(codes, px[list(codes)], km2[list(codes)], classes)
 
 
+def values_at(ds, lons: np.ndarray, lats: np.ndarray, out: np.ndarray) -> None:
+    """Band 1 of the open raster ``ds`` at each point (degrees) it holds, into ``out`` (n,); the
+    points outside it keep their value."""
+    for i, (lon, lat) in enumerate(zip(lons, lats)):
+        row, col = ds.index(lon, lat)
+        if 0 <= row < ds.height and 0 <= col < ds.width:
+            out[i] = int(ds.read(1, window=Window(col, row, 1, 1))[0, 0])
+
+
 def map_values_at(layer: MapLayer, lons: np.ndarray, lats: np.ndarray) -> np.ndarray:
     """(n,) the layer's code at each point (degrees); its no-data code (or -1 without one) where
     no raster of the layer covers the point."""
     out = np.full(len(lons), layer.nodata if layer.nodata is not None else -1, dtype=int)
     for path in layer.rasters:
         with _open(path) as ds:
-            b = ds.bounds
-            inside = np.flatnonzero((lons >= b.left) & (lons < b.right) & (lats > b.bottom) & (lats <= b.top))
-            for i in inside:
-                row, col = ds.index(lons[i], lats[i])
-                if 0 <= row < ds.height and 0 <= col < ds.width:
-                    out[i] = int(ds.read(1, window=Window(col, row, 1, 1))[0, 0])
+            values_at(ds, lons, lats, out)
     return out

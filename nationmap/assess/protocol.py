@@ -19,7 +19,7 @@ from nationmap.assess.estimators import LabelledSample, assess
 from nationmap.assess.reference import fill_reference  # noqa: F401  (the second step, re-exported)
 from nationmap.assess.report import ACCURACY_KINDS, AccuracyReport, build_report, run_table_key, write_report
 from nationmap.assess.samples import (SUFFIXES, SampleDesign, StratumRecord, design_path, labelled_sample, read_design,
-                                      read_points, sample_stem, write_sample)
+                                      point_coordinates, read_points, sample_stem, write_sample)
 from nationmap.errors import InputError
 from nationmap.files import sha256_file, sha256_json
 
@@ -149,11 +149,7 @@ def _on_another_map(plan: SampleDesign, points: pd.DataFrame, source: str | Path
     the design; the strata stay the design's (the general estimator)."""
     layer = map_layer(source, plan.product)
     nodata = layer.nodata if layer.nodata is not None else -1
-    lons = pd.to_numeric(points["lon"], errors="coerce").to_numpy(float)
-    lats = pd.to_numeric(points["lat"], errors="coerce").to_numpy(float)
-    if not (np.isfinite(lons) & np.isfinite(lats)).all():
-        raise InputError("every point needs a numeric lon and lat to be read on another map")
-    values = map_values_at(layer, lons, lats)
+    values = map_values_at(layer, *point_coordinates(points, str(source)))
     areas = strata_of(census(list(layer.rasters), (), layer.nodata), layer.nodata).map_km2
     plan = plan.replace(map=str(layer.source), map_files=layer.checksums,
                         map_km2={str(c): km2 for c, km2 in areas.items()})

@@ -17,16 +17,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import rasterio
-from rasterio.windows import Window
 
 from nationmap.assess.estimators import OUTSIDE
-from nationmap.assess.samples import OUTSIDE_LABEL, read_design, read_points, write_geopackage
+from nationmap.assess.design import values_at
+from nationmap.assess.samples import OUTSIDE_LABEL, point_coordinates, read_design, read_points, write_points
 from nationmap.data.grid import Cell
 from nationmap.data.lulc import DEFAULT_TABLE, LabelScheme, check_lulc_tile, find_lulc_tiles, load_class_table
 from nationmap.errors import InputError
-from nationmap.files import atomic_path
 
 SCHEMES = {"lulc": "lulc9", "water": "water"}  # the label scheme of each map product
 
@@ -48,10 +46,7 @@ def _tile_codes(tile: Path, lons: np.ndarray, lats: np.ndarray) -> np.ndarray:
     check_lulc_tile(tile)
     out = np.full(len(lons), -1, dtype=int)
     with rasterio.open(tile) as ds:
-        for i, (lon, lat) in enumerate(zip(lons, lats)):
-            row, col = ds.index(lon, lat)
-            if 0 <= row < ds.height and 0 <= col < ds.width:
-                out[i] = int(ds.read(1, window=Window(col, row, 1, 1))[0, 0])
+        values_at(ds, lons, lats, out)
     return out
 
 
@@ -75,14 +70,6 @@ def reference_classes(lons: np.ndarray, lats: np.ndarray, tiles: dict[str, Path]
     return out
 
 
-def _write_points(path: Path, points: pd.DataFrame) -> None:
-    if path.suffix.lower() == ".gpkg":
-        write_geopackage(path, points)
-        return
-    with atomic_path(path) as tmp:
-        points.to_csv(tmp, index=False)
-
-
 def fill_reference(sample: str | Path, reference_dir: str | Path, table: str = DEFAULT_TABLE,
                    overwrite: bool = False) -> ReferenceOutcome:
     """Fill the ``reference`` column of ``sample`` (its CSV or GeoPackage, rewritten whole) from
@@ -90,24 +77,18 @@ def fill_reference(sample: str | Path, reference_dir: str | Path, table: str = D
     sample = Path(sample)
     design = read_design(sample)
     points = read_points(sample)
-    for column in ("lon", "lat", "reference"):
-        if column not in points.columns:
-            raise InputError(f"{sample}: missing column {column}")
+    if "reference" not in points.columns:
+        raise InputError(f"{sample}: missing column reference")
     classes = load_class_table(table)
     scheme = classes.scheme(SCHEMES.get(design.product, design.product))
     tiles = find_lulc_tiles(reference_dir)
     if not tiles:
         raise InputError(f"{reference_dir}: no reference tile (LC_<cell>.tif)")
-    lons = pd.to_numeric(points["lon"], errors="coerce").to_numpy(float)
-    lats = pd.to_numeric(points["lat"], errors="coerce").to_numpy(float)
-    bad = ~(np.isfinite(lons) & np.isfinite(lats) & (np.abs(lats) < 90) & (np.abs(lons) <= 180))
-    if bad.any():
-        raise InputError(f"{sample} point {points['id'].iloc[int(np.argmax(bad))] if 'id' in points else ''}: "
-                         "lon and lat must be degrees (-180..180, -90..90)")
+    lons, lats = point_coordinates(points, str(sample))
     found = reference_classes(lons, lats, tiles, scheme, classes.codes, classes.nodata)
     had = points["reference"].astype(str).str.strip() != ""
     write = (found != MISSING) & (overwrite | ~had)
     points.loc[write, "reference"] = [OUTSIDE_LABEL if f == OUTSIDE else str(f) for f in found[write]]
-    _write_points(sample, points)
+    write_points(sample, points)
     return ReferenceOutcome(sample, int(write.sum()), int((write & (found == OUTSIDE)).sum()),
                             int(((found == MISSING) & ~had).sum()), int((had & ~write).sum()))

@@ -37,10 +37,8 @@ class EstimateRecord(Record):
     ci95: float | None
 
     @classmethod
-    def of(cls, est: Estimate, digits: int = 6) -> "EstimateRecord":
-        def plain(v: float):
-            return None if not np.isfinite(v) else round(float(v), digits)
-        return cls(plain(est.value), plain(est.se), plain(est.ci95))
+    def of(cls, est: Estimate) -> "EstimateRecord":
+        return cls(_finite(est.value), _finite(est.se), _finite(est.ci95))
 
 
 @dataclass(frozen=True)

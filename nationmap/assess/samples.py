@@ -115,11 +115,9 @@ def write_sample(stem: str | Path, design: SampleDesign, points: pd.DataFrame) -
     csv_path, gpkg_path = stem.with_name(stem.name + ".csv"), stem.with_name(stem.name + ".gpkg")
     written = []
     try:  # the three or none: a sample left half-written would refuse the retry
-        with atomic_path(csv_path) as tmp:
-            points.to_csv(tmp, index=False)
-        written.append(csv_path)
-        write_geopackage(gpkg_path, points)
-        written.append(gpkg_path)
+        for path in (csv_path, gpkg_path):
+            write_points(path, points)
+            written.append(path)
         write_json(design_path(csv_path), design.to_json())
     except BaseException:
         for path in written:
@@ -159,6 +157,30 @@ def write_geopackage(path: Path, points: pd.DataFrame) -> None:
     with atomic_path(path, keep_suffix=True) as tmp:
         pyogrio.raw.write(str(tmp), geometry, list(columns.values()), list(columns), crs="EPSG:4326", driver="GPKG",
                           geometry_type="Point", layer=LAYER)
+
+
+def write_points(path: Path, points: pd.DataFrame) -> None:
+    """A sample's points as the CSV or GeoPackage ``path`` names, written whole or not at all."""
+    if path.suffix.lower() == ".gpkg":
+        write_geopackage(path, points)
+        return
+    with atomic_path(path) as tmp:
+        points.to_csv(tmp, index=False)
+
+
+def point_coordinates(points: pd.DataFrame, source: str) -> tuple[np.ndarray, np.ndarray]:
+    """(n,) longitudes and latitudes (degrees) of a sample's points; InputError naming the first
+    point without them or outside -180..180, -90..90."""
+    missing = [c for c in ("lon", "lat") if c not in points.columns]
+    if missing:
+        raise InputError(f"{source}: missing column(s) {', '.join(missing)}")
+    lons = pd.to_numeric(points["lon"], errors="coerce").to_numpy(float)
+    lats = pd.to_numeric(points["lat"], errors="coerce").to_numpy(float)
+    bad = ~(np.isfinite(lons) & np.isfinite(lats) & (np.abs(lats) < 90) & (np.abs(lons) <= 180))
+    if bad.any():
+        point = points["id"].iloc[int(np.argmax(bad))] if "id" in points else int(np.argmax(bad)) + 1
+        raise InputError(f"{source} point {point}: lon and lat must be degrees (-180..180, -90..90)")
+    return lons, lats
 
 
 def read_points(path: str | Path) -> pd.DataFrame:

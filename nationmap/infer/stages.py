@@ -18,6 +18,7 @@ from typing import Callable, Protocol
 import shapely
 
 from nationmap import __version__
+from nationmap.assess.design import layer_checksums
 from nationmap.assess.protocol import CheckedSample, run_assessment
 from nationmap.assess.report import AccuracyReport, run_table_key
 from nationmap.data.catalog import footprints
@@ -403,7 +404,7 @@ class NationalStage:
         """The LULC map's accuracy tables, from the run's labelled sample (none without one)."""
         if self.ctx.assessment is None or "lulc" not in self.ctx.models.layers:
             return {}
-        lulc = {f"cells/{c.name}/{r.files['lulc'].path}": r.files["lulc"].sha256 for c, r in self.ok_cells.items()}
+        lulc = layer_checksums(self.ok_cells.values(), "lulc")
         return run_assessment(self.ctx.assessment, lulc, self.ctx.paths.national_dir("tables"), self.ctx.tag)
 
     def _cell_files(self, product: str) -> dict:

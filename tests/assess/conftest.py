@@ -3,8 +3,6 @@ made by a seeded script, torchgeo's way) and a map of it in the lulc9 scheme wit
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 import rasterio
