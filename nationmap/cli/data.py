@@ -38,6 +38,9 @@ def synth(
     missing_fraction: float = typer.Option(None, help="Share of frames missing in a month."),
     relief_m: float = typer.Option(None, help="Height (m) of the hills and ridges (500; 2500: a steep range with "
                                               "layover and radar shadow)."),
+    change_rate: float = typer.Option(None, help="Change events (clearings, construction, solar farms, floods) "
+                                                 "per 1,000 km2 and month after the first (0: none; 0.3: of the "
+                                                 "order of Japan's land change); listed in changes.parquet."),
     overwrite: bool = typer.Option(False, help="Replace an existing world at OUT."),
     executor: str = ExecutorOpt,
     address: str = AddressOpt,
@@ -53,13 +56,18 @@ def synth(
             cells=tuple(r.cell_names), months=tuple(str(m) for m in parse_months(months)), seed=seed,
             lulc_pixels_per_degree=lulc_pixels_per_degree, scene_pixel_m=scene_pixel_m,
             scene_length_km=scene_length_km, scene_width_km=scene_width_km,
-            missing_fraction=missing_fraction, relief_m=relief_m), "synth option")
+            missing_fraction=missing_fraction, relief_m=relief_m, change_rate=change_rate), "synth option")
         start_ray(executor, address)
         with replacing(out, overwrite) as stage:
             summary = generate.synthesize(stage, cfg, executor=executor)
         st = summary["statistics"]
         console.print(f"wrote {len(summary['tiles'])} LULC tiles and {st['scenes']} scenes to {out} "
                       f"(HH mean {st['hh_db_mean']:.2f} dB, std {st['hh_db_std']:.2f} dB)")
+        if cfg.change_rate > 0:
+            ch = summary["changes"]
+            console.print(f"{ch['events']} change events (" + ", ".join(f"{n} {k}" for k, n in ch["by_kind"].items())
+                          + "); changed LULC pixels by month: "
+                          + ", ".join(f"{m} {n:,}" for m, n in ch["changed_pixels_by_month"].items()))
 
     run_guarded(go)
 

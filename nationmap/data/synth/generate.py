@@ -8,11 +8,16 @@ Output layout::
     OUT/alos2/2022-09/<scene id>/MSK-<id>.tif     the scene's truth mask (JAXA codes: 0 no data, 50 sea,
                                                   100 layover, 150 shadow, 255 land; uint8)
     OUT/alos2/2022-09/<scene id>/LINCI-<id>.tif   its local incidence angle (uint8 degrees, 0 = no data)
+    OUT/truth/2022-10/LC_N35E137.tif              the truth of a later month where change events
+                                                  made it differ from lulc/ (the first month's)
+    OUT/changes.parquet                           the change events (``--change-rate``; one row each,
+                                                  see :mod:`nationmap.data.synth.changes`)
     OUT/synth.json                                config, scene list and measured statistics
 """
 
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -27,6 +32,7 @@ from nationmap.data.lulc import class_histogram, load_class_table, lulc_tile_nam
 from nationmap.data.masks import MASK_LAYOVER, MASK_SHADOW
 from nationmap.data.months import Month, parse_month
 from nationmap.data.regions import Region
+from nationmap.data.synth.changes import KINDS, ChangeEvent, apply_changes, plan_changes
 from nationmap.data.synth.noise import lonlat_to_km
 from nationmap.data.synth.scenes import (ALOS2_LAUNCH, ScenePlan, plan_scenes, plan_to_dict, render_scene,
                                          synth_months, touches_cells, write_scene)
@@ -53,6 +59,11 @@ class SynthConfig:
             the default 500 has no layover or shadow; ``STEEP_RELIEF_M`` (2500) makes the
             mountains a steep range with layover and shadow in the scenes' masks. LULC tiles are
             the same for every value.
+        change_rate: change events (clearings, construction, solar farms, floods) per 1,000 km^2
+            of the cells and month after the first (:mod:`nationmap.data.synth.changes`). 0 (the
+            default): the land is the same every month, as in worlds written before events
+            existed; :data:`REALISTIC_CHANGE_RATE` is of the order of Japan's land change.
+        quiet_share: probability that a month after the first has no event at all.
     """
 
     cells: tuple[str, ...]
@@ -65,6 +76,8 @@ class SynthConfig:
     missing_fraction: float = 0.15
     looks: float = 4.0
     relief_m: float = 500.0
+    change_rate: float = 0.0
+    quiet_share: float = 0.25
     world: WorldConfig = field(default=None)  # derived from seed, scene_pixel_m and relief_m
 
     def __post_init__(self):
@@ -89,6 +102,10 @@ class SynthConfig:
             raise InputError("missing_fraction must be in [0, 1)")
         if self.looks < 1:
             raise InputError("looks must be >= 1")
+        if not 0.0 <= self.change_rate <= 100.0:
+            raise InputError(f"change rate must be 0..100 events per 1,000 km2 and month, not {self.change_rate}")
+        if not 0.0 <= self.quiet_share <= 1.0:
+            raise InputError(f"quiet share must be in [0, 1], not {self.quiet_share}")
         if self.world is None:
             object.__setattr__(self, "world", WorldConfig(seed=self.seed, pixel_m=self.scene_pixel_m,
                                                           relief_m=self.relief_m))
@@ -104,22 +121,54 @@ class SynthConfig:
         return d
 
 
-def lulc_tile(cell: Cell, cfg: SynthConfig) -> np.ndarray:
-    """(N, N) uint8 JAXA codes of ``cell`` at ``cfg.lulc_pixels_per_degree`` (pixel centres)."""
-    n = cfg.lulc_pixels_per_degree
+REALISTIC_CHANGE_RATE = 0.3
+"""Change events per 1,000 km^2 and month of the order of Japan's land change (about 0.05 % of the
+land a year cleared, built on, covered with panels or flooded: 3.6 events a year per 1,000 km^2
+of about 0.1 km^2 each)."""
+
+
+@functools.lru_cache(maxsize=8)
+def change_events(cfg: SynthConfig) -> tuple[ChangeEvent, ...]:
+    """The change events of ``cfg``'s world (none when ``cfg.change_rate`` is 0)."""
+    cells = tuple((c.lon, c.lat) for c in map(parse_cell, cfg.cells))
+    return plan_changes(cells, cfg.months, cfg.world, cfg.change_rate, cfg.quiet_share)
+
+
+def _tile_points(cell: Cell, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """World km (x, y), each (n, n), of the pixel centres of ``cell`` at ``n`` px per degree."""
     step = 1.0 / n
     lon = cell.lon + (np.arange(n) + 0.5) * step
     lat = cell.lat + 1 - (np.arange(n) + 0.5) * step
-    lon_grid, lat_grid = np.meshgrid(lon, lat)
-    x, y = lonlat_to_km(lon_grid, lat_grid)
-    return landscape(x, y, cfg.world).codes
+    return lonlat_to_km(*np.meshgrid(lon, lat))
+
+
+def lulc_tile(cell: Cell, cfg: SynthConfig, month: str | None = None) -> np.ndarray:
+    """(N, N) uint8 JAXA codes of ``cell`` at ``cfg.lulc_pixels_per_degree`` (pixel centres), in
+    ``month`` (default: the first month, the epoch of the ``lulc/`` tiles)."""
+    x, y = _tile_points(cell, cfg.lulc_pixels_per_degree)
+    codes = landscape(x, y, cfg.world).codes
+    return apply_changes(codes, x, y, month, change_events(cfg)) if month else codes
 
 
 def _tile_task(args) -> dict:
     cell_name, cfg, out_dir = args
     cell = parse_cell(cell_name)
-    codes = lulc_tile(cell, cfg)
-    path = Path(out_dir) / lulc_tile_name(cell_name)
+    x, y = _tile_points(cell, cfg.lulc_pixels_per_degree)
+    codes = landscape(x, y, cfg.world).codes
+    _write_tile(Path(out_dir) / "lulc" / lulc_tile_name(cell_name), codes, cell, cfg)
+    changed = {}
+    for month in sorted(cfg.months)[1:]:
+        truth = apply_changes(codes, x, y, month, change_events(cfg))
+        changed[month] = int((truth != codes).sum())
+        if changed[month]:
+            _write_tile(Path(out_dir) / "truth" / month / lulc_tile_name(cell_name), truth, cell, cfg)
+    return {"cell": cell_name, "path": str(Path(out_dir) / "lulc" / lulc_tile_name(cell_name)),
+            "counts": class_histogram(codes).tolist(), "changed": changed}
+
+
+def _write_tile(path: Path, codes: np.ndarray, cell: Cell, cfg: SynthConfig) -> None:
+    """A JAXA-like LULC tile (uint8, EPSG:4326, colour table and class names, 0 = no data)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
     table = load_class_table()
     profile = dict(driver="GTiff", dtype="uint8", count=1, width=codes.shape[1], height=codes.shape[0],
                    crs="EPSG:4326", transform=cell.transform(cfg.lulc_pixels_per_degree), nodata=0,
@@ -129,12 +178,11 @@ def _tile_task(args) -> dict:
         dst.write_colormap(1, {c.code: c.rgb + (255,) for c in table.classes} | {0: (0, 0, 0, 0)})
         dst.colorinterp = [ColorInterp.palette]
         dst.update_tags(1, **{f"CLASS_{c.code}": c.name for c in table.classes})
-    return {"cell": cell_name, "path": str(path), "counts": class_histogram(codes).tolist()}
 
 
 def _scene_task(args) -> dict:
     plan, cfg, out_dir = args
-    scene = render_scene(plan, cfg.world, cfg.looks, cfg.seed)
+    scene = render_scene(plan, cfg.world, cfg.looks, cfg.seed, change_events(cfg))
     directory = Path(out_dir) / plan.month / plan.scene_id
     path = write_scene(plan, scene, directory)
     valid = scene.dn > 0
@@ -160,9 +208,10 @@ def synthesize(out: Path, cfg: SynthConfig, executor: str = "ray") -> dict:
         bounds, [parse_month(m) for m in cfg.months], cfg.seed, length_km=cfg.scene_length_km,
         width_km=cfg.scene_width_km, pixel_m=cfg.scene_pixel_m, missing_fraction=cfg.missing_fraction,
     ), [c.polygon for c in cells])
-    tiles = run_tasks(_tile_task, [(c, cfg, str(lulc_dir)) for c in cfg.cells], desc="LULC tiles", executor=executor)
+    tiles = run_tasks(_tile_task, [(c, cfg, str(out)) for c in cfg.cells], desc="LULC tiles", executor=executor)
     scenes = run_tasks(_scene_task, [(p, cfg, str(scene_dir)) for p in plans], desc="ALOS-2 scenes", executor=executor)
     summary = {"config": cfg.to_dict(), "statistics": _statistics(tiles, scenes),
+               "changes": _write_changes(out, cfg, tiles),
                "tiles": [{"cell": t["cell"], "path": str(Path(t["path"]).relative_to(out))} for t in tiles],
                "scenes": [{**s["plan"], "path": str(Path(s["path"]).relative_to(out)), "width": s["width"],
                            "height": s["height"], "layover_px": s["layover_px"], "shadow_px": s["shadow_px"]}
@@ -170,6 +219,24 @@ def synthesize(out: Path, cfg: SynthConfig, executor: str = "ray") -> dict:
     with atomic_file(out / "synth.json") as f:
         f.write(json.dumps(summary, indent=2))
     return summary
+
+
+def _write_changes(out: Path, cfg: SynthConfig, tiles: list[dict]) -> dict:
+    """``changes.parquet`` (one row per event; written when the config has a change rate) and the
+    summary of the change: events per kind, changed pixels of the LULC tiles per month."""
+    import pandas as pd
+
+    events = change_events(cfg)
+    if cfg.change_rate > 0:
+        columns = ["event", "kind", "month", "until", "lon", "lat", "length_m", "width_m", "angle_deg",
+                   "from_codes", "to_code", "area_km2"]
+        with atomic_path(out / "changes.parquet") as tmp:
+            pd.DataFrame([e.to_dict() for e in events], columns=columns).to_parquet(tmp, index=False)
+    months = sorted(cfg.months)[1:]
+    return {"events": len(events), "by_kind": {k: sum(e.kind == k for e in events) for k in KINDS},
+            "events_by_month": {m: sum(e.month == m for e in events) for m in months},
+            "changed_pixels_by_month": {m: sum(t["changed"].get(m, 0) for t in tiles) for m in months},
+            "truth": "truth/<YYYY-MM>/ holds a later month's tile where it differs from lulc/"}
 
 
 def _statistics(tiles: list[dict], scenes: list[dict]) -> dict:

@@ -35,6 +35,7 @@ from nationmap.data.calibration import db_to_dn, db_to_linear, linear_to_db
 from nationmap.data.masks import LINCI_PREFIX, MASK_PREFIX, linci_codes, mask_codes, sidecar_name, write_layer
 from nationmap.data.months import Month
 from nationmap.data.synth import backscatter as B
+from nationmap.data.synth.changes import ChangeEvent, with_changes
 from nationmap.data.synth.noise import fbm, lonlat_to_km
 from nationmap.data.synth.world import WATER, Landscape, WorldConfig, landscape
 from nationmap.errors import InputError
@@ -241,13 +242,17 @@ class RenderedScene:
     linci: np.ndarray
 
 
-def render_scene(plan: ScenePlan, world: WorldConfig, looks: float, seed: int) -> RenderedScene:
-    """Render a scene: its DN, the true classes and its mask and local incidence (see RenderedScene)."""
+def render_scene(plan: ScenePlan, world: WorldConfig, looks: float, seed: int,
+                 events: tuple[ChangeEvent, ...] = ()) -> RenderedScene:
+    """Render a scene: its DN, the true classes and its mask and local incidence (see RenderedScene),
+    on the land of its month (the change ``events`` active in ``plan.month`` applied)."""
     grid = scene_grid(plan)
     rows, cols = np.nonzero(grid.inside)
     lon, lat = pixel_lonlat(grid.crs, grid.transform, rows, cols)
     x, y = lonlat_to_km(np.asarray(lon), np.asarray(lat))
     land: Landscape = landscape(x, y, world)
+    if events:
+        land = with_changes(land, x, y, plan.month, events)
     month = dt.date.fromisoformat(plan.month + "-01").month
 
     mean, obj_std, tex_std = B.class_means(land.codes, month)

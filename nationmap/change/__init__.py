@@ -1,0 +1,1 @@
+"""Land change that needs evidence: a month's LULC map against the class each pixel was confirmed in."""
