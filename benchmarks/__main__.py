@@ -17,7 +17,7 @@ from pathlib import Path
 from benchmarks.common import ROOT, SIZES, WORKDIR, machine, run_child
 
 BENCHMARKS = ("infer_overhead", "infer_memory", "products", "national_layer", "scale", "training", "data_prep", "gpu",
-              "quality", "serve", "assess_coverage")
+              "quality", "serve", "assess_coverage", "change")
 # ratio -> (target, "min" (ratio must be >= target) or "max" (<=), what it means)
 TARGETS = {
     ("infer_overhead", "scene_stage_vs_bare"): (0.90, "min", "scene stage throughput / bare forward"),
@@ -55,6 +55,14 @@ TARGETS = {
         (0.93, "min", "the same, lowest class, 600 points with 2 px buffer strata around the rare classes"),
     ("assess_coverage", "min_class_coverage_n2400_buffers2"):
         (0.93, "min", "the same, lowest class, 2,400 points with 2 px buffer strata around the rare classes"),
+    ("change", "false_change_raw_vs_rule"):
+        (5.0, "min", "false change on stable land of the held-out world, raw monthly difference / change rule"),
+    ("change", "recall_rule_vs_raw"):
+        (0.8, "min", "recall of true change on the held-out world, change rule / raw monthly difference"),
+    ("change", "tuning_false_change_raw_vs_rule"):
+        (None, "min", "false change on stable land of the tuning world, raw monthly difference / change rule"),
+    ("change", "tuning_recall_rule_vs_raw"):
+        (None, "min", "recall of true change on the tuning world, change rule / raw monthly difference"),
 }
 DEFAULT_RESULTS = ROOT / "benchmarks" / "RESULTS.md"
 

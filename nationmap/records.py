@@ -257,6 +257,7 @@ class CellRecord(Record):
     seconds: float = 0.0
     node: str | None = None
     skipped: bool = False
+    change_key: str = ""  # the change stage's key of the change layers among ``files`` ("" : none)
 
     def __post_init__(self):
         _one_of(self.status, CELL_STATUSES, "cell status")

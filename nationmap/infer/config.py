@@ -11,6 +11,7 @@ import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
+from nationmap.change.rule import ChangeRule
 from nationmap.config import Config, default_of
 from nationmap.devices import AUTO, CPU_BATCH, check_auto
 from nationmap.data.months import parse_month
@@ -53,7 +54,10 @@ class InferConfig(Config):
             when the cluster has GPUs, else the CPU; :mod:`nationmap.devices`).
         keep_scenes: keep the per-scene probability rasters after a complete run.
         previous: the previous month's products (a run directory or published version) for the
-            change tables; empty: area tables only (``nationmap refresh`` sets it).
+            change tables and layers; empty: area tables only (``nationmap refresh`` sets it).
+        change_confirm_months / change_confirm_confidence / change_min_confidence /
+            change_min_patch_px: the change rule of the change layers (:class:`ChangeRule`, which
+            declares them and checks their ranges; :meth:`change_rule`).
         compile: ``torch.compile`` the models in each predictor (GPU: faster after a warm-up of
             about a minute; off by default).
 
@@ -92,6 +96,10 @@ class InferConfig(Config):
     keep_scenes: bool = False
     compile: bool = False
     previous: str = ""
+    change_confirm_months: int = default_of(ChangeRule, "confirm_months")
+    change_confirm_confidence: float = default_of(ChangeRule, "confirm_confidence")
+    change_min_confidence: float = default_of(ChangeRule, "min_confidence")
+    change_min_patch_px: int = default_of(ChangeRule, "min_patch_px")
 
     def __post_init__(self):
         self.check_fields()  # types and finite numbers first: a nan never reaches a range check
@@ -113,6 +121,7 @@ class InferConfig(Config):
         if self.window:
             self.window_settings(self.window)
         self.cell_settings()
+        self.change_rule()
         if self.dem and not Path(self.dem).is_file():
             raise InputError(f"DEM {self.dem}: no such file")
         if self.assessment and not Path(self.assessment).is_file():
@@ -128,6 +137,10 @@ class InferConfig(Config):
         return CellSettings(pixels_per_degree=self.pixels_per_degree, block=self.cell_block, resampling=self.resampling,
                             min_validity=self.min_validity, water_threshold=self.water_threshold,
                             min_count=self.min_count)
+
+    def change_rule(self) -> ChangeRule:
+        return ChangeRule(confirm_months=self.change_confirm_months, confirm_confidence=self.change_confirm_confidence,
+                          min_confidence=self.change_min_confidence, min_patch_px=self.change_min_patch_px)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

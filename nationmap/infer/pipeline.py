@@ -45,7 +45,7 @@ from nationmap.files import safe_child, sha256_file, write_json
 from nationmap.logs import capture
 from nationmap.infer.config import InferConfig
 from nationmap.infer.tables import read_previous
-from nationmap.infer.stages import (CellStage, ModelSet, NationalStage, RunContext, RunPaths, SceneStage,
+from nationmap.infer.stages import (ChangeStage, CellStage, ModelSet, NationalStage, RunContext, RunPaths, SceneStage,
                                     StacStage)
 from nationmap.products.cells import BandLayout
 from nationmap.products.layers import product_layers
@@ -85,7 +85,8 @@ def describe_models(cfg: InferConfig) -> ModelSet:
         raise InputError(f"window {window} px differs from the models' input size {size} px")
     classes = {t: class_table_from_dict(m.class_table).scheme(m.scheme).classes for t, m in metas.items()}
     layout = BandLayout(tuple(c.code for c in classes.get("lulc", ())), "water" in metas)
-    layers = product_layers(classes.get("lulc", ()), classes.get("water", ()), probabilities=cfg.probabilities)
+    layers = product_layers(classes.get("lulc", ()), classes.get("water", ()), probabilities=cfg.probabilities,
+                            change=bool(cfg.previous))
     return ModelSet(paths, hashes, window, layout, layers)
 
 
@@ -147,6 +148,9 @@ def _run_stages(ctx: RunContext, catalog, timings: dict):
     with _timed(timings, "cells_s"):
         log(f"{len(cells.cells)} cells; {len(cell_todo)} to combine")
         cells.run(cell_todo)
+    change = ChangeStage(ctx, cells)
+    with _timed(timings, "change_s"):
+        change.run(change.plan())
     national = NationalStage(ctx, cells)
     with _timed(timings, "mosaic_s"):
         national.run(national.plan())

@@ -21,6 +21,7 @@ from nationmap import __version__
 from nationmap.assess.design import layer_checksums
 from nationmap.assess.protocol import CheckedSample, run_assessment
 from nationmap.assess.report import AccuracyReport, run_table_key
+from nationmap.change.cells import ChangeCellJob, change_cell
 from nationmap.data.catalog import footprints
 from nationmap.data.alos2 import is_alos2_name
 from nationmap.data.grid import Cell
@@ -34,7 +35,7 @@ from nationmap.infer.config import InferConfig
 from nationmap.infer.tables import PreviousMonth, write_area_tables
 from nationmap.parallel import progress_bar, run_tasks
 from nationmap.products.acquisitions import acquisition_rows, read_acquisition_table, write_acquisition_table
-from nationmap.products.cells import SCENE_RASTER_FORMAT, BandLayout, run_cell
+from nationmap.products.cells import SCENE_RASTER_FORMAT, BandLayout, product_name, run_cell
 from nationmap.products.layers import Layer
 from nationmap.products.mosaic import build_mosaic
 from nationmap.products.quicklook import write_quicklook
@@ -266,6 +267,8 @@ class CellStage:
             c: CellRecord.read_or_none(ctx.paths.cell_record(c)) for c in self.cells}
         self.jobs: dict[str, CellJob] = {}
         self.todo: list[str] = []
+        # the products a cell's blocks compute (the change layers come after, from its COGs)
+        self.layers = {p: layer for p, layer in ctx.models.layers.items() if layer.compute is not None}
 
     def plan(self) -> list[str]:
         ctx, ok = self.ctx, self.scenes.ok()
@@ -275,13 +278,13 @@ class CellStage:
             covering = [ok[i] for i in sorted(tree.query(cell.polygon, predicate="intersects"))]
             region = None if ctx.region.geometry.covers(cell.polygon) else ctx.region.geometry.intersection(cell.polygon)
             key = sha256_json({"scenes": [self.scenes.keys[s] for s in covering], "models": ctx.models.key,
-                               "cell": settings.__dict__, "month": ctx.cfg.month, "products": list(ctx.models.layers),
+                               "cell": settings.__dict__, "month": ctx.cfg.month, "products": list(self.layers),
                                "sources": [(self.scenes.index[s], self.scenes.day(s)) for s in covering],
                                "region": None if region is None else region.wkb_hex})
             self.jobs[name] = CellJob(
                 cell=cell, month=ctx.cfg.month, key=key, scene_ids=tuple(covering),
                 scenes=tuple(str(ctx.paths.scene_raster(s)) for s in covering), out_dir=str(ctx.paths.cell_dir(name)),
-                layout=ctx.models.layout, layers=ctx.models.layers, settings=settings,
+                layout=ctx.models.layout, layers=self.layers, settings=settings,
                 record=str(ctx.paths.cell_record(name)), tags={"MODELS": ctx.models.key[:16]},
                 # a Ray cell task holds one CPU; serially the cores are the cell's
                 threads=1 if ctx.cfg.executor == "ray" else available_cpus(),
@@ -308,6 +311,57 @@ class CellStage:
 
     def entries(self) -> list[CellRecord]:
         return [self.records[c].replace(skipped=c not in self.todo) for c in self.cells]
+
+
+# ---------------------------------------------------------------------------- change layers
+
+
+class ChangeStage:
+    """Each ok cell's LULC and confidence COGs and the previous month's change state of the cell
+    -> its ``change`` and ``change_classes`` COGs (:mod:`nationmap.change.cells`), one task per
+    cell, added to the cell's record. Only when the run has a previous month. A cell's key hashes
+    its two COGs, the previous month, the rule and the month."""
+
+    name = "change"
+    FORMAT = "change-layers/1"
+
+    def __init__(self, ctx: RunContext, cells: CellStage):
+        self.ctx, self.cells = ctx, cells
+        self.layers = {p: layer for p, layer in ctx.models.layers.items() if layer.compute is None}
+        self.jobs: dict[str, tuple[str, ChangeCellJob]] = {}
+
+    def plan(self) -> list[str]:
+        ctx = self.ctx
+        if not self.layers:
+            return []
+        rule = ctx.cfg.change_rule()
+        for cell, rec in self.cells.ok().items():
+            before = ctx.previous.cells.get(cell.name, {}) if ctx.previous else {}
+            state = ("change", "change_classes") if {"change", "change_classes"} <= set(before) else ("lulc",)
+            previous = {p: before[p] for p in state if p in before}
+            key = sha256_json({"lulc": rec.files["lulc"].sha256, "confidence": rec.files["confidence"].sha256,
+                               "previous": [ctx.previous.key if ctx.previous else None, sorted(previous)],
+                               "rule": dataclasses.asdict(rule), "month": ctx.cfg.month, "format": self.FORMAT})
+            d = ctx.paths.cell_dir(cell.name)
+            self.jobs[cell.name] = (key, ChangeCellJob(
+                cell.name, ctx.cfg.month, d / rec.files["lulc"].path, d / rec.files["confidence"].path, previous,
+                self.layers, {p: d / product_name(cell.name, ctx.cfg.month, p) for p in self.layers}, rule,
+                {"CELL": cell.name, "MONTH": ctx.cfg.month, "MODELS": ctx.models.key[:16]}))
+        return [c for c, (key, _) in self.jobs.items() if not self._done(c, key)]
+
+    def _done(self, cell: str, key: str) -> bool:
+        rec = self.cells.records[cell]
+        return (not self.ctx.force and rec.change_key == key and set(self.layers) <= set(rec.files)
+                and files_verify(self.ctx.paths.cell_dir(cell), {p: rec.files[p] for p in self.layers}))
+
+    def run(self, units: list[str]) -> None:
+        jobs = [self.jobs[c][1] for c in units]
+        for job, written in zip(jobs, run_tasks(change_cell, jobs, desc="change layers", executor=self.ctx.cfg.executor)):
+            rec = self.cells.records[job.cell]
+            files = {p: FileEntry(path.name, sha256_file(path)) for p, path in written.items()}
+            rec = rec.replace(files={**rec.files, **files}, change_key=self.jobs[job.cell][0])
+            write_json(self.ctx.paths.cell_record(job.cell), rec, durable=True)
+            self.cells.records[job.cell] = rec
 
 
 # ---------------------------------------------------------------------------- national layers
@@ -354,7 +408,7 @@ class NationalStage:
         self.previous = ctx.previous
         self.key = sha256_json({"cells": {c.name: {p: e.sha256 for p, e in r.files.items()}
                                           for c, r in self.ok_cells.items()},
-                                "region": [c.name for c in ctx.region.cells], "format": "vrt+sparse-cog+tables/3",
+                                "region": [c.name for c in ctx.region.cells], "format": "vrt+sparse-cog+tables/4",
                                 "previous": self.previous.key if self.previous else None,
                                 "acquisitions": [(r.id, str(r.sha256), r.path, str(r.datetime))
                                                  for r in cells.scenes.rows.values()],
@@ -397,7 +451,8 @@ class NationalStage:
         tables |= assessed
         groups["tables"] = {k: FileEntry(str(path.relative_to(paths.root)), sha256_file(path))
                             for k, path in tables.items()}
-        self.record = NationalRecord(self.key, Products(**groups, owners={k: "lulc" for k in assessed}))
+        owned = [*assessed, *(k for k in tables if k.startswith("change_status_"))]  # the LULC map's own
+        self.record = NationalRecord(self.key, Products(**groups, owners={k: "lulc" for k in owned}))
         write_json(paths.national_record, self.record)
 
     def _assessment(self) -> dict[str, Path]:

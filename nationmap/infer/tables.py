@@ -7,6 +7,8 @@ driver sums the region and writes
 
     tables/<tag>_areas.csv / .parquet     region, month, scope, cell, layer, code, class, area_km2, share
     tables/<tag>_change.csv / .parquet    ... previous_month, from_code/class, to_code/class, area_km2
+    tables/<tag>_change_status.csv / .parquet   ... previous_month, status (confirmed, provisional),
+                                          from_code/class, to_code/class, area_km2: the change layers
 
 The change table states the area it covers: its ``mapped`` rows (from the ``reason`` COGs: reason
 0; from the ``count`` COGs against a month published before that layer) give the km^2 mapped in
@@ -25,15 +27,17 @@ from pathlib import Path
 from nationmap.errors import InputError
 from nationmap.files import safe_child, sha256_file, sha256_json
 from nationmap.parallel import run_tasks
-from nationmap.products.areas import (AREA_COLUMNS, CHANGE_COLUMNS, cell_area_rows, cell_change_rows,
-                                      cell_coverage_rows, region_area_rows, region_change_rows, unmapped_cell_rows,
-                                      write_tables)
+from nationmap.products.areas import (AREA_COLUMNS, CHANGE_COLUMNS, STATUS_COLUMNS, cell_area_rows,
+                                      cell_change_rows, cell_coverage_rows, cell_status_rows, region_area_rows,
+                                      region_change_rows, region_status_rows, unmapped_cell_rows, write_tables)
 from nationmap.products.layers import Layer, declared_layers
 from nationmap.records import FileEntry, RunManifest
 
 COVERAGE_PRODUCTS = ("reason", "count")  # where each month mapped: the reason (0), else the count (> 0)
-PREVIOUS_PRODUCTS = (*(n for n, layer in declared_layers().items() if layer.change), *COVERAGE_PRODUCTS)
-"""What the change table reads of the previous month: the declared ``change`` products and the coverage."""
+PREVIOUS_PRODUCTS = (*(n for n, layer in declared_layers().items() if layer.change), *COVERAGE_PRODUCTS,
+                     "change", "change_classes")
+"""What a run reads of the previous month: the declared ``change`` products and the coverage (the
+change table), the change layers (the state the change rule goes on from)."""
 CHANGE_FORMAT = "change/3"  # the mapped rows by the reason layer: tables of an earlier format are redone
 
 
@@ -47,8 +51,8 @@ class CellTablesJob:
     layers: dict[str, Layer]
 
 
-def cell_tables(job: CellTablesJob) -> tuple[list, list]:
-    """(area rows, change rows) of one cell (a Ray task on a cluster)."""
+def cell_tables(job: CellTablesJob) -> tuple[list, list, list]:
+    """(area rows, change rows, change status rows) of one cell (a Ray task on a cluster)."""
     areas = cell_area_rows(job.cell, job.files, job.layers)
     change = [row for p, before in sorted(job.previous.items()) if p in job.layers and job.layers[p].change
               for row in cell_change_rows(job.cell, before, job.files[p], job.layers[p])]
@@ -56,7 +60,9 @@ def cell_tables(job: CellTablesJob) -> tuple[list, list]:
     coverage = COVERAGE_PRODUCTS[0] if all(COVERAGE_PRODUCTS[0] in f for f in (job.previous, job.files)) else "count"
     if coverage in job.previous:
         change += cell_coverage_rows(job.cell, job.previous[coverage], job.files[coverage], coverage == "reason")
-    return areas, change
+    status = (cell_status_rows(job.cell, job.files["change"], job.files["change_classes"], job.layers["lulc"])
+              if "change" in job.layers and "change" in job.files else [])
+    return areas, change, status
 
 
 @dataclass(frozen=True)
@@ -117,7 +123,7 @@ def write_area_tables(cell_files: dict[str, dict[str, Path]], layers: dict[str, 
     jobs = [CellTablesJob(cell, files, _previous_files(cell, files, previous), layers)
             for cell, files in sorted(cell_files.items())]
     results = run_tasks(cell_tables, jobs, desc="area tables", executor=executor)
-    areas = [row for rows, _ in results for row in rows]
+    areas = [row for rows, _, _ in results for row in rows]
     areas += [row for cell, (inside, outside) in sorted((unmapped or {}).items())
               for row in unmapped_cell_rows(cell, inside, outside, layers)]
     fixed = {"region": region, "month": month}
@@ -125,11 +131,17 @@ def write_area_tables(cell_files: dict[str, dict[str, Path]], layers: dict[str, 
                    write_tables(region_area_rows(areas, region, layers) + areas, AREA_COLUMNS, fixed,
                                 stem.with_name(stem.name + "_areas"))))
     if previous is not None:
-        change = [row for _, rows in results for row in rows]
+        change = [row for _, rows, _ in results for row in rows]
         out |= dict(zip(("change_csv", "change_parquet"),
                         write_tables(region_change_rows(change, region) + change, CHANGE_COLUMNS,
                                      {**fixed, "previous_month": previous.month},
                                      stem.with_name(stem.name + "_change"))))
+    if previous is not None and "change" in layers:
+        status = [row for _, _, rows in results for row in rows]
+        out |= dict(zip(("change_status_csv", "change_status_parquet"),
+                        write_tables(region_status_rows(status, region) + status, STATUS_COLUMNS,
+                                     {**fixed, "previous_month": previous.month},
+                                     stem.with_name(stem.name + "_change_status"))))
     return out
 
 

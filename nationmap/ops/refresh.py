@@ -262,7 +262,7 @@ def _change_reference(cfg: InferConfig, month: MonthDir, attempt: _Attempt) -> P
 def _record_change_table(previous: Path, manifest: RunManifest, attempt: _Attempt) -> None:
     """The area the change table covers (km^2 mapped in both months), in the record and the
     summary; a warning when it is none, or leaves out cells mapped this month."""
-    from nationmap.products.areas import read_common_area
+    from nationmap.products.areas import read_common_area, read_status_km2
 
     entry = manifest.products.tables.get("change_csv")
     where = f"the published {previous.parent.name} {previous.name}"
@@ -273,6 +273,11 @@ def _record_change_table(previous: Path, manifest: RunManifest, attempt: _Attemp
     attempt.update(change_table=ChangeCoverage(previous.parent.name, str(previous), list(common.cells), common.km2))
     attempt.say(f"change table against {where}: {common.km2:,.1f} km2 mapped in both months "
                 f"({len(common.cells)} cells)")
+    status = manifest.products.tables.get("change_status_csv")
+    if status is not None:
+        km2 = read_status_km2(Path(manifest.run_dir) / status.path)
+        attempt.say(f"change layers: {km2.get('confirmed', 0.0):,.2f} km2 of LULC change confirmed this month, "
+                    f"{km2.get('provisional', 0.0):,.2f} km2 provisional (seen, not yet confirmed)")
     mapped = sorted(c.cell for c in manifest.ok_cells())
     left_out = [c for c in mapped if c not in common.cells]
     if not common.km2 > 0:

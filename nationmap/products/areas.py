@@ -225,6 +225,55 @@ def region_change_rows(cell_rows: list[ChangeRow], region: str) -> list[ChangeRo
     return [ChangeRow("region", region, *key, km2) for key, km2 in sums.items()]
 
 
+STATUS_COLUMNS = ("region", "month", "previous_month", "scope", "cell", "status", "from_code", "from_class",
+                  "to_code", "to_class", "area_km2")
+
+
+@dataclass(frozen=True)
+class StatusChangeRow:
+    """km^2 of the change layer's ``status`` (provisional, or confirmed this month) from the LULC
+    class ``from_code`` (confirmed before) to ``to_code``."""
+
+    scope: str
+    cell: str
+    status: str
+    from_code: int
+    from_name: str
+    to_code: int
+    to_name: str
+    km2: float
+
+
+def cell_status_rows(cell: str, change: Path, change_classes: Path, lulc: Layer) -> list[StatusChangeRow]:
+    """The provisional and confirmed change of one cell from its ``change`` (status) and
+    ``change_classes`` (from, to, ...) COGs: km^2 per status and pair of LULC classes."""
+    from nationmap.change.rule import CONFIRMED, PROVISIONAL, STATUS_NAMES
+
+    with rasterio.open(change) as st, rasterio.open(change_classes) as cl:
+        rows = row_areas_km2(st.transform, st.height)
+        total = np.zeros(3 * CODES * CODES)
+        for top, n in _strips(st.height):
+            window = Window(0, top, st.width, n)
+            status, (before, after) = st.read(1, window=window), cl.read((1, 2), window=window)
+            sel = (status == PROVISIONAL) | (status == CONFIRMED)
+            index = (status[sel].astype(np.int64) * CODES + before[sel]) * CODES + np.minimum(after[sel], CODES - 1)
+            weights = np.broadcast_to(rows[top:top + n, None], status.shape)[sel]
+            total += np.bincount(index, weights, minlength=total.size)
+    km2 = total.reshape(3, CODES, CODES)
+    classes = sorted(lulc.classes, key=lambda c: c.code)
+    return [StatusChangeRow("cell", cell, STATUS_NAMES[s], a.code, a.name, b.code, b.name, float(km2[s, a.code, b.code]))
+            for s in (CONFIRMED, PROVISIONAL) for a in classes for b in classes if km2[s, a.code, b.code] > 0]
+
+
+def region_status_rows(cell_rows: list[StatusChangeRow], region: str) -> list[StatusChangeRow]:
+    """The region's rows: the cells' km^2 summed per status and pair of classes."""
+    sums: dict[tuple, float] = {}
+    for r in cell_rows:
+        key = (r.status, r.from_code, r.from_name, r.to_code, r.to_name)
+        sums[key] = sums.get(key, 0.0) + r.km2
+    return [StatusChangeRow("region", region, *key, km2) for key, km2 in sums.items()]
+
+
 def write_tables(rows: list, columns: tuple[str, ...], fixed: dict, stem: Path) -> tuple[Path, Path]:
     """``rows`` (AreaRow or ChangeRow, with the ``fixed`` columns: region, month...) as
     ``stem.csv`` and ``stem.parquet`` (atomic writes); returns both paths."""
@@ -270,7 +319,17 @@ def read_common_area(csv: str | Path) -> CommonArea:
     return CommonArea(tuple(sorted(cells)), float(both[both.scope == "region"].area_km2.sum()))
 
 
+def read_status_km2(csv: str | Path) -> dict[str, float]:
+    """The region's km^2 per status (confirmed, provisional) of a change status table written by
+    :func:`write_tables` (``*_change_status.csv``)."""
+    import pandas as pd
+
+    table = pd.read_csv(csv)
+    return {str(k): float(v) for k, v in table[table.scope == "region"].groupby("status").area_km2.sum().items()}
+
+
 _ROW_COLUMNS = {
     AreaRow: ("scope", "cell", "layer", "code", "class", "area_km2", "share"),
     ChangeRow: ("scope", "cell", "layer", "from_code", "from_class", "to_code", "to_class", "area_km2"),
+    StatusChangeRow: ("scope", "cell", "status", "from_code", "from_class", "to_code", "to_class", "area_km2"),
 }

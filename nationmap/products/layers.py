@@ -18,10 +18,18 @@ months mapped, and the run record's per-class pixel counts are of ``lulc`` and `
                    acquisition table (65535 = none)
     date           uint8 that acquisition's day: days since the month's first day (255 = none)
     count          uint8 number of acquisitions used for the pixel (0 = none)
+    change         uint8 status of the pixel's change since its confirmed class (0 no change, 1
+                   provisional, 2 confirmed this month; 255 = never mapped): the change rule of
+                   :mod:`nationmap.change.rule`, written when the run has a previous month
+    change_classes 4 x uint16: the class confirmed before this month, the new class of a
+                   provisional or confirmed change (0 = none), the month it was first seen ((year -
+                   2000) x 100 + month, 0 = none) and the mapped months it has been seen
 
 Adding a product: declare it in :func:`product_layers` and write the function that computes
 it in :mod:`nationmap.products.pixels`; ``tests/products/test_declared.py`` checks that every
-consumer writes or shows it.
+consumer writes or shows it. The change layers have no such function (``compute`` None): they are
+made from the month's cell COGs and the previous month's by the change stage
+(:mod:`nationmap.change.cells`).
 """
 
 from __future__ import annotations
@@ -47,7 +55,8 @@ class Layer:
         nodata: the no-data value written in the COG (``None``: every value is data).
         overview_resampling: GDAL resampling of the COG overviews (mode for categories).
         description: one line for band metadata, STAC and legends.
-        compute: ``(CellBlock, nodata) -> (h, w)`` or ``(bands, h, w)`` array of ``dtype``.
+        compute: ``(CellBlock, nodata) -> (h, w)`` or ``(bands, h, w)`` array of ``dtype``; None:
+            made by a later stage from the month's cell COGs (the change layers).
         classes: (code, name, colour) of a categorical layer; empty otherwise.
         unit: unit of a continuous layer.
         dtype: ``uint8`` or ``uint16``.
@@ -69,7 +78,7 @@ class Layer:
     nodata: int | None
     overview_resampling: str
     description: str
-    compute: Callable
+    compute: Callable | None
     classes: tuple[ClassInfo, ...] = ()
     unit: str | None = None
     dtype: str = "uint8"
@@ -127,11 +136,21 @@ def reason_classes() -> tuple[ClassInfo, ...]:
     return tuple(ClassInfo(code, name, colour) for code, (name, colour) in pixels.REASONS.items())
 
 
+def change_classes() -> tuple[ClassInfo, ...]:
+    from nationmap.change.rule import CONFIRMED, NONE, PROVISIONAL, STATUS_NAMES
+
+    colours = {NONE: "#f0f0f0", PROVISIONAL: "#fdae61", CONFIRMED: "#d7191c"}
+    return tuple(ClassInfo(code, STATUS_NAMES[code], colours[code]) for code in (NONE, PROVISIONAL, CONFIRMED))
+
+
+CHANGE_BANDS = ("from_class", "to_class", "first_seen", "months_seen")
+
+
 def product_layers(lulc_classes: tuple[ClassInfo, ...], water_classes: tuple[ClassInfo, ...],
-                   probabilities: bool = False) -> dict[str, Layer]:
+                   probabilities: bool = False, change: bool = False) -> dict[str, Layer]:
     """The run's products, in declaration order: those whose models are given (``lulc_classes``
-    and ``water_classes``, from the models' label schemes; empty: no such model), and the class
-    probabilities when ``probabilities``."""
+    and ``water_classes``, from the models' label schemes; empty: no such model), the class
+    probabilities when ``probabilities``, and the change layers when ``change`` (a previous month)."""
     lulc = tuple(lulc_classes)
     declared = [
         Layer("lulc", 0, "mode", "land-use/land-cover class", pixels.lulc_class, classes=lulc,
@@ -151,10 +170,16 @@ def product_layers(lulc_classes: tuple[ClassInfo, ...], water_classes: tuple[Cla
               pixels.source_day, unit="days", palette_range=(0.0, 30.0), reading="day"),
         Layer("count", None, "nearest", "valid acquisitions used", pixels.acquisition_count,
               unit="acquisitions", palette_range=(0.0, 10.0)),
+        Layer("change", 255, "mode", "change since the confirmed LULC class (provisional, or confirmed this month)",
+              None, classes=change_classes(), style="classes", requires=("lulc", "change")),
+        Layer("change_classes", None, "nearest", "LULC class confirmed before, new class, month first seen "
+              "((year - 2000) x 100 + month), months seen (0: none)", None, dtype="uint16", bands=CHANGE_BANDS,
+              national_cog=False, style="none", requires=("lulc", "change")),
     ]
     given = {"lulc"} if lulc else set()
     given |= {"water"} if water_classes else set()
     given |= {"probabilities"} if probabilities else set()
+    given |= {"change"} if change else set()
     return {layer.name: layer for layer in declared if set(layer.requires) <= given}
 
 
@@ -165,4 +190,5 @@ def declared_layers() -> dict[str, Layer]:
     from nationmap.data.lulc import load_class_table
 
     table = load_class_table()
-    return product_layers(table.scheme("lulc9").classes, table.scheme("water").classes, probabilities=True)
+    return product_layers(table.scheme("lulc9").classes, table.scheme("water").classes, probabilities=True,
+                          change=True)

@@ -42,6 +42,8 @@ TABLE_MEDIA_TYPES = {"csv": "text/csv", "parquet": "application/vnd.apache.parqu
                      "md": "text/markdown"}
 TABLE_TITLES = {"areas": "area of every class, cell and {region} {month}, km^2",
                 "change": "class-to-class change from the previous month, {region} {month}, km^2",
+                "change_status": "LULC change since the confirmed class, provisional or confirmed this month "
+                                 "(the change rule), {region} {month}, km^2",
                 "acquisitions": "the acquisitions of {region} {month}: row i is the source layer's index i",
                 "lulc_accuracy": "accuracy of the LULC map of {region} {month} from a labelled stratified sample, "
                                  "with 95 % confidence intervals",

@@ -163,3 +163,38 @@ def test_assess_coverage(tmp_path):
     assert 0 <= r.ratios["min_class_coverage_n200"] <= r.ratios["max_class_coverage_n200"] <= 1
     classes = [row for row in r.rows if row["class"] != "overall accuracy"]
     assert any(row["true km2"] != row["map km2 (pixel count)"] for row in classes)
+
+
+def test_change_benchmark_counts_flicker_and_found_change():
+    """The change benchmark's measures on a series whose answer is known: a block of true change
+    mapped from its month on, and flicker (one month wrong, then right again) elsewhere."""
+    import numpy as np
+
+    from benchmarks.change import Series, compare
+    from nationmap.change.rule import ChangeRule
+
+    months = ("2022-08", "2022-09", "2022-10", "2022-11")
+    truth = np.full((4, 10, 10), 5, np.uint8)
+    truth[2:, :2, :2] = 8  # 4 px change to bare land in month 2 and stay
+    lulc = truth.copy()
+    lulc[1, 5:7, 5:7] = 3  # 4 px flicker in month 1
+    lulc[0, 9, 9] = 0  # a pixel not mapped in month 0
+    s = Series(months, truth, lulc, np.full(truth.shape, 80.0, np.float32))
+    f = compare([s], ChangeRule(confirm_months=2, min_patch_px=4))
+    stable_px = (100 - 4) * 3 - 1  # stable pixels mapped in each month and the one before
+    assert f["raw"]["stable_px"] == f["rule"]["stable_px"] == stable_px
+    assert f["raw"]["false_change_rate"] == 8 / stable_px  # the flicker, reported twice
+    assert f["rule"]["false_change_rate"] == 0.0  # provisional, then gone
+    assert f["raw"]["recall"] == f["rule"]["recall"] == 1.0  # the rule confirms it a month later
+    assert f["raw"]["true_change_px"] == 4 and f["raw"]["precision"] == 4 / 12 and f["rule"]["precision"] == 1.0
+
+
+@pytest.mark.slow  # about 1 min: two small worlds, three months mapped each
+def test_change_benchmark_runs(tmp_path):
+    from benchmarks import change
+
+    r = change.run("tiny", tmp_path)
+    assert [row["world"] for row in r.rows] == ["tuning", "tuning", "heldout", "heldout"]
+    for key, value in r.ratios.items():
+        assert math.isfinite(value), (key, value)
+    assert len(r.data["tuning_grid"]) == math.prod(len(v) for v in change.GRID.values())

@@ -28,15 +28,21 @@ LAYERS = declared_layers()
 
 @pytest.fixture(scope="module")
 def run(tiny_catalog, tiny_world, tiny_bundles, tmp_path_factory):
+    """The second month of the tiny world with every option: probabilities, and the month before
+    (its own products root) for the change layers."""
+    before = run_inference(config(tiny_catalog, tiny_world, tiny_bundles, tmp_path_factory.mktemp("before")))
+    assert before.status == "ok", before.failures
     out = tmp_path_factory.mktemp("declared")
-    manifest = run_inference(config(tiny_catalog, tiny_world, tiny_bundles, out, probabilities=True))
+    manifest = run_inference(config(tiny_catalog, tiny_world, tiny_bundles, out, month="2022-10", probabilities=True,
+                                    previous=before.run_dir))
     assert manifest.status == "ok", manifest.failures
     return out, manifest
 
 
 def test_the_run_writes_every_declared_product(run):
     _, manifest = run
-    assert list(LAYERS) == ["lulc", "water", "confidence", "probabilities", "reason", "source", "date", "count"]
+    assert list(LAYERS) == ["lulc", "water", "confidence", "probabilities", "reason", "source", "date", "count",
+                            "change", "change_classes"]
     for cell in manifest.ok_cells():
         assert set(cell.files) == set(LAYERS), cell.cell
         for name, layer in LAYERS.items():
@@ -119,7 +125,9 @@ def test_products_follow_the_models_and_options_given():
     always = ["reason", "source", "date", "count"]
     assert list(product_layers(lulc, ())) == ["lulc", "confidence"] + always
     assert list(product_layers((), water)) == ["water"] + always
-    assert list(product_layers(lulc, water, probabilities=True)) == list(LAYERS)
+    assert list(product_layers(lulc, water, probabilities=True, change=True)) == list(LAYERS)
+    assert list(product_layers(lulc, water, change=True))[-2:] == ["change", "change_classes"]
+    assert "change" not in product_layers((), water, change=True)  # the change of the LULC map only
     assert product_layers(lulc, (), True)["probabilities"].band_names == tuple(f"p_{c.name}" for c in lulc)
 
 
@@ -153,3 +161,30 @@ def test_the_national_reason_layer_is_no_data_beyond_the_cells_with_products(run
     with rasterio.open(national.cog) as ds:
         (value,) = next(ds.sample([(gap.lon + 0.5, gap.lat + 0.5)]))
         assert value == ds.nodata == 255
+
+
+def test_the_change_status_table_is_published_beside_the_change_layers(run):
+    _, manifest = run
+    table = pd.read_csv(Path(manifest.run_dir) / manifest.products.tables["change_status_csv"].path)
+    assert list(table.columns) == ["region", "month", "previous_month", "scope", "cell", "status", "from_code",
+                                   "from_class", "to_code", "to_class", "area_km2"]
+    assert set(table.status) <= {"confirmed", "provisional"}  # counted against the layers in tests/change
+
+
+def test_a_rerun_with_another_rule_redoes_the_change_layers_only(run, tiny_catalog, tiny_world, tiny_bundles,
+                                                               tmp_path):
+    out, manifest = run
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy, symlinks=True)
+    cfg = dict(month="2022-10", probabilities=True, previous=manifest.config["previous"])
+    same = run_inference(config(tiny_catalog, tiny_world, tiny_bundles, copy, **cfg))
+    assert all(c.skipped for c in same.cell_results) and same.timings["change_s"] < 1.0
+    raw = run_inference(config(tiny_catalog, tiny_world, tiny_bundles, copy, change_confirm_months=1,
+                               change_min_patch_px=1, **cfg))
+    assert all(c.skipped for c in raw.cell_results)  # the cells' own COGs are kept
+    for old, new in zip(manifest.ok_cells(), raw.ok_cells()):
+        assert new.files["lulc"] == old.files["lulc"] and new.change_key != old.change_key
+        folder = Path(raw.run_dir) / "cells" / new.cell
+        with rasterio.open(folder / new.files["change"].path) as ds:
+            status = ds.read(1)
+        assert not (status == 1).any()  # the raw difference: no change waits for a second month
