@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import itertools
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -139,6 +139,7 @@ class Counts:
     true_px: int = 0
     reported_true: int = 0
     reported: int = 0
+    by_kind: dict = field(default_factory=dict)  # event kind -> [found, true] pixels
 
     def add(self, s: Series, reports: np.ndarray, lag: int, horizon: int) -> None:
         """``lag``: months after a true change within which a report finds it; ``horizon``: the
@@ -155,6 +156,11 @@ class Counts:
             found = reports[t:t + lag + 1].any(axis=0)
             self.true_found += int((true[t] & mapped[t] & found).sum())
             self.true_px += int((true[t] & mapped[t]).sum())
+            kinds = change_kinds(s.truth[t - 1], s.truth[t])
+            for kind, where in kinds.items():
+                counts = self.by_kind.setdefault(kind, [0, 0])
+                counts[0] += int((where & true[t] & mapped[t] & found).sum())
+                counts[1] += int((where & true[t] & mapped[t]).sum())
         recent = np.stack([true[max(0, t - lag):t + 1].any(axis=0) for t in range(len(s.months))])
         self.reported_true += int((reports & valid & recent).sum())
         self.reported += int((reports & valid).sum())
@@ -163,7 +169,16 @@ class Counts:
         return {"false_change_rate": self.stable_reported / max(self.stable_px, 1),
                 "recall": self.true_found / max(self.true_px, 1),
                 "precision": self.reported_true / max(self.reported, 1),
-                "true_change_px": self.true_px, "stable_px": self.stable_px, "reported_px": self.reported}
+                "true_change_px": self.true_px, "stable_px": self.stable_px, "reported_px": self.reported,
+                **{f"recall_{k}": found / total for k, (found, total) in sorted(self.by_kind.items()) if total}}
+
+
+def change_kinds(before: np.ndarray, after: np.ndarray) -> dict[str, np.ndarray]:
+    """bool (h, w) per kind of true change between two 9-class truths: what the synthetic events
+    make (a flood's retreat is the change back from water)."""
+    water, built, bare, solar = 1, 2, 6, 7
+    return {"flood": after == water, "retreat": (before == water) & (after != water), "construction": after == built,
+            "clearing": after == bare, "solar": after == solar}
 
 
 def compare(series: list[Series], rule) -> dict[str, dict]:

@@ -175,7 +175,7 @@ def test_change_benchmark_counts_flicker_and_found_change():
 
     months = ("2022-08", "2022-09", "2022-10", "2022-11")
     truth = np.full((4, 10, 10), 5, np.uint8)
-    truth[2:, :2, :2] = 8  # 4 px change to bare land in month 2 and stay
+    truth[2:, :2, :2] = 6  # 4 px change to bare land (9-class code 6) in month 2 and stay
     lulc = truth.copy()
     lulc[1, 5:7, 5:7] = 3  # 4 px flicker in month 1
     lulc[0, 9, 9] = 0  # a pixel not mapped in month 0
@@ -187,6 +187,8 @@ def test_change_benchmark_counts_flicker_and_found_change():
     assert f["rule"]["false_change_rate"] == 0.0  # provisional, then gone
     assert f["raw"]["recall"] == f["rule"]["recall"] == 1.0  # the rule confirms it a month later
     assert f["raw"]["true_change_px"] == 4 and f["raw"]["precision"] == 4 / 12 and f["rule"]["precision"] == 1.0
+    assert f["raw"]["recall_clearing"] == f["rule"]["recall_clearing"] == 1.0  # forest to bare: a clearing
+    assert "recall_flood" not in f["raw"]  # no flood in the series
 
 
 @pytest.mark.slow  # about 1 min: two small worlds, three months mapped each
