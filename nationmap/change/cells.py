@@ -4,10 +4,11 @@ The state of last month is its ``change`` (status) and ``change_classes`` (from,
 months seen) COGs; a previous month published before the change layers existed gives its
 ``lulc`` COG instead (every mapped pixel confirmed in its class), and a cell the previous month
 did not map starts from nothing (its pixels confirmed in their first class). The rule
-(:func:`nationmap.change.rule.step`) runs over strips of rows, each read with ``min_patch_px``
-rows more above and below: a patch of evidence that reaches beyond that margin has at least
-that many pixels inside it, so the minimum mapping unit is decided exactly as on the whole cell,
-in bounded memory (a 12,000 px cell in strips of 1,024 rows).
+(:func:`nationmap.change.rule.step`) runs over strips of rows, each read with ``min_patch_px - 1``
+rows more above and below: a patch of evidence in the strip that reaches beyond that margin has
+at least one pixel in each of its rows plus one in the strip, ``min_patch_px`` inside the window,
+so the minimum mapping unit is decided exactly as on the whole cell, in bounded memory (a 12,000
+px cell in strips of 1,024 rows plus at most twice the largest unit, 1,000 px, of margin).
 """
 
 from __future__ import annotations
@@ -67,7 +68,7 @@ def _previous_state(previous: dict, window: Window, shape: tuple[int, int]) -> C
 
 def change_cell(job: ChangeCellJob) -> dict[str, Path]:
     """Write the cell's ``change`` and ``change_classes`` COGs; product -> path."""
-    halo = job.rule.min_patch_px
+    halo = job.rule.min_patch_px - 1
     with ExitStack() as stack:
         lulc = stack.enter_context(rasterio.open(job.lulc))
         confidence = stack.enter_context(rasterio.open(job.confidence))

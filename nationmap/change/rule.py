@@ -33,7 +33,7 @@ from nationmap.errors import InputError
 NONE, PROVISIONAL, CONFIRMED = 0, 1, 2
 NO_DATA = 255  # status of a pixel never mapped: no class to change from
 STATUS_NAMES = {NONE: "no change", PROVISIONAL: "provisional", CONFIRMED: "confirmed"}
-FORMAT = "nationmap-change-rule/1"
+FORMAT = "nationmap-change-rule/1"  # in the change stage's key: a new rule redoes the change layers
 
 
 def month_code(month: str) -> int:
@@ -67,8 +67,8 @@ class ChangeRule:
             raise InputError(f"change rule: confirm_months must be 1..12, not {self.confirm_months}")
         if not 0.0 <= self.min_confidence <= 100.0 or not 0.0 <= self.confirm_confidence <= 101.0:
             raise InputError("change rule: confidences are percent (0..100; confirm_confidence 101: never)")
-        if not 1 <= self.min_patch_px <= 10_000:
-            raise InputError(f"change rule: min_patch_px must be 1..10000, not {self.min_patch_px}")
+        if not 1 <= self.min_patch_px <= 1000:
+            raise InputError(f"change rule: min_patch_px must be 1..1000, not {self.min_patch_px}")
 
     @classmethod
     def raw(cls) -> "ChangeRule":

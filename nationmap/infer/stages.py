@@ -22,6 +22,7 @@ from nationmap.assess.design import layer_checksums
 from nationmap.assess.protocol import CheckedSample, run_assessment
 from nationmap.assess.report import AccuracyReport, run_table_key
 from nationmap.change.cells import ChangeCellJob, change_cell
+from nationmap.change.rule import FORMAT as RULE_FORMAT
 from nationmap.data.catalog import footprints
 from nationmap.data.alos2 import is_alos2_name
 from nationmap.data.grid import Cell
@@ -295,8 +296,9 @@ class CellStage:
 
     def _done(self, name: str) -> bool:
         rec = self.records[name]
+        # the cell's own COGs only: the change stage checks (and redoes) the change layers it added
         return (rec is not None and rec.key == self.jobs[name].key and rec.done
-                and files_verify(self.ctx.paths.cell_dir(name), rec.files))
+                and files_verify(self.ctx.paths.cell_dir(name), {p: e for p, e in rec.files.items() if p in self.layers}))
 
     def scenes_read_by(self, names: list[str]) -> set[str]:
         return {s for c in names for s in self.jobs[c].scene_ids}
@@ -341,7 +343,8 @@ class ChangeStage:
             previous = {p: before[p] for p in state if p in before}
             key = sha256_json({"lulc": rec.files["lulc"].sha256, "confidence": rec.files["confidence"].sha256,
                                "previous": [ctx.previous.key if ctx.previous else None, sorted(previous)],
-                               "rule": dataclasses.asdict(rule), "month": ctx.cfg.month, "format": self.FORMAT})
+                               "rule": dataclasses.asdict(rule), "month": ctx.cfg.month,
+                               "format": [self.FORMAT, RULE_FORMAT]})
             d = ctx.paths.cell_dir(cell.name)
             self.jobs[cell.name] = (key, ChangeCellJob(
                 cell.name, ctx.cfg.month, d / rec.files["lulc"].path, d / rec.files["confidence"].path, previous,
