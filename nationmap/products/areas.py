@@ -218,11 +218,18 @@ def cell_coverage_rows(cell: str, before: Path, after: Path, by_reason: bool = T
 def region_change_rows(cell_rows: list[ChangeRow], region: str) -> list[ChangeRow]:
     """The region's rows: the cells' km^2 summed per layer and pair of classes; the area mapped in
     both months is always stated, 0 when no cell was mapped in both."""
-    sums: dict[tuple, float] = {(MAPPED, 1, MAPPED_NAME, 1, MAPPED_NAME): 0.0}
+    return _region_sums(cell_rows, region, ChangeRow, always=((MAPPED, 1, MAPPED_NAME, 1, MAPPED_NAME),))
+
+
+def _region_sums(cell_rows: list, region: str, row_type, always: tuple = ()) -> list:
+    """Rows of ``row_type`` (scope, cell, *key, km2) for the region: the cells' km^2 summed per key
+    (the fields between cell and km2), in first-seen order; the keys ``always`` come first, 0 when
+    no cell has them."""
+    sums: dict[tuple, float] = dict.fromkeys(always, 0.0)
     for r in cell_rows:
-        key = (r.layer, r.from_code, r.from_name, r.to_code, r.to_name)
+        key = dataclasses.astuple(r)[2:-1]
         sums[key] = sums.get(key, 0.0) + r.km2
-    return [ChangeRow("region", region, *key, km2) for key, km2 in sums.items()]
+    return [row_type("region", region, *key, km2) for key, km2 in sums.items()]
 
 
 STATUS_COLUMNS = ("region", "month", "previous_month", "scope", "cell", "status", "from_code", "from_class",
@@ -267,11 +274,7 @@ def cell_status_rows(cell: str, change: Path, change_classes: Path, lulc: Layer)
 
 def region_status_rows(cell_rows: list[StatusChangeRow], region: str) -> list[StatusChangeRow]:
     """The region's rows: the cells' km^2 summed per status and pair of classes."""
-    sums: dict[tuple, float] = {}
-    for r in cell_rows:
-        key = (r.status, r.from_code, r.from_name, r.to_code, r.to_name)
-        sums[key] = sums.get(key, 0.0) + r.km2
-    return [StatusChangeRow("region", region, *key, km2) for key, km2 in sums.items()]
+    return _region_sums(cell_rows, region, StatusChangeRow)
 
 
 def write_tables(rows: list, columns: tuple[str, ...], fixed: dict, stem: Path) -> tuple[Path, Path]:

@@ -97,6 +97,20 @@ def test_infer_config_with_a_wrong_type_names_the_key(guarded):
     guarded.check()
 
 
+@pytest.mark.parametrize("setting, words", [
+    ("change_min_patch_px = 0", ("change rule", "min_patch_px", "1..1000")),
+    ("change_min_patch_px = 5000", ("change rule", "min_patch_px", "1..1000")),
+    ("change_confirm_months = 0", ("change rule", "confirm_months", "1..12")),
+    ("change_min_confidence = 120.0", ("change rule", "percent")),
+], ids=["unit-0", "unit-too-big-for-the-strip-margin", "months-0", "confidence-over-100"])
+def test_infer_config_with_a_change_rule_out_of_range_is_one_line(setting, words, guarded):
+    """The change rule's settings are checked with the config, before any work (no run directory)."""
+    config = _write(guarded.root / "infer.toml", f'[infer]\n{setting}\nlulc_model = "m"\n')
+    guarded.snapshot()
+    assert_refused(run_cli([*INFER, "--config", config], cwd=guarded.root), 2, *words)
+    guarded.check()
+
+
 @pytest.mark.parametrize("text, words", [
     ('[refresh]\n[job]\npython = 3\n', ("python", "a string")),
     ('[refresh]\n[job]\nruntime_env = "x"\n', ("runtime_env", "a table")),

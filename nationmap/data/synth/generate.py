@@ -156,9 +156,9 @@ def _tile_task(args) -> dict:
     x, y = _tile_points(cell, cfg.lulc_pixels_per_degree)
     codes = landscape(x, y, cfg.world).codes
     _write_tile(Path(out_dir) / "lulc" / lulc_tile_name(cell_name), codes, cell, cfg)
-    changed = {}
-    for month in sorted(cfg.months)[1:]:
-        truth = apply_changes(codes, x, y, month, change_events(cfg))
+    changed, events = {}, change_events(cfg)
+    for month in sorted(cfg.months)[1:] if events else ():  # a world without events: no month differs
+        truth = apply_changes(codes, x, y, month, events)
         changed[month] = int((truth != codes).sum())
         if changed[month]:
             _write_tile(Path(out_dir) / "truth" / month / lulc_tile_name(cell_name), truth, cell, cfg)
